@@ -1,0 +1,1 @@
+//! Placeholder: the runner library (issue 2) is written here.

@@ -1,0 +1,2 @@
+//! Placeholder CLI.
+fn main() {}
