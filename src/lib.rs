@@ -1,15 +1,49 @@
 //! Sidecar: a bare-metal x86_64 kernel in which most CPUs of a large virtual
 //! machine never boot the main kernel.
 //!
-//! (The crate-level story is written out in full as the kernel grows; see
-//! `docs/` for the design.)
+//! Booting every CPU of a large VM into a general-purpose kernel is slow and
+//! costs memory on every CPU. Sidecar boots only a few CPUs into the main
+//! kernel (the BSP and the first CPU of each node); every other CPU runs a
+//! tiny, allocation-free async executor that runs guest virtual processors
+//! (VPs) and hands the main kernel whatever it cannot handle itself.
+//!
+//! The crate builds two ways. For `x86_64-unknown-none` it is the kernel
+//! itself (the `sidecar` binary, booted by QEMU through `cargo qemu`). On the
+//! host it is a library of the kernel's pure logic (command-line parsing, ACPI
+//! parsing, page layouts, page-table arithmetic), unit-tested by `cargo test`.
+//!
+//! Where things live:
+//! - [`arch`]: x86_64 specifics, and all of the assembly;
+//! - [`boot`]: what the BSP does once, from the PVH hand-off on;
+//! - [`abi`]: the control and command page layouts shared with the main
+//!   kernel's driver;
+//! - [`acpi`], [`cmdline`], [`json`]: pure parsing and formatting.
+//!
+//! `docs/` tells the design as a whole.
 #![no_std]
 
 #[cfg(test)]
 extern crate std;
 
+#[cfg(target_os = "none")]
+#[macro_use]
+mod log;
+
 pub mod abi;
 pub mod acpi;
+pub mod arch;
+pub mod boot;
+pub mod cmdline;
+pub mod json;
+pub mod layout;
+pub mod topology;
+
+#[cfg(target_os = "none")]
+pub mod fatal;
+#[cfg(target_os = "none")]
+pub mod report;
+#[cfg(target_os = "none")]
+pub mod scenario;
 
 /// The most CPUs sidecar handles: QEMU's TCG stops at 255 without x2APIC, and
 /// xAPIC IDs are 8 bits wide.

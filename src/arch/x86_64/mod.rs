@@ -1,0 +1,20 @@
+//! Everything specific to x86_64: the only place with assembly and with most
+//! of the kernel's `unsafe`.
+//!
+//! Pure data layouts ([`paging`]) build everywhere so they are tested on the
+//! host; the modules that execute privileged instructions exist only in the
+//! bare-metal build.
+
+pub mod paging;
+pub mod vectors;
+
+#[cfg(target_os = "none")]
+pub mod cpu;
+#[cfg(target_os = "none")]
+pub mod entry;
+#[cfg(target_os = "none")]
+pub mod gdt;
+#[cfg(target_os = "none")]
+pub mod interrupts;
+#[cfg(target_os = "none")]
+pub mod port;

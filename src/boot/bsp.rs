@@ -1,0 +1,110 @@
+//! The BSP's global set-up: everything that happens once, before any other
+//! CPU runs.
+//!
+//! Order matters: the log comes first so that every later step can report a
+//! failure; the descriptor tables come before anything that might fault; the
+//! command line decides the log level and the scenario; ACPI describes the
+//! machine for the steps that start the other CPUs.
+
+use crate::acpi::{self, AcpiInfo, PhysMemory};
+use crate::arch::x86_64::{cpu, gdt::CpuTables, interrupts};
+use crate::boot::phys::IdentityMapped;
+use crate::boot::pvh::{self, StartInfo, START_INFO_MAGIC};
+use crate::cmdline::{self, Options};
+use crate::fatal::boot_error;
+use crate::{report, scenario};
+
+/// The BSP's GDT, TSS and double-fault stack.
+static mut BSP_TABLES: CpuTables = CpuTables::new();
+
+/// Longest command line the kernel reads.
+const MAX_CMDLINE: usize = 4096;
+
+/// The BSP's first Rust code, called by the entry assembly with the physical
+/// address of the PVH start info.
+pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
+    let entry_tsc = cpu::rdtsc();
+    crate::log::init();
+    report::init();
+    let tables_ptr = &raw mut BSP_TABLES;
+    // SAFETY: `bsp_main` runs once, on the BSP, before any other CPU or
+    // interrupt exists, so this is the only reference to the BSP's tables
+    // ever made.
+    let tables: &'static mut CpuTables = unsafe { &mut *tables_ptr };
+    tables.load();
+    interrupts::load_idt();
+
+    let start_info = read_start_info(u64::from(start_info_paddr));
+    let options = read_options(&start_info);
+    crate::log::set_level(options.log_level);
+    info!(
+        "sidecar {} booting: scenario {}",
+        env!("CARGO_PKG_VERSION"),
+        options.scenario.name()
+    );
+    report::string("kernel.version", format_args!("{}", env!("CARGO_PKG_VERSION")));
+    report::number("kernel.entry_tsc", entry_tsc);
+
+    let machine = read_acpi(&start_info);
+    log_machine(&machine);
+    scenario::run(options.scenario)
+}
+
+fn read_start_info(paddr: u64) -> StartInfo {
+    let size = core::mem::size_of::<StartInfo>();
+    let Some(bytes) = IdentityMapped.bytes(paddr, size) else {
+        boot_error(format_args!("PVH start info at {paddr:#x} is not readable"))
+    };
+    // SAFETY: `bytes` covers `size_of::<StartInfo>()` readable bytes, and
+    // `StartInfo` is plain integers, valid for any bit pattern;
+    // `read_unaligned` makes no alignment assumption.
+    let info = unsafe { bytes.as_ptr().cast::<StartInfo>().read_unaligned() };
+    if info.magic != START_INFO_MAGIC {
+        boot_error(format_args!(
+            "PVH start info at {paddr:#x} has magic {:#x}, expected {START_INFO_MAGIC:#x}",
+            info.magic
+        ));
+    }
+    info
+}
+
+fn read_options(start_info: &StartInfo) -> Options {
+    if start_info.cmdline_paddr == 0 {
+        return Options::default();
+    }
+    let bytes = (1..=MAX_CMDLINE)
+        .rev()
+        .find_map(|len| IdentityMapped.bytes(start_info.cmdline_paddr, len))
+        .unwrap_or(&[]);
+    let text = match pvh::cmdline_text(bytes) {
+        Ok(text) => text,
+        Err(err) => boot_error(format_args!("the kernel command line is not UTF-8: {err}")),
+    };
+    debug!("command line: '{text}'");
+    cmdline::parse(text).unwrap_or_else(|err| boot_error(format_args!("{err}")))
+}
+
+fn read_acpi(start_info: &StartInfo) -> AcpiInfo {
+    let hint = (start_info.rsdp_paddr != 0).then_some(start_info.rsdp_paddr);
+    let found = acpi::find_rsdp(&IdentityMapped, hint)
+        .and_then(|rsdp| acpi::parse(&IdentityMapped, rsdp));
+    found.unwrap_or_else(|err| boot_error(format_args!("ACPI: {err}")))
+}
+
+fn log_machine(machine: &AcpiInfo) {
+    let enabled = machine.cpus.iter().filter(|c| c.enabled).count();
+    info!(
+        "ACPI: {} CPUs enabled of {} listed, local APIC at {:#x}, SRAT {}",
+        enabled,
+        machine.cpus.len(),
+        machine.local_apic_address,
+        if machine.has_srat { "present" } else { "absent (one NUMA node)" }
+    );
+    for entry in &machine.cpus {
+        debug!(
+            "  cpu apic_id {} uid {} enabled {} domain {:?}",
+            entry.apic_id, entry.processor_uid, entry.enabled, entry.proximity_domain
+        );
+    }
+    report::number("acpi.cpus", enabled as u64);
+}

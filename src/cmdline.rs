@@ -1,0 +1,251 @@
+//! The kernel command line: space-separated `key=value` words, as the runner
+//! passes them through QEMU's `-append`.
+//!
+//! Parsing is strict: an unknown key, a word without `=`, a repeated key or a
+//! bad value is an error that names the word, so a typo in a runner flag can
+//! never silently run the wrong scenario.
+
+use core::fmt;
+
+/// How much the kernel writes to its log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Only errors.
+    Error = 1,
+    /// Errors and warnings.
+    Warn,
+    /// The normal level: a line per boot step.
+    Info,
+    /// Details useful while debugging.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// Every level, least verbose first.
+    pub const ALL: [LogLevel; 5] = [
+        LogLevel::Error,
+        LogLevel::Warn,
+        LogLevel::Info,
+        LogLevel::Debug,
+        LogLevel::Trace,
+    ];
+
+    /// The level's name on the command line and in the log.
+    pub const fn name(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+
+    /// Converts back from the `repr` value (`Error as u8` ...).
+    pub const fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            1 => Some(LogLevel::Error),
+            2 => Some(LogLevel::Warn),
+            3 => Some(LogLevel::Info),
+            4 => Some(LogLevel::Debug),
+            5 => Some(LogLevel::Trace),
+            _ => None,
+        }
+    }
+}
+
+/// What the kernel does once it has booted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Boot, report, exit with a pass.
+    Boot,
+    /// Take a page fault on purpose: the run must fail and name the vector.
+    FaultSelftest,
+    /// Panic on purpose: the run must fail and name the message.
+    PanicSelftest,
+    /// Never finish: the runner's timeout must end the run.
+    HangSelftest,
+}
+
+impl Scenario {
+    /// Every scenario, in the order the help text lists them.
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Boot,
+        Scenario::FaultSelftest,
+        Scenario::PanicSelftest,
+        Scenario::HangSelftest,
+    ];
+
+    /// The scenario's name on the command line and in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Scenario::Boot => "boot",
+            Scenario::FaultSelftest => "fault-selftest",
+            Scenario::PanicSelftest => "panic-selftest",
+            Scenario::HangSelftest => "hang-selftest",
+        }
+    }
+}
+
+/// Everything the command line configures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// What to run (`scenario=`; default `boot`).
+    pub scenario: Scenario,
+    /// How much to log (`log=`; default `info`).
+    pub log_level: LogLevel,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            scenario: Scenario::Boot,
+            log_level: LogLevel::Info,
+        }
+    }
+}
+
+/// The keys the kernel understands.
+const KEYS: &[&str] = &["scenario", "log"];
+
+/// Why a command line was rejected; every variant names the offending word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmdlineError<'a> {
+    /// A word that is not `key=value`.
+    NotKeyValue(&'a str),
+    /// A key the kernel does not know.
+    UnknownKey(&'a str),
+    /// A key given twice.
+    Repeated(&'a str),
+    /// A known key with a value it does not accept.
+    BadValue {
+        /// The key.
+        key: &'a str,
+        /// The rejected value.
+        value: &'a str,
+    },
+}
+
+impl fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            CmdlineError::NotKeyValue(word) => {
+                write!(f, "kernel option '{word}' is not of the form key=value")
+            }
+            CmdlineError::UnknownKey(key) => {
+                write!(f, "unknown kernel option '{key}' (known: ")?;
+                write_list(f, KEYS.iter().copied())?;
+                f.write_str(")")
+            }
+            CmdlineError::Repeated(key) => write!(f, "kernel option '{key}' is given twice"),
+            CmdlineError::BadValue { key, value } => {
+                write!(f, "bad value '{value}' for kernel option '{key}' (expected one of: ")?;
+                match key {
+                    "scenario" => write_list(f, Scenario::ALL.iter().map(|s| s.name()))?,
+                    _ => write_list(f, LogLevel::ALL.iter().map(|l| l.name()))?,
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+fn write_list<'a>(f: &mut fmt::Formatter<'_>, items: impl Iterator<Item = &'a str>) -> fmt::Result {
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        f.write_str(item)?;
+    }
+    Ok(())
+}
+
+/// Parses a whole command line.
+pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
+    let mut options = Options::default();
+    let mut seen = [false; KEYS.len()];
+    for word in cmdline.split_ascii_whitespace() {
+        let (key, value) = word.split_once('=').ok_or(CmdlineError::NotKeyValue(word))?;
+        let index = KEYS
+            .iter()
+            .position(|known| *known == key)
+            .ok_or(CmdlineError::UnknownKey(key))?;
+        if core::mem::replace(&mut seen[index], true) {
+            return Err(CmdlineError::Repeated(key));
+        }
+        let bad_value = CmdlineError::BadValue { key, value };
+        match key {
+            "scenario" => {
+                options.scenario = *Scenario::ALL
+                    .iter()
+                    .find(|s| s.name() == value)
+                    .ok_or(bad_value)?;
+            }
+            _ => {
+                options.log_level = *LogLevel::ALL
+                    .iter()
+                    .find(|l| l.name() == value)
+                    .ok_or(bad_value)?;
+            }
+        }
+    }
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn empty_line_gives_defaults() {
+        assert_eq!(parse(""), Ok(Options::default()));
+        assert_eq!(parse("   "), Ok(Options::default()));
+    }
+
+    #[test]
+    fn every_scenario_and_level_parses() {
+        for scenario in Scenario::ALL {
+            for level in LogLevel::ALL {
+                let line = std::format!("scenario={} log={}", scenario.name(), level.name());
+                let options = parse(&line).unwrap();
+                assert_eq!(options.scenario, scenario);
+                assert_eq!(options.log_level, level);
+                assert_eq!(LogLevel::from_u8(level as u8), Some(level));
+            }
+        }
+    }
+
+    #[test]
+    fn errors_name_the_word() {
+        assert_eq!(parse("quiet"), Err(CmdlineError::NotKeyValue("quiet")));
+        assert_eq!(parse("color=red"), Err(CmdlineError::UnknownKey("color")));
+        assert_eq!(
+            parse("log=info log=debug"),
+            Err(CmdlineError::Repeated("log"))
+        );
+        let err = parse("scenario=dance").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bad value 'dance' for kernel option 'scenario' (expected one of: boot, \
+             fault-selftest, panic-selftest, hang-selftest)"
+        );
+        assert_eq!(
+            parse("color=red").unwrap_err().to_string(),
+            "unknown kernel option 'color' (known: scenario, log)"
+        );
+        assert!(parse("log=loud")
+            .unwrap_err()
+            .to_string()
+            .contains("error, warn, info, debug, trace"));
+    }
+
+    #[test]
+    fn levels_are_ordered_by_verbosity() {
+        assert!(LogLevel::Error < LogLevel::Info);
+        assert!(LogLevel::Trace > LogLevel::Debug);
+        assert_eq!(LogLevel::from_u8(0), None);
+    }
+}

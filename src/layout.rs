@@ -1,0 +1,191 @@
+//! Where things are: the per-CPU virtual window and each node's physical
+//! memory region.
+//!
+//! Every sidecar CPU runs on its own page tables, which map the kernel image
+//! (shared tables) and, in one fixed virtual window, only that CPU's own
+//! pages. The window is at the same virtual address on every CPU, so code
+//! reaches "my command page" or "my stack" through a constant and can never
+//! name another CPU's page: it is simply not mapped.
+//!
+//! Each node gets one physically contiguous region: its control page, then
+//! the pages its CPUs share with the main kernel, then their private pages.
+//! [`NodeRegion`] computes that layout; it is pure arithmetic, tested on the
+//! host.
+
+/// Size of a page.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Base of the per-CPU window: the start of the second PML4 slot (512 GiB),
+/// far from the identity-mapped low memory the kernel image lives in.
+pub const WINDOW_BASE: u64 = 512 << 30;
+
+/// The pages of the per-CPU window, by page index from [`WINDOW_BASE`].
+/// Unlisted indexes are unmapped: they are the guard pages.
+pub mod window {
+    use super::{PAGE_SIZE, WINDOW_BASE};
+
+    /// The node's control page (the same physical page on every CPU of the
+    /// node).
+    pub const CONTROL_PAGE: u64 = 0;
+    /// This CPU's command page.
+    pub const COMMAND_PAGE: u64 = 1;
+    /// This CPU's register page.
+    pub const REGISTER_PAGE: u64 = 2;
+    /// This CPU's globals (descriptor tables, executor, per-CPU state).
+    pub const GLOBALS: u64 = 3;
+    /// The double-fault stack (one page, a guard page below it at index 4).
+    pub const FAULT_STACK: u64 = 5;
+    /// The first page of the kernel stack (a guard page below it at index 6).
+    pub const STACK: u64 = 7;
+
+    /// The virtual address of window page `index`.
+    pub const fn address(index: u64) -> u64 {
+        WINDOW_BASE + index * PAGE_SIZE
+    }
+
+    /// The top of the kernel stack (where RSP starts).
+    pub const fn stack_top() -> u64 {
+        address(STACK + super::STACK_PAGES)
+    }
+
+    /// The top of the double-fault stack.
+    pub const fn fault_stack_top() -> u64 {
+        address(FAULT_STACK + 1)
+    }
+}
+
+/// Pages of kernel stack per sidecar CPU.
+pub const STACK_PAGES: u64 = 4;
+
+/// Pages per CPU shared with the main kernel: the command page and the
+/// register page.
+pub const SHARED_PAGES_PER_CPU: u64 = 2;
+
+/// Private pages per CPU: four page-table pages (PML4, PDPT, PD, PT), the
+/// globals page, the double-fault stack and the kernel stack.
+pub const PRIVATE_PAGES_PER_CPU: u64 = 4 + 1 + 1 + STACK_PAGES;
+
+/// Every page one CPU costs in its node's region.
+pub const PAGES_PER_CPU: u64 = SHARED_PAGES_PER_CPU + PRIVATE_PAGES_PER_CPU;
+
+/// The private pages of one CPU, by offset within its private block.
+pub mod private {
+    /// The PML4.
+    pub const PML4: u64 = 0;
+    /// The PDPT that holds the window.
+    pub const PDPT: u64 = 1;
+    /// The page directory that holds the window.
+    pub const PD: u64 = 2;
+    /// The page table of the window.
+    pub const PT: u64 = 3;
+    /// The globals page.
+    pub const GLOBALS: u64 = 4;
+    /// The double-fault stack.
+    pub const FAULT_STACK: u64 = 5;
+    /// The first kernel stack page.
+    pub const STACK: u64 = 6;
+}
+
+/// The layout of one node's physical region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeRegion {
+    /// Physical address of the region (page aligned).
+    pub base: u64,
+    /// CPUs in the node (its base VP included: pages are indexed by the
+    /// CPU's index within the node).
+    pub cpu_count: u64,
+}
+
+impl NodeRegion {
+    /// Pages a node of `cpu_count` CPUs needs: the control page plus
+    /// [`PAGES_PER_CPU`] per CPU.
+    pub const fn pages_required(cpu_count: u64) -> u64 {
+        1 + PAGES_PER_CPU * cpu_count
+    }
+
+    /// Bytes a node of `cpu_count` CPUs needs.
+    pub const fn bytes_required(cpu_count: u64) -> u64 {
+        Self::pages_required(cpu_count) * PAGE_SIZE
+    }
+
+    /// The control page.
+    pub const fn control_page(&self) -> u64 {
+        self.base
+    }
+
+    /// The command page of the CPU with index `cpu` within the node.
+    pub const fn command_page(&self, cpu: u64) -> u64 {
+        self.base + (1 + SHARED_PAGES_PER_CPU * cpu) * PAGE_SIZE
+    }
+
+    /// The register page of CPU `cpu`.
+    pub const fn register_page(&self, cpu: u64) -> u64 {
+        self.command_page(cpu) + PAGE_SIZE
+    }
+
+    /// Private page `page` (one of [`private`]) of CPU `cpu`.
+    pub const fn private_page(&self, cpu: u64, page: u64) -> u64 {
+        let private_base = self.base + (1 + SHARED_PAGES_PER_CPU * self.cpu_count) * PAGE_SIZE;
+        private_base + (PRIVATE_PAGES_PER_CPU * cpu + page) * PAGE_SIZE
+    }
+
+    /// One past the region's last byte.
+    pub const fn end(&self) -> u64 {
+        self.base + Self::bytes_required(self.cpu_count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_pages_are_distinct_and_guarded() {
+        assert_eq!(window::address(0), WINDOW_BASE);
+        assert_eq!(window::stack_top() - window::address(window::STACK), STACK_PAGES * PAGE_SIZE);
+        // Guard pages: nothing is mapped just below either stack.
+        for guard in [window::FAULT_STACK - 1, window::STACK - 1] {
+            assert!(![
+                window::CONTROL_PAGE,
+                window::COMMAND_PAGE,
+                window::REGISTER_PAGE,
+                window::GLOBALS,
+                window::FAULT_STACK
+            ]
+            .contains(&guard));
+        }
+        // The whole window fits in one page table (2 MiB).
+        assert!(window::STACK + STACK_PAGES <= 512);
+    }
+
+    #[test]
+    fn node_region_pages_do_not_overlap() {
+        let region = NodeRegion {
+            base: 0x100_0000,
+            cpu_count: 5,
+        };
+        let mut pages = std::vec![region.control_page()];
+        for cpu in 0..5 {
+            pages.push(region.command_page(cpu));
+            pages.push(region.register_page(cpu));
+            for page in 0..PRIVATE_PAGES_PER_CPU {
+                pages.push(region.private_page(cpu, page));
+            }
+        }
+        let count = pages.len() as u64;
+        assert_eq!(count, NodeRegion::pages_required(5));
+        pages.sort_unstable();
+        pages.dedup();
+        assert_eq!(pages.len() as u64, count, "two uses of one page");
+        assert!(pages.iter().all(|p| p % PAGE_SIZE == 0));
+        assert_eq!(*pages.first().unwrap(), region.base);
+        assert_eq!(*pages.last().unwrap() + PAGE_SIZE, region.end());
+    }
+
+    #[test]
+    fn per_cpu_cost_beats_openhcl() {
+        // OpenHCL's sidecar spends 13 pages per CPU.
+        assert_eq!(PAGES_PER_CPU, 12);
+        assert_eq!(NodeRegion::bytes_required(32), (1 + 12 * 32) * 4096);
+    }
+}
