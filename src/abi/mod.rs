@@ -12,6 +12,9 @@
 //! CPU one **command page** ([`CommandPage`]). Both live in the node's
 //! reserved memory region (its layout is in `crate::layout`), and both are
 //! mapped by the sidecar CPUs of the node and by the main kernel's driver.
+//! Each CPU also has a second shared page, the register page: that one is
+//! the hypervisor's register-page overlay, whose layout the hypervisor owns,
+//! so it has no type here.
 //!
 //! # Who writes what
 //!
@@ -54,8 +57,9 @@
 //! While a command runs, the driver may change `RUN` to `STOP` (a
 //! compare-exchange, since the CPU may finish at the same moment); `RUN_VP`
 //! then returns with [`RunVpResponse::intercept`] = 0. A CPU that finds
-//! `STOP` before starting still runs the command, since there is no generic
-//! way to report that it was cancelled before it ran.
+//! `STOP` before starting still runs the command (as OpenHCL's sidecar does),
+//! since there is no generic way to report that it was cancelled before it
+//! ran.
 //!
 //! Nothing in the pages is trusted by the other side: every value read from
 //! a page is representable (the enumerations are newtypes, not Rust enums), so
