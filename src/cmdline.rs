@@ -7,6 +7,8 @@
 
 use core::fmt;
 
+use crate::topology::CpuSet;
+
 /// How much the kernel writes to its log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -89,6 +91,51 @@ impl Scenario {
     }
 }
 
+/// Who starts the application processors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootStrategy {
+    /// Every CPU that comes up helps start the rest of its node.
+    Fanout,
+    /// The BSP starts every CPU itself, one after another (the baseline).
+    Serial,
+}
+
+impl BootStrategy {
+    /// Both strategies.
+    pub const ALL: [BootStrategy; 2] = [BootStrategy::Fanout, BootStrategy::Serial];
+
+    /// The strategy's name on the command line and in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            BootStrategy::Fanout => "fanout",
+            BootStrategy::Serial => "serial",
+        }
+    }
+}
+
+/// The waits of the INIT-SIPI-SIPI sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApDelay {
+    /// 10 ms after INIT and 200 µs after each SIPI, as the MP specification
+    /// asks.
+    Spec,
+    /// No waits (QEMU and current CPUs do not need them).
+    None,
+}
+
+impl ApDelay {
+    /// Both choices.
+    pub const ALL: [ApDelay; 2] = [ApDelay::Spec, ApDelay::None];
+
+    /// The choice's name on the command line and in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ApDelay::Spec => "spec",
+            ApDelay::None => "none",
+        }
+    }
+}
+
 /// Everything the command line configures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -96,6 +143,15 @@ pub struct Options {
     pub scenario: Scenario,
     /// How much to log (`log=`; default `info`).
     pub log_level: LogLevel,
+    /// Who starts the APs (`boot=fanout|serial`; default fan-out).
+    pub boot: BootStrategy,
+    /// INIT-SIPI-SIPI waits (`ap_delay=spec|none`; default spec).
+    pub ap_delay: ApDelay,
+    /// VP indexes sidecar must not start (`removed=3,9`).
+    pub removed: CpuSet,
+    /// A VP whose starter sends INIT but no startup IPI, so that it never
+    /// comes up (`unresponsive=5`; a self-test of the boot timeout).
+    pub unresponsive: Option<u32>,
 }
 
 impl Default for Options {
@@ -103,12 +159,23 @@ impl Default for Options {
         Self {
             scenario: Scenario::Boot,
             log_level: LogLevel::Info,
+            boot: BootStrategy::Fanout,
+            ap_delay: ApDelay::Spec,
+            removed: CpuSet::new(),
+            unresponsive: None,
         }
     }
 }
 
 /// The keys the kernel understands.
-const KEYS: &[&str] = &["scenario", "log"];
+const KEYS: &[&str] = &[
+    "scenario",
+    "log",
+    "boot",
+    "ap_delay",
+    "removed",
+    "unresponsive",
+];
 
 /// Why a command line was rejected; every variant names the offending word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,10 +208,21 @@ impl fmt::Display for CmdlineError<'_> {
             }
             CmdlineError::Repeated(key) => write!(f, "kernel option '{key}' is given twice"),
             CmdlineError::BadValue { key, value } => {
-                write!(f, "bad value '{value}' for kernel option '{key}' (expected one of: ")?;
+                write!(
+                    f,
+                    "bad value '{value}' for kernel option '{key}' (expected "
+                )?;
+                match key {
+                    "scenario" | "log" | "boot" | "ap_delay" => f.write_str("one of: ")?,
+                    _ => {}
+                }
                 match key {
                     "scenario" => write_list(f, Scenario::ALL.iter().map(|s| s.name()))?,
-                    _ => write_list(f, LogLevel::ALL.iter().map(|l| l.name()))?,
+                    "log" => write_list(f, LogLevel::ALL.iter().map(|l| l.name()))?,
+                    "boot" => write_list(f, BootStrategy::ALL.iter().map(|b| b.name()))?,
+                    "ap_delay" => write_list(f, ApDelay::ALL.iter().map(|d| d.name()))?,
+                    "removed" => f.write_str("a comma-separated list of CPU numbers")?,
+                    _ => f.write_str("a CPU number")?,
                 }
                 f.write_str(")")
             }
@@ -162,12 +240,43 @@ fn write_list<'a>(f: &mut fmt::Formatter<'_>, items: impl Iterator<Item = &'a st
     Ok(())
 }
 
+/// The item of `all` whose name is `value`.
+fn by_name<T: Copy>(all: &[T], name: impl Fn(T) -> &'static str, value: &str) -> Option<T> {
+    all.iter().copied().find(|item| name(*item) == value)
+}
+
+fn parse_cpu_list(value: &str) -> Option<CpuSet> {
+    let mut set = CpuSet::new();
+    for item in value.split(',') {
+        let vp: usize = item.parse().ok()?;
+        if !set.insert(vp) {
+            return None;
+        }
+    }
+    Some(set)
+}
+
+/// Applies one `key=value` word (the key already known to be valid).
+fn apply(options: &mut Options, key: &str, value: &str) -> Option<()> {
+    match key {
+        "scenario" => options.scenario = by_name(&Scenario::ALL, Scenario::name, value)?,
+        "log" => options.log_level = by_name(&LogLevel::ALL, LogLevel::name, value)?,
+        "boot" => options.boot = by_name(&BootStrategy::ALL, BootStrategy::name, value)?,
+        "ap_delay" => options.ap_delay = by_name(&ApDelay::ALL, ApDelay::name, value)?,
+        "removed" => options.removed = parse_cpu_list(value)?,
+        _ => options.unresponsive = Some(value.parse().ok()?),
+    }
+    Some(())
+}
+
 /// Parses a whole command line.
 pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
     let mut options = Options::default();
     let mut seen = [false; KEYS.len()];
     for word in cmdline.split_ascii_whitespace() {
-        let (key, value) = word.split_once('=').ok_or(CmdlineError::NotKeyValue(word))?;
+        let (key, value) = word
+            .split_once('=')
+            .ok_or(CmdlineError::NotKeyValue(word))?;
         let index = KEYS
             .iter()
             .position(|known| *known == key)
@@ -175,21 +284,7 @@ pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
         if core::mem::replace(&mut seen[index], true) {
             return Err(CmdlineError::Repeated(key));
         }
-        let bad_value = CmdlineError::BadValue { key, value };
-        match key {
-            "scenario" => {
-                options.scenario = *Scenario::ALL
-                    .iter()
-                    .find(|s| s.name() == value)
-                    .ok_or(bad_value)?;
-            }
-            _ => {
-                options.log_level = *LogLevel::ALL
-                    .iter()
-                    .find(|l| l.name() == value)
-                    .ok_or(bad_value)?;
-            }
-        }
+        apply(&mut options, key, value).ok_or(CmdlineError::BadValue { key, value })?;
     }
     Ok(options)
 }
@@ -234,12 +329,43 @@ mod tests {
         );
         assert_eq!(
             parse("color=red").unwrap_err().to_string(),
-            "unknown kernel option 'color' (known: scenario, log)"
+            "unknown kernel option 'color' (known: scenario, log, boot, ap_delay, removed, \
+             unresponsive)"
         );
         assert!(parse("log=loud")
             .unwrap_err()
             .to_string()
             .contains("error, warn, info, debug, trace"));
+    }
+
+    #[test]
+    fn boot_options() {
+        let options = parse("boot=serial ap_delay=none removed=3,9 unresponsive=5").unwrap();
+        assert_eq!(options.boot, BootStrategy::Serial);
+        assert_eq!(options.ap_delay, ApDelay::None);
+        assert_eq!(options.removed.iter().collect::<std::vec::Vec<_>>(), [3, 9]);
+        assert_eq!(options.unresponsive, Some(5));
+        let defaults = Options::default();
+        assert_eq!(
+            (defaults.boot, defaults.ap_delay),
+            (BootStrategy::Fanout, ApDelay::Spec)
+        );
+        for bad in [
+            "removed=",
+            "removed=3,,4",
+            "removed=x",
+            "removed=999",
+            "unresponsive=-1",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(CmdlineError::BadValue { .. })),
+                "{bad} must be rejected"
+            );
+        }
+        assert!(parse("boot=parallel")
+            .unwrap_err()
+            .to_string()
+            .contains("one of: fanout, serial"));
     }
 
     #[test]

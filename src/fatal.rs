@@ -41,7 +41,7 @@ fn fail(log_line: fmt::Arguments<'_>, reason: fmt::Arguments<'_>) -> ! {
 /// Reports a CPU exception taken in the kernel and ends the run.
 pub fn exception(frame: &TrapFrame) -> ! {
     begin_fatal_report();
-    let cpu = cpu::apic_id();
+    let cpu = crate::percpu::current_vp();
     let vector = frame.vector as u8;
     let (mnemonic, name) = exception_name(vector);
     let cr2 = Cr2::read_raw();
@@ -62,7 +62,7 @@ pub fn exception(frame: &TrapFrame) -> ! {
 /// Reports an interrupt on a vector nobody registered and ends the run.
 pub fn unexpected_interrupt(frame: &TrapFrame) -> ! {
     begin_fatal_report();
-    let cpu = cpu::apic_id();
+    let cpu = crate::percpu::current_vp();
     let (vector, rip) = (frame.vector, frame.rip);
     fail(
         format_args!("unexpected interrupt vector {vector} on cpu {cpu} at rip {rip:#x}"),
@@ -83,7 +83,7 @@ pub fn boot_error(args: fmt::Arguments<'_>) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     begin_fatal_report();
-    let cpu = cpu::apic_id();
+    let cpu = crate::percpu::current_vp();
     let message = info.message();
     match info.location() {
         Some(at) => fail(

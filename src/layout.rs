@@ -57,6 +57,9 @@ pub mod window {
 /// Pages of kernel stack per sidecar CPU.
 pub const STACK_PAGES: u64 = 4;
 
+// The whole window fits in one page table (2 MiB).
+const _: () = assert!(window::STACK + STACK_PAGES <= 512);
+
 /// Pages per CPU shared with the main kernel: the command page and the
 /// register page.
 pub const SHARED_PAGES_PER_CPU: u64 = 2;
@@ -142,7 +145,10 @@ mod tests {
     #[test]
     fn window_pages_are_distinct_and_guarded() {
         assert_eq!(window::address(0), WINDOW_BASE);
-        assert_eq!(window::stack_top() - window::address(window::STACK), STACK_PAGES * PAGE_SIZE);
+        assert_eq!(
+            window::stack_top() - window::address(window::STACK),
+            STACK_PAGES * PAGE_SIZE
+        );
         // Guard pages: nothing is mapped just below either stack.
         for guard in [window::FAULT_STACK - 1, window::STACK - 1] {
             assert!(![
@@ -154,8 +160,6 @@ mod tests {
             ]
             .contains(&guard));
         }
-        // The whole window fits in one page table (2 MiB).
-        assert!(window::STACK + STACK_PAGES <= 512);
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub mod topology;
 #[cfg(target_os = "none")]
 pub mod fatal;
 #[cfg(target_os = "none")]
+pub mod percpu;
+#[cfg(target_os = "none")]
 pub mod report;
 #[cfg(target_os = "none")]
 pub mod scenario;

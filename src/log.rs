@@ -10,7 +10,6 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use spin::Mutex;
 
-use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::port::{Uart, COM1};
 use crate::cmdline::LogLevel;
 
@@ -34,7 +33,7 @@ pub fn enabled(level: LogLevel) -> bool {
 
 fn write_line(uart: &mut Uart, level: &str, args: fmt::Arguments<'_>) {
     // A UART write never fails, so the results carry nothing.
-    let _ = write!(uart, "[cpu {}] {level:<5} ", cpu::apic_id());
+    let _ = write!(uart, "[cpu {}] {level:<5} ", crate::percpu::current_vp());
     let _ = uart.write_fmt(args);
     let _ = uart.write_str("\n");
 }

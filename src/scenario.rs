@@ -3,16 +3,22 @@
 //! for the self-tests, proves that failures are reported.
 
 use crate::arch::x86_64::cpu;
+use crate::boot::summary::BootSummary;
 use crate::cmdline::Scenario;
 use crate::report;
 
 /// An address the boot page tables do not map (above the 4 GiB identity map).
 const UNMAPPED_ADDRESS: u64 = 0x40_0000_0000;
 
-/// Runs `scenario` on the BSP and ends the run.
-pub fn run(scenario: Scenario) -> ! {
+/// Runs `scenario` on the BSP, once every sidecar CPU is up, and ends the
+/// run.
+pub fn run(scenario: Scenario, boot: &BootSummary) -> ! {
     report::string("scenario", format_args!("{}", scenario.name()));
     match scenario {
+        Scenario::Boot if boot.unexpected_failures > 0 => report::finish(Some(format_args!(
+            "{} CPUs did not come up",
+            boot.unexpected_failures
+        ))),
         Scenario::Boot => {
             info!("boot scenario complete");
             report::finish(None)

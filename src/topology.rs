@@ -184,17 +184,17 @@ impl Topology {
     /// Groups `cpus` (enabled CPUs in MADT order) into nodes. `bsp_apic_id`
     /// is the running CPU's; `removed` are VP indexes sidecar must not start.
     pub fn new(
-        cpus: impl ExactSizeIterator<Item = FirmwareCpu> + Clone,
+        cpus: &[FirmwareCpu],
         bsp_apic_id: u32,
         removed: &CpuSet,
     ) -> Result<Self, TopologyError> {
         let count = cpus.len();
-        let first = cpus.clone().next().ok_or(TopologyError::NoCpus)?;
+        let first = cpus.first().ok_or(TopologyError::NoCpus)?;
         if count > MAX_CPUS {
             return Err(TopologyError::TooManyCpus(count));
         }
         if first.apic_id != bsp_apic_id {
-            return Err(if cpus.clone().any(|c| c.apic_id == bsp_apic_id) {
+            return Err(if cpus.iter().any(|c| c.apic_id == bsp_apic_id) {
                 TopologyError::BspNotFirst {
                     bsp_apic_id,
                     first_apic_id: first.apic_id,
@@ -212,7 +212,7 @@ impl Topology {
 
         let mut topology = Topology::default();
         let mut previous_domain = None;
-        for (vp, cpu) in cpus.enumerate() {
+        for (vp, cpu) in cpus.iter().enumerate() {
             let starts_node = match topology.nodes.last() {
                 None => true,
                 Some(node) => {
@@ -280,7 +280,7 @@ mod tests {
         for &vp in removed {
             assert!(set.insert(vp));
         }
-        Topology::new(firmware(domains).into_iter(), 0, &set)
+        Topology::new(&firmware(domains), 0, &set)
     }
 
     fn shape(topology: &Topology) -> Vec<(u32, u32, u32)> {
@@ -347,16 +347,16 @@ mod tests {
         );
         let cpus = firmware(&[0, 0]);
         assert!(matches!(
-            Topology::new(cpus.clone().into_iter(), 2, &CpuSet::new()),
+            Topology::new(&cpus, 2, &CpuSet::new()),
             Err(TopologyError::BspNotFirst { .. })
         ));
         assert_eq!(
-            Topology::new(cpus.into_iter(), 7, &CpuSet::new()).unwrap_err(),
+            Topology::new(&cpus, 7, &CpuSet::new()).unwrap_err(),
             TopologyError::BspMissing(7)
         );
         let many = firmware(&[0; MAX_CPUS + 1]);
         assert_eq!(
-            Topology::new(many.into_iter(), 0, &CpuSet::new()).unwrap_err(),
+            Topology::new(&many, 0, &CpuSet::new()).unwrap_err(),
             TopologyError::TooManyCpus(MAX_CPUS + 1)
         );
     }

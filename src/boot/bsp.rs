@@ -7,15 +7,25 @@
 //! machine for the steps that start the other CPUs.
 
 use crate::acpi::{self, AcpiInfo, PhysMemory};
-use crate::arch::x86_64::{cpu, gdt::CpuTables, interrupts};
+use crate::arch::x86_64::{apic, cpu, gdt::CpuTables, interrupts, time};
 use crate::boot::phys::IdentityMapped;
 use crate::boot::pvh::{self, StartInfo, START_INFO_MAGIC};
+use crate::boot::startup::{self, StartupPlan};
+use crate::boot::{setup, summary};
 use crate::cmdline::{self, Options};
 use crate::fatal::boot_error;
-use crate::{report, scenario};
+use crate::topology::{FirmwareCpu, Topology};
+use crate::{report, scenario, MAX_CPUS};
+use x86_64::VirtAddr;
 
-/// The BSP's GDT, TSS and double-fault stack.
+/// The BSP's GDT and TSS.
 static mut BSP_TABLES: CpuTables = CpuTables::new();
+
+#[repr(C, align(16))]
+struct FaultStack([u8; 8192]);
+
+/// The BSP's double-fault stack, used only by the CPU itself.
+static mut BSP_FAULT_STACK: FaultStack = FaultStack([0; 8192]);
 
 /// Longest command line the kernel reads.
 const MAX_CMDLINE: usize = 4096;
@@ -31,7 +41,8 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
     // interrupt exists, so this is the only reference to the BSP's tables
     // ever made.
     let tables: &'static mut CpuTables = unsafe { &mut *tables_ptr };
-    tables.load();
+    let fault_stack_end = (&raw const BSP_FAULT_STACK).wrapping_add(1);
+    tables.load(VirtAddr::from_ptr(fault_stack_end));
     interrupts::load_idt();
 
     let start_info = read_start_info(u64::from(start_info_paddr));
@@ -42,12 +53,79 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
         env!("CARGO_PKG_VERSION"),
         options.scenario.name()
     );
-    report::string("kernel.version", format_args!("{}", env!("CARGO_PKG_VERSION")));
+    report::string(
+        "kernel.version",
+        format_args!("{}", env!("CARGO_PKG_VERSION")),
+    );
     report::number("kernel.entry_tsc", entry_tsc);
 
     let machine = read_acpi(&start_info);
     log_machine(&machine);
-    scenario::run(options.scenario)
+    let x2apic = apic::choose_mode();
+    apic::enable();
+    apic::install_spurious_handler();
+    let tsc_hz = time::calibrate();
+    debug!(
+        "TSC {} MHz, APIC timer {} MHz, {}",
+        tsc_hz / 1_000_000,
+        time::apic_timer_hz() / 1_000_000,
+        if x2apic { "x2APIC" } else { "xAPIC" }
+    );
+
+    let topology = build_topology(&machine, &options);
+    let map = setup::read_memmap(start_info.memmap_paddr, start_info.memmap_entries);
+    if start_info.version < 1 || map.is_empty() {
+        boot_error(format_args!(
+            "the boot loader passed no memory map (PVH start info v1)"
+        ));
+    }
+    let prepared =
+        setup::prepare(&topology, &map).unwrap_or_else(|err| boot_error(format_args!("{err}")));
+    startup::publish(StartupPlan {
+        topology,
+        regions: prepared.regions.clone(),
+        strategy: options.boot,
+        delay: options.ap_delay,
+        unresponsive: options.unresponsive,
+    });
+    startup::bsp_start_all();
+    let outcomes = startup::wait_for_all();
+    let boot = summary::summarize(entry_tsc, &outcomes, &prepared);
+    scenario::run(options.scenario, &boot)
+}
+
+fn build_topology(machine: &AcpiInfo, options: &Options) -> Topology {
+    let cpus: heapless::Vec<FirmwareCpu, MAX_CPUS> = machine
+        .cpus
+        .iter()
+        .filter(|c| c.enabled)
+        .map(|c| FirmwareCpu {
+            apic_id: c.apic_id,
+            domain: c.proximity_domain.unwrap_or(0),
+        })
+        .collect();
+    let topology = Topology::new(&cpus, apic::id(), &options.removed)
+        .unwrap_or_else(|err| boot_error(format_args!("{err}")));
+    if let Some(cpu) = topology.cpus.iter().find(|c| c.apic_id >= 256) {
+        boot_error(format_args!(
+            "CPU {} has APIC ID {}, beyond the 255 the AP trampoline handles",
+            cpu.vp, cpu.apic_id
+        ));
+    }
+    for node in &topology.nodes {
+        info!(
+            "node {}: CPUs {}..{} (NUMA domain {}), {} run sidecar",
+            node.index,
+            node.base_vp,
+            node.base_vp + node.vp_count - 1,
+            node.domain,
+            node.sidecar_count
+        );
+    }
+    if topology.sidecar_count() == 0 {
+        info!("no CPU to start: every CPU belongs to the main kernel");
+    }
+    topology
 }
 
 fn read_start_info(paddr: u64) -> StartInfo {
@@ -86,8 +164,8 @@ fn read_options(start_info: &StartInfo) -> Options {
 
 fn read_acpi(start_info: &StartInfo) -> AcpiInfo {
     let hint = (start_info.rsdp_paddr != 0).then_some(start_info.rsdp_paddr);
-    let found = acpi::find_rsdp(&IdentityMapped, hint)
-        .and_then(|rsdp| acpi::parse(&IdentityMapped, rsdp));
+    let found =
+        acpi::find_rsdp(&IdentityMapped, hint).and_then(|rsdp| acpi::parse(&IdentityMapped, rsdp));
     found.unwrap_or_else(|err| boot_error(format_args!("ACPI: {err}")))
 }
 
@@ -98,7 +176,11 @@ fn log_machine(machine: &AcpiInfo) {
         enabled,
         machine.cpus.len(),
         machine.local_apic_address,
-        if machine.has_srat { "present" } else { "absent (one NUMA node)" }
+        if machine.has_srat {
+            "present"
+        } else {
+            "absent (one NUMA node)"
+        }
     );
     for entry in &machine.cpus {
         debug!(

@@ -1,12 +1,26 @@
 //! The boot path: what the BSP does, once, from the PVH hand-off until the
 //! scenario runs.
 //!
-//! [`pvh`] describes the hand-off block (pure data, tested on the host);
-//! `bsp` is the BSP's global set-up, and `phys` its window on physical memory.
+//! Pure parts, tested on the host: [`pvh`] (the hand-off block), [`memory`]
+//! (finding RAM for the nodes) and [`page_tables`] (what every CPU maps).
+//! Bare-metal parts: `bsp` (the BSP's path from entry to scenario), `setup`
+//! (its global set-up for the sidecar CPUs), `startup` (INIT-SIPI-SIPI and
+//! the fan-out, run by the BSP and the APs), `ap` (an AP's first steps),
+//! `summary` (the boot report) and `phys` (reading physical memory).
 
+pub mod memory;
+pub mod page_tables;
 pub mod pvh;
 
+#[cfg(target_os = "none")]
+pub mod ap;
 #[cfg(target_os = "none")]
 pub mod bsp;
 #[cfg(target_os = "none")]
 pub mod phys;
+#[cfg(target_os = "none")]
+pub mod setup;
+#[cfg(target_os = "none")]
+pub mod startup;
+#[cfg(target_os = "none")]
+pub mod summary;

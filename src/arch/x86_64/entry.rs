@@ -7,10 +7,20 @@
 //! (the top 32 MiB, where the local APIC and I/O APIC live, uncached), enables
 //! long mode and calls [`crate::boot::bsp::bsp_main`] on the BSP's stack.
 //!
+//! Application processors (APs) take the same road from further back: a
+//! startup IPI drops them in 16-bit real mode at the trampoline, which must
+//! sit below 1 MiB, so the BSP copies [`ap_trampoline`] there. The trampoline
+//! only loads the boot GDT and jumps to 32-bit code in the kernel image, which
+//! looks up the CPU's own page tables by APIC ID in [`AP_CR3_BY_APIC_ID`],
+//! enables long mode and calls [`crate::boot::ap::ap_main`] on the CPU's own
+//! stack, at the same virtual address on every CPU. Nothing in this path is
+//! written to, so any number of APs may run it at once.
+//!
 //! Assembly is used because Rust cannot run without a stack, paging and a
 //! 64-bit code segment, which is exactly what this code establishes.
 
 use core::arch::global_asm;
+use core::sync::atomic::AtomicU32;
 
 use super::paging::PageTable;
 
@@ -37,6 +47,26 @@ pub fn boot_pml4_address() -> u64 {
     (&raw const BOOT_PML4) as u64
 }
 
+/// The physical address of each AP's PML4, indexed by APIC ID (0: no page
+/// tables, the AP halts). The BSP fills it before starting any AP; the APs
+/// read it with paging off.
+pub static AP_CR3_BY_APIC_ID: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
+
+/// The AP trampoline's machine code, to be copied to a page below 1 MiB and
+/// started there by a startup IPI (its code is position-independent within
+/// that page, since real mode addresses it relative to CS).
+pub fn ap_trampoline() -> &'static [u8] {
+    unsafe extern "C" {
+        static sidecar_ap_trampoline_start: u8;
+        static sidecar_ap_trampoline_end: u8;
+    }
+    let start = &raw const sidecar_ap_trampoline_start;
+    let end = &raw const sidecar_ap_trampoline_end;
+    // SAFETY: both symbols delimit the trampoline's bytes in .rodata, which
+    // are never written, and `end` follows `start` in the same section.
+    unsafe { core::slice::from_raw_parts(start, end.offset_from(start) as usize) }
+}
+
 // The PVH ELF note (XEN_ELFNOTE_PHYS32_ENTRY = 18): name "Xen", a 4-byte
 // 32-bit physical entry address.
 global_asm!(
@@ -54,16 +84,35 @@ global_asm!(
 
 global_asm!(
     r#"
+    // The descriptors have their accessed bits set so that the CPU never
+    // writes to them: later they are mapped read-only.
     .pushsection .rodata.boot_gdt, "a"
     .p2align 3
 boot_gdt:
     .quad 0
-    .quad 0x00AF9A000000FFFF        // 0x08: 64-bit code, ring 0
-    .quad 0x00CF92000000FFFF        // 0x10: data, ring 0
+    .quad 0x00AF9B000000FFFF        // 0x08: 64-bit code, ring 0
+    .quad 0x00CF93000000FFFF        // 0x10: data, ring 0
+    .quad 0x00CF9B000000FFFF        // 0x18: 32-bit code, for the AP trampoline
+boot_gdt_end:
 boot_gdt_pointer:
-    .word boot_gdt_pointer - boot_gdt - 1
+    .word boot_gdt_end - boot_gdt - 1
     .long boot_gdt
     .popsection
+
+    // Paging on and long mode, with CR3 already loaded; shared by the BSP's
+    // and the APs' entry paths (neither has a stack to call through yet).
+    .macro ENABLE_LONG_MODE
+    mov eax, cr4
+    or eax, 1 << 5                  // PAE
+    mov cr4, eax
+    mov ecx, 0xC0000080             // EFER
+    rdmsr
+    or eax, (1 << 8) | (1 << 11)    // long mode enable | no-execute enable
+    wrmsr
+    mov eax, cr0
+    or eax, (1 << 31) | (1 << 16) | 1   // paging | write protect | protected mode
+    mov cr0, eax
+    .endm
 
     .pushsection .text.boot, "ax"
     .code32
@@ -115,25 +164,14 @@ pvh_entry:
     mov [edi], eax
     mov cr3, edi
 
-    mov eax, cr4
-    or eax, 1 << 5                  // PAE
-    mov cr4, eax
-
-    mov ecx, 0xC0000080             // EFER
-    rdmsr
-    or eax, (1 << 8) | (1 << 11)    // long mode enable | no-execute enable
-    wrmsr
-
-    mov eax, cr0
-    or eax, (1 << 31) | (1 << 16) | 1   // paging | write protect | protected mode
-    mov cr0, eax
+    ENABLE_LONG_MODE
 
     lgdt [boot_gdt_pointer]
-    // A far return loads CS with the 64-bit code segment.
-    mov eax, offset boot_long_mode
-    push 0x08
-    push eax
-    retf
+    // A far jump loads CS with the 64-bit code segment (spelled out: the
+    // assembler's Intel syntax has no direct far jump).
+    .byte 0xEA
+    .long boot_long_mode
+    .word 0x08
 
     .code64
 boot_long_mode:
@@ -141,7 +179,6 @@ boot_long_mode:
     mov ds, ax
     mov es, ax
     mov ss, ax
-    xor eax, eax
     mov fs, ax
     mov gs, ax
     lea rsp, [rip + {stack} + {stack_size}]
@@ -156,4 +193,76 @@ boot_long_mode:
     stack = sym BSP_STACK,
     stack_size = const BSP_STACK_SIZE,
     bsp_main = sym crate::boot::bsp::bsp_main,
+);
+
+global_asm!(
+    r#"
+    // Real mode, CS = the trampoline page's segment, IP = 0. Only this part
+    // is copied below 1 MiB; it reaches everything else by absolute address.
+    .pushsection .rodata.ap_trampoline, "a"
+    .global sidecar_ap_trampoline_start
+    .global sidecar_ap_trampoline_end
+    .code16
+sidecar_ap_trampoline_start:
+    cli
+    cld
+    mov ax, cs
+    mov ds, ax
+    // lgdt [disp16] with a 32-bit operand (the GDT base is 32 bits), spelled
+    // out because the assembler takes no label difference as an address.
+    .byte 0x66, 0x0F, 0x01, 0x16
+    .word ap_trampoline_gdt_pointer - sidecar_ap_trampoline_start
+    mov eax, cr0
+    or eax, 1                       // protected mode
+    mov cr0, eax
+    .byte 0x66, 0xEA                // far jump with a 32-bit offset ...
+    .long ap_entry32                // ... to the kernel image ...
+    .word 0x18                      // ... in the 32-bit code segment
+ap_trampoline_gdt_pointer:
+    .word boot_gdt_end - boot_gdt - 1
+    .long boot_gdt
+sidecar_ap_trampoline_end:
+    .popsection
+
+    .pushsection .text.boot, "ax"
+    .code32
+ap_entry32:
+    mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    mov eax, 1
+    cpuid
+    shr ebx, 24                     // initial APIC ID
+    mov eax, [{cr3_table} + ebx * 4]
+    test eax, eax
+    jz 6f                           // no page tables: nobody meant to start us
+    mov cr3, eax
+
+    ENABLE_LONG_MODE
+
+    .byte 0xEA                      // far jump (no stack yet for a far return)
+    .long ap_long_mode
+    .word 0x08
+6:
+    cli
+    hlt
+    jmp 6b
+
+    .code64
+ap_long_mode:
+    mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    mov fs, ax
+    mov gs, ax
+    movabs rsp, {stack_top}         // this CPU's own stack, in its window
+    call {ap_main}
+    ud2
+    .popsection
+    "#,
+    cr3_table = sym AP_CR3_BY_APIC_ID,
+    stack_top = const crate::layout::window::stack_top(),
+    ap_main = sym crate::boot::ap::ap_main,
 );

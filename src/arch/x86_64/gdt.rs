@@ -13,14 +13,12 @@ use x86_64::VirtAddr;
 /// The interrupt-stack-table slot used for double faults (IST1).
 pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
 
-const FAULT_STACK_SIZE: usize = 8192;
-
-/// A CPU's descriptor tables and its double-fault stack.
+/// A CPU's descriptor tables. They live wherever the CPU's private state
+/// lives (a static for the BSP, the globals page for a sidecar CPU).
 #[repr(C, align(16))]
 pub struct CpuTables {
     gdt: GlobalDescriptorTable,
     tss: TaskStateSegment,
-    fault_stack: [u8; FAULT_STACK_SIZE],
 }
 
 impl CpuTables {
@@ -29,20 +27,15 @@ impl CpuTables {
         Self {
             gdt: GlobalDescriptorTable::new(),
             tss: TaskStateSegment::new(),
-            fault_stack: [0; FAULT_STACK_SIZE],
         }
     }
 
     /// Builds the GDT (null, kernel code, kernel data, TSS) and loads it with
-    /// the TSS on the running CPU, reloading every segment register.
-    pub fn load(&'static mut self) {
-        let Self {
-            gdt,
-            tss,
-            fault_stack,
-        } = self;
-        let stack_top = VirtAddr::from_ptr(fault_stack.as_ptr_range().end);
-        tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = stack_top;
+    /// the TSS on the running CPU, reloading every segment register. Double
+    /// faults switch to the stack that ends at `fault_stack_top`.
+    pub fn load(&'static mut self, fault_stack_top: VirtAddr) {
+        let Self { gdt, tss } = self;
+        tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = fault_stack_top;
         let tss: &'static TaskStateSegment = tss;
 
         *gdt = GlobalDescriptorTable::new();

@@ -162,16 +162,20 @@ fn build_idt() -> InterruptDescriptorTable {
         idt.invalid_tss.set_handler_addr(stub_address(10));
         idt.segment_not_present.set_handler_addr(stub_address(11));
         idt.stack_segment_fault.set_handler_addr(stub_address(12));
-        idt.general_protection_fault.set_handler_addr(stub_address(13));
+        idt.general_protection_fault
+            .set_handler_addr(stub_address(13));
         idt.page_fault.set_handler_addr(stub_address(14));
         idt.x87_floating_point.set_handler_addr(stub_address(16));
         idt.alignment_check.set_handler_addr(stub_address(17));
         idt.machine_check.set_handler_addr(stub_address(18));
         idt.simd_floating_point.set_handler_addr(stub_address(19));
         idt.virtualization.set_handler_addr(stub_address(20));
-        idt.cp_protection_exception.set_handler_addr(stub_address(21));
-        idt.hv_injection_exception.set_handler_addr(stub_address(28));
-        idt.vmm_communication_exception.set_handler_addr(stub_address(29));
+        idt.cp_protection_exception
+            .set_handler_addr(stub_address(21));
+        idt.hv_injection_exception
+            .set_handler_addr(stub_address(28));
+        idt.vmm_communication_exception
+            .set_handler_addr(stub_address(29));
         idt.security_exception.set_handler_addr(stub_address(30));
         for vector in 32..=255u8 {
             idt[vector].set_handler_addr(stub_address(vector));

@@ -9,6 +9,8 @@ pub mod paging;
 pub mod vectors;
 
 #[cfg(target_os = "none")]
+pub mod apic;
+#[cfg(target_os = "none")]
 pub mod cpu;
 #[cfg(target_os = "none")]
 pub mod entry;
@@ -18,3 +20,5 @@ pub mod gdt;
 pub mod interrupts;
 #[cfg(target_os = "none")]
 pub mod port;
+#[cfg(target_os = "none")]
+pub mod time;

@@ -31,6 +31,17 @@ pub const fn exception_name(vector: u8) -> (&'static str, &'static str) {
     }
 }
 
+/// The vector the main kernel IPIs to wake a sidecar CPU (the control page's
+/// `request_vector`).
+pub const REQUEST_VECTOR: u8 = 0xF0;
+
+/// The vector sidecar CPUs IPI the main kernel with when a command finished
+/// (the control page's `response_vector`).
+pub const RESPONSE_VECTOR: u8 = 0xF1;
+
+/// The vector of each CPU's local APIC timer.
+pub const TIMER_VECTOR: u8 = 0xEE;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,342 @@
+//! The page tables of sidecar CPUs: shared tables for the kernel image and
+//! the local APIC, and four private tables per CPU for its window.
+//!
+//! ```text
+//! PML4 (private) ─┬─ [0] ─ shared PDPT ─┬─ [0] ─ PD ─ [0] ─ PT: the kernel image, 4 KiB pages
+//!                 │                     └─ [3] ─ PD ─ [503] ─ PT: the local APIC (uncached)
+//!                 └─ [1] ─ PDPT ─ PD ─ PT (private): the CPU's window (layout::window)
+//! ```
+//!
+//! The kernel image is mapped with the permissions of its sections: code
+//! read-only and executable, read-only data not executable, data and bss
+//! writable and not executable. Everything else is unmapped, in particular
+//! every other CPU's pages. Pure table arithmetic: the BSP writes tables at
+//! their physical addresses, tests write them into ordinary memory.
+
+use core::ops::Range;
+
+use crate::arch::x86_64::paging::{
+    table_indexes, PageTable, CACHE_DISABLE, NO_EXECUTE, PRESENT, WRITABLE, WRITE_THROUGH,
+};
+use crate::layout::{window, PAGE_SIZE, STACK_PAGES};
+
+/// Flags of an entry that points at a lower-level table: the leaf entries
+/// decide the permissions.
+const TABLE: u64 = PRESENT | WRITABLE;
+/// A page of private data: writable, never executable.
+const DATA: u64 = PRESENT | WRITABLE | NO_EXECUTE;
+
+/// The kernel image's sections, as physical (= virtual) address ranges.
+#[derive(Clone, Debug)]
+pub struct KernelImage {
+    /// Code.
+    pub text: Range<u64>,
+    /// Read-only data.
+    pub rodata: Range<u64>,
+    /// Data and bss.
+    pub data: Range<u64>,
+}
+
+/// Why the kernel image cannot be mapped by the shared tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageTooLarge {
+    /// One past the image's last byte.
+    pub end: u64,
+}
+
+/// The tables every sidecar CPU shares: five pages, built once by the BSP.
+#[derive(Clone)]
+#[repr(C)]
+pub struct SharedTables {
+    pdpt: PageTable,
+    image_pd: PageTable,
+    image_pt: PageTable,
+    device_pd: PageTable,
+    device_pt: PageTable,
+}
+
+impl SharedTables {
+    /// Empty tables.
+    pub const fn new() -> Self {
+        Self {
+            pdpt: PageTable::zeroed(),
+            image_pd: PageTable::zeroed(),
+            image_pt: PageTable::zeroed(),
+            device_pd: PageTable::zeroed(),
+            device_pt: PageTable::zeroed(),
+        }
+    }
+
+    /// Fills the tables, which live at physical address `phys`, to map
+    /// `image` and the local APIC page at `apic`.
+    pub fn build(
+        &mut self,
+        phys: u64,
+        image: &KernelImage,
+        apic: u64,
+    ) -> Result<(), ImageTooLarge> {
+        // The image must lie in the first 2 MiB, the one page table we give it.
+        if image.data.end > 2 << 20 {
+            return Err(ImageTooLarge {
+                end: image.data.end,
+            });
+        }
+        let table = |field: u64| (phys + field * PAGE_SIZE) | TABLE;
+        *self = Self::new();
+        self.pdpt.entries[0] = table(1);
+        self.image_pd.entries[0] = table(2);
+        map_range(&mut self.image_pt, &image.text, PRESENT);
+        map_range(&mut self.image_pt, &image.rodata, PRESENT | NO_EXECUTE);
+        map_range(&mut self.image_pt, &image.data, DATA);
+
+        let [_, apic_pdpt, apic_pd, apic_pt] = table_indexes(apic);
+        self.pdpt.entries[apic_pdpt] = table(3);
+        self.device_pd.entries[apic_pd] = table(4);
+        self.device_pt.entries[apic_pt] = apic | DATA | CACHE_DISABLE | WRITE_THROUGH;
+        Ok(())
+    }
+
+    /// The physical address of the shared PDPT, given the tables' own.
+    pub const fn pdpt_address(phys: u64) -> u64 {
+        phys
+    }
+}
+
+impl Default for SharedTables {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Identity-maps every page of `range` (rounded out to pages) in `pt`, which
+/// covers the first 2 MiB.
+fn map_range(pt: &mut PageTable, range: &Range<u64>, flags: u64) {
+    let first = range.start / PAGE_SIZE;
+    let end = range.end.div_ceil(PAGE_SIZE);
+    for page in first..end {
+        pt.entries[page as usize] = (page * PAGE_SIZE) | flags;
+    }
+}
+
+/// The physical pages one CPU's window maps.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowPages {
+    /// The node's control page.
+    pub control: u64,
+    /// The CPU's command page.
+    pub command: u64,
+    /// The CPU's register page.
+    pub register: u64,
+    /// The CPU's globals page.
+    pub globals: u64,
+    /// The CPU's double-fault stack page.
+    pub fault_stack: u64,
+    /// The first of the CPU's [`STACK_PAGES`] contiguous stack pages.
+    pub stack: u64,
+}
+
+/// One CPU's private tables: four consecutive pages.
+#[derive(Clone)]
+#[repr(C)]
+pub struct CpuPageTables {
+    pml4: PageTable,
+    pdpt: PageTable,
+    pd: PageTable,
+    pt: PageTable,
+}
+
+impl CpuPageTables {
+    /// Fills the tables, which live at physical address `phys` (the PML4
+    /// first), to map the shared tables at `shared_pdpt` and the window.
+    pub fn build(&mut self, phys: u64, shared_pdpt: u64, pages: &WindowPages) {
+        let table = |index: u64| (phys + index * PAGE_SIZE) | TABLE;
+        let [window_pml4, window_pdpt, window_pd, _] = table_indexes(window::address(0));
+        self.pml4 = PageTable::zeroed();
+        self.pdpt = PageTable::zeroed();
+        self.pd = PageTable::zeroed();
+        self.pt = PageTable::zeroed();
+        self.pml4.entries[0] = shared_pdpt | TABLE;
+        self.pml4.entries[window_pml4] = table(1);
+        self.pdpt.entries[window_pdpt] = table(2);
+        self.pd.entries[window_pd] = table(3);
+
+        let mut map = |index: u64, page: u64| self.pt.entries[index as usize] = page | DATA;
+        map(window::CONTROL_PAGE, pages.control);
+        map(window::COMMAND_PAGE, pages.command);
+        map(window::REGISTER_PAGE, pages.register);
+        map(window::GLOBALS, pages.globals);
+        map(window::FAULT_STACK, pages.fault_stack);
+        for i in 0..STACK_PAGES {
+            map(window::STACK + i, pages.stack + i * PAGE_SIZE);
+        }
+    }
+}
+
+/// Walks `virt` through tables that live in `read_table` (a function from a
+/// table's physical address to the table), returning the final entry. For
+/// tests and assertions: the CPU does the real walk.
+pub fn translate<'a>(
+    root: u64,
+    virt: u64,
+    read_table: impl Fn(u64) -> Option<&'a PageTable>,
+) -> Option<u64> {
+    let mut table_address = root;
+    for (level, index) in table_indexes(virt).into_iter().enumerate() {
+        let entry = read_table(table_address)?.entries[index];
+        if entry & PRESENT == 0 {
+            return None;
+        }
+        if level == 3 {
+            return Some(entry);
+        }
+        table_address = entry & crate::arch::x86_64::paging::ADDRESS_MASK;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::x86_64::paging::ADDRESS_MASK;
+    use std::boxed::Box;
+    use std::collections::HashMap;
+
+    const SHARED: u64 = 0x10_0000 + 0x2_0000;
+    const CPU_TABLES: u64 = 0x40_0000;
+    const APIC: u64 = 0xFEE0_0000;
+
+    fn image() -> KernelImage {
+        KernelImage {
+            text: 0x10_0000..0x10_6123,
+            rodata: 0x10_7000..0x10_9000,
+            data: 0x10_9000..0x12_4000,
+        }
+    }
+
+    fn pages() -> WindowPages {
+        WindowPages {
+            control: 0x50_0000,
+            command: 0x50_1000,
+            register: 0x50_2000,
+            globals: 0x51_0000,
+            fault_stack: 0x51_1000,
+            stack: 0x51_2000,
+        }
+    }
+
+    struct Machine {
+        tables: HashMap<u64, PageTable>,
+    }
+
+    impl Machine {
+        fn new() -> Self {
+            let mut shared = Box::new(SharedTables::new());
+            shared.build(SHARED, &image(), APIC).unwrap();
+            let mut cpu = Box::new(CpuPageTables {
+                pml4: PageTable::zeroed(),
+                pdpt: PageTable::zeroed(),
+                pd: PageTable::zeroed(),
+                pt: PageTable::zeroed(),
+            });
+            cpu.build(CPU_TABLES, SharedTables::pdpt_address(SHARED), &pages());
+            let mut tables = HashMap::new();
+            let shared_list = [
+                &shared.pdpt,
+                &shared.image_pd,
+                &shared.image_pt,
+                &shared.device_pd,
+                &shared.device_pt,
+            ];
+            for (i, table) in shared_list.into_iter().enumerate() {
+                tables.insert(SHARED + i as u64 * PAGE_SIZE, table.clone());
+            }
+            for (i, table) in [&cpu.pml4, &cpu.pdpt, &cpu.pd, &cpu.pt]
+                .into_iter()
+                .enumerate()
+            {
+                tables.insert(CPU_TABLES + i as u64 * PAGE_SIZE, table.clone());
+            }
+            Self { tables }
+        }
+
+        fn walk(&self, virt: u64) -> Option<u64> {
+            translate(CPU_TABLES, virt, |phys| self.tables.get(&phys))
+        }
+    }
+
+    #[test]
+    fn kernel_sections_have_their_permissions() {
+        let machine = Machine::new();
+        let text = machine.walk(0x10_0000).unwrap();
+        assert_eq!(
+            text & (WRITABLE | NO_EXECUTE),
+            0,
+            "code: read-only, executable"
+        );
+        assert_eq!(text & ADDRESS_MASK, 0x10_0000);
+        // The partial last page of .text is still mapped.
+        assert!(machine.walk(0x10_6000).is_some());
+        let rodata = machine.walk(0x10_8000).unwrap();
+        assert_eq!(rodata & (WRITABLE | NO_EXECUTE), NO_EXECUTE);
+        let data = machine.walk(0x12_3000).unwrap();
+        assert_eq!(data & (WRITABLE | NO_EXECUTE), WRITABLE | NO_EXECUTE);
+        // Below and above the image: nothing (the trampoline page, the BSP's
+        // memory, other CPUs' pages).
+        for unmapped in [0x0, 0x8000, 0xF_F000, 0x12_4000, 0x50_1000, 0x1_0000_0000] {
+            assert_eq!(
+                machine.walk(unmapped),
+                None,
+                "{unmapped:#x} must be unmapped"
+            );
+        }
+    }
+
+    #[test]
+    fn apic_is_uncached() {
+        let entry = Machine::new().walk(APIC).unwrap();
+        assert_eq!(entry & ADDRESS_MASK, APIC);
+        assert_ne!(entry & CACHE_DISABLE, 0);
+        assert_ne!(entry & NO_EXECUTE, 0);
+    }
+
+    #[test]
+    fn window_maps_only_own_pages_with_guards() {
+        let machine = Machine::new();
+        let p = pages();
+        let expect = [
+            (window::CONTROL_PAGE, p.control),
+            (window::COMMAND_PAGE, p.command),
+            (window::REGISTER_PAGE, p.register),
+            (window::GLOBALS, p.globals),
+            (window::FAULT_STACK, p.fault_stack),
+            (window::STACK, p.stack),
+            (
+                window::STACK + STACK_PAGES - 1,
+                p.stack + (STACK_PAGES - 1) * PAGE_SIZE,
+            ),
+        ];
+        for (index, phys) in expect {
+            let entry = machine.walk(window::address(index)).unwrap();
+            assert_eq!(entry & ADDRESS_MASK, phys);
+            assert_eq!(entry & (WRITABLE | NO_EXECUTE), WRITABLE | NO_EXECUTE);
+        }
+        for guard in [
+            window::FAULT_STACK - 1,
+            window::STACK - 1,
+            window::STACK + STACK_PAGES,
+        ] {
+            assert_eq!(machine.walk(window::address(guard)), None);
+        }
+    }
+
+    #[test]
+    fn oversized_image_is_rejected() {
+        let mut shared = Box::new(SharedTables::new());
+        let mut big = image();
+        big.data.end = 0x20_1000;
+        assert_eq!(
+            shared.build(SHARED, &big, APIC),
+            Err(ImageTooLarge { end: 0x20_1000 })
+        );
+    }
+}

@@ -1,0 +1,243 @@
+//! The BSP's global set-up for the sidecar CPUs, all done before the first
+//! AP starts: the nodes' memory, the control pages, every CPU's page tables
+//! and globals, and the trampoline.
+
+use core::sync::atomic::Ordering;
+
+use crate::abi::{ControlPage, CpuStatus};
+use crate::acpi::PhysMemory;
+use crate::arch::x86_64::apic::XAPIC_BASE;
+use crate::arch::x86_64::entry::{ap_trampoline, AP_CR3_BY_APIC_ID};
+use crate::arch::x86_64::gdt::CpuTables;
+use crate::arch::x86_64::vectors::REQUEST_VECTOR;
+use crate::boot::memory::{self, OutOfMemory};
+use crate::boot::page_tables::{CpuPageTables, KernelImage, SharedTables, WindowPages};
+use crate::boot::phys::{IdentityMapped, IDENTITY_MAPPED_END};
+use crate::boot::pvh::MemmapEntry;
+use crate::boot::startup::TRAMPOLINE_PAGE;
+use crate::layout::{private, NodeRegion, PAGE_SIZE};
+use crate::percpu::{self, CpuGlobals};
+use crate::topology::{Role, Topology};
+use crate::MAX_CPUS;
+
+/// The tables every sidecar CPU shares (kernel image and local APIC).
+static mut SHARED_TABLES: SharedTables = SharedTables::new();
+
+/// Node regions start above the first 2 MiB, which hold the kernel image.
+const REGION_FLOOR: u64 = 2 << 20;
+
+/// What the set-up decided, for the plan and the report.
+pub struct Setup {
+    /// Each node's region, `None` for nodes without sidecar CPUs.
+    pub regions: heapless::Vec<Option<NodeRegion>, MAX_CPUS>,
+    /// Pages of all regions together.
+    pub total_pages: u64,
+}
+
+/// Why the set-up failed.
+pub enum SetupError {
+    /// Not enough RAM for the regions.
+    OutOfMemory(OutOfMemory),
+    /// The trampoline page is not usable RAM.
+    TrampolinePage(u64),
+    /// The kernel image is larger than the shared tables map.
+    ImageTooLarge(u64),
+}
+
+impl core::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SetupError::OutOfMemory(err) => write!(f, "{err}"),
+            SetupError::TrampolinePage(page) => {
+                write!(f, "the AP trampoline page {page:#x} is not usable RAM")
+            }
+            SetupError::ImageTooLarge(end) => {
+                write!(
+                    f,
+                    "the kernel image ends at {end:#x}, past the 2 MiB its tables map"
+                )
+            }
+        }
+    }
+}
+
+fn kernel_image() -> KernelImage {
+    unsafe extern "C" {
+        static __kernel_start: u8;
+        static __rodata_start: u8;
+        static __data_start: u8;
+        static __kernel_end: u8;
+    }
+    let address = |symbol: *const u8| symbol as u64;
+    KernelImage {
+        text: address(&raw const __kernel_start)..address(&raw const __rodata_start),
+        rodata: address(&raw const __rodata_start)..address(&raw const __data_start),
+        data: address(&raw const __data_start)..address(&raw const __kernel_end),
+    }
+}
+
+/// Zeroes `pages` pages at physical address `phys`.
+///
+/// # Safety
+///
+/// The range must be RAM inside the identity map that nothing else uses.
+unsafe fn zero_pages(phys: u64, pages: u64) {
+    // SAFETY: the caller guarantees the range is unused, identity-mapped RAM.
+    unsafe { core::ptr::write_bytes(phys as *mut u8, 0, (pages * PAGE_SIZE) as usize) };
+}
+
+/// Lays out and allocates every node's region (zeroed).
+fn allocate_regions(
+    topology: &Topology,
+    map: &[MemmapEntry],
+) -> Result<(heapless::Vec<Option<NodeRegion>, MAX_CPUS>, u64), SetupError> {
+    let total_pages: u64 = topology
+        .nodes
+        .iter()
+        .filter(|n| n.sidecar_count > 0)
+        .map(|n| NodeRegion::pages_required(u64::from(n.vp_count)))
+        .sum();
+    let base = memory::find_ram(
+        map,
+        REGION_FLOOR,
+        IDENTITY_MAPPED_END,
+        total_pages * PAGE_SIZE,
+    )
+    .map_err(SetupError::OutOfMemory)?;
+    // SAFETY: `find_ram` returned usable RAM above the kernel image and below
+    // the identity map's end, which nothing has claimed yet.
+    unsafe { zero_pages(base, total_pages) };
+
+    let mut regions = heapless::Vec::new();
+    let mut next = base;
+    for node in &topology.nodes {
+        let region = (node.sidecar_count > 0).then(|| NodeRegion {
+            base: next,
+            cpu_count: u64::from(node.vp_count),
+        });
+        if let Some(region) = region {
+            next = region.end();
+        }
+        // Capacity: one entry per node, at most MAX_CPUS nodes.
+        let _ = regions.push(region);
+    }
+    Ok((regions, total_pages))
+}
+
+/// Writes the node's control page: header, base VP and removed CPUs REMOVED,
+/// the rest RUN.
+fn init_control_page(topology: &Topology, node_index: usize, region: &NodeRegion) {
+    let node = topology.nodes[node_index];
+    // SAFETY: the control page is zeroed RAM in this node's region, identity
+    // mapped; all-zero is a valid `ControlPage` and its fields are atomic.
+    let page = unsafe { &*(region.control_page() as *const ControlPage) };
+    // The node has at most 32 CPUs, far below the page's limit.
+    let _ = page.init_node(
+        node.index,
+        node.base_vp,
+        node.vp_count,
+        u32::from(REQUEST_VECTOR),
+    );
+    for cpu in &topology.cpus[node.base_vp as usize..(node.base_vp + node.vp_count) as usize] {
+        if cpu.role == Role::Removed {
+            if let Some(status) = page.status((cpu.vp - node.base_vp) as usize) {
+                status.store(CpuStatus::REMOVED, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Builds one sidecar CPU's page tables and globals and publishes its CR3.
+fn init_cpu(region: &NodeRegion, shared_pdpt: u64, vp: u32, apic_id: u32, node: u32, index: u64) {
+    let pages = WindowPages {
+        control: region.control_page(),
+        command: region.command_page(index),
+        register: region.register_page(index),
+        globals: region.private_page(index, private::GLOBALS),
+        fault_stack: region.private_page(index, private::FAULT_STACK),
+        stack: region.private_page(index, private::STACK),
+    };
+    let pml4 = region.private_page(index, private::PML4);
+    // SAFETY: the four table pages at `pml4` are this CPU's, zeroed, in the
+    // identity-mapped region; the CPU has not started, so nobody else uses
+    // them.
+    let tables = unsafe { &mut *(pml4 as *mut CpuPageTables) };
+    tables.build(pml4, shared_pdpt, &pages);
+
+    let globals = CpuGlobals {
+        vp,
+        apic_id,
+        node,
+        node_cpu_index: index as u32,
+        tables: CpuTables::new(),
+    };
+    // SAFETY: as above, for the CPU's globals page, which is page aligned
+    // and large enough for `CpuGlobals`.
+    unsafe { (pages.globals as *mut CpuGlobals).write(globals) };
+    AP_CR3_BY_APIC_ID[apic_id as usize].store(pml4 as u32, Ordering::Release);
+}
+
+/// Copies the trampoline to its page below 1 MiB.
+fn install_trampoline(map: &[MemmapEntry]) -> Result<(), SetupError> {
+    let page = u64::from(TRAMPOLINE_PAGE) * PAGE_SIZE;
+    if !memory::is_ram(map, page) {
+        return Err(SetupError::TrampolinePage(page));
+    }
+    let code = ap_trampoline();
+    // SAFETY: the page is usable RAM (checked above) in the identity map that
+    // nothing else uses after boot, and the trampoline is far smaller than a
+    // page.
+    unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), page as *mut u8, code.len()) };
+    Ok(())
+}
+
+/// Does the whole set-up.
+pub fn prepare(topology: &Topology, map: &[MemmapEntry]) -> Result<Setup, SetupError> {
+    for cpu in &topology.cpus {
+        percpu::set_vp(cpu.apic_id, cpu.vp);
+    }
+    let (regions, total_pages) = allocate_regions(topology, map)?;
+
+    let shared_ptr = &raw mut SHARED_TABLES;
+    // SAFETY: only the BSP touches the shared tables, once, before any AP
+    // runs on them.
+    let shared = unsafe { &mut *shared_ptr };
+    let shared_phys = shared_ptr as u64;
+    shared
+        .build(shared_phys, &kernel_image(), XAPIC_BASE)
+        .map_err(|err| SetupError::ImageTooLarge(err.end))?;
+    let shared_pdpt = SharedTables::pdpt_address(shared_phys);
+
+    for (node_index, region) in regions.iter().enumerate() {
+        let Some(region) = region else { continue };
+        init_control_page(topology, node_index, region);
+        let node = topology.nodes[node_index];
+        for cpu in topology.cpus.iter().filter(|c| c.node == node.index) {
+            if cpu.role == Role::Sidecar {
+                let index = u64::from(cpu.vp - node.base_vp);
+                init_cpu(region, shared_pdpt, cpu.vp, cpu.apic_id, node.index, index);
+            }
+        }
+    }
+    install_trampoline(map)?;
+    Ok(Setup {
+        regions,
+        total_pages,
+    })
+}
+
+/// Reads the firmware's memory map from the PVH start info.
+pub fn read_memmap(paddr: u64, entries: u32) -> heapless::Vec<MemmapEntry, 128> {
+    let size = core::mem::size_of::<MemmapEntry>();
+    let mut map = heapless::Vec::new();
+    for i in 0..u64::from(entries).min(128) {
+        let Some(bytes) = IdentityMapped.bytes(paddr + i * size as u64, size) else {
+            break;
+        };
+        // SAFETY: `bytes` holds `size_of::<MemmapEntry>()` readable bytes and
+        // the entry is plain integers, valid for any bit pattern.
+        let entry = unsafe { bytes.as_ptr().cast::<MemmapEntry>().read_unaligned() };
+        let _ = map.push(entry);
+    }
+    map
+}

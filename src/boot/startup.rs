@@ -1,0 +1,241 @@
+//! Starting the application processors, on the BSP and on every AP that
+//! helps.
+//!
+//! Each node keeps an atomic cursor, `next_index`, the index within the node
+//! of the next CPU to start; it begins at 1 because index 0, the node's base
+//! VP, belongs to the main kernel. A starter claims a CPU with one
+//! `fetch_add` and sends it INIT-SIPI-SIPI. With the fan-out strategy every
+//! AP, once up, claims and starts CPUs of its own node until the cursor runs
+//! past the node's end, so the number of starters doubles every round and a
+//! node of n CPUs is up after about log2(n) rounds. `fetch_add` hands every
+//! index to exactly one starter, so each CPU is started exactly once without
+//! a lock. With the serial strategy only the BSP claims.
+//!
+//! Every start is recorded ([`CpuRecord`]): who started the CPU and when,
+//! when it came up, and when it was ready; the BSP turns the records into the
+//! report.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use spin::Once;
+
+use crate::abi::{ControlPage, CpuStatus};
+use crate::arch::x86_64::{apic, cpu, time};
+use crate::cmdline::{ApDelay, BootStrategy};
+use crate::layout::NodeRegion;
+use crate::topology::{Role, Topology};
+use crate::MAX_CPUS;
+
+/// The page the AP trampoline is copied to (physical 0x8000); a startup IPI
+/// names it by page number.
+pub const TRAMPOLINE_PAGE: u8 = 0x08;
+
+/// Spec waits: 10 ms after INIT, 200 µs after each SIPI (MP specification
+/// B.4, Intel SDM 8.4.4.1).
+const INIT_WAIT_US: u64 = 10_000;
+const SIPI_WAIT_US: u64 = 200;
+
+/// Everything the starters share, fixed by the BSP before the first start.
+pub struct StartupPlan {
+    /// The CPUs and nodes.
+    pub topology: Topology,
+    /// Each node's region (`None` for a node without sidecar CPUs).
+    pub regions: heapless::Vec<Option<NodeRegion>, MAX_CPUS>,
+    /// Who starts the APs.
+    pub strategy: BootStrategy,
+    /// INIT-SIPI-SIPI waits.
+    pub delay: ApDelay,
+    /// A VP that gets INIT but no SIPI (a self-test of the timeout).
+    pub unresponsive: Option<u32>,
+}
+
+static PLAN: Once<StartupPlan> = Once::new();
+
+/// Value of [`CpuRecord::started_by`] before anyone started the CPU.
+pub const NOT_STARTED: u32 = u32::MAX;
+
+/// What happened to one CPU during startup. Written by its starter and by
+/// the CPU itself, read by the BSP.
+pub struct CpuRecord {
+    /// The VP index of the CPU that started it, or [`NOT_STARTED`].
+    pub started_by: AtomicU32,
+    /// TSC when its starter sent INIT.
+    pub start_tsc: AtomicU64,
+    /// TSC when it reached Rust code on its own stack and tables.
+    pub up_tsc: AtomicU64,
+    /// TSC when it finished helping and stored IDLE.
+    pub idle_tsc: AtomicU64,
+}
+
+/// The records, by VP index.
+pub static RECORDS: [CpuRecord; MAX_CPUS] = [const {
+    CpuRecord {
+        started_by: AtomicU32::new(NOT_STARTED),
+        start_tsc: AtomicU64::new(0),
+        up_tsc: AtomicU64::new(0),
+        idle_tsc: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
+
+/// Each node's cursor: the index within the node of the next CPU to start.
+static NEXT_INDEX: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(1) }; MAX_CPUS];
+
+/// Publishes the plan (BSP, once, before the first start).
+pub fn publish(plan: StartupPlan) -> &'static StartupPlan {
+    PLAN.call_once(|| plan)
+}
+
+/// The plan, on any CPU after the BSP published it.
+pub fn plan() -> &'static StartupPlan {
+    PLAN.get()
+        .expect("the BSP publishes the startup plan before starting any CPU")
+}
+
+/// The control page of `node`, read through the identity map (main kernel
+/// CPUs only; sidecar CPUs use their window).
+pub fn control_page(node: usize) -> Option<&'static ControlPage> {
+    let region = (*plan().regions.get(node)?)?;
+    // SAFETY: the region was allocated from usable RAM below 4 GiB, which
+    // the BSP's identity map covers; the control page is a page-aligned,
+    // zero-initialized `ControlPage` that lives for the rest of the run, and
+    // every field is atomic, so shared references are sound.
+    Some(unsafe { &*(region.control_page() as *const ControlPage) })
+}
+
+/// Claims the next sidecar CPU of `node`, skipping removed ones. Returns its
+/// VP index, or `None` when the node has no CPU left to start.
+fn claim(node: usize) -> Option<u32> {
+    let node = plan().topology.nodes[node];
+    loop {
+        let index = NEXT_INDEX[node.index as usize].fetch_add(1, Ordering::Relaxed);
+        if index >= node.vp_count {
+            return None;
+        }
+        let vp = node.base_vp + index;
+        if plan().topology.cpus[vp as usize].role == Role::Sidecar {
+            return Some(vp);
+        }
+    }
+}
+
+/// Sends INIT-SIPI-SIPI to `vp`, recording that `starter` started it.
+fn start(starter: u32, vp: u32) {
+    let plan = plan();
+    let apic_id = plan.topology.cpus[vp as usize].apic_id;
+    let record = &RECORDS[vp as usize];
+    record.started_by.store(starter, Ordering::Relaxed);
+    record.start_tsc.store(cpu::rdtsc(), Ordering::Release);
+    let spec = plan.delay == ApDelay::Spec;
+
+    apic::send_init(apic_id);
+    if spec {
+        time::sleep_us(INIT_WAIT_US);
+    }
+    if plan.unresponsive == Some(vp) {
+        warn!("cpu {vp}: sending no startup IPI (unresponsive={vp} self-test)");
+        return;
+    }
+    for _ in 0..2 {
+        apic::send_startup(apic_id, TRAMPOLINE_PAGE);
+        if spec {
+            time::sleep_us(SIPI_WAIT_US);
+        }
+    }
+}
+
+/// The BSP's share: with fan-out, one CPU from each node per round until all
+/// nodes are claimed; serially, every CPU.
+pub fn bsp_start_all() {
+    let node_count = plan().topology.nodes.len();
+    loop {
+        let mut started_any = false;
+        for node in 0..node_count {
+            if let Some(vp) = claim(node) {
+                start(0, vp);
+                started_any = true;
+            }
+        }
+        if !started_any {
+            return;
+        }
+    }
+}
+
+/// An AP's share, right after it came up: with fan-out, start CPUs of its
+/// own node until none is left.
+pub fn ap_help(me: u32, node: u32) {
+    if plan().strategy != BootStrategy::Fanout {
+        return;
+    }
+    while let Some(vp) = claim(node as usize) {
+        start(me, vp);
+    }
+}
+
+/// How each sidecar CPU ended up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It came up and stored IDLE.
+    Idle,
+    /// It did not come up within the timeout.
+    Failed,
+    /// Not a sidecar CPU (a base VP or a removed CPU).
+    Removed,
+}
+
+impl Outcome {
+    /// The outcome's name in the report.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Outcome::Idle => "idle",
+            Outcome::Failed => "failed",
+            Outcome::Removed => "removed",
+        }
+    }
+}
+
+/// How long a CPU may take from INIT to IDLE before it counts as failed.
+const CPU_TIMEOUT_US: u64 = 2_000_000;
+/// How long the BSP waits in all, whatever happens to the starters.
+const TOTAL_TIMEOUT_US: u64 = 30_000_000;
+/// How often the BSP looks at the control pages while it waits.
+const POLL_INTERVAL_US: u64 = 50;
+
+fn status_of(vp: u32) -> CpuStatus {
+    let cpu = plan().topology.cpus[vp as usize];
+    let node = plan().topology.nodes[cpu.node as usize];
+    control_page(cpu.node as usize)
+        .and_then(|page| page.status((vp - node.base_vp) as usize))
+        .map_or(CpuStatus::REMOVED, |status| status.load(Ordering::Acquire))
+}
+
+/// Waits until every sidecar CPU left RUN or timed out, then returns each
+/// CPU's outcome by VP index.
+pub fn wait_for_all() -> heapless::Vec<Outcome, MAX_CPUS> {
+    let plan = plan();
+    let began = cpu::rdtsc();
+    let cpu_timeout = time::us_to_ticks(CPU_TIMEOUT_US);
+    let total_timeout = time::us_to_ticks(TOTAL_TIMEOUT_US);
+    let mut outcomes = heapless::Vec::new();
+    for cpu in &plan.topology.cpus {
+        let outcome = if cpu.role != Role::Sidecar {
+            Outcome::Removed
+        } else {
+            loop {
+                if status_of(cpu.vp) != CpuStatus::RUN {
+                    break Outcome::Idle;
+                }
+                let now = cpu::rdtsc();
+                let started = RECORDS[cpu.vp as usize].start_tsc.load(Ordering::Acquire);
+                let late = started != 0 && now - started > cpu_timeout;
+                if late || now - began > total_timeout {
+                    break Outcome::Failed;
+                }
+                time::sleep_us(POLL_INTERVAL_US);
+            }
+        };
+        // Capacity: one outcome per CPU.
+        let _ = outcomes.push(outcome);
+    }
+    outcomes
+}

@@ -1,0 +1,149 @@
+//! The boot's outcome, for the log and the report: who started whom, when
+//! each CPU was up, how deep the fan-out tree grew, and what memory it cost.
+
+use core::sync::atomic::Ordering;
+
+use crate::arch::x86_64::time;
+use crate::boot::setup::Setup;
+use crate::boot::startup::{plan, Outcome, NOT_STARTED, RECORDS};
+use crate::layout::{NodeRegion, PAGES_PER_CPU};
+use crate::report;
+use crate::MAX_CPUS;
+
+/// What the scenarios need to know about the boot.
+pub struct BootSummary {
+    /// CPUs that did not come up, other than a deliberately unresponsive one.
+    pub unexpected_failures: usize,
+}
+
+/// Milliseconds from `since` to `tsc`, with microsecond precision, as a
+/// value that `{}` formats like `12.345`.
+fn ms(since: u64, tsc: u64) -> Millis {
+    Millis(time::ticks_to_us(tsc.saturating_sub(since)))
+}
+
+struct Millis(u64);
+
+impl core::fmt::Display for Millis {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
+    }
+}
+
+/// The length of the who-started-whom chain from the BSP to `vp`.
+fn depth(vp: usize) -> u32 {
+    let mut depth = 0;
+    let mut current = vp;
+    while current != 0 && depth as usize <= MAX_CPUS {
+        let starter = RECORDS[current].started_by.load(Ordering::Relaxed);
+        if starter == NOT_STARTED {
+            return 0;
+        }
+        current = starter as usize;
+        depth += 1;
+    }
+    depth
+}
+
+fn report_cpus(entry_tsc: u64, outcomes: &[Outcome]) {
+    for (cpu, outcome) in plan().topology.cpus.iter().zip(outcomes) {
+        let record = &RECORDS[cpu.vp as usize];
+        let starter = record.started_by.load(Ordering::Acquire);
+        let (start, up) = (
+            record.start_tsc.load(Ordering::Relaxed),
+            record.up_tsc.load(Ordering::Relaxed),
+        );
+        let mut line = heapless::String::<192>::new();
+        let _ = core::fmt::write(
+            &mut line,
+            format_args!(
+                "{{\"vp\":{},\"apic_id\":{},\"node\":{},\"status\":\"{}\"",
+                cpu.vp,
+                cpu.apic_id,
+                cpu.node,
+                outcome.name()
+            ),
+        );
+        if starter != NOT_STARTED {
+            let _ = core::fmt::write(
+                &mut line,
+                format_args!(
+                    ",\"started_by\":{starter},\"start_ms\":{}",
+                    ms(entry_tsc, start)
+                ),
+            );
+        }
+        if *outcome == Outcome::Idle {
+            let _ = core::fmt::write(
+                &mut line,
+                format_args!(",\"ready_ms\":{}", ms(entry_tsc, up)),
+            );
+        }
+        report::json("cpus[]", format_args!("{line}}}"));
+    }
+}
+
+fn report_nodes(setup: &Setup) {
+    for (node, region) in plan().topology.nodes.iter().zip(&setup.regions) {
+        let pages = region.map_or(0, |r| NodeRegion::pages_required(r.cpu_count));
+        report::json(
+            "nodes[]",
+            format_args!(
+                "{{\"index\":{},\"base_vp\":{},\"vp_count\":{},\"sidecar_cpus\":{},\"pages\":{}}}",
+                node.index, node.base_vp, node.vp_count, node.sidecar_count, pages
+            ),
+        );
+    }
+    report::number("memory.per_cpu_pages", PAGES_PER_CPU);
+    report::number("memory.total_pages", setup.total_pages);
+}
+
+/// Logs and reports the boot; returns what the scenarios need.
+pub fn summarize(entry_tsc: u64, outcomes: &[Outcome], setup: &Setup) -> BootSummary {
+    let plan = plan();
+    let mut last_idle = entry_tsc;
+    let mut max_depth = 0;
+    let mut unexpected_failures = 0;
+    for (cpu, outcome) in plan.topology.cpus.iter().zip(outcomes) {
+        match outcome {
+            Outcome::Idle => {
+                last_idle =
+                    last_idle.max(RECORDS[cpu.vp as usize].idle_tsc.load(Ordering::Acquire));
+                max_depth = max_depth.max(depth(cpu.vp as usize));
+            }
+            Outcome::Failed => {
+                error!(
+                    "cpu {} (APIC ID {}) did not come up: marked failed, boot goes on without it",
+                    cpu.vp, cpu.apic_id
+                );
+                if plan.unresponsive != Some(cpu.vp) {
+                    unexpected_failures += 1;
+                }
+            }
+            Outcome::Removed => {}
+        }
+    }
+    let ready = ms(entry_tsc, last_idle);
+    let idle = outcomes.iter().filter(|o| **o == Outcome::Idle).count();
+    info!(
+        "{idle} of {} sidecar CPUs ready in {ready} ms ({}, {} delays, depth {max_depth})",
+        plan.topology.sidecar_count(),
+        plan.strategy.name(),
+        plan.delay.name()
+    );
+    report::string("boot.strategy", format_args!("{}", plan.strategy.name()));
+    report::string("boot.ap_delay", format_args!("{}", plan.delay.name()));
+    report::json("boot.ready_ms", format_args!("{ready}"));
+    report::number("boot.tsc_hz", time::tsc_hz());
+    report::number("boot.depth", u64::from(max_depth));
+    report::number("boot.sidecar_cpus", plan.topology.sidecar_count() as u64);
+    report::number(
+        "boot.failed",
+        outcomes.iter().filter(|o| **o == Outcome::Failed).count() as u64,
+    );
+    report_cpus(entry_tsc, outcomes);
+    report_nodes(setup);
+    BootSummary {
+        unexpected_failures,
+    }
+}
