@@ -1,1 +1,97 @@
-//! Placeholder: the runner library (issue 2) is written here.
+//! Builds the sidecar kernel and boots it in QEMU: the library behind
+//! `cargo qemu` and the kernel's integration tests.
+//!
+//! # The story of one run
+//!
+//! 1. [`RunConfig`] says what to boot: CPUs, memory, the scenario, the
+//!    engine, the timeout. [`run`] checks it, then finds the QEMU binary
+//!    *before* anything slow happens.
+//! 2. [`build_kernel`] runs a nested `cargo build --release -p sidecar
+//!    --target x86_64-unknown-none` into `target/kernel/` (its own lock, so
+//!    it never waits on the cargo that runs us), once per process.
+//! 3. QEMU boots the ELF through PVH (`-kernel`, qboot firmware when
+//!    installed) with the command line `scenario=NAME log=LEVEL`. COM1 is
+//!    the human log, streamed to a file and optionally to stdout; COM2 is
+//!    the report channel, written to `report.txt` in the run directory.
+//! 4. The kernel ends the run by writing 0x10 (pass) or 0x11 (fail) to the
+//!    `isa-debug-exit` port, which makes QEMU exit with status 33 or 35.
+//! 5. The runner parses COM2, decides the verdict, and writes the merged
+//!    JSON report: [`RunOutcome`].
+//!
+//! A kernel that fails is an outcome (`passed == false`); [`RunnerError`]
+//! is only for a run that could not happen (no QEMU, a broken build, I/O).
+//!
+//! # The verdict
+//!
+//! A run passes if and only if QEMU exited with status 33, the report says
+//! `result="pass"`, and the runner did not time out. Otherwise `failure` is:
+//! - on a timeout: `timeout after N s` (QEMU and its process group are killed);
+//! - on status 35, or 33 with `result="fail"`: the kernel's `failure`;
+//! - on any other status: `QEMU exited with status S without the kernel's
+//!   verdict (triple fault?)`, or `...verdict: <QEMU's first stderr line
+//!   that is not a warning>` when QEMU said something (e.g. a bad option).
+//!
+//! # The report channel (COM2)
+//!
+//! Text lines `KEY=JSONVALUE`. `KEY` is a dotted path of words (letters,
+//! digits, `_`, `-`): `boot.ready_ms=12.5` gives `{"boot":{"ready_ms":12.5}}`.
+//! `KEY[]=JSONVALUE` appends to the array at that path:
+//! `cpus[]={"vp":1,"apic_id":1}`. Values are JSON literals (numbers,
+//! `"strings"`, objects, arrays, `true`/`false`, `null`); a later plain line
+//! for the same key replaces the earlier value. The kernel always writes
+//! `result="pass"` or `result="fail"`, and on failure `failure="one-line
+//! reason"`. A malformed line is skipped and described in `report_errors`.
+//!
+//! # The JSON report
+//!
+//! Written to `target/qemu-runs/<scenario>-<unix ms>-<pid>/report.json`,
+//! to `--report FILE` when given, and returned as [`RunOutcome::report`].
+//! It is one object: every field the kernel wrote on COM2, with the
+//! runner's fields on top (the runner's win):
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `result` | `"pass"` \| `"fail"` | the verdict above (not merely the kernel's claim) |
+//! | `failure` | string | why the run failed; absent on a pass. The kernel's own `failure` is kept when the runner has no better reason (timeout, no verdict) |
+//! | `scenario` | string | the scenario run |
+//! | `cpus` | integer | `-smp` |
+//! | `memory_mib` | integer | `-m` |
+//! | `accel` | `"tcg"` \| `"kvm"` | the engine that ran (after `auto` was settled) |
+//! | `wall_s` | number | seconds from QEMU's start to its exit, to the millisecond |
+//! | `kernel_bytes` | integer | size of the kernel ELF file |
+//! | `log` | string | path of the COM1 log file |
+//! | `qemu_exit_status` | integer \| null | QEMU's exit status; null when a signal ended it |
+//! | `timed_out` | bool | whether the runner killed QEMU at the timeout |
+//! | `report_errors` | array of strings | one entry per malformed COM2 line (`line N: why: text`); empty when all parsed |
+//! | *anything else* | any | the kernel's fields, nested along their dotted keys |
+//!
+//! The kernel should therefore not use the runner's top-level names other
+//! than `result` and `failure` (list its CPUs as `vps[]`, not `cpus[]`): a
+//! shadowed kernel field is lost, and `report_errors` says so.
+//!
+//! Example (a pass on 4 CPUs; `boot` and `vps` came from the kernel):
+//!
+//! ```json
+//! {
+//!   "result": "pass", "scenario": "boot", "cpus": 4, "memory_mib": 256,
+//!   "accel": "tcg", "wall_s": 0.412, "kernel_bytes": 123456,
+//!   "log": "/work/main/target/qemu-runs/boot-1700000000000-4242.log",
+//!   "qemu_exit_status": 33, "timed_out": false, "report_errors": [],
+//!   "boot": {"ready_ms": 12.5}, "vps": [{"vp": 1, "apic_id": 1}]
+//! }
+//! ```
+
+mod build;
+mod config;
+mod error;
+mod qemu;
+mod report;
+mod run;
+mod verdict;
+
+pub use build::{build_kernel, kernel_elf_path, workspace_root, KERNEL_TARGET};
+pub use config::{check_scenario, Accel, LogLevel, RunConfig, MAX_CPUS, MIN_MEMORY_MIB};
+pub use error::RunnerError;
+pub use qemu::QBOOT;
+pub use run::{run, RunOutcome};
+pub use verdict::{EXIT_FAIL, EXIT_PASS};

@@ -1,0 +1,238 @@
+//! The command line: flags (clap derive) to a [`RunConfig`], and the summary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use qemu_runner::{Accel, LogLevel, RunConfig, RunOutcome, MAX_CPUS, MIN_MEMORY_MIB};
+
+/// How many log lines a failure shows.
+const TAIL_LINES: usize = 20;
+
+/// Build the sidecar kernel and boot it in QEMU.
+///
+/// Exit status: 0 when the scenario passed, 1 when it failed, 2 on a usage
+/// or environment error.
+#[derive(Debug, Parser)]
+#[command(name = "qemu-runner", bin_name = "cargo qemu")]
+pub struct Args {
+    /// Number of CPUs (1..=255: TCG offers no x2APIC).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_CPUS)))]
+    cpus: u16,
+    /// Guest memory in MiB (at least 32).
+    #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(i64::from(MIN_MEMORY_MIB)..))]
+    memory: u32,
+    /// The scenario the kernel runs (the kernel rejects unknown names).
+    #[arg(long, default_value = "boot", value_parser = parse_scenario)]
+    scenario: String,
+    /// Kill QEMU after this many seconds (disabled with --gdb).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_timeout)]
+    timeout: Duration,
+    /// Also write the JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Wait for gdb on PORT (default 1234) before the first instruction.
+    #[arg(
+        long,
+        value_name = "PORT",
+        num_args = 0..=1,
+        default_missing_value = "1234",
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    gdb: Option<u16>,
+    /// The QEMU binary: a name looked up in PATH, or a path.
+    #[arg(long, value_name = "PATH", default_value = "qemu-system-x86_64")]
+    qemu: PathBuf,
+    /// The engine: tcg (SVM for guest VPs), kvm, or auto (kvm when usable and no SVM is needed).
+    #[arg(long, value_enum, default_value_t = Accel::Tcg)]
+    accel: Accel,
+    /// The kernel's log level.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
+    log_level: LogLevel,
+    /// Write the COM1 log to FILE (default: target/qemu-runs/<scenario>-<ms>-<pid>.log).
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Boot this prebuilt kernel ELF instead of building one.
+    #[arg(long, value_name = "ELF")]
+    kernel: Option<PathBuf>,
+    /// Show the kernel build's output and the full QEMU command line.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Do not stream the log to stdout.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl Args {
+    /// The library configuration these flags ask for.
+    pub fn config(&self) -> RunConfig {
+        RunConfig {
+            cpus: self.cpus,
+            memory_mib: self.memory,
+            scenario: self.scenario.clone(),
+            timeout: self.timeout,
+            accel: self.accel,
+            log_level: self.log_level,
+            qemu: self.qemu.clone(),
+            kernel: self.kernel.clone(),
+            log_path: self.log.clone(),
+            report_path: self.report.clone(),
+            echo: !self.quiet,
+            verbose: self.verbose,
+            gdb: self.gdb,
+            extra_cmdline: Vec::new(),
+        }
+    }
+}
+
+fn parse_scenario(name: &str) -> Result<String, String> {
+    qemu_runner::check_scenario(name).map(|()| name.to_owned())
+}
+
+fn parse_timeout(secs: &str) -> Result<Duration, String> {
+    match secs.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(format!("{secs:?} is not a number of seconds above 0")),
+    }
+}
+
+/// Parses the flags, runs, prints the summary; returns the exit status.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = args.config();
+    match qemu_runner::run(&config) {
+        Ok(outcome) => {
+            summarize(&config, &outcome);
+            ExitCode::from(if outcome.passed { 0 } else { 1 })
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints the one summary line and, after a failure, what helps explain it.
+fn summarize(config: &RunConfig, outcome: &RunOutcome) {
+    let on = format!("{} on {}", config.scenario, cpus_phrase(config.cpus));
+    let Some(reason) = &outcome.failure else {
+        let secs = outcome.wall.as_secs_f64();
+        let report = outcome.report_path.display();
+        println!("PASS {on} in {secs:.2} s (report: {report})");
+        return;
+    };
+    println!("FAIL {on}: {reason}");
+    if !config.verbose {
+        for line in &outcome.qemu_stderr {
+            eprintln!("{line}");
+        }
+    }
+    if !config.echo || outcome.timed_out {
+        print_tail(outcome);
+    }
+}
+
+fn cpus_phrase(cpus: u16) -> String {
+    match cpus {
+        1 => "1 CPU".to_owned(),
+        n => format!("{n} CPUs"),
+    }
+}
+
+/// The last log lines, prefixed, with the log's path.
+fn print_tail(outcome: &RunOutcome) {
+    let lines = &outcome.log_lines;
+    let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+    let log = outcome.log_path.display();
+    match tail.len() {
+        0 => println!("  (the log {log} is empty)"),
+        n => println!("  last {n} log lines ({log}):"),
+    }
+    for line in tail {
+        println!("  | {line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(flags: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("qemu-runner").chain(flags.iter().copied()))
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse(&[]).unwrap().config();
+        let expected = RunConfig {
+            echo: true,
+            ..RunConfig::default()
+        };
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        for flags in [
+            &["--cpus", "0"][..],
+            &["--cpus", "256"],
+            &["--memory", "31"],
+            &["--timeout", "0"],
+            &["--timeout", "-1"],
+            &["--timeout", "soon"],
+            &["--scenario", "a b"],
+            &["--accel", "hvf"],
+            &["--log-level", "loud"],
+            &["--gdb", "0"],
+            &["--frobnicate"],
+        ] {
+            assert!(parse(flags).is_err(), "{flags:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn every_option_reaches_the_config() {
+        let args = parse(&[
+            "--cpus",
+            "255",
+            "--memory",
+            "32",
+            "--scenario",
+            "hang-selftest",
+            "--timeout",
+            "2.5",
+            "--report",
+            "/tmp/r.json",
+            "--qemu",
+            "/opt/qemu",
+            "--accel",
+            "auto",
+            "--log-level",
+            "trace",
+            "--log",
+            "/tmp/l.log",
+            "--kernel",
+            "/tmp/k",
+            "-v",
+            "-q",
+        ])
+        .unwrap();
+        let config = args.config();
+        assert_eq!((config.cpus, config.memory_mib), (255, 32));
+        assert_eq!(config.scenario, "hang-selftest");
+        assert_eq!(config.timeout, Duration::from_millis(2500));
+        assert_eq!(config.accel, Accel::Auto);
+        assert_eq!(config.log_level, LogLevel::Trace);
+        assert_eq!(config.kernel, Some(PathBuf::from("/tmp/k")));
+        assert!(config.verbose && !config.echo);
+        assert_eq!(config.gdb, None);
+    }
+
+    #[test]
+    fn gdb_port_is_optional() {
+        assert_eq!(parse(&["--gdb"]).unwrap().gdb, Some(1234));
+        assert_eq!(parse(&["--gdb", "4000"]).unwrap().gdb, Some(4000));
+        assert_eq!(parse(&["--gdb", "--cpus", "2"]).unwrap().gdb, Some(1234));
+    }
+}

@@ -1,0 +1,309 @@
+//! QEMU's command line: finding the binary, choosing the engine and
+//! firmware, and building the arguments.
+//!
+//! Everything here is decided before QEMU starts and, apart from the
+//! look-ups in [`resolve_qemu`], [`kvm_status`] and [`firmware`], is pure so
+//! that tests can check the exact arguments. The arguments come in groups
+//! (machine, engine and CPUs, memory, firmware, kernel, devices, serial
+//! ports, debugger); a later option such as a NUMA topology is one more group.
+
+use std::env;
+use std::ffi::{OsStr, OsString};
+use std::fs::OpenOptions;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use crate::{Accel, RunConfig, RunnerError};
+
+/// The fast firmware for PVH boots, used when it is installed.
+pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+
+/// The engine that actually runs the guest, once [`Accel::Auto`] is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Engine {
+    /// Multi-threaded TCG with `-cpu max` (SVM with nested paging).
+    Tcg,
+    /// KVM with `-cpu qemu64`: `host` and `max` fail on this machine's KVM.
+    Kvm,
+}
+
+impl Engine {
+    /// The name written to the report's `accel` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Tcg => "tcg",
+            Engine::Kvm => "kvm",
+        }
+    }
+}
+
+/// Everything QEMU's arguments depend on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Launch<'a> {
+    /// The run's configuration.
+    pub config: &'a RunConfig,
+    /// The engine chosen by [`choose_engine`].
+    pub engine: Engine,
+    /// The kernel ELF.
+    pub kernel: &'a Path,
+    /// The firmware to use instead of QEMU's default (SeaBIOS).
+    pub firmware: Option<&'a Path>,
+    /// The file COM2 (the report channel) is written to.
+    pub report_txt: &'a Path,
+}
+
+/// Finds the QEMU binary: a bare name in `PATH`, anything else as a path.
+/// Runs before the kernel is built, so a missing QEMU fails fast.
+pub(crate) fn resolve_qemu(qemu: &Path) -> Result<PathBuf, RunnerError> {
+    if qemu.components().count() != 1 {
+        return match qemu.is_file() {
+            true => Ok(qemu.to_owned()),
+            false => Err(RunnerError::QemuPathMissing(qemu.to_owned())),
+        };
+    }
+    env::var_os("PATH")
+        .iter()
+        .flat_map(env::split_paths)
+        .map(|dir| dir.join(qemu))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| RunnerError::QemuNotOnPath(qemu.display().to_string()))
+}
+
+/// Whether `/dev/kvm` can be used: `Err` says why not.
+pub(crate) fn kvm_status() -> Result<(), String> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(drop)
+        .map_err(|e| format!("opening /dev/kvm: {e}"))
+}
+
+/// Whether a scenario runs guest VPs, which need SVM and so TCG. Only `boot`
+/// and the `*-selftest` scenarios run none.
+pub(crate) fn needs_svm(scenario: &str) -> bool {
+    scenario != "boot" && !scenario.ends_with("-selftest")
+}
+
+/// Settles the engine; `kvm` is [`kvm_status`]'s answer.
+pub(crate) fn choose_engine(
+    accel: Accel,
+    scenario: &str,
+    kvm: Result<(), String>,
+) -> Result<Engine, RunnerError> {
+    match accel {
+        Accel::Tcg => Ok(Engine::Tcg),
+        Accel::Kvm => kvm
+            .map(|()| Engine::Kvm)
+            .map_err(RunnerError::KvmUnavailable),
+        Accel::Auto if kvm.is_ok() && !needs_svm(scenario) => Ok(Engine::Kvm),
+        Accel::Auto => Ok(Engine::Tcg),
+    }
+}
+
+/// qboot when it is installed, else `None` for QEMU's default firmware.
+pub(crate) fn firmware() -> Option<PathBuf> {
+    Some(PathBuf::from(QBOOT)).filter(|path| path.is_file())
+}
+
+/// The kernel command line: `scenario=NAME log=LEVEL`, then the extra words.
+pub(crate) fn kernel_cmdline(config: &RunConfig) -> String {
+    let mut words = vec![
+        format!("scenario={}", config.scenario),
+        format!("log={}", config.log_level.as_str()),
+    ];
+    words.extend(config.extra_cmdline.iter().cloned());
+    words.join(" ")
+}
+
+/// QEMU's arguments, without the binary.
+pub(crate) fn qemu_args(launch: &Launch<'_>) -> Vec<OsString> {
+    let config = launch.config;
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |words: &[&OsStr]| args.extend(words.iter().map(|w| w.to_os_string()));
+    let os = |s: &'static str| OsStr::new(s);
+
+    push(&[
+        os("-machine"),
+        os("q35"),
+        os("-nodefaults"),
+        os("-no-reboot"),
+    ]);
+    push(&[os("-display"), os("none"), os("-monitor"), os("none")]);
+    let (accel, cpu) = match launch.engine {
+        Engine::Tcg => ("tcg,thread=multi", "max"),
+        Engine::Kvm => ("kvm", "qemu64"),
+    };
+    push(&[os("-accel"), os(accel), os("-cpu"), os(cpu)]);
+    let smp = config.cpus.to_string();
+    let memory = config.memory_mib.to_string();
+    push(&[
+        "-smp".as_ref(),
+        smp.as_ref(),
+        "-m".as_ref(),
+        memory.as_ref(),
+    ]);
+    if let Some(firmware) = launch.firmware {
+        push(&[os("-bios"), firmware.as_os_str()]);
+    }
+    let cmdline = kernel_cmdline(config);
+    push(&[
+        os("-kernel"),
+        launch.kernel.as_os_str(),
+        os("-append"),
+        cmdline.as_ref(),
+    ]);
+    push(&[os("-device"), os("isa-debug-exit,iobase=0xf4,iosize=0x04")]);
+    let report = option_value("file:", launch.report_txt.as_os_str());
+    push(&[os("-serial"), os("stdio"), os("-serial"), &report]);
+    if let Some(port) = config.gdb {
+        let gdb = format!("tcp::{port}");
+        push(&[os("-gdb"), gdb.as_ref(), os("-S")]);
+    }
+    args
+}
+
+/// `prefix` then `value` with its commas doubled, as QEMU's option parser wants.
+fn option_value(prefix: &str, value: &OsStr) -> OsString {
+    let mut bytes = prefix.as_bytes().to_vec();
+    for &byte in value.as_bytes() {
+        bytes.push(byte);
+        if byte == b',' {
+            bytes.push(b',');
+        }
+    }
+    OsString::from_vec(bytes)
+}
+
+/// The command line as one shell-like string, for `--verbose`.
+pub(crate) fn display_command(qemu: &Path, args: &[OsString]) -> String {
+    let quote = |word: &OsStr| {
+        let word = word.to_string_lossy();
+        let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:,=+@".contains(c);
+        match !word.is_empty() && word.chars().all(plain) {
+            true => word.into_owned(),
+            false => format!("'{}'", word.replace('\'', r"'\''")),
+        }
+    };
+    std::iter::once(qemu.as_os_str())
+        .chain(args.iter().map(OsString::as_os_str))
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LogLevel;
+
+    fn args_of(config: &RunConfig, engine: Engine, firmware: Option<&Path>) -> String {
+        let launch = Launch {
+            config,
+            engine,
+            kernel: Path::new("/k/sidecar"),
+            firmware,
+            report_txt: Path::new("/runs/a,b/report.txt"),
+        };
+        display_command(Path::new("qemu"), &qemu_args(&launch))
+    }
+
+    #[test]
+    fn tcg_with_qboot() {
+        let config = RunConfig::default();
+        assert_eq!(
+            args_of(&config, Engine::Tcg, Some(Path::new(QBOOT))),
+            "qemu -machine q35 -nodefaults -no-reboot -display none -monitor none \
+             -accel tcg,thread=multi -cpu max -smp 4 -m 256 -bios /usr/share/qemu/qboot.rom \
+             -kernel /k/sidecar -append 'scenario=boot log=info' \
+             -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+             -serial stdio -serial file:/runs/a,,b/report.txt"
+        );
+    }
+
+    #[test]
+    fn kvm_without_qboot_falls_back_to_the_default_firmware() {
+        let config = RunConfig {
+            cpus: 2,
+            memory_mib: 64,
+            ..RunConfig::default()
+        };
+        let args = args_of(&config, Engine::Kvm, None);
+        assert!(
+            args.contains(" -accel kvm -cpu qemu64 -smp 2 -m 64 -kernel "),
+            "{args}"
+        );
+        assert!(!args.contains("-bios"), "{args}");
+    }
+
+    #[test]
+    fn gdb_waits_on_its_port() {
+        let config = RunConfig {
+            gdb: Some(4321),
+            ..RunConfig::default()
+        };
+        let args = args_of(&config, Engine::Tcg, None);
+        assert!(args.ends_with(" -gdb tcp::4321 -S"), "{args}");
+    }
+
+    #[test]
+    fn cmdline_has_scenario_level_and_extras() {
+        let config = RunConfig {
+            scenario: "smp-selftest".into(),
+            log_level: LogLevel::Trace,
+            extra_cmdline: vec!["ap_delay=none".into()],
+            ..RunConfig::default()
+        };
+        assert_eq!(
+            kernel_cmdline(&config),
+            "scenario=smp-selftest log=trace ap_delay=none"
+        );
+    }
+
+    #[test]
+    fn engine_choice() {
+        let no_kvm = || Err("no /dev/kvm".to_owned());
+        assert_eq!(
+            choose_engine(Accel::Tcg, "boot", Ok(())).unwrap(),
+            Engine::Tcg
+        );
+        assert_eq!(
+            choose_engine(Accel::Kvm, "vp-run", Ok(())).unwrap(),
+            Engine::Kvm
+        );
+        assert!(matches!(
+            choose_engine(Accel::Kvm, "boot", no_kvm()),
+            Err(RunnerError::KvmUnavailable(_))
+        ));
+        assert_eq!(
+            choose_engine(Accel::Auto, "boot", Ok(())).unwrap(),
+            Engine::Kvm
+        );
+        assert_eq!(
+            choose_engine(Accel::Auto, "smp-selftest", Ok(())).unwrap(),
+            Engine::Kvm
+        );
+        assert_eq!(
+            choose_engine(Accel::Auto, "vp-run", Ok(())).unwrap(),
+            Engine::Tcg
+        );
+        assert_eq!(
+            choose_engine(Accel::Auto, "boot", no_kvm()).unwrap(),
+            Engine::Tcg
+        );
+    }
+
+    #[test]
+    fn qemu_lookup() {
+        assert!(matches!(
+            resolve_qemu(Path::new("/nonexistent/qemu")),
+            Err(RunnerError::QemuPathMissing(_))
+        ));
+        let missing = resolve_qemu(Path::new("no-such-qemu-binary")).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "no-such-qemu-binary not found (install it: sudo apt-get install qemu-system-x86)"
+        );
+        assert!(resolve_qemu(Path::new("sh")).unwrap().is_absolute());
+    }
+}

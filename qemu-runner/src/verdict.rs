@@ -1,0 +1,169 @@
+//! The verdict: did the run pass, and if not, the one-line reason.
+//!
+//! A run passes only when all three agree: QEMU exited with status 33 (the
+//! kernel wrote 0x10 to `isa-debug-exit`), the report says `result="pass"`,
+//! and the runner did not have to kill QEMU. Everything else fails with the
+//! most specific reason at hand, the kernel's own `failure` when it gave one.
+
+use std::time::Duration;
+
+use crate::report::KernelReport;
+
+/// QEMU's exit status when the kernel writes 0x10 (pass) to `isa-debug-exit`.
+pub const EXIT_PASS: i32 = (0x10 << 1) | 1;
+/// QEMU's exit status when the kernel writes 0x11 (fail) to `isa-debug-exit`.
+pub const EXIT_FAIL: i32 = (0x11 << 1) | 1;
+
+/// How the QEMU process ended.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct QemuExit {
+    /// The exit status, `None` when a signal ended QEMU.
+    pub status: Option<i32>,
+    /// The signal that ended QEMU, if one did.
+    pub signal: Option<i32>,
+    /// The runner killed QEMU after this timeout.
+    pub timed_out: Option<Duration>,
+    /// The first line of QEMU's stderr that is not a warning, if any.
+    pub stderr_line: Option<String>,
+}
+
+/// `Ok(())` for a pass, else the reason for the failure.
+pub(crate) fn verdict(exit: &QemuExit, report: &KernelReport) -> Result<(), String> {
+    if let Some(limit) = exit.timed_out {
+        return Err(format!("timeout after {} s", limit.as_secs_f64()));
+    }
+    let kernel_reason = report.str_field("failure").map(str::to_owned);
+    match exit.status {
+        Some(EXIT_PASS) => match report.str_field("result") {
+            Some("pass") => Ok(()),
+            Some("fail") => Err(kernel_reason.unwrap_or_else(|| {
+                "the kernel reported result=fail with no failure reason".to_owned()
+            })),
+            _ => Err("the kernel exited with pass but reported no result=\"pass\"".to_owned()),
+        },
+        Some(EXIT_FAIL) => Err(kernel_reason.unwrap_or_else(|| {
+            "the kernel exited with fail (status 35) but reported no failure reason".to_owned()
+        })),
+        Some(status) => Err(no_verdict(
+            &format!("QEMU exited with status {status}"),
+            exit,
+        )),
+        None => {
+            let signal = exit.signal.map_or("?".to_owned(), |s| s.to_string());
+            Err(no_verdict(
+                &format!("QEMU was killed by signal {signal}"),
+                exit,
+            ))
+        }
+    }
+}
+
+fn no_verdict(what: &str, exit: &QemuExit) -> String {
+    match &exit.stderr_line {
+        Some(line) => format!("{what} without the kernel's verdict: {line}"),
+        None => format!("{what} without the kernel's verdict (triple fault?)"),
+    }
+}
+
+/// The line of QEMU's stderr worth quoting: the first that is not a warning.
+pub(crate) fn stderr_reason(stderr: &[String]) -> Option<String> {
+    stderr
+        .iter()
+        .map(|line| line.trim())
+        .find(|line| !line.is_empty() && !line.contains("warning:"))
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::parse;
+
+    fn exit(status: i32) -> QemuExit {
+        QemuExit {
+            status: Some(status),
+            ..QemuExit::default()
+        }
+    }
+
+    #[test]
+    fn pass_needs_status_33_and_result_pass() {
+        assert_eq!(verdict(&exit(33), &parse("result=\"pass\"")), Ok(()));
+        let no_result = verdict(&exit(33), &parse("")).unwrap_err();
+        assert!(no_result.contains("no result"), "{no_result}");
+    }
+
+    #[test]
+    fn status_33_with_result_fail_fails() {
+        let report = parse("result=\"fail\"\nfailure=\"apic 3 missing\"");
+        assert_eq!(
+            verdict(&exit(33), &report),
+            Err("apic 3 missing".to_owned())
+        );
+    }
+
+    #[test]
+    fn status_35_gives_the_kernel_reason() {
+        let report = parse("result=\"fail\"\nfailure=\"unknown scenario nope\"");
+        assert_eq!(
+            verdict(&exit(35), &report),
+            Err("unknown scenario nope".to_owned())
+        );
+        let silent = verdict(&exit(35), &parse("")).unwrap_err();
+        assert!(silent.contains("no failure reason"), "{silent}");
+    }
+
+    #[test]
+    fn status_0_is_a_triple_fault_even_with_a_pass_report() {
+        assert_eq!(
+            verdict(&exit(0), &parse("result=\"pass\"")),
+            Err("QEMU exited with status 0 without the kernel's verdict (triple fault?)".into())
+        );
+    }
+
+    #[test]
+    fn qemu_errors_quote_stderr() {
+        let stderr = vec![
+            "qemu-system-x86_64: warning: host doesn't support requested feature".to_owned(),
+            "qemu-system-x86_64: could not load kernel 'x'".to_owned(),
+        ];
+        let exit = QemuExit {
+            stderr_line: stderr_reason(&stderr),
+            ..exit(1)
+        };
+        assert_eq!(
+            verdict(&exit, &parse("")),
+            Err("QEMU exited with status 1 without the kernel's verdict: \
+                 qemu-system-x86_64: could not load kernel 'x'"
+                .into())
+        );
+    }
+
+    #[test]
+    fn timeout_wins_over_everything() {
+        let exit = QemuExit {
+            status: None,
+            signal: Some(9),
+            timed_out: Some(Duration::from_secs(3)),
+            stderr_line: None,
+        };
+        assert_eq!(
+            verdict(&exit, &parse("result=\"pass\"")),
+            Err("timeout after 3 s".to_owned())
+        );
+    }
+
+    #[test]
+    fn killed_by_a_signal() {
+        let exit = QemuExit {
+            status: None,
+            signal: Some(15),
+            ..QemuExit::default()
+        };
+        let reason = verdict(&exit, &parse("")).unwrap_err();
+        assert!(
+            reason.starts_with("QEMU was killed by signal 15"),
+            "{reason}"
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! The `qemu-runner` binary's failures that need no kernel: they must come
+//! before any kernel build, with one clear line and a non-zero status.
+
+use std::process::{Command, Output};
+
+fn runner(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_qemu-runner"));
+    command.args(args);
+    command
+}
+
+fn run(command: &mut Command) -> (i32, String) {
+    let Output { status, stderr, .. } = command.output().expect("the runner starts");
+    let code = status.code().expect("the runner exits by itself");
+    (code, String::from_utf8_lossy(&stderr).into_owned())
+}
+
+#[test]
+fn missing_qemu_path_is_one_line_naming_it() {
+    let (code, stderr) = run(&mut runner(&["--qemu", "/nonexistent/qemu"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("/nonexistent/qemu"), "{stderr}");
+}
+
+#[test]
+fn qemu_missing_from_path_says_how_to_install_it() {
+    let empty = std::env::temp_dir().join("qemu-runner-empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, stderr) = run(runner(&[]).env("PATH", &empty));
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        stderr,
+        "error: qemu-system-x86_64 not found (install it: sudo apt-get install qemu-system-x86)\n"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_with_clap_message() {
+    for args in [
+        &["--cpus", "0"][..],
+        &["--cpus", "256"],
+        &["--timeout", "0"],
+        &["--no-such-flag"],
+    ] {
+        let (code, stderr) = run(&mut runner(args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(args[0]), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn missing_prebuilt_kernel_is_an_environment_error() {
+    // Any existing file passes the QEMU check, so this needs no QEMU installed.
+    let args = ["--qemu", "/bin/sh", "--kernel", "/nonexistent/sidecar"];
+    let (code, stderr) = run(&mut runner(&args));
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr, "error: kernel ELF /nonexistent/sidecar not found\n");
+}
