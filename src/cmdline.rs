@@ -69,15 +69,21 @@ pub enum Scenario {
     PanicSelftest,
     /// Never finish: the runner's timeout must end the run.
     HangSelftest,
+    /// Sidecar CPU 1 reads CPU 2's command page: the read must fault.
+    IsolationCommandSelftest,
+    /// Sidecar CPU 1 reads CPU 2's stack: the read must fault.
+    IsolationStackSelftest,
 }
 
 impl Scenario {
     /// Every scenario, in the order the help text lists them.
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Boot,
         Scenario::FaultSelftest,
         Scenario::PanicSelftest,
         Scenario::HangSelftest,
+        Scenario::IsolationCommandSelftest,
+        Scenario::IsolationStackSelftest,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -87,6 +93,8 @@ impl Scenario {
             Scenario::FaultSelftest => "fault-selftest",
             Scenario::PanicSelftest => "panic-selftest",
             Scenario::HangSelftest => "hang-selftest",
+            Scenario::IsolationCommandSelftest => "isolation-command-selftest",
+            Scenario::IsolationStackSelftest => "isolation-stack-selftest",
         }
     }
 }
@@ -325,7 +333,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "bad value 'dance' for kernel option 'scenario' (expected one of: boot, \
-             fault-selftest, panic-selftest, hang-selftest)"
+             fault-selftest, panic-selftest, hang-selftest, isolation-command-selftest, \
+             isolation-stack-selftest)"
         );
         assert_eq!(
             parse("color=red").unwrap_err().to_string(),

@@ -2,10 +2,54 @@
 //! [`crate::cmdline::Scenario`]). Each either ends the run with a verdict or,
 //! for the self-tests, proves that failures are reported.
 
-use crate::arch::x86_64::cpu;
+use spin::Once;
+
+use crate::arch::x86_64::{cpu, time};
+use crate::boot::startup;
 use crate::boot::summary::BootSummary;
 use crate::cmdline::Scenario;
+use crate::layout::private;
 use crate::report;
+
+static SCENARIO: Once<Scenario> = Once::new();
+
+/// Records the scenario for every CPU to see (BSP, before starting APs).
+pub fn publish(scenario: Scenario) {
+    SCENARIO.call_once(|| scenario);
+}
+
+/// The physical address sidecar CPU 1 reads in an isolation self-test: a
+/// page of CPU 2's that only CPU 2 maps.
+fn isolation_target(scenario: Scenario) -> Option<u64> {
+    let plan = startup::plan();
+    let victim = plan.topology.cpus.get(2)?;
+    let region = (*plan.regions.get(victim.node as usize)?)?;
+    let index = u64::from(victim.vp - plan.topology.nodes[victim.node as usize].base_vp);
+    match scenario {
+        Scenario::IsolationCommandSelftest => Some(region.command_page(index)),
+        Scenario::IsolationStackSelftest => Some(region.private_page(index, private::STACK)),
+        _ => None,
+    }
+}
+
+/// A sidecar CPU's part of the scenario, once it is ready.
+pub fn on_sidecar_cpu(vp: u32) {
+    let Some(&scenario) = SCENARIO.get() else {
+        return;
+    };
+    if vp != 1 {
+        return;
+    }
+    if let Some(target) = isolation_target(scenario) {
+        info!("{}: reading cpu 2's page at {target:#x}", scenario.name());
+        // SAFETY: not safe, on purpose: this CPU's page tables do not map the
+        // page, so the read must fault, and the fault ends the run.
+        let value = unsafe { core::ptr::read_volatile(target as *const u64) };
+        report::finish(Some(format_args!(
+            "cpu 1 read cpu 2's page at {target:#x} without a fault (read {value:#x})"
+        )));
+    }
+}
 
 /// An address the boot page tables do not map (above the 4 GiB identity map).
 const UNMAPPED_ADDRESS: u64 = 0x40_0000_0000;
@@ -36,6 +80,21 @@ pub fn run(scenario: Scenario, boot: &BootSummary) -> ! {
         Scenario::HangSelftest => {
             info!("hang-selftest: halting forever; the runner's timeout must end this run");
             cpu::halt_forever()
+        }
+        Scenario::IsolationCommandSelftest | Scenario::IsolationStackSelftest => {
+            if isolation_target(scenario).is_none() {
+                report::finish(Some(format_args!(
+                    "{} needs at least 3 CPUs",
+                    scenario.name()
+                )));
+            }
+            // CPU 1's fault ends the run; if it does not come, that is the
+            // failure.
+            time::sleep_us(5_000_000);
+            report::finish(Some(format_args!(
+                "{}: no fault within 5 s",
+                scenario.name()
+            )))
         }
     }
 }

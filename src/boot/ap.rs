@@ -41,6 +41,7 @@ pub extern "C" fn ap_main() -> ! {
         // Release: the BSP, seeing IDLE, sees this CPU's records too.
         status.store(CpuStatus::IDLE, Ordering::Release);
     }
+    crate::scenario::on_sidecar_cpu(vp);
     // Until the sidecar runtime takes over: nothing to do.
     cpu::halt_forever()
 }

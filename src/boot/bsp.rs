@@ -88,6 +88,7 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
         delay: options.ap_delay,
         unresponsive: options.unresponsive,
     });
+    scenario::publish(options.scenario);
     startup::bsp_start_all();
     let outcomes = startup::wait_for_all();
     let boot = summary::summarize(entry_tsc, &outcomes, &prepared);
