@@ -62,12 +62,13 @@
 //! | `log` | string | path of the COM1 log file |
 //! | `qemu_exit_status` | integer \| null | QEMU's exit status; null when a signal ended it |
 //! | `timed_out` | bool | whether the runner killed QEMU at the timeout |
-//! | `report_errors` | array of strings | one entry per malformed COM2 line (`line N: why: text`); empty when all parsed |
+//! | `report_errors` | array of strings | one entry per malformed COM2 line (`line N: why: text`) or shadowed kernel field; empty when all is well |
+//! | `kernel_shadowed` | object | present only when the kernel wrote a top-level field that a runner field above replaced with a different value: the kernel's values, by key |
 //! | *anything else* | any | the kernel's fields, nested along their dotted keys |
 //!
-//! The kernel should therefore not use the runner's top-level names other
-//! than `result` and `failure` (list its CPUs as `vps[]`, not `cpus[]`): a
-//! shadowed kernel field is lost, and `report_errors` says so.
+//! The kernel had better avoid the runner's top-level names other than
+//! `result` and `failure`; one it uses anyway (say `cpus[]` for its per-CPU
+//! list, against the runner's CPU count) is kept under `kernel_shadowed`.
 //!
 //! Example (a pass on 4 CPUs; `boot` and `vps` came from the kernel):
 //!

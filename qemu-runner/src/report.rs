@@ -106,17 +106,28 @@ fn shorten(line: &str) -> String {
 
 /// The merged report: the kernel's fields, then the runner's on top (the
 /// runner's win), then `report_errors`. The caller leaves `failure` out of
-/// `runner` when it has no reason of its own, so the kernel's stays. A
-/// kernel field lost under a runner field other than `result` and `failure`
-/// (which both sides write on purpose) is noted in `report_errors`.
+/// `runner` when it has no reason of its own, so the kernel's stays.
+///
+/// Both sides write `result` and `failure` on purpose. Any other kernel
+/// field that a runner field replaces with a different value is not lost:
+/// it moves to `kernel_shadowed.<key>`, and `report_errors` says so.
 pub(crate) fn merge(kernel: KernelReport, runner: Map<String, Value>) -> Value {
     let mut errors = kernel.errors;
     let mut merged = kernel.fields;
+    let mut shadowed = Map::new();
     for (key, value) in runner {
-        let shadowed = merged.insert(key.clone(), value).is_some();
-        if shadowed && key != "result" && key != "failure" {
-            errors.push(format!("kernel field {key} is shadowed by the runner's"));
+        let Some(old) = merged.insert(key.clone(), value) else {
+            continue;
+        };
+        if key != "result" && key != "failure" && old != merged[&key] {
+            errors.push(format!(
+                "kernel field {key} is shadowed by the runner's (kept as kernel_shadowed.{key})"
+            ));
+            shadowed.insert(key, old);
         }
+    }
+    if !shadowed.is_empty() {
+        merged.insert("kernel_shadowed".to_owned(), Value::Object(shadowed));
     }
     let errors = errors.into_iter().map(Value::String).collect();
     merged.insert("report_errors".to_owned(), Value::Array(errors));
@@ -186,17 +197,24 @@ mod tests {
 
     #[test]
     fn runner_fields_win() {
-        let kernel = parse("result=\"pass\"\ncpus=[1]\nfailure=\"kernel said\"\nboot.ms=1\nbroken");
+        let text = "result=\"pass\"\ncpus[]={\"vp\":0}\nfailure=\"kernel said\"\n\
+                    scenario=\"boot\"\nboot.ms=1\nbroken";
         let mut runner = Map::new();
         runner.insert("result".into(), json!("fail"));
         runner.insert("cpus".into(), json!(4));
-        let merged = merge(kernel, runner);
+        runner.insert("scenario".into(), json!("boot"));
+        let merged = merge(parse(text), runner);
         assert_eq!(merged["result"], "fail");
         assert_eq!(merged["cpus"], 4);
+        assert_eq!(merged["scenario"], "boot");
         assert_eq!(merged["failure"], "kernel said");
         assert_eq!(merged["boot"]["ms"], 1);
+        assert_eq!(merged["kernel_shadowed"], json!({"cpus": [{"vp": 0}]}));
         let errors = merged["report_errors"].as_array().unwrap();
         assert_eq!(errors.len(), 2, "{errors:?}");
-        assert_eq!(errors[1], "kernel field cpus is shadowed by the runner's");
+        assert_eq!(
+            errors[1],
+            "kernel field cpus is shadowed by the runner's (kept as kernel_shadowed.cpus)"
+        );
     }
 }
