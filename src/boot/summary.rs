@@ -79,7 +79,7 @@ fn report_cpus(entry_tsc: u64, outcomes: &[Outcome]) {
                 format_args!(",\"ready_ms\":{}", ms(entry_tsc, up)),
             );
         }
-        report::json("cpus[]", format_args!("{line}}}"));
+        report::json("boot.cpus[]", format_args!("{line}}}"));
     }
 }
 
