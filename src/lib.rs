@@ -36,7 +36,9 @@ pub mod boot;
 pub mod cmdline;
 pub mod json;
 pub mod layout;
+pub mod runtime;
 pub mod topology;
+pub mod vp;
 
 #[cfg(target_os = "none")]
 pub mod fatal;

@@ -1,0 +1,334 @@
+//! Decoding, validating and executing the commands of a command page, as
+//! pure logic: the sidecar CPU runs exactly this code, and the host tests
+//! and fuzzes it.
+//!
+//! Every invalid page ends with `has_error = 1` and a readable message, and
+//! changes nothing else: a SET_VP_REGISTERS with one bad name sets no
+//! register at all. Only RUN_VP needs the CPU itself; [`execute`] hands it
+//! back as [`Outcome::RunVp`].
+
+use crate::abi::{
+    CommandPage, HvInputVtl, HvStatus, HvX64RegisterName, SidecarCommand, TranslateGvaRequest,
+    TranslateGvaResponse, TranslateGvaResult, TranslateGvaResultCode,
+};
+use crate::vp::{translate_gva, GuestMemory, PagingState, VpRegisters};
+
+/// What the caller has left to do after [`execute`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command is complete (successfully or with `has_error` set).
+    Done,
+    /// The command is RUN_VP, which the caller runs.
+    RunVp,
+}
+
+/// Runs the command in `page` against `vp` and the guest's `memory`.
+/// The caller has already reset `has_error` and the error string.
+pub fn execute(
+    page: &mut CommandPage,
+    command: SidecarCommand,
+    vp: &mut impl VpRegisters,
+    memory: &mut impl GuestMemory,
+) -> Outcome {
+    match command {
+        SidecarCommand::GET_VP_REGISTERS => get_registers(page, vp),
+        SidecarCommand::SET_VP_REGISTERS => set_registers(page, vp),
+        SidecarCommand::TRANSLATE_GVA => translate(page, vp, memory),
+        SidecarCommand::RUN_VP => return Outcome::RunVp,
+        SidecarCommand::NONE => page.set_error("no command: the command field is NONE"),
+        unknown => page.set_error_fmt(format_args!("unknown command {}", unknown.0)),
+    }
+    Outcome::Done
+}
+
+/// Sidecar runs guests in VTL 0 only.
+fn check_vtl(page: &mut CommandPage, vtl: HvInputVtl) -> bool {
+    match vtl.target_vtl() {
+        None | Some(0) if vtl.0 & !(HvInputVtl::USE_TARGET_VTL | 0xF) == 0 => true,
+        _ => {
+            page.set_error_fmt(format_args!(
+                "unsupported target VTL {:#x} (sidecar runs VTL 0 only)",
+                vtl.0
+            ));
+            false
+        }
+    }
+}
+
+fn get_registers(page: &mut CommandPage, vp: &impl VpRegisters) {
+    let (header, registers) = match page.registers_mut() {
+        Ok(request) => request,
+        Err(err) => return page.set_error_fmt(format_args!("{err}")),
+    };
+    let vtl = header.target_vtl;
+    let mut unknown = None;
+    for register in registers.iter_mut() {
+        match vp.get(register.name) {
+            Ok(value) => register.value = value,
+            Err(_) => {
+                unknown = Some(register.name);
+                break;
+            }
+        }
+    }
+    header.status = if unknown.is_some() {
+        HvStatus::INVALID_PARAMETER
+    } else {
+        HvStatus::SUCCESS
+    };
+    if !check_vtl(page, vtl) {
+        return;
+    }
+    if let Some(name) = unknown {
+        page.set_error_fmt(format_args!("unknown register name {:#x}", name.0));
+    }
+}
+
+fn set_registers(page: &mut CommandPage, vp: &mut impl VpRegisters) {
+    let (header, registers) = match page.registers_mut() {
+        Ok(request) => request,
+        Err(err) => return page.set_error_fmt(format_args!("{err}")),
+    };
+    let vtl = header.target_vtl;
+    // Validate every name first, so that a bad request changes nothing.
+    let unknown = registers
+        .iter()
+        .map(|r| r.name)
+        .find(|&name| vp.get(name).is_err());
+    let ok = unknown.is_none() && HvInputVtl(vtl.0).target_vtl().unwrap_or(0) == 0;
+    if ok {
+        for register in registers.iter() {
+            // Every name was just checked, so `set` cannot fail.
+            let _ = vp.set(register.name, register.value);
+        }
+    }
+    header.status = if ok {
+        HvStatus::SUCCESS
+    } else {
+        HvStatus::INVALID_PARAMETER
+    };
+    if !check_vtl(page, vtl) {
+        return;
+    }
+    if let Some(name) = unknown {
+        page.set_error_fmt(format_args!(
+            "unknown register name {:#x}: no register was set",
+            name.0
+        ));
+    }
+}
+
+fn paging_state(vp: &impl VpRegisters) -> PagingState {
+    let read = |name| vp.get(name).map_or(0, |value| value.as_u64());
+    PagingState {
+        cr0: read(HvX64RegisterName::Cr0),
+        cr3: read(HvX64RegisterName::Cr3),
+        cr4: read(HvX64RegisterName::Cr4),
+        efer: read(HvX64RegisterName::Efer),
+    }
+}
+
+fn translate(page: &mut CommandPage, vp: &impl VpRegisters, memory: &mut impl GuestMemory) {
+    let request: TranslateGvaRequest = *page.request();
+    let result = translate_gva(
+        &paging_state(vp),
+        memory,
+        request.gvn,
+        request.control_flags,
+    );
+    let mut response = TranslateGvaResponse::default();
+    match result {
+        Ok(translation) => {
+            response.output.translation_result.result =
+                TranslateGvaResult(u64::from(TranslateGvaResultCode::SUCCESS.0));
+            response.output.gpa_page = translation.gpa_page;
+        }
+        Err(err) => {
+            response.output.translation_result.result = TranslateGvaResult(u64::from(err.code.0));
+            page.set_error_fmt(format_args!(
+                "translating GVA {:#x}: {err}",
+                request.gvn.wrapping_mul(4096)
+            ));
+        }
+    }
+    *page.request_mut() = response;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::CpuContextX64;
+    use crate::abi::{HvRegisterAssoc, HvX64RegisterName as Name, TranslateGvaControlFlagsX64};
+    use crate::vp::registers::SoftVp;
+    use crate::vp::VpState;
+    use std::boxed::Box;
+
+    struct NoMemory;
+
+    impl GuestMemory for NoMemory {
+        fn read_u64(&self, gpa: u64) -> Option<u64> {
+            (gpa < 0x10_0000).then_some(0)
+        }
+        fn write_u64(&mut self, _gpa: u64, _value: u64) -> Option<()> {
+            None
+        }
+    }
+
+    struct Fixture {
+        page: Box<CommandPage>,
+        context: CpuContextX64,
+        state: VpState,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Self {
+                page: Box::default(),
+                context: CpuContextX64::default(),
+                state: VpState::default(),
+            }
+        }
+
+        fn run(&mut self) -> Outcome {
+            let command = self.page.command;
+            let mut vp = SoftVp {
+                context: &mut self.context,
+                state: &mut self.state,
+            };
+            execute(&mut self.page, command, &mut vp, &mut NoMemory)
+        }
+
+        fn request(
+            &mut self,
+            command: SidecarCommand,
+            vtl: HvInputVtl,
+            registers: &[HvRegisterAssoc],
+        ) {
+            self.page
+                .set_registers_request(command, vtl, registers)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn set_then_get() {
+        let mut f = Fixture::new();
+        let set = [
+            HvRegisterAssoc::new(Name::Rip, 0x1234u64),
+            HvRegisterAssoc::new(Name::R9, 0x99u64),
+        ];
+        f.request(
+            SidecarCommand::SET_VP_REGISTERS,
+            HvInputVtl::CURRENT_VTL,
+            &set,
+        );
+        assert_eq!(f.run(), Outcome::Done);
+        assert_eq!(f.page.error(), None);
+        assert_eq!((f.state.rip, f.context.gps[9]), (0x1234, 0x99));
+
+        let get = [
+            HvRegisterAssoc::new(Name::R9, 0u64),
+            HvRegisterAssoc::new(Name::Rip, 0u64),
+        ];
+        f.request(
+            SidecarCommand::GET_VP_REGISTERS,
+            HvInputVtl::target(0),
+            &get,
+        );
+        f.run();
+        let (header, registers) = f.page.registers().unwrap();
+        assert_eq!(header.status, HvStatus::SUCCESS);
+        assert_eq!(registers[0].value.as_u64(), 0x99);
+        assert_eq!(registers[1].value.as_u64(), 0x1234);
+    }
+
+    #[test]
+    fn bad_set_changes_nothing() {
+        let mut f = Fixture::new();
+        let set = [
+            HvRegisterAssoc::new(Name::Rip, 0x1234u64),
+            HvRegisterAssoc::new(Name(0xDEAD), 1u64),
+        ];
+        f.request(
+            SidecarCommand::SET_VP_REGISTERS,
+            HvInputVtl::CURRENT_VTL,
+            &set,
+        );
+        f.run();
+        assert_eq!(
+            f.page.error(),
+            Some("unknown register name 0xdead: no register was set")
+        );
+        assert_eq!(f.state.rip, 0);
+    }
+
+    #[test]
+    fn errors_are_readable() {
+        let mut f = Fixture::new();
+        f.page.command = SidecarCommand(77);
+        f.run();
+        assert_eq!(f.page.error(), Some("unknown command 77"));
+
+        f.page.has_error = 0;
+        f.request(
+            SidecarCommand::GET_VP_REGISTERS,
+            HvInputVtl::target(2),
+            &[HvRegisterAssoc::new(Name::Rax, 0u64)],
+        );
+        f.run();
+        assert_eq!(
+            f.page.error(),
+            Some("unsupported target VTL 0x12 (sidecar runs VTL 0 only)")
+        );
+
+        f.page.has_error = 0;
+        f.page.command = SidecarCommand::GET_VP_REGISTERS;
+        f.page
+            .request_mut::<crate::abi::GetSetVpRegisterRequest>()
+            .count = 40;
+        f.run();
+        assert!(
+            f.page.error().unwrap().contains("40"),
+            "{:?}",
+            f.page.error()
+        );
+    }
+
+    #[test]
+    fn translate_reports_code_and_error() {
+        let mut f = Fixture::new();
+        f.page.command = SidecarCommand::TRANSLATE_GVA;
+        *f.page.request_mut() = TranslateGvaRequest {
+            gvn: 0x20,
+            control_flags: TranslateGvaControlFlagsX64::VALIDATE_READ,
+        };
+        f.run();
+        assert_eq!(f.page.error(), None);
+        let response: TranslateGvaResponse = *f.page.request();
+        assert_eq!(response.output.gpa_page, 0x20);
+
+        f.page.command = SidecarCommand::TRANSLATE_GVA;
+        *f.page.request_mut() = TranslateGvaRequest {
+            gvn: 0x200,
+            control_flags: TranslateGvaControlFlagsX64::VALIDATE_READ,
+        };
+        f.run();
+        let response: TranslateGvaResponse = *f.page.request();
+        assert_eq!(
+            response.output.translation_result.result.result_code(),
+            TranslateGvaResultCode::GPA_UNMAPPED
+        );
+        assert!(f
+            .page
+            .error()
+            .unwrap()
+            .starts_with("translating GVA 0x200000: "));
+    }
+
+    #[test]
+    fn run_vp_is_handed_back() {
+        let mut f = Fixture::new();
+        f.page.command = SidecarCommand::RUN_VP;
+        assert_eq!(f.run(), Outcome::RunVp);
+    }
+}

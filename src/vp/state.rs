@@ -1,0 +1,116 @@
+//! The VP-state block: the part of a VP's architectural state that is not in
+//! `cpu_context`, in one `repr(C)` page-sized-or-less structure.
+
+use crate::abi::{HvX64SegmentRegister, HvX64TableRegister, Pod};
+
+/// `VpState::magic`: "SCVP" and layout version 1.
+pub const VP_STATE_MAGIC: u64 = 0x0001_5056_4353;
+
+/// Everything about a VP that `cpu_context` does not hold: the instruction
+/// pointer, flags and stack pointer, control registers, segment and table
+/// registers, the system MSRs, and a pending event.
+///
+/// The sidecar CPU that runs the VP owns the block; the main kernel reads it
+/// only when the CPU's status is not `RUN` (and takes it over for good when
+/// the CPU is removed).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct VpState {
+    /// [`VP_STATE_MAGIC`] once initialised.
+    pub magic: u64,
+    pub rip: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub cr0: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub cr8: u64,
+    pub xfem: u64,
+    pub dr7: u64,
+    pub efer: u64,
+    pub pat: u64,
+    pub kernel_gs_base: u64,
+    pub sysenter_cs: u64,
+    pub sysenter_eip: u64,
+    pub sysenter_esp: u64,
+    pub star: u64,
+    pub lstar: u64,
+    pub cstar: u64,
+    pub sfmask: u64,
+    pub es: HvX64SegmentRegister,
+    pub cs: HvX64SegmentRegister,
+    pub ss: HvX64SegmentRegister,
+    pub ds: HvX64SegmentRegister,
+    pub fs: HvX64SegmentRegister,
+    pub gs: HvX64SegmentRegister,
+    pub ldtr: HvX64SegmentRegister,
+    pub tr: HvX64SegmentRegister,
+    pub idtr: HvX64TableRegister,
+    pub gdtr: HvX64TableRegister,
+    /// `HvRegisterPendingInterruption`: an event to inject at the next entry.
+    pub pending_interruption: u64,
+    /// `HvRegisterInterruptState`: the interrupt shadow.
+    pub interrupt_state: u64,
+    /// `HvRegisterPendingEvent0`.
+    pub pending_event0: u128,
+}
+
+// SAFETY: `VpState` is `repr(C)` of integers and `repr(C)` integer structs
+// with no padding (every field is 8- or 16-byte sized at an aligned offset),
+// so any bytes are a valid value.
+unsafe impl Pod for VpState {}
+
+const _: () = assert!(core::mem::size_of::<VpState>() == 20 * 8 + 10 * 16 + 2 * 8 + 16);
+const _: () = assert!(core::mem::size_of::<VpState>() <= 4096);
+
+/// 32-bit flat code segment attributes (the packed format: type, S, DPL, P,
+/// then AVL, L, D/B, G in bits 12..16).
+pub const CODE32_ATTRIBUTES: u16 = 0xC09B;
+/// 32-bit flat data segment attributes.
+pub const DATA32_ATTRIBUTES: u16 = 0xC093;
+
+impl VpState {
+    /// The state of an x86 CPU after INIT, as a guest starts: real mode at
+    /// `F000:FFF0`, except that sidecar's guests start wherever their loader
+    /// puts them, so the VMM sets RIP and the segments it needs.
+    pub fn reset() -> Self {
+        let segment = |selector: u16, attributes: u16| HvX64SegmentRegister {
+            base: u64::from(selector) << 4,
+            limit: 0xFFFF,
+            selector,
+            attributes,
+        };
+        Self {
+            magic: VP_STATE_MAGIC,
+            rip: 0xFFF0,
+            rflags: 0x2,
+            cr0: 0x6000_0010,
+            pat: 0x0007_0406_0007_0406,
+            xfem: 1,
+            dr7: 0x400,
+            cs: HvX64SegmentRegister {
+                base: 0xFFFF_0000,
+                ..segment(0xF000, 0x9B)
+            },
+            es: segment(0, 0x93),
+            ss: segment(0, 0x93),
+            ds: segment(0, 0x93),
+            fs: segment(0, 0x93),
+            gs: segment(0, 0x93),
+            ldtr: segment(0, 0x82),
+            tr: segment(0, 0x8B),
+            idtr: HvX64TableRegister {
+                pad: [0; 3],
+                limit: 0xFFFF,
+                base: 0,
+            },
+            gdtr: HvX64TableRegister {
+                pad: [0; 3],
+                limit: 0xFFFF,
+                base: 0,
+            },
+            ..Self::default()
+        }
+    }
+}
