@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use qemu_runner::{Accel, LogLevel, RunConfig, RunOutcome, MAX_CPUS, MIN_MEMORY_MIB};
+use qemu_runner::{
+    Accel, ApDelay, BootStrategy, LogLevel, Numa, RunConfig, RunOutcome, MAX_CPUS, MAX_NUMA_NODES,
+    MIN_MEMORY_MIB,
+};
 
 /// How many log lines a failure shows.
 const TAIL_LINES: usize = 20;
@@ -62,6 +65,29 @@ pub struct Args {
     /// Do not stream the log to stdout.
     #[arg(long, short)]
     quiet: bool,
+    /// Split the CPUs into K NUMA nodes of equal size (K must divide --cpus).
+    #[arg(
+        long,
+        value_name = "K",
+        conflicts_with = "node_sizes",
+        value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_NUMA_NODES))
+    )]
+    nodes: Option<u16>,
+    /// NUMA nodes of these CPU counts, in CPU order (e.g. 3,4); they must add up to --cpus.
+    #[arg(long, value_name = "A,B,...", value_parser = qemu_runner::parse_node_sizes)]
+    node_sizes: Option<::std::vec::Vec<u16>>,
+    /// CPUs sidecar must not start, by VP index (e.g. 3,9; CPU 0 is the BSP).
+    #[arg(long, value_name = "CPUS", value_parser = qemu_runner::parse_removed)]
+    removed: Option<::std::vec::Vec<u16>>,
+    /// Who starts the sidecar CPUs: fanout (every CPU that comes up helps) or serial (the BSP alone).
+    #[arg(long, value_enum, value_name = "STRATEGY", default_value_t = BootStrategy::Fanout)]
+    boot: BootStrategy,
+    /// INIT-SIPI-SIPI waits: spec (10 ms after INIT, 200 us after each SIPI) or none.
+    #[arg(long, value_enum, value_name = "DELAY", default_value_t = ApDelay::Spec)]
+    ap_delay: ApDelay,
+    /// One more kernel command-line word, e.g. unresponsive=2 (repeatable).
+    #[arg(long = "kernel-arg", value_name = "KEY=VALUE", value_parser = parse_kernel_arg)]
+    kernel_args: Vec<String>,
 }
 
 impl Args {
@@ -81,9 +107,21 @@ impl Args {
             echo: !self.quiet,
             verbose: self.verbose,
             gdb: self.gdb,
-            extra_cmdline: Vec::new(),
+            boot: self.boot,
+            ap_delay: self.ap_delay,
+            numa: match (self.nodes, &self.node_sizes) {
+                (Some(k), _) => Numa::Equal(k),
+                (None, Some(sizes)) => Numa::Sizes(sizes.clone()),
+                (None, None) => Numa::Off,
+            },
+            removed: self.removed.clone().unwrap_or_default(),
+            extra_cmdline: self.kernel_args.clone(),
         }
     }
+}
+
+fn parse_kernel_arg(word: &str) -> Result<String, String> {
+    qemu_runner::check_kernel_word(word).map(|()| word.to_owned())
 }
 
 fn parse_scenario(name: &str) -> Result<String, String> {
@@ -186,6 +224,21 @@ mod tests {
             &["--log-level", "loud"],
             &["--gdb", "0"],
             &["--frobnicate"],
+            &["--nodes", "0"],
+            &["--nodes", "129"],
+            &["--nodes", "2", "--node-sizes", "2,2"],
+            &["--node-sizes", "2,0"],
+            &["--node-sizes", "2,,2"],
+            &["--node-sizes", ""],
+            &["--removed", "0"],
+            &["--removed", "3,3"],
+            &["--removed", "3,x"],
+            &["--removed", "-1"],
+            &["--boot", "parallel"],
+            &["--ap-delay", "short"],
+            &["--kernel-arg", "novalue"],
+            &["--kernel-arg", "a b=c"],
+            &["--kernel-arg", "boot=serial"],
         ] {
             assert!(parse(flags).is_err(), "{flags:?} was accepted");
         }
@@ -227,6 +280,61 @@ mod tests {
         assert_eq!(config.kernel, Some(PathBuf::from("/tmp/k")));
         assert!(config.verbose && !config.echo);
         assert_eq!(config.gdb, None);
+    }
+
+    #[test]
+    fn topology_and_boot_flags_reach_the_config() {
+        let config = parse(&[
+            "--cpus",
+            "7",
+            "--node-sizes",
+            "3,4",
+            "--removed",
+            "2,5",
+            "--boot",
+            "serial",
+            "--ap-delay",
+            "none",
+            "--kernel-arg",
+            "unresponsive=3",
+            "--kernel-arg",
+            "x=y",
+        ])
+        .unwrap()
+        .config();
+        assert_eq!(config.numa, Numa::Sizes(vec![3, 4]));
+        assert_eq!(config.removed, [2, 5]);
+        assert_eq!(config.boot, BootStrategy::Serial);
+        assert_eq!(config.ap_delay, ApDelay::None);
+        assert_eq!(config.extra_cmdline, ["unresponsive=3", "x=y"]);
+        config.validate().unwrap();
+        let config = parse(&["--cpus", "8", "--nodes", "2"]).unwrap().config();
+        assert_eq!(config.numa, Numa::Equal(2));
+        assert_eq!(parse(&[]).unwrap().config().numa, Numa::Off);
+    }
+
+    #[test]
+    fn impossible_topologies_fail_validation() {
+        for (flags, message) in [
+            (
+                &["--cpus", "8", "--node-sizes", "3,4"][..],
+                "node sizes add up to 7, but --cpus is 8",
+            ),
+            (
+                &["--cpus", "8", "--nodes", "3"],
+                "--nodes 3 does not divide --cpus 8",
+            ),
+            (&["--cpus", "4", "--removed", "4"], "cannot remove CPU 4"),
+        ] {
+            let config = parse(flags).unwrap().config();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(message), "{flags:?}: {err}");
+        }
+        let err = parse(&["--removed", "0"]).unwrap_err().to_string();
+        assert!(
+            err.contains("CPU 0 is the BSP and cannot be removed"),
+            "{err}"
+        );
     }
 
     #[test]

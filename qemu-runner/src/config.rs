@@ -3,11 +3,13 @@
 //! The CLI fills it from flags; integration tests build it directly, usually
 //! as `RunConfig { cpus: 8, ..RunConfig::default() }` or with
 //! [`RunConfig::for_scenario`]. [`RunConfig::validate`] holds the limits that
-//! the CLI's parsers also enforce, so the library cannot be driven out of them.
+//! the CLI's parsers also enforce, so the library cannot be driven out of them;
+//! the topology rules it applies live in [`crate::topology`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::topology::{self, Numa};
 use crate::RunnerError;
 
 /// Most CPUs QEMU's TCG can give a guest: 256 and up need x2APIC, which TCG
@@ -58,6 +60,63 @@ impl LogLevel {
     }
 }
 
+/// Who starts the sidecar CPUs, passed as `boot=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
+pub enum BootStrategy {
+    /// Every CPU that comes up helps start the rest of its node (a tree).
+    #[default]
+    Fanout,
+    /// The BSP starts every CPU itself, one after another (the baseline).
+    Serial,
+}
+
+impl BootStrategy {
+    /// Both strategies.
+    pub const ALL: [BootStrategy; 2] = [BootStrategy::Fanout, BootStrategy::Serial];
+
+    /// The word the kernel command line and the report use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootStrategy::Fanout => "fanout",
+            BootStrategy::Serial => "serial",
+        }
+    }
+}
+
+/// The waits of the INIT-SIPI-SIPI sequence, passed as `ap_delay=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
+pub enum ApDelay {
+    /// The MP specification's waits: 10 ms after INIT, 200 µs after each SIPI.
+    #[default]
+    Spec,
+    /// No waits (QEMU does not need them).
+    None,
+}
+
+impl ApDelay {
+    /// Both choices.
+    pub const ALL: [ApDelay; 2] = [ApDelay::Spec, ApDelay::None];
+
+    /// The word the kernel command line and the report use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApDelay::Spec => "spec",
+            ApDelay::None => "none",
+        }
+    }
+}
+
+/// Kernel command-line keys the runner writes itself from [`RunConfig`]
+/// fields; `extra_cmdline` must not repeat them (the kernel rejects a key
+/// given twice). Each comes with the flag that sets it.
+pub const RUNNER_KEYS: &[(&str, &str)] = &[
+    ("scenario", "--scenario"),
+    ("log", "--log-level"),
+    ("boot", "--boot"),
+    ("ap_delay", "--ap-delay"),
+    ("removed", "--removed"),
+];
+
 /// One boot of the kernel in QEMU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunConfig {
@@ -89,7 +148,18 @@ pub struct RunConfig {
     pub verbose: bool,
     /// Wait for a debugger on this TCP port (`-gdb tcp::PORT -S`) and disable the timeout.
     pub gdb: Option<u16>,
-    /// More `key=value` words for the kernel command line, after `scenario=` and `log=`.
+    /// Who starts the sidecar CPUs (`boot=`).
+    pub boot: BootStrategy,
+    /// The INIT-SIPI-SIPI waits (`ap_delay=`).
+    pub ap_delay: ApDelay,
+    /// The NUMA nodes QEMU gives the guest; [`Numa::Off`] passes no `-numa` options.
+    pub numa: Numa,
+    /// VP indexes sidecar must not start (`removed=3,9`); never 0 (the BSP),
+    /// each below `cpus`, none twice. Empty passes no `removed=` word.
+    pub removed: Vec<u16>,
+    /// More `key=value` words for the kernel command line, after the
+    /// runner's own (`scenario=`, `log=`, `boot=`, `ap_delay=`, `removed=`),
+    /// whose keys they must not repeat: e.g. `unresponsive=2`.
     pub extra_cmdline: Vec<String>,
 }
 
@@ -109,6 +179,10 @@ impl Default for RunConfig {
             echo: false,
             verbose: false,
             gdb: None,
+            boot: BootStrategy::Fanout,
+            ap_delay: ApDelay::Spec,
+            numa: Numa::Off,
+            removed: Vec::new(),
             extra_cmdline: Vec::new(),
         }
     }
@@ -123,9 +197,18 @@ impl RunConfig {
         }
     }
 
-    /// Checks the limits: CPUs, memory, a non-zero timeout, and command-line
-    /// words that stay single words.
+    /// Checks the limits: CPUs, memory, a non-zero timeout, a possible
+    /// topology (NUMA nodes that split the CPUs and the memory, removed CPUs
+    /// that exist and are not the BSP), and extra command-line words that are
+    /// single `key=value` words not repeating the runner's keys.
     pub fn validate(&self) -> Result<(), RunnerError> {
+        self.numa_layout()?;
+        Ok(())
+    }
+
+    /// The NUMA nodes QEMU is given (empty for [`Numa::Off`]), after every
+    /// check of [`RunConfig::validate`].
+    pub fn numa_layout(&self) -> Result<Vec<topology::NumaNode>, RunnerError> {
         let bad = |why: String| Err(RunnerError::Config(why));
         if !(1..=MAX_CPUS).contains(&self.cpus) {
             return bad(format!("cpus must be 1..={MAX_CPUS}, not {}", self.cpus));
@@ -141,11 +224,12 @@ impl RunConfig {
         }
         check_scenario(&self.scenario).map_err(RunnerError::Config)?;
         for word in &self.extra_cmdline {
-            if word.is_empty() || word.contains(char::is_whitespace) {
-                return bad(format!("kernel command-line word {word:?} is not one word"));
-            }
+            check_kernel_word(word).map_err(RunnerError::Config)?;
         }
-        Ok(())
+        topology::check_removed(&self.removed, self.cpus).map_err(RunnerError::Config)?;
+        self.numa
+            .layout(self.cpus, self.memory_mib)
+            .map_err(RunnerError::Config)
     }
 }
 
@@ -158,6 +242,28 @@ pub fn check_scenario(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Checks one extra kernel command-line word: a single `KEY=VALUE` word
+/// whose key is not one the runner writes itself ([`RUNNER_KEYS`]).
+pub fn check_kernel_word(word: &str) -> Result<(), String> {
+    if word.is_empty() || word.contains(char::is_whitespace) {
+        return Err(format!("kernel command-line word {word:?} is not one word"));
+    }
+    let key = match word.split_once('=') {
+        Some((key, _)) if !key.is_empty() => key,
+        _ => {
+            return Err(format!(
+                "kernel command-line word {word:?} is not KEY=VALUE"
+            ))
+        }
+    };
+    match RUNNER_KEYS.iter().find(|(known, _)| *known == key) {
+        Some((_, flag)) => Err(format!(
+            "kernel command-line word {word:?} sets {key}=, which the runner sets itself: use {flag}"
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +300,47 @@ mod tests {
                 extra_cmdline: vec!["a b".into()],
                 ..RunConfig::default()
             },
+            RunConfig {
+                extra_cmdline: vec!["novalue".into()],
+                ..RunConfig::default()
+            },
+            RunConfig {
+                extra_cmdline: vec!["boot=serial".into()],
+                ..RunConfig::default()
+            },
+            RunConfig {
+                removed: vec![0],
+                ..RunConfig::default()
+            },
+            RunConfig {
+                removed: vec![4],
+                ..RunConfig::default()
+            },
+            RunConfig {
+                removed: vec![2, 2],
+                ..RunConfig::default()
+            },
+            RunConfig {
+                cpus: 8,
+                numa: Numa::Sizes(vec![3, 4]),
+                ..RunConfig::default()
+            },
+            RunConfig {
+                cpus: 8,
+                numa: Numa::Equal(3),
+                ..RunConfig::default()
+            },
+            RunConfig {
+                cpus: 200,
+                numa: Numa::Equal(200),
+                ..RunConfig::default()
+            },
+            RunConfig {
+                cpus: 128,
+                memory_mib: 200,
+                numa: Numa::Equal(128),
+                ..RunConfig::default()
+            },
         ];
         for config in cases {
             assert!(config.validate().is_err(), "{config:?} passed validation");
@@ -205,5 +352,47 @@ mod tests {
         .validate()
         .unwrap();
         RunConfig::for_scenario("hang-selftest").validate().unwrap();
+        RunConfig {
+            cpus: 7,
+            numa: Numa::Sizes(vec![3, 4]),
+            removed: vec![2, 6],
+            extra_cmdline: vec!["unresponsive=3".into()],
+            ..RunConfig::default()
+        }
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn topology_errors_name_both_numbers() {
+        let config = RunConfig {
+            cpus: 8,
+            numa: Numa::Sizes(vec![3, 4]),
+            ..RunConfig::default()
+        };
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "invalid configuration: node sizes add up to 7, but --cpus is 8"
+        );
+        let config = RunConfig {
+            removed: vec![0],
+            ..RunConfig::default()
+        };
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "invalid configuration: CPU 0 is the BSP and cannot be removed"
+        );
+    }
+
+    #[test]
+    fn extra_words_must_not_repeat_runner_keys() {
+        assert_eq!(check_kernel_word("unresponsive=2"), Ok(()));
+        assert_eq!(
+            check_kernel_word("ap_delay=none").unwrap_err(),
+            "kernel command-line word \"ap_delay=none\" sets ap_delay=, \
+             which the runner sets itself: use --ap-delay"
+        );
+        assert!(check_kernel_word("=3").is_err());
+        assert!(check_kernel_word("").is_err());
     }
 }

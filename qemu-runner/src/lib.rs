@@ -4,13 +4,18 @@
 //! # The story of one run
 //!
 //! 1. [`RunConfig`] says what to boot: CPUs, memory, the scenario, the
-//!    engine, the timeout. [`run`] checks it, then finds the QEMU binary
-//!    *before* anything slow happens.
+//!    engine, the timeout, and the shape of the machine (NUMA nodes,
+//!    removed CPUs, boot strategy and INIT-SIPI-SIPI delays). [`run`] checks
+//!    it (an impossible topology, such as node sizes that do not add up to
+//!    the CPU count or removing the BSP, is a [`RunnerError::Config`]), then
+//!    finds the QEMU binary *before* anything slow happens.
 //! 2. [`build_kernel`] runs a nested `cargo build --release -p sidecar
 //!    --target x86_64-unknown-none` into `target/kernel/` (its own lock, so
 //!    it never waits on the cargo that runs us), once per process.
 //! 3. QEMU boots the ELF through PVH (`-kernel`, qboot firmware when
-//!    installed) with the command line `scenario=NAME log=LEVEL`. COM1 is
+//!    installed) with the command line `scenario=NAME log=LEVEL boot=STRATEGY
+//!    ap_delay=DELAY [removed=LIST] [extra words]`, and, for a NUMA layout, a
+//!    memory backend and a `-numa node` option per node ([`Numa`]). COM1 is
 //!    the human log, streamed to a file and optionally to stdout; COM2 is
 //!    the report channel, written to `report.txt` in the run directory.
 //! 4. The kernel ends the run by writing 0x10 (pass) or 0x11 (fail) to the
@@ -88,11 +93,19 @@ mod error;
 mod qemu;
 mod report;
 mod run;
+mod topology;
 mod verdict;
 
 pub use build::{build_kernel, kernel_elf_path, workspace_root, KERNEL_TARGET};
-pub use config::{check_scenario, Accel, LogLevel, RunConfig, MAX_CPUS, MIN_MEMORY_MIB};
+pub use config::{
+    check_kernel_word, check_scenario, Accel, ApDelay, BootStrategy, LogLevel, RunConfig, MAX_CPUS,
+    MIN_MEMORY_MIB, RUNNER_KEYS,
+};
 pub use error::RunnerError;
 pub use qemu::QBOOT;
 pub use run::{run, RunOutcome};
+pub use topology::{
+    check_removed, parse_list, parse_node_sizes, parse_removed, split_memory, Numa, NumaNode,
+    MAX_NUMA_NODES, MIN_NODE_MEMORY_MIB,
+};
 pub use verdict::{EXIT_FAIL, EXIT_PASS};

@@ -5,7 +5,8 @@
 //! look-ups in [`resolve_qemu`], [`kvm_status`] and [`firmware`], is pure so
 //! that tests can check the exact arguments. The arguments come in groups
 //! (machine, engine and CPUs, memory, firmware, kernel, devices, serial
-//! ports, debugger); a later option such as a NUMA topology is one more group.
+//! ports, debugger), with the NUMA nodes' memory backends and `-numa`
+//! options after `-smp` and `-m` when a layout is asked for.
 
 use std::env;
 use std::ffi::{OsStr, OsString};
@@ -13,6 +14,7 @@ use std::fs::OpenOptions;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use crate::topology::{self, NumaNode};
 use crate::{Accel, RunConfig, RunnerError};
 
 /// The fast firmware for PVH boots, used when it is installed.
@@ -50,6 +52,8 @@ pub(crate) struct Launch<'a> {
     pub firmware: Option<&'a Path>,
     /// The file COM2 (the report channel) is written to.
     pub report_txt: &'a Path,
+    /// The NUMA nodes ([`RunConfig::numa_layout`]); empty for none.
+    pub numa: &'a [NumaNode],
 }
 
 /// Finds the QEMU binary: a bare name in `PATH`, anything else as a path.
@@ -106,12 +110,18 @@ pub(crate) fn firmware() -> Option<PathBuf> {
     Some(PathBuf::from(QBOOT)).filter(|path| path.is_file())
 }
 
-/// The kernel command line: `scenario=NAME log=LEVEL`, then the extra words.
+/// The kernel command line: `scenario=NAME log=LEVEL boot=STRATEGY
+/// ap_delay=DELAY`, `removed=LIST` when CPUs are removed, then the extra words.
 pub(crate) fn kernel_cmdline(config: &RunConfig) -> String {
     let mut words = vec![
         format!("scenario={}", config.scenario),
         format!("log={}", config.log_level.as_str()),
+        format!("boot={}", config.boot.as_str()),
+        format!("ap_delay={}", config.ap_delay.as_str()),
     ];
+    if !config.removed.is_empty() {
+        words.push(topology::removed_word(&config.removed));
+    }
     words.extend(config.extra_cmdline.iter().cloned());
     words.join(" ")
 }
@@ -143,6 +153,9 @@ pub(crate) fn qemu_args(launch: &Launch<'_>) -> Vec<OsString> {
         "-m".as_ref(),
         memory.as_ref(),
     ]);
+    for word in topology::numa_args(launch.numa) {
+        push(&[word.as_ref()]);
+    }
     if let Some(firmware) = launch.firmware {
         push(&[os("-bios"), firmware.as_os_str()]);
     }
@@ -195,15 +208,17 @@ pub(crate) fn display_command(qemu: &Path, args: &[OsString]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::LogLevel;
+    use crate::{ApDelay, BootStrategy, LogLevel, Numa};
 
     fn args_of(config: &RunConfig, engine: Engine, firmware: Option<&Path>) -> String {
+        let numa = config.numa_layout().unwrap();
         let launch = Launch {
             config,
             engine,
             kernel: Path::new("/k/sidecar"),
             firmware,
             report_txt: Path::new("/runs/a,b/report.txt"),
+            numa: &numa,
         };
         display_command(Path::new("qemu"), &qemu_args(&launch))
     }
@@ -215,7 +230,7 @@ mod tests {
             args_of(&config, Engine::Tcg, Some(Path::new(QBOOT))),
             "qemu -machine q35 -nodefaults -no-reboot -display none -monitor none \
              -accel tcg,thread=multi -cpu max -smp 4 -m 256 -bios /usr/share/qemu/qboot.rom \
-             -kernel /k/sidecar -append 'scenario=boot log=info' \
+             -kernel /k/sidecar -append 'scenario=boot log=info boot=fanout ap_delay=spec' \
              -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
              -serial stdio -serial file:/runs/a,,b/report.txt"
         );
@@ -247,16 +262,45 @@ mod tests {
     }
 
     #[test]
-    fn cmdline_has_scenario_level_and_extras() {
+    fn cmdline_has_scenario_level_boot_flags_and_extras() {
         let config = RunConfig {
             scenario: "smp-selftest".into(),
             log_level: LogLevel::Trace,
-            extra_cmdline: vec!["ap_delay=none".into()],
+            boot: BootStrategy::Serial,
+            ap_delay: ApDelay::None,
+            removed: vec![3, 9],
+            extra_cmdline: vec!["unresponsive=2".into()],
             ..RunConfig::default()
         };
         assert_eq!(
             kernel_cmdline(&config),
-            "scenario=smp-selftest log=trace ap_delay=none"
+            "scenario=smp-selftest log=trace boot=serial ap_delay=none removed=3,9 unresponsive=2"
+        );
+    }
+
+    #[test]
+    fn numa_nodes_follow_smp_and_memory() {
+        let config = RunConfig {
+            cpus: 7,
+            memory_mib: 100,
+            numa: Numa::Sizes(vec![3, 4]),
+            ..RunConfig::default()
+        };
+        let args = args_of(&config, Engine::Tcg, None);
+        assert!(
+            args.contains(
+                " -smp 7 -m 100 \
+                 -object memory-backend-ram,id=mem0,size=50M \
+                 -numa node,nodeid=0,cpus=0-2,memdev=mem0 \
+                 -object memory-backend-ram,id=mem1,size=50M \
+                 -numa node,nodeid=1,cpus=3-6,memdev=mem1 -kernel "
+            ),
+            "{args}"
+        );
+        let plain = args_of(&RunConfig::default(), Engine::Tcg, None);
+        assert!(
+            !plain.contains("-numa") && !plain.contains("-object"),
+            "{plain}"
         );
     }
 

@@ -57,7 +57,7 @@ pub struct RunOutcome {
 /// (so a missing QEMU fails before any build), builds the kernel unless
 /// `config.kernel` names one, then runs QEMU until it exits or times out.
 pub fn run(config: &RunConfig) -> Result<RunOutcome, RunnerError> {
-    config.validate()?;
+    let numa = config.numa_layout()?;
     let qemu_bin = qemu::resolve_qemu(&config.qemu)?;
     let engine = qemu::choose_engine(config.accel, &config.scenario, qemu::kvm_status())?;
     let kernel = match &config.kernel {
@@ -73,6 +73,7 @@ pub fn run(config: &RunConfig) -> Result<RunOutcome, RunnerError> {
         kernel: &kernel,
         firmware: firmware.as_deref(),
         report_txt: &paths.report_txt,
+        numa: &numa,
     };
     let args = qemu::qemu_args(&launch);
     if config.verbose {

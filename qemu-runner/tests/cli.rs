@@ -59,3 +59,59 @@ fn missing_prebuilt_kernel_is_an_environment_error() {
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(stderr, "error: kernel ELF /nonexistent/sidecar not found\n");
 }
+
+#[test]
+fn impossible_topologies_fail_before_qemu_or_a_build() {
+    // An empty PATH: had the runner looked for QEMU or cargo, it would say so.
+    let empty = std::env::temp_dir().join("qemu-runner-empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    for (args, message) in [
+        (
+            &["--cpus", "8", "--node-sizes", "3,4"][..],
+            "error: invalid configuration: node sizes add up to 7, but --cpus is 8\n",
+        ),
+        (
+            &["--cpus", "8", "--nodes", "3"],
+            "error: invalid configuration: --nodes 3 does not divide --cpus 8 into equal nodes \
+             (use --node-sizes for uneven ones)\n",
+        ),
+        (
+            &["--cpus", "4", "--removed", "2,4"],
+            "error: invalid configuration: cannot remove CPU 4: --cpus 4 gives CPUs 0 to 3\n",
+        ),
+        (
+            &["--cpus", "128", "--memory", "200", "--nodes", "128"],
+            "error: invalid configuration: --memory 200 MiB over 128 NUMA nodes leaves 1 MiB \
+             per node; each needs at least 2 MiB: raise --memory to 256\n",
+        ),
+    ] {
+        let (code, stderr) = run(runner(args).env("PATH", &empty));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert_eq!(stderr, message, "{args:?}");
+    }
+}
+
+#[test]
+fn flag_syntax_errors_name_the_flag() {
+    for (args, message) in [
+        (
+            &["--removed", "0"][..],
+            "CPU 0 is the BSP and cannot be removed",
+        ),
+        (&["--removed", "3,3"], "CPU 3 is listed twice"),
+        (&["--removed", "3,x"], "\"x\" is not a CPU number"),
+        (&["--node-sizes", "3,0"], "every node needs at least 1 CPU"),
+        (
+            &["--nodes", "2", "--node-sizes", "1,1"],
+            "cannot be used with",
+        ),
+        (&["--kernel-arg", "boot=serial"], "use --boot"),
+        (&["--cpus", "256"], "256 is not in 1..=255"),
+    ] {
+        let (code, stderr) = run(&mut runner(args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(args[0]), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
