@@ -85,6 +85,9 @@ pub struct Args {
     /// INIT-SIPI-SIPI waits: spec (10 ms after INIT, 200 us after each SIPI) or none.
     #[arg(long, value_enum, value_name = "DELAY", default_value_t = ApDelay::Spec)]
     ap_delay: ApDelay,
+    /// After the run, draw the boot (the report's boot.cpus) as an SVG timeline in FILE.
+    #[arg(long, value_name = "FILE.svg")]
+    timeline: Option<PathBuf>,
     /// One more kernel command-line word, e.g. unresponsive=2 (repeatable).
     #[arg(long = "kernel-arg", value_name = "KEY=VALUE", value_parser = parse_kernel_arg)]
     kernel_args: Vec<String>,
@@ -142,6 +145,12 @@ pub fn main() -> ExitCode {
     match qemu_runner::run(&config) {
         Ok(outcome) => {
             summarize(&config, &outcome);
+            if let Some(path) = &args.timeline {
+                if let Err(error) = write_timeline(&outcome, path) {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            }
             ExitCode::from(if outcome.passed { 0 } else { 1 })
         }
         Err(error) => {
@@ -149,6 +158,23 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Draws the run's boot timeline into `path`. A report without
+/// `boot.cpus` (a run that failed before the boot finished) only gets a
+/// note: the run's own verdict stands.
+fn write_timeline(outcome: &RunOutcome, path: &std::path::Path) -> Result<(), String> {
+    if outcome.report["boot"]["cpus"].as_array().is_none() {
+        eprintln!(
+            "note: no timeline written to {}: the report has no boot.cpus",
+            path.display()
+        );
+        return Ok(());
+    }
+    let svg = qemu_runner::timeline_svg(&outcome.report).map_err(|e| e.to_string())?;
+    std::fs::write(path, svg).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    println!("timeline: {}", path.display());
+    Ok(())
 }
 
 /// Prints the one summary line and, after a failure, what helps explain it.
@@ -307,6 +333,10 @@ mod tests {
         assert_eq!(config.boot, BootStrategy::Serial);
         assert_eq!(config.ap_delay, ApDelay::None);
         assert_eq!(config.extra_cmdline, ["unresponsive=3", "x=y"]);
+        assert_eq!(
+            parse(&["--timeline", "/tmp/t.svg"]).unwrap().timeline,
+            Some(PathBuf::from("/tmp/t.svg"))
+        );
         config.validate().unwrap();
         let config = parse(&["--cpus", "8", "--nodes", "2"]).unwrap().config();
         assert_eq!(config.numa, Numa::Equal(2));

@@ -87,12 +87,20 @@
 //! }
 //! ```
 
+//! # Pictures
+//!
+//! [`timeline_svg`] draws a report's `boot.cpus` as an SVG timeline (who
+//! started whom, when each CPU came up); `cargo qemu --timeline FILE.svg`
+//! writes one after the run.
+
 mod build;
 mod config;
 mod error;
 mod qemu;
 mod report;
 mod run;
+mod svg;
+mod timeline;
 mod topology;
 mod verdict;
 
@@ -104,6 +112,8 @@ pub use config::{
 pub use error::RunnerError;
 pub use qemu::QBOOT;
 pub use run::{run, RunOutcome};
+pub use svg::{ChartPoint, ChartSeries, LineChart};
+pub use timeline::{timeline_svg, TimelineError};
 pub use topology::{
     check_removed, parse_list, parse_node_sizes, parse_removed, split_memory, Numa, NumaNode,
     MAX_NUMA_NODES, MIN_NODE_MEMORY_MIB,

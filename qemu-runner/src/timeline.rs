@@ -1,0 +1,530 @@
+//! The boot as a picture: [`timeline_svg`] draws a report's `boot.cpus`
+//! as an SVG timeline (`cargo qemu --timeline FILE.svg`).
+//!
+//! One row per CPU (`cpu N`), x in milliseconds since the BSP's entry. A
+//! started CPU is a bar from `start_ms` (its starter sent INIT) to
+//! `ready_ms` (it ran Rust code on its own stack), coloured by its starter
+//! (a fixed palette indexed by the starter's VP, see the legend). A thin
+//! line in the same colour runs from the starter's own ready point (or, for
+//! the BSP, which has none, straight down from the BSP's row) to the start
+//! of the bar: the fan-out tree and its rounds show as chains of lines. A
+//! failed CPU is a red hatched bar that runs to the right edge; the main
+//! kernel's CPUs (the BSP and each node's base VP) and removed CPUs are grey
+//! rows with a label. A dashed line marks `boot.ready_ms`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use crate::svg::{self, num, Svg, FAILED, PALETTE};
+
+/// Why a report cannot be drawn.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot draw the boot timeline: {0}")]
+pub struct TimelineError(String);
+
+/// One CPU of `boot.cpus`.
+#[derive(Debug)]
+struct Row {
+    vp: u64,
+    node: Option<u64>,
+    status: String,
+    started_by: Option<u64>,
+    start: Option<f64>,
+    ready: Option<f64>,
+}
+
+impl Row {
+    fn parse(index: usize, cpu: &Value) -> Result<Row, TimelineError> {
+        let missing = |field: &str| TimelineError(format!("boot.cpus[{index}] has no {field}"));
+        Ok(Row {
+            vp: cpu["vp"].as_u64().ok_or_else(|| missing("vp"))?,
+            node: cpu["node"].as_u64(),
+            status: cpu["status"]
+                .as_str()
+                .ok_or_else(|| missing("status"))?
+                .to_owned(),
+            started_by: cpu["started_by"].as_u64(),
+            start: cpu["start_ms"].as_f64(),
+            ready: cpu["ready_ms"].as_f64(),
+        })
+    }
+}
+
+/// The colour of the CPUs started by `starter`.
+fn colour(starter: u64) -> &'static str {
+    PALETTE[(starter % PALETTE.len() as u64) as usize]
+}
+
+/// The hatch pattern for failed CPUs.
+const DEFS: &str = r##"<defs><pattern id="failed-hatch" patternUnits="userSpaceOnUse" width="6" height="6" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fde3e3"/><line x1="0" y1="0" x2="0" y2="6" stroke="#d62728" stroke-width="2"/></pattern></defs>"##;
+
+/// Draws the report's `boot.cpus` as an SVG timeline (see the module docs).
+///
+/// Needs `boot.cpus` entries with `vp` and `status`; uses `started_by`,
+/// `start_ms`, `ready_ms` and `node` where present, `nodes[].base_vp` to
+/// tell the main kernel's CPUs from removed ones, and `boot.strategy`,
+/// `boot.ap_delay`, `boot.ready_ms`, `boot.depth` for the title.
+pub fn timeline_svg(report: &Value) -> Result<String, TimelineError> {
+    let boot = &report["boot"];
+    let cpus = boot["cpus"]
+        .as_array()
+        .ok_or_else(|| TimelineError("the report has no boot.cpus list".to_owned()))?;
+    if cpus.is_empty() {
+        return Err(TimelineError("boot.cpus is empty".to_owned()));
+    }
+    let mut rows = cpus
+        .iter()
+        .enumerate()
+        .map(|(index, cpu)| Row::parse(index, cpu))
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.sort_by_key(|row| row.vp);
+    let row_of: HashMap<u64, usize> = rows.iter().enumerate().map(|(i, r)| (r.vp, i)).collect();
+    let base_vps: BTreeSet<u64> = report["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|node| node["base_vp"].as_u64())
+        .chain([0])
+        .collect();
+    let boot_ready = boot["ready_ms"].as_f64();
+
+    // Geometry.
+    let n = rows.len();
+    let row_h = (640.0 / n as f64).clamp(5.0, 22.0);
+    // Labels at least 11 px apart, on every 1st, 2nd, 4th… row so that they
+    // line up with 32-CPU nodes.
+    let label_every = ((11.0 / row_h).ceil().max(1.0) as u64).next_power_of_two();
+    let (width, left, right) = (1000.0, 110.0, 20.0);
+    let plot_w = width - left - right;
+    let legend = legend_items(&rows);
+    let legend_lines = layout_legend(&legend, width - 20.0);
+    let legend_top = 64.0;
+    let plot_top = legend_top + legend_lines.len() as f64 * 18.0 + 30.0;
+    let plot_h = n as f64 * row_h;
+    let height = plot_top + plot_h + 52.0;
+    let times = rows
+        .iter()
+        .flat_map(|r| [r.start, r.ready])
+        .chain([boot_ready]);
+    let latest = times
+        .flatten()
+        .filter(|t| t.is_finite())
+        .fold(0.0, f64::max);
+    let x_max = if latest > 0.0 { latest * 1.03 } else { 1.0 };
+    let x_of = |ms: f64| left + ms.clamp(0.0, x_max) / x_max * plot_w;
+    let row_top = |i: usize| plot_top + i as f64 * row_h;
+    let centre = |i: usize| row_top(i) + row_h / 2.0;
+    let font = (row_h - 2.0).clamp(7.0, 11.0);
+
+    let mut svg = Svg::new(width, height);
+    svg.raw(DEFS);
+    svg.text(
+        (10.0, 24.0),
+        &title(report, n),
+        r#"font-size="16" font-weight="bold""#,
+    );
+    svg.text(
+        (10.0, 43.0),
+        &subtitle(report),
+        r##"font-size="12" fill="#555""##,
+    );
+    draw_legend(&mut svg, &legend_lines, legend_top);
+
+    // Row backgrounds, labels and node boundaries.
+    let mut previous_node = None;
+    for (i, row) in rows.iter().enumerate() {
+        if i % 2 == 1 && row_h >= 10.0 {
+            svg.rect(left, row_top(i), plot_w, row_h, r##"fill="#f6f6f6""##);
+        }
+        if row.node != previous_node {
+            let y = row_top(i);
+            if i > 0 {
+                svg.line(
+                    (4.0, y),
+                    (left + plot_w, y),
+                    r##"stroke="#888" stroke-width="0.8" stroke-dasharray="3 3""##,
+                );
+            }
+            if let Some(node) = row.node {
+                let label = format!("node {node}");
+                svg.text((4.0, y + 10.0), &label, r##"font-size="10" fill="#666""##);
+            }
+            previous_node = row.node;
+        }
+        if row.vp % label_every == 0 {
+            svg.text(
+                (left - 6.0, centre(i) + font * 0.35),
+                &format!("cpu {}", row.vp),
+                &format!(r#"font-size="{}" text-anchor="end""#, num(font)),
+            );
+        }
+    }
+
+    // The time axis: grid, ticks on top and bottom.
+    let bottom = plot_top + plot_h;
+    for tick in svg::linear_ticks(x_max, 10) {
+        let x = x_of(tick);
+        svg.line(
+            (x, plot_top),
+            (x, bottom),
+            r##"stroke="#dddddd" stroke-width="0.8""##,
+        );
+        for y in [plot_top - 6.0, bottom + 14.0] {
+            svg.text(
+                (x, y),
+                &svg::tick_label(tick),
+                r#"font-size="10" text-anchor="middle""#,
+            );
+        }
+    }
+    svg.rect(
+        left,
+        plot_top,
+        plot_w,
+        plot_h,
+        r##"fill="none" stroke="#999" stroke-width="1""##,
+    );
+    svg.text(
+        (left + plot_w / 2.0, bottom + 34.0),
+        "milliseconds since the BSP's entry",
+        r#"font-size="12" text-anchor="middle""#,
+    );
+
+    // Who started whom, under the bars.
+    for (i, row) in rows.iter().enumerate() {
+        let (Some(start), Some(starter)) = (row.start, row.started_by) else {
+            continue;
+        };
+        let Some(&from) = row_of.get(&starter) else {
+            continue;
+        };
+        let from_x = rows[from].ready.map_or(x_of(start), x_of);
+        let attrs = format!(
+            r#"class="link" stroke="{}" stroke-width="0.9" stroke-opacity="0.7""#,
+            colour(starter)
+        );
+        svg.line((from_x, centre(from)), (x_of(start), centre(i)), &attrs);
+    }
+
+    // The rows' contents.
+    let bar_h = (row_h * 0.7).max(2.0);
+    for (i, row) in rows.iter().enumerate() {
+        let bar_y = centre(i) - bar_h / 2.0;
+        let text_y = centre(i) + font * 0.35;
+        let small = format!(r#"font-size="{}""#, num(font));
+        match (row.status.as_str(), row.start, row.ready) {
+            ("removed", _, _) => {
+                let main = base_vps.contains(&row.vp);
+                let label = match (row.vp, main) {
+                    (0, _) => "main kernel (BSP)",
+                    (_, true) => "main kernel",
+                    _ => "removed",
+                };
+                svg.rect(left, bar_y, plot_w, bar_h, r##"fill="#e9e9e9""##);
+                svg.text(
+                    (left + 4.0, text_y),
+                    label,
+                    &format!(r##"class="grey" {small} fill="#777" font-style="italic""##),
+                );
+            }
+            ("failed", start, _) => {
+                let x = x_of(start.unwrap_or(0.0));
+                let attrs = format!(
+                    r#"class="failed" fill="url(#failed-hatch)" stroke="{FAILED}" stroke-width="1""#
+                );
+                let tip = match start {
+                    Some(start) => format!(
+                        "cpu {}: started at {start:.3} ms, never came up (failed)",
+                        row.vp
+                    ),
+                    None => format!("cpu {}: failed", row.vp),
+                };
+                titled_rect(&mut svg, (x, bar_y, left + plot_w - x, bar_h), &attrs, &tip);
+                if row_h >= 9.0 {
+                    let attrs = format!(r#"{small} fill="{FAILED}" text-anchor="end""#);
+                    svg.text((left + plot_w - 4.0, text_y - 1.0), "failed", &attrs);
+                }
+            }
+            (_, Some(start), Some(ready)) => {
+                let starter = row.started_by.unwrap_or(0);
+                let x = x_of(start);
+                let width = (x_of(ready) - x).max(1.0);
+                let tip = format!(
+                    "cpu {}: started by cpu {starter} at {start:.3} ms, ready at {ready:.3} ms ({:.3} ms)",
+                    row.vp,
+                    ready - start
+                );
+                let attrs = format!(r#"class="bar" fill="{}""#, colour(starter));
+                titled_rect(&mut svg, (x, bar_y, width, bar_h), &attrs, &tip);
+                svg.circle((x, centre(i)), (row_h * 0.3).min(2.2), r##"fill="#222""##);
+            }
+            (status, _, _) => {
+                svg.text(
+                    (left + 4.0, text_y),
+                    &format!("{status}, no times"),
+                    &format!(r##"{small} fill="#777""##),
+                );
+            }
+        }
+    }
+
+    if let Some(ready) = boot_ready {
+        let x = x_of(ready);
+        svg.line(
+            (x, plot_top - 16.0),
+            (x, bottom),
+            r##"stroke="#222" stroke-width="1.2" stroke-dasharray="5 3""##,
+        );
+        svg.text(
+            (x - 4.0, plot_top - 19.0),
+            &format!("all ready: {ready:.1} ms"),
+            r#"font-size="11" text-anchor="end" font-weight="bold""#,
+        );
+    }
+    Ok(svg.finish())
+}
+
+/// A rectangle with a hover text.
+fn titled_rect(svg: &mut Svg, (x, y, w, h): (f64, f64, f64, f64), attrs: &str, tip: &str) {
+    svg.raw(&format!(
+        r#"<rect x="{}" y="{}" width="{}" height="{}" {attrs}><title>{}</title></rect>"#,
+        num(x),
+        num(y),
+        num(w.max(0.0)),
+        num(h),
+        svg::escape(tip)
+    ));
+}
+
+/// `sidecar boot: fanout, spec delays, 8 CPUs: ready in 76.1 ms, depth 3`.
+fn title(report: &Value, cpus: usize) -> String {
+    let boot = &report["boot"];
+    let word = |key: &str| boot[key].as_str().unwrap_or("?").to_owned();
+    let ready = boot["ready_ms"]
+        .as_f64()
+        .map_or("?".to_owned(), |ms| format!("{ms:.1} ms"));
+    let depth = boot["depth"]
+        .as_u64()
+        .map_or("?".to_owned(), |d| d.to_string());
+    format!(
+        "sidecar boot: {}, {} delays, {cpus} CPUs: ready in {ready}, depth {depth}",
+        word("strategy"),
+        word("ap_delay")
+    )
+}
+
+/// Counts and what the marks mean.
+fn subtitle(report: &Value) -> String {
+    let count = |value: &Value| value.as_u64().map_or("?".to_owned(), |n| n.to_string());
+    let nodes = report["nodes"].as_array().map_or(1, Vec::len);
+    let plural = if nodes == 1 { "" } else { "s" };
+    format!(
+        "{} sidecar CPUs, {} failed, {nodes} node{plural}. Bar: INIT sent (dot) to CPU up, \
+         coloured by its starter; line: from the starter's ready point (the BSP's row for the BSP).",
+        count(&report["boot"]["sidecar_cpus"]),
+        count(&report["boot"]["failed"]),
+    )
+}
+
+/// One legend entry.
+enum Swatch {
+    Colour(&'static str),
+    Failed,
+    Grey,
+}
+
+/// The legend: one entry per palette colour in use (naming its starters),
+/// then failed and main kernel/removed when present.
+fn legend_items(rows: &[Row]) -> Vec<(Swatch, String)> {
+    let mut by_colour: BTreeMap<usize, BTreeSet<u64>> = BTreeMap::new();
+    for row in rows {
+        if let (Some(starter), Some(_)) = (row.started_by, row.start) {
+            let index = (starter % PALETTE.len() as u64) as usize;
+            by_colour.entry(index).or_default().insert(starter);
+        }
+    }
+    let mut items: Vec<(Swatch, String)> = by_colour
+        .into_iter()
+        .map(|(index, starters)| {
+            let names: Vec<String> = starters
+                .iter()
+                .take(3)
+                .map(|&vp| match vp {
+                    0 => "cpu 0 (BSP)".to_owned(),
+                    vp => format!("cpu {vp}"),
+                })
+                .collect();
+            let more = match starters.len() {
+                0..=3 => String::new(),
+                n => format!(" +{} more", n - 3),
+            };
+            let label = format!("started by {}{more}", names.join(", "));
+            (Swatch::Colour(PALETTE[index]), label)
+        })
+        .collect();
+    if rows.iter().any(|r| r.status == "failed") {
+        items.push((Swatch::Failed, "failed (never came up)".to_owned()));
+    }
+    if rows.iter().any(|r| r.status == "removed") {
+        items.push((Swatch::Grey, "main kernel / removed".to_owned()));
+    }
+    items
+}
+
+/// Places legend entries on lines no wider than `width`: (x, entry) per line.
+fn layout_legend(items: &[(Swatch, String)], width: f64) -> Vec<Vec<(f64, &(Swatch, String))>> {
+    let mut lines: Vec<Vec<(f64, &(Swatch, String))>> = vec![Vec::new()];
+    let mut x = 10.0;
+    for item in items {
+        let item_w = 22.0 + 6.3 * item.1.chars().count() as f64 + 16.0;
+        if x + item_w > width && x > 10.0 {
+            lines.push(Vec::new());
+            x = 10.0;
+        }
+        lines.last_mut().expect("one line at least").push((x, item));
+        x += item_w;
+    }
+    lines.retain(|line| !line.is_empty());
+    lines
+}
+
+fn draw_legend(svg: &mut Svg, lines: &[Vec<(f64, &(Swatch, String))>], top: f64) {
+    for (index, line) in lines.iter().enumerate() {
+        let y = top + index as f64 * 18.0;
+        for (x, (swatch, label)) in line {
+            let attrs = match swatch {
+                Swatch::Colour(colour) => format!(r#"fill="{colour}""#),
+                Swatch::Failed => {
+                    format!(r#"fill="url(#failed-hatch)" stroke="{FAILED}" stroke-width="1""#)
+                }
+                Swatch::Grey => r##"fill="#e9e9e9" stroke="#999" stroke-width="0.5""##.to_owned(),
+            };
+            svg.rect(*x, y - 9.0, 16.0, 10.0, &attrs);
+            svg.text((x + 22.0, y), label, r#"font-size="11""#);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::svg::check_balanced;
+    use serde_json::json;
+
+    fn report() -> Value {
+        json!({
+            "boot": {
+                "strategy": "fanout", "ap_delay": "spec", "ready_ms": 76.088, "depth": 2,
+                "sidecar_cpus": 4, "failed": 1,
+                "cpus": [
+                    {"vp": 0, "apic_id": 0, "node": 0, "status": "removed"},
+                    {"vp": 1, "apic_id": 1, "node": 0, "status": "idle", "started_by": 0, "start_ms": 20.8, "ready_ms": 36.0},
+                    {"vp": 2, "apic_id": 2, "node": 0, "status": "failed", "started_by": 0, "start_ms": 35.8},
+                    {"vp": 3, "apic_id": 3, "node": 0, "status": "idle", "started_by": 1, "start_ms": 36.2, "ready_ms": 46.7},
+                    {"vp": 4, "apic_id": 4, "node": 1, "status": "removed"},
+                    {"vp": 5, "apic_id": 5, "node": 1, "status": "idle", "started_by": 0, "start_ms": 46.2, "ready_ms": 71.7},
+                    {"vp": 6, "apic_id": 6, "node": 1, "status": "removed"},
+                ]
+            },
+            "nodes": [
+                {"index": 0, "base_vp": 0, "vp_count": 4, "sidecar_cpus": 3, "pages": 49},
+                {"index": 1, "base_vp": 4, "vp_count": 3, "sidecar_cpus": 1, "pages": 25},
+            ]
+        })
+    }
+
+    #[test]
+    fn draws_one_bar_per_started_cpu() {
+        let svg = timeline_svg(&report()).unwrap();
+        check_balanced(&svg).unwrap();
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert_eq!(svg.matches(r#"class="bar""#).count(), 3, "{svg}");
+        assert_eq!(svg.matches(r#"class="failed""#).count(), 1);
+        // One link per started CPU, failed included.
+        assert_eq!(svg.matches(r#"class="link""#).count(), 4);
+        assert!(svg.contains(">main kernel (BSP)<"));
+        assert!(svg.contains(">main kernel<"));
+        assert_eq!(svg.matches(">removed<").count(), 1);
+        for vp in 0..7 {
+            assert!(
+                svg.contains(&format!(">cpu {vp}<")),
+                "no label for cpu {vp}"
+            );
+        }
+        assert!(
+            svg.contains("sidecar boot: fanout, spec delays, 7 CPUs: ready in 76.1 ms, depth 2")
+        );
+        assert!(svg.contains("all ready: 76.1 ms"));
+        assert!(svg.contains(">node 1<"));
+        // Starters 0 and 1 have their own colours and legend entries.
+        assert!(svg.contains("started by cpu 0 (BSP)"));
+        assert!(svg.contains("started by cpu 1<"));
+        assert!(svg.contains(&format!(r#"class="bar" fill="{}""#, PALETTE[1])));
+    }
+
+    #[test]
+    fn links_start_at_the_starters_ready_point() {
+        let svg = timeline_svg(&report()).unwrap();
+        // cpu 3 was started by cpu 1, which was ready at 36.0 ms: the link
+        // starts where cpu 1's bar ends.
+        let bar_end = svg
+            .lines()
+            .find(|l| l.contains("cpu 1: started by cpu 0"))
+            .map(|l| {
+                let attr = |name: &str| -> f64 {
+                    let start = l.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+                    l[start..].split('"').next().unwrap().parse().unwrap()
+                };
+                attr("x") + attr("width")
+            })
+            .unwrap();
+        let link = svg
+            .lines()
+            .filter(|l| l.contains(r#"class="link""#))
+            .nth(2)
+            .unwrap();
+        assert!(
+            link.contains(&format!("x1=\"{}\"", num(bar_end))),
+            "{link} vs {bar_end}"
+        );
+    }
+
+    #[test]
+    fn large_machines_thin_out_the_labels() {
+        let cpus: Vec<Value> = (0..255u64)
+            .map(|vp| match vp {
+                0 | 32 => json!({"vp": vp, "node": vp / 32, "status": "removed"}),
+                vp => json!({
+                    "vp": vp, "node": vp / 32, "status": "idle", "started_by": vp / 2,
+                    "start_ms": vp as f64, "ready_ms": vp as f64 + 10.0
+                }),
+            })
+            .collect();
+        let report = json!({"boot": {"cpus": cpus}, "nodes": [{"base_vp": 0}, {"base_vp": 32}]});
+        let svg = timeline_svg(&report).unwrap();
+        check_balanced(&svg).unwrap();
+        assert_eq!(svg.matches(r#"class="bar""#).count(), 253);
+        assert!(svg.contains(">cpu 252<") && svg.contains(">cpu 32<"));
+        assert!(
+            !svg.contains(">cpu 1<"),
+            "every row labelled at 5 px per row"
+        );
+        assert!(
+            svg.contains("+"),
+            "the legend names a few starters per colour"
+        );
+    }
+
+    #[test]
+    fn reports_without_cpus_are_errors() {
+        let err = timeline_svg(&json!({"result": "fail"})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot draw the boot timeline: the report has no boot.cpus list"
+        );
+        assert!(timeline_svg(&json!({"boot": {"cpus": []}})).is_err());
+        let err = timeline_svg(&json!({"boot": {"cpus": [{"status": "idle"}]}})).unwrap_err();
+        assert!(err.to_string().contains("boot.cpus[0] has no vp"), "{err}");
+    }
+}
