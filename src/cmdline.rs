@@ -73,17 +73,21 @@ pub enum Scenario {
     IsolationCommandSelftest,
     /// Sidecar CPU 1 reads CPU 2's stack: the read must fault.
     IsolationStackSelftest,
+    /// Every command to every sidecar CPU, bad commands, a stop, and the
+    /// command round-trip benchmark.
+    Protocol,
 }
 
 impl Scenario {
     /// Every scenario, in the order the help text lists them.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Boot,
         Scenario::FaultSelftest,
         Scenario::PanicSelftest,
         Scenario::HangSelftest,
         Scenario::IsolationCommandSelftest,
         Scenario::IsolationStackSelftest,
+        Scenario::Protocol,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -95,6 +99,7 @@ impl Scenario {
             Scenario::HangSelftest => "hang-selftest",
             Scenario::IsolationCommandSelftest => "isolation-command-selftest",
             Scenario::IsolationStackSelftest => "isolation-stack-selftest",
+            Scenario::Protocol => "protocol",
         }
     }
 }
@@ -334,7 +339,7 @@ mod tests {
             err.to_string(),
             "bad value 'dance' for kernel option 'scenario' (expected one of: boot, \
              fault-selftest, panic-selftest, hang-selftest, isolation-command-selftest, \
-             isolation-stack-selftest)"
+             isolation-stack-selftest, protocol)"
         );
         assert_eq!(
             parse("color=red").unwrap_err().to_string(),

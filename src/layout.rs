@@ -19,6 +19,14 @@ pub const PAGE_SIZE: u64 = 4096;
 /// far from the identity-mapped low memory the kernel image lives in.
 pub const WINDOW_BASE: u64 = 512 << 30;
 
+/// Where every sidecar CPU sees the guest's memory: guest physical address
+/// `gpa` is at `GUEST_WINDOW_BASE + gpa` (the third PML4 slot, 1 TiB). The
+/// same shared tables map it on every CPU, as all VPs share one VM.
+pub const GUEST_WINDOW_BASE: u64 = 1 << 40;
+
+/// The most guest memory the window maps (one page directory of 2 MiB pages).
+pub const MAX_GUEST_MEMORY: u64 = 1 << 30;
+
 /// The pages of the per-CPU window, by page index from [`WINDOW_BASE`].
 /// Unlisted indexes are unmapped: they are the guard pages.
 pub mod window {

@@ -36,6 +36,8 @@ pub mod boot;
 pub mod cmdline;
 pub mod json;
 pub mod layout;
+#[cfg(target_os = "none")]
+pub mod main_kernel;
 pub mod runtime;
 pub mod topology;
 pub mod vp;

@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicU16, Ordering};
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::gdt::CpuTables;
 use crate::layout::window;
+use crate::runtime::cpu::{RuntimeKind, SidecarExecutor};
 
 /// VP index by APIC ID, filled by the BSP before any AP starts.
 static VP_BY_APIC_ID: [AtomicU16; 256] = [const { AtomicU16::new(0) }; 256];
@@ -40,8 +41,14 @@ pub struct CpuGlobals {
     pub node: u32,
     /// The CPU's index within its node (its slot in the control page).
     pub node_cpu_index: u32,
+    /// Which dispatch loop the CPU runs.
+    pub runtime: RuntimeKind,
+    /// Bytes of guest memory in the guest window.
+    pub guest_size: u64,
     /// The CPU's GDT and TSS.
     pub tables: CpuTables,
+    /// The CPU's executor (used only by this CPU, and by its IPI handler).
+    pub executor: SidecarExecutor,
 }
 
 const _: () = assert!(core::mem::size_of::<CpuGlobals>() <= crate::layout::PAGE_SIZE as usize);

@@ -15,7 +15,7 @@ use crate::boot::{setup, summary};
 use crate::cmdline::{self, Options};
 use crate::fatal::boot_error;
 use crate::topology::{FirmwareCpu, Topology};
-use crate::{report, scenario, MAX_CPUS};
+use crate::{report, runtime, scenario, MAX_CPUS};
 use x86_64::VirtAddr;
 
 /// The BSP's GDT and TSS.
@@ -79,14 +79,17 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
             "the boot loader passed no memory map (PVH start info v1)"
         ));
     }
-    let prepared =
-        setup::prepare(&topology, &map).unwrap_or_else(|err| boot_error(format_args!("{err}")));
+    let runtime_of = |vp| scenario::runtime_for(options.scenario, vp);
+    let prepared = setup::prepare(&topology, &map, runtime_of)
+        .unwrap_or_else(|err| boot_error(format_args!("{err}")));
+    runtime::cpu::install_request_handler();
     startup::publish(StartupPlan {
         topology,
         regions: prepared.regions.clone(),
         strategy: options.boot,
         delay: options.ap_delay,
         unresponsive: options.unresponsive,
+        guest: prepared.guest,
     });
     scenario::publish(options.scenario);
     startup::bsp_start_all();

@@ -4,7 +4,8 @@
 //! ```text
 //! PML4 (private) ─┬─ [0] ─ shared PDPT ─┬─ [0] ─ PD ─ [0] ─ PT: the kernel image, 4 KiB pages
 //!                 │                     └─ [3] ─ PD ─ [503] ─ PT: the local APIC (uncached)
-//!                 └─ [1] ─ PDPT ─ PD ─ PT (private): the CPU's window (layout::window)
+//!                 ├─ [1] ─ PDPT ─ PD ─ PT (private): the CPU's window (layout::window)
+//!                 └─ [2] ─ shared PDPT ─ PD: guest memory, 2 MiB pages (layout::GUEST_WINDOW_BASE)
 //! ```
 //!
 //! The kernel image is mapped with the permissions of its sections: code
@@ -44,7 +45,7 @@ pub struct ImageTooLarge {
     pub end: u64,
 }
 
-/// The tables every sidecar CPU shares: five pages, built once by the BSP.
+/// The tables every sidecar CPU shares: seven pages, built once by the BSP.
 #[derive(Clone)]
 #[repr(C)]
 pub struct SharedTables {
@@ -53,6 +54,8 @@ pub struct SharedTables {
     image_pt: PageTable,
     device_pd: PageTable,
     device_pt: PageTable,
+    guest_pdpt: PageTable,
+    guest_pd: PageTable,
 }
 
 impl SharedTables {
@@ -64,6 +67,8 @@ impl SharedTables {
             image_pt: PageTable::zeroed(),
             device_pd: PageTable::zeroed(),
             device_pt: PageTable::zeroed(),
+            guest_pdpt: PageTable::zeroed(),
+            guest_pd: PageTable::zeroed(),
         }
     }
 
@@ -96,9 +101,30 @@ impl SharedTables {
         Ok(())
     }
 
+    /// Maps `size` bytes (2 MiB multiple, at most
+    /// [`MAX_GUEST_MEMORY`](crate::layout::MAX_GUEST_MEMORY)) of guest memory
+    /// at host physical `guest_base` (2 MiB aligned) into the guest window,
+    /// given the tables' own physical address `phys`.
+    pub fn map_guest_memory(&mut self, phys: u64, guest_base: u64, size: u64) {
+        const LARGE: u64 = 2 << 20;
+        assert!(guest_base.is_multiple_of(LARGE) && size.is_multiple_of(LARGE));
+        assert!(size <= crate::layout::MAX_GUEST_MEMORY);
+        let [_, slot, _, _] = table_indexes(crate::layout::GUEST_WINDOW_BASE);
+        self.guest_pdpt.entries[slot] = (phys + 6 * PAGE_SIZE) | TABLE;
+        for i in 0..size / LARGE {
+            self.guest_pd.entries[i as usize] =
+                (guest_base + i * LARGE) | DATA | crate::arch::x86_64::paging::HUGE_PAGE;
+        }
+    }
+
     /// The physical address of the shared PDPT, given the tables' own.
     pub const fn pdpt_address(phys: u64) -> u64 {
         phys
+    }
+
+    /// The physical address of the guest-memory PDPT, given the tables' own.
+    pub const fn guest_pdpt_address(phys: u64) -> u64 {
+        phys + 5 * PAGE_SIZE
     }
 }
 
@@ -147,8 +173,9 @@ pub struct CpuPageTables {
 
 impl CpuPageTables {
     /// Fills the tables, which live at physical address `phys` (the PML4
-    /// first), to map the shared tables at `shared_pdpt` and the window.
-    pub fn build(&mut self, phys: u64, shared_pdpt: u64, pages: &WindowPages) {
+    /// first), to map the shared tables at `shared_pdpt`, the guest memory
+    /// tables at `guest_pdpt`, and the window.
+    pub fn build(&mut self, phys: u64, shared_pdpt: u64, guest_pdpt: u64, pages: &WindowPages) {
         let table = |index: u64| (phys + index * PAGE_SIZE) | TABLE;
         let [window_pml4, window_pdpt, window_pd, _] = table_indexes(window::address(0));
         self.pml4 = PageTable::zeroed();
@@ -157,6 +184,8 @@ impl CpuPageTables {
         self.pt = PageTable::zeroed();
         self.pml4.entries[0] = shared_pdpt | TABLE;
         self.pml4.entries[window_pml4] = table(1);
+        let [guest_pml4, _, _, _] = table_indexes(crate::layout::GUEST_WINDOW_BASE);
+        self.pml4.entries[guest_pml4] = guest_pdpt | TABLE;
         self.pdpt.entries[window_pdpt] = table(2);
         self.pd.entries[window_pd] = table(3);
 
@@ -204,6 +233,7 @@ mod tests {
     const SHARED: u64 = 0x10_0000 + 0x2_0000;
     const CPU_TABLES: u64 = 0x40_0000;
     const APIC: u64 = 0xFEE0_0000;
+    const GUEST: u64 = 0x800_0000;
 
     fn image() -> KernelImage {
         KernelImage {
@@ -232,13 +262,19 @@ mod tests {
         fn new() -> Self {
             let mut shared = Box::new(SharedTables::new());
             shared.build(SHARED, &image(), APIC).unwrap();
+            shared.map_guest_memory(SHARED, GUEST, 4 << 20);
             let mut cpu = Box::new(CpuPageTables {
                 pml4: PageTable::zeroed(),
                 pdpt: PageTable::zeroed(),
                 pd: PageTable::zeroed(),
                 pt: PageTable::zeroed(),
             });
-            cpu.build(CPU_TABLES, SharedTables::pdpt_address(SHARED), &pages());
+            cpu.build(
+                CPU_TABLES,
+                SharedTables::pdpt_address(SHARED),
+                SharedTables::guest_pdpt_address(SHARED),
+                &pages(),
+            );
             let mut tables = HashMap::new();
             let shared_list = [
                 &shared.pdpt,
@@ -246,6 +282,8 @@ mod tests {
                 &shared.image_pt,
                 &shared.device_pd,
                 &shared.device_pt,
+                &shared.guest_pdpt,
+                &shared.guest_pd,
             ];
             for (i, table) in shared_list.into_iter().enumerate() {
                 tables.insert(SHARED + i as u64 * PAGE_SIZE, table.clone());
@@ -261,6 +299,15 @@ mod tests {
 
         fn walk(&self, virt: u64) -> Option<u64> {
             translate(CPU_TABLES, virt, |phys| self.tables.get(&phys))
+        }
+
+        /// Walks to a 2 MiB page's PD entry.
+        fn walk_large(&self, virt: u64) -> Option<u64> {
+            let [a, b, c, _] = table_indexes(virt);
+            let pml4 = self.tables.get(&CPU_TABLES)?.entries[a];
+            let pdpt = self.tables.get(&(pml4 & ADDRESS_MASK))?.entries[b];
+            let pd = self.tables.get(&(pdpt & ADDRESS_MASK))?.entries[c];
+            (pd & PRESENT != 0).then_some(pd)
         }
     }
 
@@ -327,6 +374,17 @@ mod tests {
         ] {
             assert_eq!(machine.walk(window::address(guard)), None);
         }
+    }
+
+    #[test]
+    fn guest_memory_is_mapped_in_the_guest_window() {
+        let machine = Machine::new();
+        let base = crate::layout::GUEST_WINDOW_BASE;
+        let entry = machine.walk_large(base + 0x1234).unwrap();
+        assert_eq!(entry & ADDRESS_MASK, GUEST);
+        let second = machine.walk_large(base + (2 << 20)).unwrap();
+        assert_eq!(second & ADDRESS_MASK, GUEST + (2 << 20));
+        assert_eq!(machine.walk_large(base + (4 << 20)), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::acpi::PhysMemory;
 use crate::arch::x86_64::apic::XAPIC_BASE;
 use crate::arch::x86_64::entry::{ap_trampoline, AP_CR3_BY_APIC_ID};
 use crate::arch::x86_64::gdt::CpuTables;
+use crate::arch::x86_64::ipi_notifier::IpiNotifier;
 use crate::arch::x86_64::vectors::REQUEST_VECTOR;
 use crate::boot::memory::{self, OutOfMemory};
 use crate::boot::page_tables::{CpuPageTables, KernelImage, SharedTables, WindowPages};
@@ -17,6 +18,7 @@ use crate::boot::pvh::MemmapEntry;
 use crate::boot::startup::TRAMPOLINE_PAGE;
 use crate::layout::{private, NodeRegion, PAGE_SIZE};
 use crate::percpu::{self, CpuGlobals};
+use crate::runtime::cpu::{RuntimeKind, SidecarExecutor};
 use crate::topology::{Role, Topology};
 use crate::MAX_CPUS;
 
@@ -26,12 +28,26 @@ static mut SHARED_TABLES: SharedTables = SharedTables::new();
 /// Node regions start above the first 2 MiB, which hold the kernel image.
 const REGION_FLOOR: u64 = 2 << 20;
 
+/// Guest memory every VP of the VM shares.
+pub const GUEST_MEMORY_BYTES: u64 = 4 << 20;
+
+/// Where the VM's guest memory lives in host physical memory.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestRegion {
+    /// Host physical address of guest physical address 0 (2 MiB aligned).
+    pub host_base: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
 /// What the set-up decided, for the plan and the report.
 pub struct Setup {
     /// Each node's region, `None` for nodes without sidecar CPUs.
     pub regions: heapless::Vec<Option<NodeRegion>, MAX_CPUS>,
     /// Pages of all regions together.
     pub total_pages: u64,
+    /// The guest's memory.
+    pub guest: GuestRegion,
 }
 
 /// Why the set-up failed.
@@ -147,8 +163,26 @@ fn init_control_page(topology: &Topology, node_index: usize, region: &NodeRegion
     }
 }
 
+/// What the BSP tells one sidecar CPU about itself.
+struct CpuPlan {
+    vp: u32,
+    apic_id: u32,
+    node: u32,
+    index: u64,
+    runtime: RuntimeKind,
+    guest_size: u64,
+}
+
 /// Builds one sidecar CPU's page tables and globals and publishes its CR3.
-fn init_cpu(region: &NodeRegion, shared_pdpt: u64, vp: u32, apic_id: u32, node: u32, index: u64) {
+fn init_cpu(region: &NodeRegion, shared: u64, cpu: CpuPlan) {
+    let CpuPlan {
+        vp,
+        apic_id,
+        node,
+        index,
+        runtime,
+        guest_size,
+    } = cpu;
     let pages = WindowPages {
         control: region.control_page(),
         command: region.command_page(index),
@@ -162,14 +196,22 @@ fn init_cpu(region: &NodeRegion, shared_pdpt: u64, vp: u32, apic_id: u32, node: 
     // identity-mapped region; the CPU has not started, so nobody else uses
     // them.
     let tables = unsafe { &mut *(pml4 as *mut CpuPageTables) };
-    tables.build(pml4, shared_pdpt, &pages);
+    tables.build(
+        pml4,
+        SharedTables::pdpt_address(shared),
+        SharedTables::guest_pdpt_address(shared),
+        &pages,
+    );
 
     let globals = CpuGlobals {
         vp,
         apic_id,
         node,
         node_cpu_index: index as u32,
+        runtime,
+        guest_size,
         tables: CpuTables::new(),
+        executor: SidecarExecutor::new(IpiNotifier::new(apic_id, REQUEST_VECTOR)),
     };
     // SAFETY: as above, for the CPU's globals page, which is page aligned
     // and large enough for `CpuGlobals`.
@@ -191,12 +233,38 @@ fn install_trampoline(map: &[MemmapEntry]) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Does the whole set-up.
-pub fn prepare(topology: &Topology, map: &[MemmapEntry]) -> Result<Setup, SetupError> {
+/// Allocates the guest's memory (zeroed), 2 MiB aligned, above `floor`.
+fn allocate_guest_memory(map: &[MemmapEntry], floor: u64) -> Result<GuestRegion, SetupError> {
+    const LARGE: u64 = 2 << 20;
+    let size = GUEST_MEMORY_BYTES;
+    // Ask for one large page more so that the start can be aligned.
+    let start = memory::find_ram(map, floor, IDENTITY_MAPPED_END, size + LARGE)
+        .map_err(SetupError::OutOfMemory)?;
+    let host_base = start.next_multiple_of(LARGE);
+    // SAFETY: inside the usable RAM `find_ram` returned, above everything
+    // allocated so far.
+    unsafe { zero_pages(host_base, size / PAGE_SIZE) };
+    Ok(GuestRegion { host_base, size })
+}
+
+/// Does the whole set-up. `runtime_of` picks each sidecar CPU's dispatch
+/// loop by VP index.
+pub fn prepare(
+    topology: &Topology,
+    map: &[MemmapEntry],
+    runtime_of: impl Fn(u32) -> RuntimeKind,
+) -> Result<Setup, SetupError> {
     for cpu in &topology.cpus {
         percpu::set_vp(cpu.apic_id, cpu.vp);
     }
     let (regions, total_pages) = allocate_regions(topology, map)?;
+    let regions_end = regions
+        .iter()
+        .flatten()
+        .map(|r| r.end())
+        .max()
+        .unwrap_or(REGION_FLOOR);
+    let guest = allocate_guest_memory(map, regions_end.max(REGION_FLOOR))?;
 
     let shared_ptr = &raw mut SHARED_TABLES;
     // SAFETY: only the BSP touches the shared tables, once, before any AP
@@ -206,7 +274,7 @@ pub fn prepare(topology: &Topology, map: &[MemmapEntry]) -> Result<Setup, SetupE
     shared
         .build(shared_phys, &kernel_image(), XAPIC_BASE)
         .map_err(|err| SetupError::ImageTooLarge(err.end))?;
-    let shared_pdpt = SharedTables::pdpt_address(shared_phys);
+    shared.map_guest_memory(shared_phys, guest.host_base, guest.size);
 
     for (node_index, region) in regions.iter().enumerate() {
         let Some(region) = region else { continue };
@@ -214,8 +282,15 @@ pub fn prepare(topology: &Topology, map: &[MemmapEntry]) -> Result<Setup, SetupE
         let node = topology.nodes[node_index];
         for cpu in topology.cpus.iter().filter(|c| c.node == node.index) {
             if cpu.role == Role::Sidecar {
-                let index = u64::from(cpu.vp - node.base_vp);
-                init_cpu(region, shared_pdpt, cpu.vp, cpu.apic_id, node.index, index);
+                let plan = CpuPlan {
+                    vp: cpu.vp,
+                    apic_id: cpu.apic_id,
+                    node: node.index,
+                    index: u64::from(cpu.vp - node.base_vp),
+                    runtime: runtime_of(cpu.vp),
+                    guest_size: guest.size,
+                };
+                init_cpu(region, shared_phys, plan);
             }
         }
     }
@@ -223,6 +298,7 @@ pub fn prepare(topology: &Topology, map: &[MemmapEntry]) -> Result<Setup, SetupE
     Ok(Setup {
         regions,
         total_pages,
+        guest,
     })
 }
 

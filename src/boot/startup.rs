@@ -47,6 +47,8 @@ pub struct StartupPlan {
     pub delay: ApDelay,
     /// A VP that gets INIT but no SIPI (a self-test of the timeout).
     pub unresponsive: Option<u32>,
+    /// The VM's guest memory.
+    pub guest: crate::boot::setup::GuestRegion,
 }
 
 static PLAN: Once<StartupPlan> = Once::new();

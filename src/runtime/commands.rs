@@ -11,7 +11,8 @@ use crate::abi::{
     CommandPage, HvInputVtl, HvStatus, HvX64RegisterName, SidecarCommand, TranslateGvaRequest,
     TranslateGvaResponse, TranslateGvaResult, TranslateGvaResultCode,
 };
-use crate::vp::{translate_gva, GuestMemory, PagingState, VpRegisters};
+use crate::vp::registers::SoftVp;
+use crate::vp::{translate_gva, GuestMemory, PagingState, VpRegisters, VpState};
 
 /// What the caller has left to do after [`execute`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,9 +23,35 @@ pub enum Outcome {
     RunVp,
 }
 
-/// Runs the command in `page` against `vp` and the guest's `memory`.
-/// The caller has already reset `has_error` and the error string.
+/// Takes the command out of `page` (leaving `NONE` and no error) and runs
+/// it against the VP (`page.cpu_context` and `state`) and the guest's
+/// `memory`.
 pub fn execute(
+    page: &mut CommandPage,
+    state: &mut VpState,
+    memory: &mut impl GuestMemory,
+) -> Outcome {
+    let command = core::mem::replace(&mut page.command, SidecarCommand::NONE);
+    page.has_error = 0;
+    page.error.clear();
+    // The request and the VP's general registers share the page: work on a
+    // copy of the registers so that both can be borrowed.
+    let mut context = page.cpu_context;
+    let outcome = execute_on(
+        page,
+        command,
+        &mut SoftVp {
+            context: &mut context,
+            state,
+        },
+        memory,
+    );
+    page.cpu_context = context;
+    outcome
+}
+
+/// Runs `command` with its request in `page` against `vp`.
+pub fn execute_on(
     page: &mut CommandPage,
     command: SidecarCommand,
     vp: &mut impl VpRegisters,
@@ -176,7 +203,6 @@ mod tests {
 
     struct Fixture {
         page: Box<CommandPage>,
-        context: CpuContextX64,
         state: VpState,
     }
 
@@ -184,18 +210,18 @@ mod tests {
         fn new() -> Self {
             Self {
                 page: Box::default(),
-                context: CpuContextX64::default(),
                 state: VpState::default(),
             }
         }
 
         fn run(&mut self) -> Outcome {
-            let command = self.page.command;
-            let mut vp = SoftVp {
-                context: &mut self.context,
-                state: &mut self.state,
-            };
-            execute(&mut self.page, command, &mut vp, &mut NoMemory)
+            let outcome = execute(&mut self.page, &mut self.state, &mut NoMemory);
+            assert_eq!(
+                self.page.command,
+                SidecarCommand::NONE,
+                "the command is taken"
+            );
+            outcome
         }
 
         fn request(
@@ -224,7 +250,7 @@ mod tests {
         );
         assert_eq!(f.run(), Outcome::Done);
         assert_eq!(f.page.error(), None);
-        assert_eq!((f.state.rip, f.context.gps[9]), (0x1234, 0x99));
+        assert_eq!((f.state.rip, f.page.cpu_context.gps[9]), (0x1234, 0x99));
 
         let get = [
             HvRegisterAssoc::new(Name::R9, 0u64),
@@ -269,7 +295,6 @@ mod tests {
         f.run();
         assert_eq!(f.page.error(), Some("unknown command 77"));
 
-        f.page.has_error = 0;
         f.request(
             SidecarCommand::GET_VP_REGISTERS,
             HvInputVtl::target(2),
@@ -281,7 +306,6 @@ mod tests {
             Some("unsupported target VTL 0x12 (sidecar runs VTL 0 only)")
         );
 
-        f.page.has_error = 0;
         f.page.command = SidecarCommand::GET_VP_REGISTERS;
         f.page
             .request_mut::<crate::abi::GetSetVpRegisterRequest>()

@@ -2,6 +2,8 @@
 //! [`crate::cmdline::Scenario`]). Each either ends the run with a verdict or,
 //! for the self-tests, proves that failures are reported.
 
+mod protocol;
+
 use spin::Once;
 
 use crate::arch::x86_64::{cpu, time};
@@ -10,6 +12,7 @@ use crate::boot::summary::BootSummary;
 use crate::cmdline::Scenario;
 use crate::layout::private;
 use crate::report;
+use crate::runtime::cpu::RuntimeKind;
 
 static SCENARIO: Once<Scenario> = Once::new();
 
@@ -29,6 +32,16 @@ fn isolation_target(scenario: Scenario) -> Option<u64> {
         Scenario::IsolationCommandSelftest => Some(region.command_page(index)),
         Scenario::IsolationStackSelftest => Some(region.private_page(index, private::STACK)),
         _ => None,
+    }
+}
+
+/// Which dispatch loop sidecar CPU `vp` runs in `scenario`: the executor,
+/// except for CPU 2 in the protocol scenario, which runs the plain loop as
+/// the benchmark's baseline.
+pub fn runtime_for(scenario: Scenario, vp: u32) -> RuntimeKind {
+    match (scenario, vp) {
+        (Scenario::Protocol, 2) => RuntimeKind::Plain,
+        _ => RuntimeKind::Async,
     }
 }
 
@@ -81,6 +94,10 @@ pub fn run(scenario: Scenario, boot: &BootSummary) -> ! {
             info!("hang-selftest: halting forever; the runner's timeout must end this run");
             cpu::halt_forever()
         }
+        Scenario::Protocol => match crate::main_kernel::run(protocol::run()) {
+            Ok(()) => report::finish(None),
+            Err(failure) => report::finish(Some(format_args!("protocol: {failure}"))),
+        },
         Scenario::IsolationCommandSelftest | Scenario::IsolationStackSelftest => {
             if isolation_target(scenario).is_none() {
                 report::finish(Some(format_args!(

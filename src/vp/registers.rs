@@ -40,16 +40,6 @@ pub struct SoftVp<'a> {
     pub state: &'a mut VpState,
 }
 
-/// Where a named register lives.
-enum Slot {
-    /// `cpu_context.gps[index]`.
-    Gp(usize),
-    /// A 64-bit field of the VP-state block.
-    State(fn(&mut VpState) -> &mut u64),
-    /// A 128-bit value (segments, tables, pending event).
-    Wide(fn(&mut VpState) -> &mut u128),
-}
-
 fn gp_index(name: Name) -> Option<usize> {
     Some(match name {
         Name::Rax => CpuContextX64::RAX,

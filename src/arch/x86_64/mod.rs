@@ -13,11 +13,15 @@ pub mod apic;
 #[cfg(target_os = "none")]
 pub mod cpu;
 #[cfg(target_os = "none")]
+mod critical_section;
+#[cfg(target_os = "none")]
 pub mod entry;
 #[cfg(target_os = "none")]
 pub mod gdt;
 #[cfg(target_os = "none")]
 pub mod interrupts;
+#[cfg(target_os = "none")]
+pub mod ipi_notifier;
 #[cfg(target_os = "none")]
 pub mod port;
 #[cfg(target_os = "none")]

@@ -39,6 +39,9 @@ pub const REQUEST_VECTOR: u8 = 0xF0;
 /// (the control page's `response_vector`).
 pub const RESPONSE_VECTOR: u8 = 0xF1;
 
+/// The vector that wakes a main-kernel executor whose task another CPU woke.
+pub const WAKE_VECTOR: u8 = 0xF2;
+
 /// The vector of each CPU's local APIC timer.
 pub const TIMER_VECTOR: u8 = 0xEE;
 

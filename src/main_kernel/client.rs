@@ -1,0 +1,284 @@
+//! The typed async client a VMM uses to drive sidecar CPUs.
+//!
+//! One command at a time per CPU: a second caller while a command is in
+//! flight gets [`ClientError::Busy`] at once rather than queueing (a VMM runs
+//! one task per VP, so a second command to the same CPU is a bug worth
+//! surfacing). Dropping a command's future before it completes abandons the
+//! command: the CPU finishes it, nobody reads the result, and the driver
+//! frees the CPU when its response arrives.
+
+// A failed command carries the CPU's error string (up to 255 bytes, the ABI's
+// limit) by value: there is no allocator to box it in.
+#![allow(clippy::result_large_err, clippy::large_enum_variant)]
+
+use core::fmt;
+use core::future::poll_fn;
+use core::sync::atomic::Ordering;
+use core::task::Poll;
+
+use crate::abi::{
+    CommandPage, CpuStatus, HvInputVtl, HvRegisterAssoc, HvRegisterValue, HvX64RegisterName,
+    RunVpResponse, SidecarCommand, TranslateGvaControlFlagsX64, TranslateGvaRequest,
+    TranslateGvaResponse, MAX_REGISTERS_PER_REQUEST,
+};
+use crate::arch::x86_64::apic;
+use crate::arch::x86_64::vectors::REQUEST_VECTOR;
+use crate::boot::startup;
+use crate::topology::Role;
+
+use super::driver::{self, slot, NodeDriver, REQUESTS_SENT};
+
+/// Why a command did not produce its result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// No CPU has this VP index.
+    UnknownCpu(u32),
+    /// The CPU does not run sidecar (a base VP, a removed or failed CPU).
+    NotSidecar(u32),
+    /// Another command is in flight on this CPU.
+    Busy(u32),
+    /// The request does not fit a command page (e.g. more than 31
+    /// registers).
+    BadRequest(&'static str),
+    /// The sidecar CPU ran the command and reported an error.
+    Failed {
+        /// The CPU.
+        vp: u32,
+        /// Its error string.
+        message: heapless::String<255>,
+    },
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::UnknownCpu(vp) => write!(f, "no CPU {vp}"),
+            ClientError::NotSidecar(vp) => write!(f, "CPU {vp} does not run sidecar"),
+            ClientError::Busy(vp) => write!(f, "CPU {vp} is busy with another command"),
+            ClientError::BadRequest(why) => write!(f, "bad request: {why}"),
+            ClientError::Failed { vp, message } => write!(f, "CPU {vp}: {message}"),
+        }
+    }
+}
+
+/// How RUN_VP ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunVpExit {
+    /// The VP stopped for an intercept; its message is in the command page.
+    Intercept,
+    /// A STOP ended the run.
+    Stopped,
+}
+
+/// A handle on one sidecar CPU.
+#[derive(Clone, Copy)]
+pub struct SidecarCpu {
+    vp: u32,
+    apic_id: u32,
+    index: usize,
+    driver: &'static NodeDriver,
+}
+
+/// Clears the slot when a command ends, or marks it abandoned when the
+/// command's future is dropped while the CPU still runs it.
+struct InFlight<'a> {
+    cpu: &'a SidecarCpu,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let slot = &self.cpu.driver.slot(self.cpu.index);
+        let running = matches!(self.cpu.status(), CpuStatus::RUN | CpuStatus::STOP);
+        let next = if running { slot::ABANDONED } else { slot::FREE };
+        slot.state.store(next, Ordering::Release);
+    }
+}
+
+impl SidecarCpu {
+    /// The handle of sidecar CPU `vp`.
+    pub fn new(vp: u32) -> Result<Self, ClientError> {
+        let plan = startup::plan();
+        let cpu = plan
+            .topology
+            .cpus
+            .get(vp as usize)
+            .ok_or(ClientError::UnknownCpu(vp))?;
+        let driver = driver::driver_of(vp).ok_or(ClientError::NotSidecar(vp))?;
+        if cpu.role != Role::Sidecar {
+            return Err(ClientError::NotSidecar(vp));
+        }
+        Ok(Self {
+            vp,
+            apic_id: cpu.apic_id,
+            index: (vp - driver.base_vp) as usize,
+            driver,
+        })
+    }
+
+    /// The VP index.
+    pub fn vp(&self) -> u32 {
+        self.vp
+    }
+
+    /// The CPU's status byte.
+    pub fn status(&self) -> CpuStatus {
+        self.driver.status(self.index)
+    }
+
+    /// Sends one command: `fill` writes the request, `read` takes the
+    /// response from the page once the CPU is done.
+    pub async fn command<R>(
+        &self,
+        fill: impl FnOnce(&mut CommandPage) -> Result<(), ClientError>,
+        read: impl FnOnce(&CommandPage) -> R,
+    ) -> Result<R, ClientError> {
+        let slot = self.driver.slot(self.index);
+        if slot
+            .state
+            .compare_exchange(
+                slot::FREE,
+                slot::IN_FLIGHT,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return Err(ClientError::Busy(self.vp));
+        }
+        let in_flight = InFlight { cpu: self };
+        if self.status() != CpuStatus::IDLE {
+            return Err(ClientError::NotSidecar(self.vp));
+        }
+        // SAFETY: we hold the slot and the status is IDLE: the page is ours
+        // until we store RUN.
+        let page = unsafe { self.driver.command_page(self.index) };
+        fill(page)?;
+        let status = self
+            .driver
+            .control
+            .status(self.index)
+            .expect("index < cpu_count");
+        status.store(CpuStatus::RUN, Ordering::Release);
+        REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
+        apic::send_ipi(self.apic_id, REQUEST_VECTOR);
+
+        poll_fn(|cx| {
+            slot.waker.register(cx.waker());
+            match self.status() {
+                CpuStatus::RUN | CpuStatus::STOP => Poll::Pending,
+                _ => Poll::Ready(()),
+            }
+        })
+        .await;
+        // SAFETY: the status left RUN/STOP (acquire): the CPU is done with
+        // the page and we still hold the slot.
+        let page = unsafe { self.driver.command_page(self.index) };
+        let result = match page.error() {
+            Some(message) => Err(ClientError::Failed {
+                vp: self.vp,
+                message: heapless::String::try_from(message).unwrap_or_default(),
+            }),
+            None => Ok(read(page)),
+        };
+        drop(in_flight);
+        result
+    }
+
+    /// Reads registers.
+    pub async fn get_vp_registers(
+        &self,
+        names: &[HvX64RegisterName],
+    ) -> Result<heapless::Vec<HvRegisterValue, MAX_REGISTERS_PER_REQUEST>, ClientError> {
+        if names.len() > MAX_REGISTERS_PER_REQUEST {
+            return Err(ClientError::BadRequest("more than 31 registers"));
+        }
+        let request: heapless::Vec<HvRegisterAssoc, MAX_REGISTERS_PER_REQUEST> = names
+            .iter()
+            .map(|&name| HvRegisterAssoc::new(name, 0u64))
+            .collect();
+        self.command(
+            |page| set_registers_request(page, SidecarCommand::GET_VP_REGISTERS, &request),
+            |page| match page.registers() {
+                Ok((_, registers)) => registers.iter().map(|r| r.value).collect(),
+                Err(_) => heapless::Vec::new(),
+            },
+        )
+        .await
+    }
+
+    /// Writes registers.
+    pub async fn set_vp_registers(&self, registers: &[HvRegisterAssoc]) -> Result<(), ClientError> {
+        self.command(
+            |page| set_registers_request(page, SidecarCommand::SET_VP_REGISTERS, registers),
+            |_| (),
+        )
+        .await
+    }
+
+    /// Translates guest virtual page `gvn`; returns the GPA page.
+    pub async fn translate_gva(
+        &self,
+        gvn: u64,
+        flags: TranslateGvaControlFlagsX64,
+    ) -> Result<u64, ClientError> {
+        self.command(
+            |page| {
+                page.command = SidecarCommand::TRANSLATE_GVA;
+                *page.request_mut() = TranslateGvaRequest {
+                    gvn,
+                    control_flags: flags,
+                };
+                Ok(())
+            },
+            |page| page.request::<TranslateGvaResponse>().output.gpa_page,
+        )
+        .await
+    }
+
+    /// Runs the VP until an intercept or a STOP.
+    pub async fn run_vp(&self) -> Result<RunVpExit, ClientError> {
+        self.command(
+            |page| {
+                page.command = SidecarCommand::RUN_VP;
+                Ok(())
+            },
+            |page| match page.request::<RunVpResponse>().intercept {
+                0 => RunVpExit::Stopped,
+                _ => RunVpExit::Intercept,
+            },
+        )
+        .await
+    }
+
+    /// Asks the running command to stop (RUN → STOP) and sends the request
+    /// IPI again. Returns whether a command was running.
+    pub fn stop(&self) -> bool {
+        let status = self
+            .driver
+            .control
+            .status(self.index)
+            .expect("index < cpu_count");
+        let stopped = status
+            .compare_exchange(
+                CpuStatus::RUN,
+                CpuStatus::STOP,
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if stopped {
+            REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
+            apic::send_ipi(self.apic_id, REQUEST_VECTOR);
+        }
+        stopped
+    }
+}
+
+fn set_registers_request(
+    page: &mut CommandPage,
+    command: SidecarCommand,
+    registers: &[HvRegisterAssoc],
+) -> Result<(), ClientError> {
+    page.set_registers_request(command, HvInputVtl::CURRENT_VTL, registers)
+        .map_err(|_| ClientError::BadRequest("more than 31 registers"))
+}

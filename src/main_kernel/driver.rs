@@ -1,0 +1,174 @@
+//! The sidecar driver: one per node, on the main kernel's side of the
+//! control page.
+//!
+//! A command's handshake, and who owns the command page at each step:
+//!
+//! ```text
+//! driver                                   sidecar CPU
+//! claim the CPU's slot (FREE → IN_FLIGHT)
+//! write the command page                   (page: driver's, status IDLE)
+//! status = RUN (release)                   ─┐
+//! request IPI ───────────────────────────▶  │ status RUN seen (acquire): page is the CPU's
+//!                                           │ run the command, write the results
+//!                                          ─┘ status = IDLE (release), needs_attention = 1
+//! response IPI ◀─────────────────────────── IPI response_cpu on response_vector
+//! handler: take needs_attention, wake the
+//! waiters of CPUs no longer RUN/STOP
+//! waiter: status IDLE seen (acquire):
+//! read the results, slot FREE
+//! ```
+//!
+//! The release/acquire pairs on the status byte order the page's contents:
+//! whatever one side wrote before storing the status, the other side sees
+//! after loading it.
+
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+use futures_util::task::AtomicWaker;
+use spin::Once;
+
+use crate::abi::{CommandPage, ControlPage, CpuStatus};
+use crate::arch::x86_64::interrupts::{self, TrapFrame};
+use crate::arch::x86_64::vectors::RESPONSE_VECTOR;
+use crate::arch::x86_64::{apic, cpu};
+use crate::boot::startup;
+use crate::MAX_CPUS;
+
+/// A slot's state: who may use the CPU's command page.
+pub mod slot {
+    /// No command in flight.
+    pub const FREE: u8 = 0;
+    /// A client sent a command and awaits it.
+    pub const IN_FLIGHT: u8 = 1;
+    /// The client went away before the command finished; the response
+    /// handler frees the slot when the CPU is done.
+    pub const ABANDONED: u8 = 2;
+}
+
+/// The driver's per-CPU bookkeeping.
+pub struct CpuSlot {
+    /// One of [`slot`]'s states.
+    pub state: AtomicU8,
+    /// The waiting client's waker.
+    pub waker: AtomicWaker,
+}
+
+/// One node's driver.
+pub struct NodeDriver {
+    /// The node's index.
+    pub node: u32,
+    /// Its first VP.
+    pub base_vp: u32,
+    /// Its CPU count.
+    pub cpu_count: u32,
+    /// Its control page.
+    pub control: &'static ControlPage,
+}
+
+/// Every CPU's slot, by VP index (a static: the drivers are built on the
+/// BSP's stack, which must not hold 32 wakers per node).
+static SLOTS: [CpuSlot; MAX_CPUS] = [const {
+    CpuSlot {
+        state: AtomicU8::new(slot::FREE),
+        waker: AtomicWaker::new(),
+    }
+}; MAX_CPUS];
+
+impl NodeDriver {
+    /// The slot of the node's CPU `index`.
+    pub fn slot(&self, index: usize) -> &'static CpuSlot {
+        &SLOTS[self.base_vp as usize + index]
+    }
+
+    /// The status of the node's CPU `index`.
+    pub fn status(&self, index: usize) -> CpuStatus {
+        self.control
+            .status(index)
+            .map_or(CpuStatus::REMOVED, |s| s.load(Ordering::Acquire))
+    }
+
+    /// The command page of the node's CPU `index`.
+    ///
+    /// # Safety
+    ///
+    /// Only while the caller holds the CPU's slot and the CPU's status is
+    /// IDLE (the driver owns the page), with no other reference alive.
+    pub unsafe fn command_page(&self, index: usize) -> &'static mut CommandPage {
+        let region =
+            startup::plan().regions[self.node as usize].expect("a node with a driver has a region");
+        let page = region.command_page(index as u64) as *mut CommandPage;
+        // SAFETY: the page is this CPU's command page in the node's region,
+        // identity mapped on the BSP, page aligned and zero-initialized; the
+        // caller guarantees exclusive ownership for now.
+        unsafe { &mut *page }
+    }
+
+    /// Wakes the clients whose CPUs finished.
+    fn on_response(&self) {
+        if !self.control.take_attention() {
+            return;
+        }
+        for index in 0..self.cpu_count as usize {
+            let slot = self.slot(index);
+            let done = !matches!(self.status(index), CpuStatus::RUN | CpuStatus::STOP);
+            match slot.state.load(Ordering::Acquire) {
+                slot::IN_FLIGHT if done => slot.waker.wake(),
+                slot::ABANDONED if done => slot.state.store(slot::FREE, Ordering::Release),
+                _ => {}
+            }
+        }
+    }
+}
+
+static DRIVERS: Once<heapless::Vec<NodeDriver, MAX_CPUS>> = Once::new();
+
+/// Requests sent to sidecar CPUs.
+pub static REQUESTS_SENT: AtomicU64 = AtomicU64::new(0);
+/// Response IPIs taken.
+pub static RESPONSES_TAKEN: AtomicU64 = AtomicU64::new(0);
+
+fn response_interrupt(_frame: &mut TrapFrame) {
+    apic::end_of_interrupt();
+    RESPONSES_TAKEN.fetch_add(1, Ordering::Relaxed);
+    for driver in drivers() {
+        driver.on_response();
+    }
+}
+
+/// The drivers, one per node that has sidecar CPUs.
+pub fn drivers() -> &'static [NodeDriver] {
+    DRIVERS.get().map_or(&[], |d| d.as_slice())
+}
+
+/// The driver of the node holding `vp`.
+pub fn driver_of(vp: u32) -> Option<&'static NodeDriver> {
+    drivers()
+        .iter()
+        .find(|d| (d.base_vp..d.base_vp + d.cpu_count).contains(&vp))
+}
+
+/// Creates the drivers and points every control page's response at the BSP.
+pub fn init() {
+    let plan = startup::plan();
+    let me = cpu::apic_id();
+    DRIVERS.call_once(|| {
+        let mut drivers = heapless::Vec::new();
+        for node in &plan.topology.nodes {
+            let Some(control) = startup::control_page(node.index as usize) else {
+                continue;
+            };
+            control.response_cpu.store(me, Ordering::Relaxed);
+            control
+                .response_vector
+                .store(u32::from(RESPONSE_VECTOR), Ordering::Release);
+            let _ = drivers.push(NodeDriver {
+                node: node.index,
+                base_vp: node.base_vp,
+                cpu_count: node.vp_count,
+                control,
+            });
+        }
+        drivers
+    });
+    interrupts::set_handler(RESPONSE_VECTOR, response_interrupt);
+}

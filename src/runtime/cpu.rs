@@ -1,0 +1,194 @@
+//! A sidecar CPU after boot: its executor, its request-IPI handler, and the
+//! guest memory it reaches.
+//!
+//! The CPU's state sits in its own window (see [`crate::layout::window`]):
+//! the node's control page, its command page, its register page (the
+//! [`VpState`] block) and its globals page with the executor. Everything here
+//! runs on that CPU only; the main kernel talks to it through the control
+//! page and the request IPI.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use executor::x86::HaltParker;
+use executor::Executor;
+
+use crate::abi::{CommandPage, ControlPage, CpuStatus};
+use crate::arch::x86_64::interrupts::{self, TrapFrame};
+use crate::arch::x86_64::ipi_notifier::IpiNotifier;
+use crate::arch::x86_64::{apic, cpu, vectors::REQUEST_VECTOR};
+use crate::layout::{window, GUEST_WINDOW_BASE};
+use crate::percpu::{self, CpuGlobals};
+use crate::vp::{GuestMemory, VpState};
+use crate::MAX_CPUS;
+
+/// Task slots of a sidecar CPU's executor: the dispatch task and the
+/// command it runs.
+pub const SIDECAR_TASKS: usize = 2;
+/// Bytes per task slot.
+pub const SIDECAR_TASK_BYTES: usize = 512;
+
+/// A sidecar CPU's executor.
+pub type SidecarExecutor = Executor<SIDECAR_TASKS, SIDECAR_TASK_BYTES, IpiNotifier>;
+
+/// Which dispatch loop a sidecar CPU runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// The executor with its dispatch task (the design).
+    Async,
+    /// A plain halt-and-match loop without the executor (the baseline the
+    /// protocol benchmark compares against, as OpenHCL's sidecar does it).
+    Plain,
+}
+
+/// This CPU's view of its own pages.
+#[derive(Clone, Copy)]
+pub struct LocalCpu {
+    /// The CPU's index within its node (its slot in the control page).
+    pub index: usize,
+    /// The guest memory size, in bytes.
+    pub guest_size: u64,
+}
+
+impl LocalCpu {
+    /// The node's control page.
+    pub fn control(&self) -> &'static ControlPage {
+        // SAFETY: the window maps the node's control page here on every
+        // sidecar CPU; it lives for the whole run and is all atomics.
+        unsafe { &*(window::address(window::CONTROL_PAGE) as *const ControlPage) }
+    }
+
+    /// This CPU's status byte.
+    pub fn status(&self) -> CpuStatus {
+        self.control()
+            .status(self.index)
+            .map_or(CpuStatus::REMOVED, |s| s.load(Ordering::Acquire))
+    }
+
+    /// The command page and the VP-state block, for the duration of one
+    /// command.
+    ///
+    /// # Safety
+    ///
+    /// Only while this CPU owns the command page (its status is RUN or STOP)
+    /// and no other reference from this function is alive.
+    pub unsafe fn pages(&self) -> (&'static mut CommandPage, &'static mut VpState) {
+        let page = window::address(window::COMMAND_PAGE) as *mut CommandPage;
+        let state = window::address(window::REGISTER_PAGE) as *mut VpState;
+        // SAFETY: the window maps this CPU's command and register pages at
+        // these addresses, both page aligned and page sized, zero-initialized
+        // by the BSP (valid for these plain-data types). The main kernel does
+        // not touch them while the status is RUN or STOP, and the caller
+        // holds no other reference.
+        unsafe { (&mut *page, &mut *state) }
+    }
+
+    /// Ends a command: status IDLE (release: the results are visible first),
+    /// attention raised, the response IPI sent if the driver asked for one.
+    pub fn complete(&self) {
+        let vp = percpu::current_vp() as usize;
+        if let (Some(start), Some(service)) = (REQUEST_TSC.get(vp), SERVICE_CYCLES.get(vp)) {
+            let cycles = cpu::rdtsc().saturating_sub(start.load(Ordering::Relaxed));
+            service.store(cycles, Ordering::Relaxed);
+        }
+        let control = self.control();
+        if let Some(status) = control.status(self.index) {
+            status.store(CpuStatus::IDLE, Ordering::Release);
+        }
+        control.raise_attention();
+        let vector = control.response_vector.load(Ordering::Acquire);
+        if vector != 0 {
+            apic::send_ipi(control.response_cpu.load(Ordering::Relaxed), vector as u8);
+        }
+    }
+
+    /// The guest's memory, through the guest window.
+    pub fn guest_memory(&self) -> WindowGuestMemory {
+        WindowGuestMemory {
+            size: self.guest_size,
+        }
+    }
+}
+
+/// Guest memory as a sidecar CPU sees it: through the guest window.
+pub struct WindowGuestMemory {
+    size: u64,
+}
+
+impl WindowGuestMemory {
+    fn pointer(&self, gpa: u64) -> Option<*mut u64> {
+        let in_range =
+            gpa.is_multiple_of(8) && gpa.checked_add(8).is_some_and(|end| end <= self.size);
+        in_range.then(|| (GUEST_WINDOW_BASE + gpa) as *mut u64)
+    }
+}
+
+impl GuestMemory for WindowGuestMemory {
+    fn read_u64(&self, gpa: u64) -> Option<u64> {
+        let pointer = self.pointer(gpa)?;
+        // SAFETY: `pointer` is 8-aligned inside the guest window, which the
+        // shared tables map to guest RAM on every sidecar CPU; the guest may
+        // change it concurrently, which a volatile read tolerates.
+        Some(unsafe { pointer.read_volatile() })
+    }
+
+    fn write_u64(&mut self, gpa: u64, value: u64) -> Option<()> {
+        let pointer = self.pointer(gpa)?;
+        // SAFETY: as in `read_u64`; writing guest RAM is what the command
+        // asked for (accessed and dirty bits).
+        unsafe { pointer.write_volatile(value) };
+        Some(())
+    }
+}
+
+/// The running sidecar CPU's executor, through its window.
+fn current_executor() -> &'static SidecarExecutor {
+    let address =
+        window::address(window::GLOBALS) + core::mem::offset_of!(CpuGlobals, executor) as u64;
+    // SAFETY: on a sidecar CPU the globals page is mapped here and holds a
+    // `CpuGlobals` whose `executor` the BSP initialized; only shared
+    // references to the executor are ever made, and it lives forever.
+    unsafe { &*(address as *const SidecarExecutor) }
+}
+
+/// Per CPU (by VP index): the TSC when its last request IPI arrived, and
+/// the cycles from then to its last completion. Kernel data, written by
+/// each CPU for itself and read by the benchmark on the BSP; it measures
+/// the dispatch path without the host's thread wake-ups that dominate a
+/// round trip under software emulation.
+static REQUEST_TSC: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// See [`REQUEST_TSC`].
+pub static SERVICE_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// The request IPI: the main kernel wrote this CPU's status byte.
+fn request_interrupt(_frame: &mut TrapFrame) {
+    let vp = percpu::current_vp() as usize;
+    if let Some(slot) = REQUEST_TSC.get(vp) {
+        slot.store(cpu::rdtsc(), Ordering::Relaxed);
+    }
+    apic::end_of_interrupt();
+    current_executor().wake_flag_waiters();
+}
+
+/// Installs the request-IPI handler (BSP, once, before starting APs).
+pub fn install_request_handler() {
+    interrupts::set_handler(REQUEST_VECTOR, request_interrupt);
+}
+
+/// Runs the CPU's dispatch loop forever.
+pub fn run(cpu: LocalCpu, kind: RuntimeKind, executor: &'static SidecarExecutor) -> ! {
+    match kind {
+        RuntimeKind::Plain => super::plain::run(cpu),
+        RuntimeKind::Async => {
+            let runner = executor.claim().expect("only this CPU claims its executor");
+            let spawner = runner.spawner();
+            if runner
+                .spawn(super::dispatch::dispatch(cpu, spawner))
+                .is_err()
+            {
+                panic!("a fresh executor has room for the dispatch task");
+            }
+            x86_64::instructions::interrupts::enable();
+            runner.run(&HaltParker)
+        }
+    }
+}

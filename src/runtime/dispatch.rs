@@ -1,0 +1,100 @@
+//! The dispatch task: the sidecar CPU's one long-lived task.
+//!
+//! ```text
+//! loop:
+//!   await status != IDLE          (woken by the request IPI)
+//!   RUN    → run the command; a STOP while it runs cancels it
+//!   STOP   → the command was stopped before it started: take it, do not run it
+//!   REMOVE → leave the loop
+//!   then: results written, status IDLE, attention raised, response IPI
+//! ```
+//!
+//! Short commands (registers, translation) run inline. RUN_VP runs as its own
+//! task, so that a STOP can cancel it through the executor's cancel token:
+//! the task's future is dropped at its next poll boundary (its `Drop` leaves
+//! the VP consistent) and RUN_VP completes with `intercept = 0`.
+//!
+//! A STOP that arrives before the CPU took the command (the driver wrote
+//! RUN, then STOP, before the request IPI was handled) is defined this way:
+//! the command is taken and not run. RUN_VP completes normally with
+//! `intercept = 0`, exactly as if it had been stopped at once; any other
+//! command completes with the error "stopped before it started".
+
+use core::sync::atomic::Ordering;
+
+use executor::{Completion, Spawner};
+use futures_util::future::{select, Either};
+
+use crate::abi::{CpuStatus, RunVpResponse, SidecarCommand};
+use crate::runtime::commands::{self, Outcome};
+
+use super::cpu::{LocalCpu, SIDECAR_TASK_BYTES};
+
+/// The dispatch loop; returns when the CPU is asked to leave sidecar.
+pub async fn dispatch(cpu: LocalCpu, spawner: Spawner<SIDECAR_TASK_BYTES>) {
+    loop {
+        spawner.wait_flag(|| cpu.status() != CpuStatus::IDLE).await;
+        match cpu.status() {
+            CpuStatus::RUN => run_command(cpu, &spawner).await,
+            CpuStatus::STOP => stopped_before_start(cpu),
+            CpuStatus::REMOVE => {
+                info!("leaving sidecar");
+                if let Some(status) = cpu.control().status(cpu.index) {
+                    status.store(CpuStatus::REMOVED, Ordering::Release);
+                }
+                cpu.control().raise_attention();
+                return;
+            }
+            other => {
+                warn!("status {other:?} is not a request; ignoring it");
+                // Put the byte back to IDLE so the loop waits again.
+            }
+        }
+        cpu.complete();
+    }
+}
+
+async fn run_command(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) {
+    // SAFETY: the status is RUN (or STOP from here on): this CPU owns the
+    // pages until `complete`, and this is the only reference.
+    let (page, state) = unsafe { cpu.pages() };
+    if commands::execute(page, state, &mut cpu.guest_memory()) == Outcome::Done {
+        return;
+    }
+    let intercept = run_vp(cpu, spawner).await;
+    *page.request_mut() = RunVpResponse { intercept };
+}
+
+/// Runs the VP as its own task until it finishes (an intercept: 1) or a STOP
+/// cancels it (0).
+async fn run_vp(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) -> u8 {
+    let Ok(mut task) = spawner.spawn(super::vp::run_vp(cpu)) else {
+        // The dispatch task and RUN_VP are the only tasks: a slot is free.
+        unreachable!("the RUN_VP slot is free between commands");
+    };
+    let stop = spawner.wait_flag(|| cpu.status() == CpuStatus::STOP);
+    let completion = match select(&mut task, stop).await {
+        Either::Left((completion, _)) => completion,
+        Either::Right(((), _)) => {
+            task.cancel();
+            (&mut task).await
+        }
+    };
+    match completion {
+        Completion::Finished(intercept) => u8::from(intercept),
+        Completion::Cancelled => 0,
+    }
+}
+
+fn stopped_before_start(cpu: LocalCpu) {
+    // SAFETY: the status is STOP: this CPU owns the pages until `complete`.
+    let (page, _) = unsafe { cpu.pages() };
+    let command = core::mem::replace(&mut page.command, SidecarCommand::NONE);
+    page.has_error = 0;
+    page.error.clear();
+    if command == SidecarCommand::RUN_VP {
+        *page.request_mut() = RunVpResponse { intercept: 0 };
+    } else {
+        page.set_error("stopped before it started");
+    }
+}

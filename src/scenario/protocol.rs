@@ -1,0 +1,388 @@
+//! `scenario=protocol`: the main kernel sends every command to every sidecar
+//! CPU and checks each result, sends bad commands and checks each error,
+//! stops a long command, and measures the command round trip against the
+//! plain-loop baseline (sidecar CPU 2).
+
+// Failures are one-line strings by value: there is no allocator to box them.
+#![allow(clippy::result_large_err)]
+
+use core::fmt::Write;
+use core::sync::atomic::Ordering;
+
+use futures_util::future::join;
+
+use crate::abi::{
+    GetSetVpRegisterRequest, HvInputVtl, HvRegisterAssoc, HvX64RegisterName as Name,
+    HvX64SegmentRegister, SidecarCommand, TranslateGvaControlFlagsX64 as Flags,
+};
+use crate::arch::x86_64::cpu::rdtsc;
+use crate::arch::x86_64::paging::{PRESENT, USER, WRITABLE};
+use crate::boot::startup;
+use crate::main_kernel::client::{ClientError, RunVpExit, SidecarCpu};
+use crate::main_kernel::{clock, driver};
+use crate::report;
+use crate::runtime::cpu::SERVICE_CYCLES;
+use crate::topology::Role;
+
+/// A failure: one line saying which check failed.
+pub type Failure = heapless::String<256>;
+
+macro_rules! fail {
+    ($($arg:tt)*) => {{
+        let mut failure = Failure::new();
+        let _ = write!(failure, $($arg)*);
+        return Err(failure)
+    }};
+}
+
+macro_rules! check {
+    ($cond:expr, $($arg:tt)*) => {
+        if !$cond {
+            fail!($($arg)*);
+        }
+    };
+}
+
+/// Round trips measured per CPU.
+const ITERATIONS: usize = 2000;
+
+/// The guest page tables the translation checks use: GVA 0x40_0000 maps to
+/// GPA 0x10_0000, user and writable; everything else is unmapped.
+const GUEST_CR3: u64 = 0x1000;
+const MAPPED_GVA: u64 = 0x40_0000;
+const MAPPED_GPA: u64 = 0x10_0000;
+
+fn write_guest_page_tables() {
+    let guest = startup::plan().guest;
+    let table = PRESENT | WRITABLE | USER;
+    let entries = [
+        (0x1000, 0x2000 | table),         // PML4[0] → PDPT
+        (0x2000, 0x3000 | table),         // PDPT[0] → PD
+        (0x3000 + 2 * 8, 0x4000 | table), // PD[2] (4 MiB) → PT
+        (0x4000, MAPPED_GPA | table),     // PT[0] → the page
+    ];
+    for (gpa, value) in entries {
+        let host = (guest.host_base + gpa) as *mut u64;
+        // SAFETY: the guest's memory is RAM the BSP allocated and identity
+        // maps; no VP runs yet, so nothing else writes these words.
+        unsafe { host.write_volatile(value) };
+    }
+}
+
+async fn check_registers(cpu: &SidecarCpu) -> Result<usize, Failure> {
+    let vp = u64::from(cpu.vp());
+    let cs = HvX64SegmentRegister {
+        base: 0,
+        limit: 0xFFFF_FFFF,
+        selector: 0x8,
+        attributes: 0xA09B,
+    };
+    let set = [
+        HvRegisterAssoc::new(Name::Rip, 0x1000 + vp),
+        HvRegisterAssoc::new(Name::Rflags, 0x2u64),
+        HvRegisterAssoc::new(Name::Rax, vp * 7),
+        HvRegisterAssoc::new(Name::R15, !vp),
+        HvRegisterAssoc::new(Name::Rsp, 0x8000 - vp),
+        HvRegisterAssoc::new(Name::Cr0, 0x8001_0001u64),
+        HvRegisterAssoc::new(Name::Cr3, GUEST_CR3),
+        HvRegisterAssoc::new(Name::Cr4, 0x20u64),
+        HvRegisterAssoc::new(Name::Efer, 0xD00u64),
+        HvRegisterAssoc::new(Name::Cs, cs),
+        HvRegisterAssoc::new(Name::Lstar, 0xFFFF_8000_0000_0000 | vp),
+    ];
+    if let Err(err) = cpu.set_vp_registers(&set).await {
+        fail!("set registers on cpu {vp}: {err}");
+    }
+    let names: heapless::Vec<Name, 16> = set.iter().map(|r| r.name).collect();
+    let values = match cpu.get_vp_registers(&names).await {
+        Ok(values) => values,
+        Err(err) => fail!("get registers on cpu {vp}: {err}"),
+    };
+    for (register, value) in set.iter().zip(&values) {
+        check!(
+            register.value == *value,
+            "cpu {vp}: register {:?} read back {:?}, wrote {:?}",
+            register.name,
+            value,
+            register.value
+        );
+    }
+    Ok(2)
+}
+
+async fn check_translate(cpu: &SidecarCpu) -> Result<usize, Failure> {
+    let vp = cpu.vp();
+    match cpu
+        .translate_gva(
+            MAPPED_GVA >> 12,
+            Flags(Flags::VALIDATE_WRITE.0 | Flags::USER_ACCESS.0),
+        )
+        .await
+    {
+        Ok(page) => check!(
+            page == MAPPED_GPA >> 12,
+            "cpu {vp}: GVA {MAPPED_GVA:#x} translated to page {page:#x}"
+        ),
+        Err(err) => fail!("cpu {vp}: translating {MAPPED_GVA:#x}: {err}"),
+    }
+    match cpu
+        .translate_gva(0x80_0000 >> 12, Flags::VALIDATE_READ)
+        .await
+    {
+        Err(ClientError::Failed { message, .. }) => check!(
+            message.contains("not present"),
+            "cpu {vp}: unmapped GVA gave '{message}'"
+        ),
+        other => fail!("cpu {vp}: unmapped GVA 0x800000 gave {other:?}"),
+    }
+    Ok(2)
+}
+
+/// Sends a bad request and expects an error containing `expected`, then a
+/// good command, which must work.
+async fn expect_error(
+    cpu: &SidecarCpu,
+    what: &str,
+    fill: impl FnOnce(&mut crate::abi::CommandPage),
+    expected: &str,
+) -> Result<(), Failure> {
+    let vp = cpu.vp();
+    let result = cpu
+        .command(
+            |page| {
+                fill(page);
+                Ok(())
+            },
+            |_| (),
+        )
+        .await;
+    match result {
+        Err(ClientError::Failed { message, .. }) if message.contains(expected) => {}
+        other => fail!("cpu {vp}: {what} gave {other:?}, expected an error with '{expected}'"),
+    }
+    if let Err(err) = cpu.get_vp_registers(&[Name::Rip]).await {
+        fail!("cpu {vp}: a good command after {what} failed: {err}");
+    }
+    Ok(())
+}
+
+async fn check_errors(cpu: &SidecarCpu) -> Result<usize, Failure> {
+    let rip = [HvRegisterAssoc::new(Name::Rip, 0u64)];
+    expect_error(
+        cpu,
+        "an unknown command",
+        |p| p.command = SidecarCommand(77),
+        "unknown command 77",
+    )
+    .await?;
+    expect_error(
+        cpu,
+        "40 registers",
+        |p| {
+            p.command = SidecarCommand::GET_VP_REGISTERS;
+            p.request_mut::<GetSetVpRegisterRequest>().count = 40;
+        },
+        "40",
+    )
+    .await?;
+    expect_error(
+        cpu,
+        "an unknown register",
+        |p| {
+            let bad = [HvRegisterAssoc::new(Name(0xDEAD), 0u64)];
+            let _ = p.set_registers_request(
+                SidecarCommand::SET_VP_REGISTERS,
+                HvInputVtl::CURRENT_VTL,
+                &bad,
+            );
+        },
+        "unknown register name 0xdead",
+    )
+    .await?;
+    expect_error(
+        cpu,
+        "VTL 2",
+        |p| {
+            let _ = p.set_registers_request(
+                SidecarCommand::GET_VP_REGISTERS,
+                HvInputVtl::target(2),
+                &rip,
+            );
+        },
+        "unsupported target VTL",
+    )
+    .await?;
+    Ok(8)
+}
+
+async fn check_stop(cpu: &SidecarCpu) -> Result<usize, Failure> {
+    let vp = cpu.vp();
+    let stopper = async {
+        clock::sleep_us(2000).await;
+        let busy = cpu.get_vp_registers(&[Name::Rip]).await;
+        let stopped = cpu.stop();
+        (busy, stopped)
+    };
+    let (run, (busy, stopped)) = join(cpu.run_vp(), stopper).await;
+    check!(stopped, "cpu {vp}: RUN_VP was not running when stopped");
+    check!(
+        busy == Err(ClientError::Busy(vp)),
+        "cpu {vp}: a second command gave {busy:?}"
+    );
+    check!(
+        run == Ok(RunVpExit::Stopped),
+        "cpu {vp}: stopped RUN_VP gave {run:?}"
+    );
+    Ok(3)
+}
+
+fn check_handles() -> Result<usize, Failure> {
+    check!(
+        SidecarCpu::new(0).err() == Some(ClientError::NotSidecar(0)),
+        "the BSP is not a sidecar CPU"
+    );
+    check!(
+        SidecarCpu::new(999).err() == Some(ClientError::UnknownCpu(999)),
+        "CPU 999 does not exist"
+    );
+    Ok(2)
+}
+
+/// Round-trip samples: the executor's CPU and the plain loop's, kept out of
+/// the task's future (which must fit a task slot).
+static SAMPLES: spin::Mutex<[[u64; ITERATIONS]; 4]> = spin::Mutex::new([[0; ITERATIONS]; 4]);
+
+/// One GET_VP_REGISTERS round trip: its cycles end to end, and the cycles
+/// the sidecar CPU spent from its request IPI to its completion.
+async fn round_trip(cpu: &SidecarCpu) -> Result<(u64, u64), Failure> {
+    let start = rdtsc();
+    if let Err(err) = cpu.get_vp_registers(&[Name::Rip]).await {
+        fail!("cpu {}: round trip: {err}", cpu.vp());
+    }
+    let end = rdtsc();
+    let service = SERVICE_CYCLES[cpu.vp() as usize].load(Ordering::Relaxed);
+    Ok((end - start, service))
+}
+
+/// The median and 99th percentile of `samples`, which it sorts.
+fn percentiles(samples: &mut [u64]) -> (u64, u64) {
+    samples.sort_unstable();
+    (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    )
+}
+
+/// Every IPI the protocol sends: requests, responses, and executor wakes
+/// of the BSP from other CPUs.
+fn ipi_count() -> u64 {
+    driver::REQUESTS_SENT.load(Ordering::Relaxed)
+        + driver::RESPONSES_TAKEN.load(Ordering::Relaxed)
+        + crate::main_kernel::notifier().sent()
+}
+
+/// Measures the executor's CPU and, if there is one, the plain-loop CPU
+/// (CPU 2), alternating one round trip on each, in alternating order, so
+/// that both see the same host conditions: under QEMU's software emulation
+/// a round trip's cost swings with host load far more than the two dispatch
+/// loops differ.
+async fn benchmark() -> Result<(), Failure> {
+    let Some(asynchronous) = sidecar_cpus().find(|c| c.vp() != 2) else {
+        return Ok(());
+    };
+    let plain = sidecar_cpus().find(|c| c.vp() == 2);
+    let mut ipis = 0;
+    for i in 0..ITERATIONS {
+        // Alternate which goes first too: the second of two back-to-back
+        // round trips pays for waking a host thread the first one let sleep.
+        let plain_first = i % 2 == 1;
+        let mut plain_cycles = (0, 0);
+        if let (true, Some(plain)) = (plain_first, &plain) {
+            plain_cycles = round_trip(plain).await?;
+        }
+        let before = ipi_count();
+        let async_cycles = round_trip(&asynchronous).await?;
+        ipis += ipi_count() - before;
+        if let (false, Some(plain)) = (plain_first, &plain) {
+            plain_cycles = round_trip(plain).await?;
+        }
+        let mut samples = SAMPLES.lock();
+        samples[0][i] = async_cycles.0;
+        samples[1][i] = plain_cycles.0;
+        samples[2][i] = async_cycles.1;
+        samples[3][i] = plain_cycles.1;
+    }
+    let mut samples = SAMPLES.lock();
+    let (service50, _) = percentiles(&mut samples[2]);
+    report::number("protocol.service_cycles_p50", service50);
+    let (p50, p99) = percentiles(&mut samples[0]);
+    report::number("protocol.iterations", ITERATIONS as u64);
+    report::number("protocol.rtt_cycles_p50", p50);
+    report::number("protocol.rtt_cycles_p99", p99);
+    let per_command_x1000 = ipis * 1000 / ITERATIONS as u64;
+    report::json(
+        "protocol.ipis_per_command",
+        format_args!(
+            "{}.{:03}",
+            per_command_x1000 / 1000,
+            per_command_x1000 % 1000
+        ),
+    );
+    info!(
+        "executor round trip on cpu {}: p50 {p50} cycles, p99 {p99} cycles, {}.{:03} IPIs per command",
+        asynchronous.vp(),
+        per_command_x1000 / 1000,
+        per_command_x1000 % 1000
+    );
+    if plain.is_some() {
+        let (base50, base99) = percentiles(&mut samples[1]);
+        report::number("protocol.baseline_rtt_cycles_p50", base50);
+        report::number("protocol.baseline_rtt_cycles_p99", base99);
+        let ratio = p50 * 1000 / base50.max(1);
+        report::json(
+            "protocol.rtt_ratio",
+            format_args!("{}.{:03}", ratio / 1000, ratio % 1000),
+        );
+        let (base_service50, _) = percentiles(&mut samples[3]);
+        report::number("protocol.baseline_service_cycles_p50", base_service50);
+        let service_ratio = service50 * 1000 / base_service50.max(1);
+        report::json(
+            "protocol.service_ratio",
+            format_args!("{}.{:03}", service_ratio / 1000, service_ratio % 1000),
+        );
+        info!("plain-loop round trip on cpu 2: p50 {base50} cycles, p99 {base99} cycles");
+        info!("sidecar-side service time p50: executor {service50}, plain loop {base_service50} cycles");
+    }
+    Ok(())
+}
+
+/// Handles on every sidecar CPU that came up.
+fn sidecar_cpus() -> impl Iterator<Item = SidecarCpu> {
+    startup::plan()
+        .topology
+        .cpus
+        .iter()
+        .filter(|c| c.role == Role::Sidecar)
+        .filter_map(|c| SidecarCpu::new(c.vp).ok())
+}
+
+/// The scenario.
+pub async fn run() -> Result<(), Failure> {
+    write_guest_page_tables();
+    let count = sidecar_cpus().count();
+    check!(
+        count > 0,
+        "the protocol scenario needs a sidecar CPU (use --cpus 2 or more)"
+    );
+    let mut checks = check_handles()?;
+    for cpu in sidecar_cpus() {
+        checks += check_registers(&cpu).await?;
+        checks += check_translate(&cpu).await?;
+        checks += check_errors(&cpu).await?;
+        checks += check_stop(&cpu).await?;
+    }
+    info!("protocol: {checks} checks passed on {count} sidecar CPUs");
+    report::number("protocol.cpus", count as u64);
+    report::number("protocol.checks", checks as u64);
+    benchmark().await
+}
