@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use qemu_runner::bench::{self, BenchError, BenchKind, BenchOptions};
 use qemu_runner::{
     Accel, ApDelay, BootStrategy, LogLevel, Numa, RunConfig, RunOutcome, MAX_CPUS, MAX_NUMA_NODES,
     MIN_MEMORY_MIB,
@@ -18,8 +19,15 @@ const TAIL_LINES: usize = 20;
 /// Exit status: 0 when the scenario passed, 1 when it failed, 2 on a usage
 /// or environment error.
 #[derive(Debug, Parser)]
-#[command(name = "qemu-runner", bin_name = "cargo qemu")]
+#[command(
+    name = "qemu-runner",
+    bin_name = "cargo qemu",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    /// Without a subcommand: one boot with the options below.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Number of CPUs (1..=255: TCG offers no x2APIC).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_CPUS)))]
     cpus: u16,
@@ -93,6 +101,85 @@ pub struct Args {
     kernel_args: Vec<String>,
 }
 
+/// What else `cargo qemu` does besides one boot.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Benchmark the kernel: boot it many times and write DIR/bench.json,
+    /// charts (SVG) and a Markdown table per benchmark.
+    Bench(BenchArgs),
+}
+
+/// `cargo qemu bench [KIND...] [OPTIONS]`.
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// The benchmarks to run (default: all of them).
+    #[arg(value_enum, value_name = "KIND")]
+    kinds: Vec<BenchKind>,
+    /// Where to write bench.json and the charts [default: target/bench in the workspace].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// A small plan for a quick look: boot runs 4 and 16 CPUs, once each.
+    #[arg(long)]
+    quick: bool,
+    /// Runs per case [default: 5, or 1 with --quick].
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u32).range(1..))]
+    runs: Option<u32>,
+    /// Boot no more CPUs than this.
+    #[arg(long, value_name = "N", default_value_t = MAX_CPUS, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_CPUS)))]
+    max_cpus: u16,
+    /// Kill a run's QEMU after this many seconds (the run then aborts the bench).
+    #[arg(long, value_name = "SECS", default_value = "180", value_parser = parse_timeout)]
+    timeout: Duration,
+    /// The QEMU binary: a name looked up in PATH, or a path.
+    #[arg(long, value_name = "PATH", default_value = "qemu-system-x86_64")]
+    qemu: PathBuf,
+    /// The engine (the numbers in docs/boot-bench.md are TCG's).
+    #[arg(long, value_enum, default_value_t = Accel::Tcg)]
+    accel: Accel,
+    /// Boot this prebuilt kernel ELF instead of building one.
+    #[arg(long, value_name = "ELF")]
+    kernel: Option<PathBuf>,
+    /// Show the kernel build's output and every QEMU command line.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+impl BenchArgs {
+    /// The library's bench options; `command` is recorded in bench.json.
+    fn options(&self, command: String) -> BenchOptions {
+        BenchOptions {
+            out_dir: self
+                .out
+                .clone()
+                .unwrap_or_else(|| qemu_runner::workspace_root().join("target/bench")),
+            quick: self.quick,
+            runs: self.runs,
+            max_cpus: self.max_cpus,
+            base: RunConfig {
+                timeout: self.timeout,
+                qemu: self.qemu.clone(),
+                accel: self.accel,
+                kernel: self.kernel.clone(),
+                verbose: self.verbose,
+                echo: false,
+                ..RunConfig::default()
+            },
+            command,
+        }
+    }
+
+    /// The kinds to run: those named, else all.
+    fn kinds(&self) -> Vec<BenchKind> {
+        let mut kinds = match self.kinds.is_empty() {
+            true => BenchKind::ALL.to_vec(),
+            false => self.kinds.clone(),
+        };
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+}
+
 impl Args {
     /// The library configuration these flags ask for.
     pub fn config(&self) -> RunConfig {
@@ -141,6 +228,9 @@ fn parse_timeout(secs: &str) -> Result<Duration, String> {
 /// Parses the flags, runs, prints the summary; returns the exit status.
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Bench(bench_args)) = &args.command {
+        return bench_main(bench_args);
+    }
     let config = args.config();
     match qemu_runner::run(&config) {
         Ok(outcome) => {
@@ -156,6 +246,33 @@ pub fn main() -> ExitCode {
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `cargo qemu bench`: runs, prints progress and the tables, names the files.
+fn bench_main(args: &BenchArgs) -> ExitCode {
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    let command = format!("cargo qemu {}", words.join(" "));
+    let options = args.options(command.trim_end().to_owned());
+    let mut stdout = std::io::stdout();
+    match bench::run_benches(&args.kinds(), &options, &mut stdout) {
+        Ok(report) => {
+            for summary in &report.summaries {
+                println!("\n{summary}");
+            }
+            for file in &report.files {
+                println!("wrote {}", file.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            let status = match error {
+                BenchError::RunFailed { .. } => 1,
+                _ => 2,
+            };
+            ExitCode::from(status)
         }
     }
 }
@@ -365,6 +482,45 @@ mod tests {
             err.contains("CPU 0 is the BSP and cannot be removed"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn bench_is_an_optional_subcommand() {
+        assert!(parse(&["--cpus", "8"]).unwrap().command.is_none());
+        let args = parse(&[
+            "bench",
+            "boot",
+            "--quick",
+            "--max-cpus",
+            "64",
+            "--out",
+            "/tmp/b",
+        ])
+        .unwrap();
+        let Some(Command::Bench(bench)) = args.command else {
+            panic!("no bench subcommand: {args:?}");
+        };
+        assert_eq!(bench.kinds(), [BenchKind::Boot]);
+        let options = bench.options("cargo qemu bench boot".to_owned());
+        assert_eq!(options.out_dir, PathBuf::from("/tmp/b"));
+        assert!(options.quick);
+        assert_eq!((options.runs, options.max_cpus), (None, 64));
+        assert_eq!(options.base.timeout, Duration::from_secs(180));
+        let Some(Command::Bench(all)) = parse(&["bench", "--runs", "3"]).unwrap().command else {
+            panic!("no bench subcommand");
+        };
+        assert_eq!(all.kinds(), BenchKind::ALL);
+        assert_eq!(all.runs, Some(3));
+        assert!(all.options(String::new()).out_dir.ends_with("target/bench"));
+        for flags in [
+            &["--cpus", "8", "bench"][..],
+            &["bench", "fast"],
+            &["bench", "--runs", "0"],
+            &["bench", "--max-cpus", "256"],
+            &["bench", "--cpus", "8"],
+        ] {
+            assert!(parse(flags).is_err(), "{flags:?} was accepted");
+        }
     }
 
     #[test]

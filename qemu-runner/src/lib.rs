@@ -87,12 +87,17 @@
 //! }
 //! ```
 
-//! # Pictures
+//! # Pictures and benchmarks
 //!
 //! [`timeline_svg`] draws a report's `boot.cpus` as an SVG timeline (who
 //! started whom, when each CPU came up); `cargo qemu --timeline FILE.svg`
 //! writes one after the run.
+//!
+//! [`bench`] runs measured series of boots (`cargo qemu bench boot`): every
+//! run's numbers, medians and spreads go to `bench.json`, with an SVG chart
+//! ([`LineChart`]) and a Markdown table per benchmark kind.
 
+pub mod bench;
 mod build;
 mod config;
 mod error;

@@ -215,7 +215,7 @@ pub struct LineChart {
     pub x_log: bool,
     /// A base-10 log scale on y; otherwise linear from 0.
     pub y_log: bool,
-    /// The lines, each in the next [`PALETTE`] colour.
+    /// The lines, each in the next colour of a fixed palette.
     pub series: Vec<ChartSeries>,
 }
 
