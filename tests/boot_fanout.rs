@@ -1,0 +1,197 @@
+//! Issue 4's promises, booted in QEMU: every expected CPU comes up exactly
+//! once, started by the fan-out, with base VPs and removed CPUs left alone,
+//! and the fan-out tree stays shallow.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{boot, boot_cpus, boot_pass, config};
+use qemu_runner::{ApDelay, BootStrategy, Numa, RunConfig};
+use serde_json::Value;
+
+/// What a passing boot must show, for `expected_nodes` as (base_vp, vp_count)
+/// pairs and the `removed` VPs.
+fn check_boot(config: &RunConfig, expected_nodes: &[(u64, u64)], removed: &[u64]) -> Value {
+    let outcome = boot_pass(config);
+    let report = outcome.report.clone();
+    let cpus = boot_cpus(&outcome);
+    let n = u64::from(config.cpus);
+    assert_eq!(cpus.len() as u64, n);
+
+    let nodes: Vec<(u64, u64)> = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| {
+            (
+                node["base_vp"].as_u64().unwrap(),
+                node["vp_count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(nodes, expected_nodes);
+    let base_vps: Vec<u64> = nodes.iter().map(|(base, _)| *base).collect();
+
+    let mut started = 0;
+    let by_vp: HashMap<u64, &Value> = cpus
+        .iter()
+        .map(|c| (c["vp"].as_u64().unwrap(), c))
+        .collect();
+    for cpu in cpus {
+        let vp = cpu["vp"].as_u64().unwrap();
+        let status = cpu["status"].as_str().unwrap();
+        if base_vps.contains(&vp) || removed.contains(&vp) {
+            assert_eq!(status, "removed", "cpu {vp} must not run sidecar: {cpu}");
+            assert!(
+                cpu.get("started_by").is_none(),
+                "cpu {vp} was started: {cpu}"
+            );
+        } else {
+            assert_eq!(status, "idle", "cpu {vp} did not come up: {cpu}");
+            let starter = cpu["started_by"].as_u64().unwrap();
+            // A starter is the BSP or a sidecar CPU of the same node that was
+            // itself up before it started this one.
+            if starter != 0 {
+                let parent = by_vp[&starter];
+                assert_eq!(parent["node"], cpu["node"], "cross-node start: {cpu}");
+                assert!(parent["ready_ms"].as_f64().unwrap() <= cpu["start_ms"].as_f64().unwrap());
+            }
+            started += 1;
+        }
+    }
+    // Each VP started once: one record per VP, and the count adds up.
+    assert_eq!(by_vp.len() as u64, n);
+    assert_eq!(report["boot"]["sidecar_cpus"].as_u64().unwrap(), started);
+    assert_eq!(report["boot"]["failed"], 0);
+
+    let depth = report["boot"]["depth"].as_u64().unwrap();
+    let bound = (n as f64).log2().ceil() as u64 + 2;
+    assert!(depth <= bound, "depth {depth} > ceil(log2({n})) + 2");
+    report
+}
+
+fn topology(cpus: u16, numa: Numa, removed: &[u16]) -> RunConfig {
+    RunConfig {
+        numa,
+        removed: removed.to_vec(),
+        ..config("boot", cpus)
+    }
+}
+
+#[test]
+fn one_cpu_has_nothing_to_start() {
+    let outcome = boot_pass(&config("boot", 1));
+    assert_eq!(outcome.report["boot"]["sidecar_cpus"], 0);
+    assert!(outcome
+        .log_lines
+        .iter()
+        .any(|l| l.contains("no CPU to start")));
+}
+
+#[test]
+fn two_cpus() {
+    check_boot(&config("boot", 2), &[(0, 2)], &[]);
+}
+
+#[test]
+fn four_cpus() {
+    let report = check_boot(&config("boot", 4), &[(0, 4)], &[]);
+    assert_eq!(report["boot"]["strategy"], "fanout");
+    assert_eq!(report["memory"]["per_cpu_pages"], 12);
+}
+
+#[test]
+fn sixteen_cpus_fan_out() {
+    let report = check_boot(&config("boot", 16), &[(0, 16)], &[]);
+    assert!(
+        report["boot"]["depth"].as_u64().unwrap() >= 2,
+        "the APs must help"
+    );
+}
+
+#[test]
+fn two_numa_nodes() {
+    check_boot(&topology(8, Numa::Equal(2), &[]), &[(0, 4), (4, 4)], &[]);
+}
+
+#[test]
+fn uneven_nodes_with_removed_cpus() {
+    let config = topology(9, Numa::Sizes(vec![2, 3, 4]), &[3, 8]);
+    check_boot(&config, &[(0, 2), (2, 3), (5, 4)], &[3, 8]);
+}
+
+#[test]
+fn node_with_every_ap_removed_gets_no_sidecar() {
+    let report = check_boot(
+        &topology(6, Numa::Equal(2), &[4, 5]),
+        &[(0, 3), (3, 3)],
+        &[4, 5],
+    );
+    assert_eq!(report["nodes"][1]["pages"], 0);
+    assert!(report["nodes"][0]["pages"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn serial_and_no_delay_strategies() {
+    let serial = RunConfig {
+        boot: BootStrategy::Serial,
+        ..config("boot", 8)
+    };
+    let report = check_boot(&serial, &[(0, 8)], &[]);
+    assert_eq!(
+        report["boot"]["depth"], 1,
+        "serial: the BSP starts everyone"
+    );
+    let quick = RunConfig {
+        ap_delay: ApDelay::None,
+        ..config("boot", 8)
+    };
+    assert_eq!(
+        check_boot(&quick, &[(0, 8)], &[])["boot"]["ap_delay"],
+        "none"
+    );
+}
+
+#[test]
+fn unresponsive_cpu_is_reported_failed_and_boot_goes_on() {
+    let mut config = config("boot", 4);
+    config.extra_cmdline.push("unresponsive=2".into());
+    let outcome = boot_pass(&config);
+    let cpus = boot_cpus(&outcome);
+    assert_eq!(cpus[2]["status"], "failed");
+    assert_eq!(cpus[1]["status"], "idle");
+    assert_eq!(cpus[3]["status"], "idle");
+    assert_eq!(outcome.report["boot"]["failed"], 1);
+    assert!(outcome
+        .log_lines
+        .iter()
+        .any(|l| l.contains("cpu 2 (APIC ID 2) did not come up")));
+}
+
+#[test]
+fn a_sidecar_cpu_cannot_reach_another_cpus_pages() {
+    for (scenario, what) in [
+        ("isolation-command-selftest", "command page"),
+        ("isolation-stack-selftest", "stack"),
+    ] {
+        let outcome = boot(&config(scenario, 4));
+        assert!(!outcome.passed, "{scenario} passed");
+        let failure = outcome.failure.unwrap();
+        assert!(
+            failure.starts_with("cpu 1: #PF page fault (vector 14)"),
+            "{what}: {failure}"
+        );
+        let target = outcome
+            .log_lines
+            .iter()
+            .find_map(|l| l.split("reading cpu 2's page at ").nth(1))
+            .expect("the scenario logs its target")
+            .trim()
+            .to_owned();
+        assert!(
+            failure.ends_with(&format!("cr2 {target}")),
+            "{what}: {failure} vs {target}"
+        );
+    }
+}
