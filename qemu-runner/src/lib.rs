@@ -93,7 +93,7 @@
 //! started whom, when each CPU came up); `cargo qemu --timeline FILE.svg`
 //! writes one after the run.
 //!
-//! [`bench`] runs measured series of boots (`cargo qemu bench boot`): every
+//! [`bench`](mod@bench) runs measured series of boots (`cargo qemu bench boot`): every
 //! run's numbers, medians and spreads go to `bench.json`, with an SVG chart
 //! ([`LineChart`]) and a Markdown table per benchmark kind.
 

@@ -160,19 +160,45 @@ pub(crate) fn linear_ticks(max: f64, target: usize) -> Vec<f64> {
 }
 
 /// Ticks for a log scale from `min` to `max`: 1, 2 and 5 times each power
-/// of ten in range (only the powers of ten when the range spans more than
-/// three decades).
+/// of ten in range (only the powers of ten, and both ends, when the range
+/// spans more than three decades).
 pub(crate) fn log_ticks(min: f64, max: f64) -> Vec<f64> {
     let (low, high) = (min.log10().floor() as i32, max.log10().ceil() as i32);
-    let multiples: &[f64] = if high - low > 3 {
-        &[1.0]
-    } else {
-        &[1.0, 2.0, 5.0]
-    };
-    (low..=high)
+    let wide = high - low > 3;
+    let multiples: &[f64] = if wide { &[1.0] } else { &[1.0, 2.0, 5.0] };
+    let mut ticks: Vec<f64> = (low..=high)
         .flat_map(|power| multiples.iter().map(move |m| m * 10f64.powi(power)))
         .filter(|tick| *tick >= min * 0.999 && *tick <= max * 1.001)
-        .collect()
+        .collect();
+    if wide {
+        for end in [min, max] {
+            if !ticks.iter().any(|t| (t / end - 1.0).abs() < 1e-6) {
+                ticks.push(end);
+            }
+        }
+        ticks.sort_by(f64::total_cmp);
+    }
+    ticks
+}
+
+/// The largest 1, 2 or 5 times a power of ten at or below `value` (> 0).
+fn nice_below(value: f64) -> f64 {
+    let power = 10f64.powf(value.log10().floor());
+    [5.0, 2.0, 1.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|nice| *nice <= value * 1.000_001)
+        .unwrap_or(power)
+}
+
+/// The smallest 1, 2 or 5 times a power of ten at or above `value` (> 0).
+fn nice_above(value: f64) -> f64 {
+    let power = 10f64.powf(value.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|nice| *nice >= value * 0.999_999)
+        .unwrap_or(10.0 * power)
 }
 
 /// One point of a [`LineChart`] series: a value with its spread.
@@ -259,11 +285,11 @@ impl LineChart {
         let y_ticks: Vec<f64>;
         let y_of: Box<dyn Fn(f64) -> f64> = if self.y_log {
             let lo = match y_min.is_finite() && y_min > 0.0 {
-                true => 10f64.powf(y_min.log10().floor()),
+                true => nice_below(y_min),
                 false => 1.0,
             };
             let hi = match y_max.is_finite() && y_max > lo {
-                true => 10f64.powf(y_max.log10().ceil()),
+                true => nice_above(y_max),
                 false => lo * 10.0,
             };
             y_ticks = log_ticks(lo, hi);
@@ -469,6 +495,12 @@ mod tests {
             [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]
         );
         assert_eq!(log_ticks(1.0, 10000.0), [1.0, 10.0, 100.0, 1000.0, 10000.0]);
+        assert_eq!(
+            log_ticks(10.0, 20000.0),
+            [10.0, 100.0, 1000.0, 10000.0, 20000.0]
+        );
+        assert_eq!((nice_below(17.9), nice_above(10617.0)), (10.0, 20000.0));
+        assert_eq!((nice_below(250.0), nice_above(0.3)), (200.0, 0.5));
     }
 
     #[test]

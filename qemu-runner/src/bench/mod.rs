@@ -242,11 +242,12 @@ pub fn run_benches(
     progress: &mut dyn Write,
 ) -> Result<BenchReport, BenchError> {
     let mut options = options.clone();
-    if options.base.kernel.is_none() {
+    let built = options.base.kernel.is_none();
+    if built {
         let _ = writeln!(progress, "building the kernel…");
         options.base.kernel = Some(build::build_kernel(options.base.verbose)?);
     }
-    let machine = machine_facts(&options);
+    let machine = machine_facts(&options, built);
     let benches: Vec<Box<dyn Bench>> = kinds.iter().map(|kind| kind.bench()).collect();
     let mut runner = crate::run;
     let report = run_with(&benches, &options, machine, &mut runner, progress)?;
@@ -421,8 +422,9 @@ fn write_results(results: &Results, dir: &Path) -> Result<BenchReport, BenchErro
 }
 
 /// What the numbers depend on: QEMU's version, the host's CPUs, the date,
-/// the kernel and the engine.
-fn machine_facts(options: &BenchOptions) -> Value {
+/// the kernel (`built` when the bench built it from the workspace) and the
+/// engine.
+fn machine_facts(options: &BenchOptions, built: bool) -> Value {
     let qemu_version = Command::new(&options.base.qemu)
         .arg("--version")
         .output()
@@ -442,14 +444,19 @@ fn machine_facts(options: &BenchOptions) -> Value {
             .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
     };
     let kernel = options.base.kernel.as_ref();
+    let kernel_source = match built {
+        true => "built from the workspace",
+        false => "given with --kernel",
+    };
     json!({
         "qemu_version": qemu_version,
         "host_nproc": nproc,
         "date": utc_date(SystemTime::now()),
         "accel": format!("{:?}", options.base.accel).to_lowercase(),
         "kernel": kernel,
+        "kernel_source": kernel_source,
         "kernel_bytes": kernel.and_then(|k| fs::metadata(k).ok()).map(|m| m.len()),
-        "git_commit": git(&["rev-parse", "HEAD"]),
+        "workspace_head": git(&["rev-parse", "HEAD"]),
     })
 }
 
