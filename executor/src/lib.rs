@@ -74,7 +74,7 @@ pub mod host;
 pub mod x86;
 
 pub use flag::WaitFlag;
-pub use raw::{ReadySet, ALIGN, MAX_TASKS};
+pub use raw::{ReadySet, ALIGN, MAX_TASKS, SLOT_OVERHEAD};
 pub use runtime::{
     CancelToken, Completion, Executor, JoinHandle, Runner, SpawnError, Spawner, Stats,
 };

@@ -1,51 +1,54 @@
-//! The unsafe core: the ready set, the task slots, the waker and the poll
+//! The unsafe core: the ready word, the task slots, the waker and the poll
 //! loop. Every `unsafe` block of the executor proper is in this file; the
-//! safe types in [`crate::runtime`] are thin wrappers that uphold the one
-//! rule the core relies on: *only the owner touches the slots*.
+//! safe types in `runtime` are thin wrappers that uphold the one rule the
+//! core relies on: *only the owner touches the slots*.
 //!
 //! # The ready word
 //!
-//! One `AtomicU64` per executor. Bit `i < 63` says "task `i` wants a poll";
-//! bit 63, [`AWAKE`], says "the owner is running and will look at this word
-//! again before it sleeps". Four operations touch it, all read-modify-writes
-//! except the parker's check:
+//! One `AtomicU64` per executor ([`ReadySet`]). Bit `i + 1` says "task `i`
+//! wants a poll"; bit 0, `AWAKE`, says "the owner is running, or has been
+//! notified, and will read this word again before it sleeps". Who touches
+//! it, and how:
 //!
-//! | who | operation | effect |
+//! | who | operation | why |
 //! |---|---|---|
-//! | waker (any CPU, any context) | `fetch_or(bit)` | mark ready; the old value says whether to notify |
+//! | waker (any CPU, any context) | `fetch_or(bit)`, then load: `AWAKE` set? | mark ready; nothing else to do if the owner is up |
+//! | waker, only if `AWAKE` was clear | `fetch_or(AWAKE)`: was it clear? | claim the one notification of this sleep |
 //! | owner, each batch | `swap(AWAKE)` | take every ready bit, stay awake |
-//! | owner, idle | `compare_exchange(AWAKE, 0)` | announce "parking": only if nothing is ready |
-//! | parker, interrupts off | `load() == 0` | still nothing: really sleep |
+//! | owner, idle | `compare_exchange(AWAKE, 0)` | announce "parking", only if nothing is ready |
+//! | parker, notifications held back | `load() == 0` | still nothing: really sleep |
 //!
-//! A waker notifies the owner exactly when its `fetch_or` found the word `0`:
-//! the owner had announced that it parks and nobody has told it otherwise
-//! since. Every other wake found the owner awake (it will take the bit before
-//! it can announce again, because the announcement only succeeds on a word
-//! equal to `AWAKE`) or found another waker's bit already there (that waker
-//! notifies). All of this is about one memory location, so the argument needs
-//! nothing but the total order of read-modify-writes on it; `docs/executor.md`
-//! writes it out, and `tests/loom.rs` checks it.
+//! The owner can fall asleep only from a word equal to `AWAKE` (the
+//! announcement), so a task bit set while the word has `AWAKE` is always
+//! taken before the owner sleeps. A task bit set on a word without `AWAKE`
+//! means the owner announced that it parks: the waker claims `AWAKE` back,
+//! and the one waker whose claim flips it notifies the owner. So no wake is
+//! lost, and a sleep costs at most one notification however many CPUs wake
+//! how often. The argument uses nothing but the modification order of this
+//! one word; `docs/executor.md` writes it out and `tests/loom.rs` checks it.
 //!
 //! # Slots
 //!
-//! A slot is a [`Header`] plus `BYTES` bytes of storage aligned to [`ALIGN`].
-//! The storage holds the task's future while it runs, then its output until
-//! the [`JoinHandle`](crate::JoinHandle) takes it. The header's `state` word is
-//! the only part other CPUs touch (a [`CancelToken`](crate::CancelToken) sets
-//! its `CANCEL` bit); everything else is owner-only and lives in `Cell`s.
+//! A slot ([`Task`]) is a [`Header`] and then `BYTES` bytes of storage
+//! aligned to [`ALIGN`]. The storage holds the task's future while it runs,
+//! then its output until the [`JoinHandle`](crate::JoinHandle) takes it. The
+//! header's `state` word is the only part of a slot other CPUs write (a
+//! [`CancelToken`](crate::CancelToken) clears its `RUN` bit); the rest is
+//! owner-only and lives in `Cell`s.
 //!
 //! # The waker
 //!
-//! A waker's data pointer is the address of the executor's [`Core`] (aligned
-//! to 64 bytes) with the task index in its low six bits. Clone and drop do
-//! nothing; wake is `Core::wake_mask`. So a waker is two words, costs no
-//! reference count, stays valid forever (executors are `'static`), and waking
-//! a task that has finished, or whose slot now holds another task, is at
-//! worst one spurious poll.
+//! A waker's data pointer is its slot's [`WakeRecord`]: the address of the
+//! executor's core and the task's bit. Clone and drop do nothing; wake is
+//! `Core::wake_mask`. So a waker costs no reference count, stays valid for
+//! ever (executors are `'static`), and waking a task that has finished, or
+//! whose slot now holds another task, costs at worst one spurious poll. The
+//! owner never builds a waker or a `Context` to poll: `claim` builds both
+//! once per slot.
 
 use core::cell::{Cell, UnsafeCell};
 use core::future::Future;
-use core::mem::{self, ManuallyDrop, MaybeUninit};
+use core::mem::{self, MaybeUninit};
 use core::pin::Pin;
 use core::ptr;
 use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
@@ -54,23 +57,26 @@ use crate::sync::{maybe_const_fn, AtomicBool, AtomicU32, AtomicU64, Ordering::*}
 use crate::Notifier;
 
 /// The most tasks one executor holds: one bit each in the ready word, whose
-/// last bit is the owner's [`AWAKE`] marker.
+/// bit 0 is the owner's `AWAKE` marker.
 pub const MAX_TASKS: usize = 63;
 
 /// The alignment of every slot's storage: futures and outputs aligned more
 /// strictly than this are refused at compile time.
 pub const ALIGN: usize = 16;
 
-/// Ready-word marker: the owner is awake and will read the word again.
-const AWAKE: u64 = 1 << 63;
+/// Ready-word marker: the owner is awake (or notified) and will read the
+/// word again before it sleeps.
+const AWAKE: u64 = 1;
 
-/// The low bits of a waker's data pointer that hold the task index.
-const INDEX_MASK: usize = 63;
+/// Task `i`'s bit in the ready word.
+const fn task_bit(i: usize) -> u64 {
+    2 << i
+}
 
 // === impl ReadySet ===
 
-/// An executor's ready set: which tasks want a poll, and whether the owner
-/// is awake. Parkers see it through [`ReadySet::is_empty`].
+/// An executor's ready word: which tasks want a poll, and whether the
+/// owner is awake. Parkers see it through [`ReadySet::is_empty`].
 pub struct ReadySet {
     word: AtomicU64,
 }
@@ -84,28 +90,37 @@ impl ReadySet {
         }
     }
 
-    /// Marks the tasks in `mask` (non-zero) ready. Returns `true` when the
-    /// owner announced that it parks and this is the first mark since: the
+    /// Marks the tasks in `mask` ready. Returns `true` when the owner had
+    /// announced that it parks and this call claimed the notification: the
     /// caller must notify it.
     ///
     /// `Release`: whatever the waker wrote before waking (a message, a flag)
     /// is visible to the owner after its `Acquire` in [`ReadySet::take`].
+    /// The load and the claim need no ordering: they are about this word
+    /// alone, and coherence gives the load a value at or after the `or`.
     #[inline]
     pub(crate) fn mark(&self, mask: u64) -> bool {
-        self.word.fetch_or(mask, Release) == 0
+        self.word.fetch_or(mask, Release);
+        self.word.load(Relaxed) & AWAKE == 0 && self.claim()
     }
 
-    /// Owner: takes every ready bit and marks the owner awake.
+    /// The owner announced that it parks: claim the notification.
+    #[cold]
+    fn claim(&self) -> bool {
+        self.word.fetch_or(AWAKE, Relaxed) & AWAKE == 0
+    }
+
+    /// Owner: takes every ready task bit and marks the owner awake.
     #[inline]
     pub(crate) fn take(&self) -> u64 {
         self.word.swap(AWAKE, Acquire) & !AWAKE
     }
 
     /// Owner: announces that it parks, if and only if nothing is ready.
-    /// After `true`, the next [`ReadySet::mark`] returns `true`.
+    /// Afterwards the first [`ReadySet::mark`] returns `true`.
     ///
-    /// `Relaxed`: the decision rests on the modification order of this one
-    /// word alone; data is acquired later by [`ReadySet::take`].
+    /// `Relaxed`: the decision rests on this word's modification order
+    /// alone; data is acquired later by [`ReadySet::take`].
     #[inline]
     pub(crate) fn try_sleep(&self) -> bool {
         self.word
@@ -113,9 +128,14 @@ impl ReadySet {
             .is_ok()
     }
 
-    /// `true` while no task has been woken since the owner announced that it
-    /// parks. A [`Parker`](crate::Parker) calls it with notifications held
-    /// back (x86: interrupts off) and sleeps only if it is still `true`.
+    /// Owner: whether some task is ready.
+    pub(crate) fn any_ready(&self) -> bool {
+        self.word.load(Relaxed) & !AWAKE != 0
+    }
+
+    /// `true` while no task has been woken since the owner announced that
+    /// it parks. A [`Parker`](crate::Parker) calls it with notifications
+    /// held back (x86: interrupts off) and sleeps only if it is `true`.
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.word.load(Relaxed) == 0
@@ -124,10 +144,9 @@ impl ReadySet {
 
 // === impl Core ===
 
-/// The part of an executor that other CPUs touch: the ready set, the flag
-/// waiters, the counters, and the notifier. Aligned to 64 bytes so that a
-/// waker can carry the task index in the low bits of its address, and so
-/// that the hot ready word has a cache line of its own neighbours.
+/// The part of an executor that other CPUs touch: the ready word, the flag
+/// waiters, the counters and the notifier. The ready word comes first: the
+/// wake path reaches it by the core's address alone.
 #[repr(C, align(64))]
 pub(crate) struct Core<N> {
     pub(crate) head: Head,
@@ -140,7 +159,7 @@ pub(crate) struct Head {
     pub(crate) ready: ReadySet,
     /// Tasks waiting for a shared-memory flag (see [`crate::WaitFlag`]).
     pub(crate) flag_waiters: AtomicU64,
-    /// Wakes that found the owner parked and called the notifier.
+    /// Wakes that claimed the notification and called the notifier.
     pub(crate) notified: AtomicU64,
     /// Times the owner announced that it parks (written by the owner only).
     pub(crate) parks: AtomicU64,
@@ -168,16 +187,24 @@ impl<N: Notifier> Core<N> {
     pub(crate) const VTABLE: RawWakerVTable =
         RawWakerVTable::new(Self::clone_waker, Self::wake, Self::wake, drop_waker);
 
-    /// The wake path: one `fetch_or`, and a notification only if the owner
-    /// may be asleep.
+    /// The wake path: `lock or`, a test of `AWAKE`, and a notification
+    /// only if the owner parked.
     #[inline]
     pub(crate) fn wake_mask(&self, mask: u64) {
         if self.head.ready.mark(mask) {
-            self.head.notified.fetch_add(1, Relaxed);
-            self.notifier.notify();
+            self.notify();
         } else {
             self.notifier.skipped();
         }
+    }
+
+    /// The owner may be asleep: out of line, so that the common path stays
+    /// a leaf function.
+    #[cold]
+    #[inline(never)]
+    fn notify(&self) {
+        self.head.notified.fetch_add(1, Relaxed);
+        self.notifier.notify();
     }
 
     unsafe fn clone_waker(data: *const ()) -> RawWaker {
@@ -185,27 +212,38 @@ impl<N: Notifier> Core<N> {
     }
 
     unsafe fn wake(data: *const ()) {
-        let core = data.map_addr(|a| a & !INDEX_MASK).cast::<Self>();
-        // SAFETY: `data` was made by `View::waker` from a pointer to this
-        // `Core<N>` (the vtable is `Core::<N>::VTABLE`, so the type is right)
-        // with the index in bits the 64-byte alignment leaves zero. The core
-        // lives in a `'static` executor and is only ever shared, so a shared
-        // reference is valid here on any CPU.
-        let core = unsafe { &*core };
-        core.wake_mask(1 << (data.addr() & INDEX_MASK));
+        // SAFETY: wakers with this vtable are made only by `Local::init`,
+        // from a slot's `WakeRecord` in a `'static` executor whose record
+        // points at this `Core<N>` (the vtable fixes `N`). Both are only
+        // ever shared after `init`, so shared references are valid here,
+        // on any CPU.
+        let record = unsafe { &*data.cast::<WakeRecord>() };
+        let mask = record.mask;
+        // SAFETY: as above.
+        let core = unsafe { &*record.core.cast::<Self>() };
+        core.wake_mask(mask);
     }
 }
 
 unsafe fn drop_waker(_: *const ()) {}
 
+/// What a waker's data pointer points at: which executor, which task.
+#[repr(C)]
+struct WakeRecord {
+    mask: u64,
+    core: *const (),
+}
+
 // === impl Header ===
 
-/// `Header::state` bits: the task's future is in the slot...
-const LIVE: u32 = 1;
-/// ...and someone asked to cancel it. The rest is a generation number.
-const CANCEL: u32 = 2;
+/// `Header::state` bits: poll this task at its next boundary (it is live
+/// and nobody asked to cancel it). One bit, so the hot check is one `test`.
+const RUN: u32 = 1;
+/// The task's future is in the slot. `LIVE` without `RUN`: cancel
+/// requested. The rest of the word is a generation number.
+const LIVE: u32 = 2;
 const GEN_ONE: u32 = 4;
-const GEN_MASK: u32 = !(LIVE | CANCEL);
+const GEN_MASK: u32 = !(RUN | LIVE);
 
 /// Where a slot is in its life (owner-only).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -226,12 +264,14 @@ pub(crate) enum Phase {
 type PollFn = unsafe fn(*mut u8, &mut Context<'_>) -> bool;
 type DropFn = unsafe fn(*mut u8, Phase);
 
-/// One task slot's bookkeeping; the storage is beside it in the executor.
+/// One task slot's bookkeeping; the storage follows it in its [`Task`].
 pub(crate) struct Header {
-    /// `generation | CANCEL | LIVE`. The owner stores it; a cancel token
-    /// sets `CANCEL` with a compare-exchange that checks the generation.
+    /// `generation | LIVE | RUN`. The owner stores it; a cancel token
+    /// clears `RUN` with a compare-exchange that checks the generation.
     state: AtomicU32,
     phase: Cell<Phase>,
+    /// The join handle is gone: free the slot as soon as the task completes.
+    detached: Cell<bool>,
     /// Polls the future in the storage; `true` when it finished (the
     /// storage then holds the output).
     poll: Cell<PollFn>,
@@ -239,8 +279,11 @@ pub(crate) struct Header {
     drop: Cell<DropFn>,
     /// Who awaits the join handle.
     join: Cell<Option<Waker>>,
-    /// The join handle is gone: free the slot as soon as the task completes.
-    detached: Cell<bool>,
+    /// This slot's waker, its data and the `Context` that lends it to the
+    /// future: made once by `init`, read-only afterwards.
+    record: UnsafeCell<WakeRecord>,
+    waker: UnsafeCell<Waker>,
+    context: UnsafeCell<Context<'static>>,
 }
 
 impl Header {
@@ -249,14 +292,29 @@ impl Header {
             Self {
                 state: AtomicU32::new(0),
                 phase: Cell::new(Phase::Free),
+                detached: Cell::new(false),
                 poll: Cell::new(poll_nothing),
                 drop: Cell::new(drop_nothing),
                 join: Cell::new(None),
-                detached: Cell::new(false),
+                record: UnsafeCell::new(WakeRecord { mask: 0, core: ptr::null() }),
+                waker: UnsafeCell::new(NOOP_WAKER),
+                context: UnsafeCell::new(Context::from_waker(Waker::noop())),
             }
         }
     }
 }
+
+/// Placeholder until `init` writes the real wakers.
+// SAFETY: `NOOP_VTABLE`'s functions ignore the data pointer.
+const NOOP_WAKER: Waker = unsafe { Waker::new(ptr::null(), &NOOP_VTABLE) };
+
+/// The vtable of [`NOOP_WAKER`].
+const NOOP_VTABLE: RawWakerVTable = RawWakerVTable::new(
+    |d| RawWaker::new(d, &NOOP_VTABLE),
+    drop_waker,
+    drop_waker,
+    drop_waker,
+);
 
 unsafe fn poll_nothing(_: *mut u8, _: &mut Context<'_>) -> bool {
     false
@@ -307,32 +365,52 @@ unsafe fn drop_contents<F: Future>(slot: *mut u8, phase: Phase) {
 
 /// A slot's storage: `B` bytes aligned to [`ALIGN`].
 #[repr(C, align(16))]
-pub(crate) struct Block<const B: usize>(MaybeUninit<[u8; B]>);
+struct Block<const B: usize>(MaybeUninit<[u8; B]>);
 
-impl<const B: usize> Block<B> {
-    pub(crate) const EMPTY: Self = Self(MaybeUninit::uninit());
+/// A task slot: its header, then its storage at a fixed offset
+/// ([`STORAGE_OFFSET`]) whatever `B` is, so that the owner's code needs only
+/// the slot stride to find both.
+#[repr(C)]
+pub(crate) struct Task<const B: usize> {
+    header: Header,
+    storage: UnsafeCell<Block<B>>,
 }
 
+impl<const B: usize> Task<B> {
+    maybe_const_fn! {
+        pub(crate) fn new() -> Self {
+            Self { header: Header::new(), storage: UnsafeCell::new(Block(MaybeUninit::uninit())) }
+        }
+    }
+}
+
+/// Where a slot's storage starts, from the start of its header.
+const STORAGE_OFFSET: usize = mem::offset_of!(Task<1>, storage);
+
 const _: () = assert!(mem::align_of::<Block<1>>() == ALIGN);
+const _: () = assert!(STORAGE_OFFSET == mem::offset_of!(Task<4096>, storage));
 
 /// Whether a `T` fits a slot of `bytes` bytes.
 pub(crate) const fn fits<T>(bytes: usize) -> bool {
     mem::size_of::<T>() <= bytes && mem::align_of::<T>() <= ALIGN
 }
 
+/// The per-slot overhead in bytes: a slot of `B` bytes takes
+/// `SLOT_OVERHEAD + B` rounded up to [`ALIGN`].
+pub const SLOT_OVERHEAD: usize = STORAGE_OFFSET;
+
 // === impl Local ===
 
 /// The owner's view of its executor, with the types erased: where the
-/// headers and the storage are, and how to make a task's waker. Written once
-/// by `claim`, then read by the owner's handles only.
+/// slots are and how far apart. Written once by `init`, then read by the
+/// owner's handles only.
 #[derive(Clone, Copy)]
 pub(crate) struct View {
     head: *const Head,
-    headers: *const Header,
-    slots: *mut u8,
+    tasks: *const u8,
     stride: usize,
-    /// The address of the `Core<N>`, with room for an index in bits 0..6.
-    waker_data: *const (),
+    /// One bit per slot.
+    all: u64,
     waker_vtable: &'static RawWakerVTable,
 }
 
@@ -346,25 +424,16 @@ pub(crate) struct Local {
     running: Cell<bool>,
 }
 
-/// Placeholder until `claim` writes the real view.
-const NO_VTABLE: RawWakerVTable = RawWakerVTable::new(
-    |d| RawWaker::new(d, &NO_VTABLE),
-    drop_waker,
-    drop_waker,
-    drop_waker,
-);
-
 impl Local {
     maybe_const_fn! {
         pub(crate) fn new() -> Self {
             Self {
                 view: Cell::new(View {
                     head: ptr::null(),
-                    headers: ptr::null(),
-                    slots: ptr::null_mut(),
+                    tasks: ptr::null(),
                     stride: 0,
-                    waker_data: ptr::null(),
-                    waker_vtable: &NO_VTABLE,
+                    all: 0,
+                    waker_vtable: &NOOP_VTABLE,
                 }),
                 free: Cell::new(0),
                 running: Cell::new(false),
@@ -372,30 +441,49 @@ impl Local {
         }
     }
 
-    /// Makes this the view of `core`, `headers` and `slots`.
+    /// Makes this the view of `core` and `tasks`, and gives every slot its
+    /// waker and `Context`.
     ///
     /// # Safety
     /// Called once, by the caller that won the claim, before any handle to
-    /// this `Local` exists; all three live in the same `'static` executor.
+    /// this `Local` exists; both live in the same `'static` executor.
     pub(crate) unsafe fn init<N: Notifier, const B: usize>(
         &self,
         core: &'static Core<N>,
-        headers: &'static [Header],
-        slots: &'static UnsafeCell<[Block<B>]>,
+        tasks: &'static [Task<B>],
     ) {
-        assert!(headers.len() <= MAX_TASKS);
+        assert!(tasks.len() <= MAX_TASKS);
+        for (i, task) in tasks.iter().enumerate() {
+            let header = &task.header;
+            let record = header.record.get();
+            // SAFETY: no handle exists yet (caller), so nothing else reads
+            // or writes these cells; afterwards they are only read. The
+            // waker's data is the record of this `'static` slot, pointing at
+            // this executor's `Core<N>`: what `Core::<N>::wake` decodes; its
+            // functions are thread-safe (atomics and a `Sync` notifier), as
+            // `Waker` requires. The context borrows the waker for `'static`:
+            // both sit in the `'static` executor and never move.
+            unsafe {
+                *record = WakeRecord {
+                    mask: task_bit(i),
+                    core: ptr::from_ref(core).cast(),
+                };
+                *header.waker.get() = Waker::new(record.cast_const().cast(), &Core::<N>::VTABLE);
+                *header.context.get() = Context::from_waker(&*header.waker.get());
+            }
+        }
+        let all = (1u64 << tasks.len()) - 1;
         self.view.set(View {
             head: &core.head,
-            headers: headers.as_ptr(),
-            slots: slots.get().cast(),
-            stride: mem::size_of::<Block<B>>(),
-            waker_data: ptr::from_ref(core).cast(),
+            tasks: tasks.as_ptr().cast(),
+            stride: mem::size_of::<Task<B>>(),
+            all,
             waker_vtable: &Core::<N>::VTABLE,
         });
-        self.free.set((1u64 << headers.len()) - 1);
+        self.free.set(all);
     }
 
-    /// The ready set, counters and flag waiters.
+    /// The ready word, counters and flag waiters.
     pub(crate) fn head(&self) -> &Head {
         // SAFETY: `init` pointed `head` into the `'static` executor before
         // any handle that can call this existed.
@@ -412,70 +500,101 @@ impl Local {
         Running(self)
     }
 
-    /// Polls every task of one batch; `false` if none was ready.
-    ///
-    /// # Safety
-    /// Owner only, inside [`Local::enter`].
-    #[inline]
-    pub(crate) unsafe fn run_batch(&self, view: &View) -> bool {
-        // SAFETY: `head` points into the `'static` executor (`init`).
-        let mut batch = unsafe { &*view.head }.ready.take();
-        if batch == 0 {
-            return false;
-        }
-        while batch != 0 {
-            let i = batch.trailing_zeros() as usize;
-            batch &= batch - 1;
-            // SAFETY: owner, inside `enter` (caller); `i` is a slot index
-            // because every bit in the ready word comes from a waker made by
-            // `View::waker` for a slot of this executor.
-            unsafe { self.poll_slot(view, i, batch) };
-        }
-        true
+    /// The view, for the run loop to keep in registers.
+    pub(crate) fn view(&self) -> View {
+        self.view.get()
     }
 
-    /// The poll boundary of slot `i`: poll it if it is live, or drop it if
-    /// it was cancelled, or ignore a stale wake.
+    /// Polls ready tasks, batch after batch (each batch in slot order),
+    /// until none is ready ([`Batch::Idle`]) or one completed
+    /// ([`Batch::Completed`]). `B` is the slot size: with it, the slot
+    /// stride is a constant in the hot loop.
     ///
     /// # Safety
-    /// Owner only, inside [`Local::enter`]; `i` is a slot index.
-    #[inline(always)]
-    unsafe fn poll_slot(&self, view: &View, i: usize, rest: u64) {
-        let header = view.header(i);
-        let state = header.state.load(Relaxed);
-        if state & (LIVE | CANCEL) != LIVE {
-            // SAFETY: owner, slot index (caller).
-            return unsafe { self.boundary(i, state) };
+    /// Owner only, inside [`Local::enter`]; `B` is this executor's slot size.
+    #[inline]
+    pub(crate) unsafe fn run_ready<const B: usize>(&self, view: &View) -> Batch {
+        // SAFETY: `head` points into the `'static` executor (`init`).
+        let ready = &unsafe { &*view.head }.ready;
+        loop {
+            let mut batch = ready.take();
+            if batch == 0 {
+                return Batch::Idle;
+            }
+            while batch != 0 {
+                let bit = batch.trailing_zeros() as usize;
+                batch &= !(1 << bit);
+                // SAFETY: owner, inside `enter` (caller); `bit - 1` is a
+                // slot index because every task bit in the ready word comes
+                // from a `WakeRecord` that `init` made for a slot of this
+                // executor.
+                if unsafe { self.poll_slot::<B>(view, bit) } {
+                    // SAFETY: as above.
+                    return unsafe { self.completed(view, batch) };
+                }
+            }
         }
-        let waker = view.waker(i);
-        let mut cx = Context::from_waker(&waker);
-        let unwind = Unwind {
-            local: self,
-            i,
-            rest,
+    }
+
+    /// The poll boundary of the task whose ready bit is `bit` (slot
+    /// `bit - 1`): poll it if it is live, or drop it if it was cancelled, or
+    /// ignore a stale wake. `true` if the task completed.
+    ///
+    /// # Safety
+    /// Owner only, inside [`Local::enter`]; `bit - 1` is a slot index.
+    #[inline(always)]
+    unsafe fn poll_slot<const B: usize>(&self, view: &View, bit: usize) -> bool {
+        let header = view.header_of_bit::<B>(bit);
+        if header.state.load(Relaxed) & RUN == 0 {
+            // SAFETY: owner, slot index (caller).
+            return unsafe { self.boundary(bit - 1) };
+        }
+        let unwind = Unwind { local: self, bit };
+        // SAFETY: `RUN` means the storage holds the future that `poll` was
+        // set for, pinned in place; no run loop is active above this one
+        // (`enter`), so nothing else references it, nor the context, which
+        // only this call borrows mutably.
+        let finished = unsafe {
+            let slot = ptr::from_ref(header)
+                .cast::<u8>()
+                .add(STORAGE_OFFSET)
+                .cast_mut();
+            (header.poll.get())(slot, &mut *header.context.get())
         };
-        // SAFETY: `LIVE` means the storage holds the future that `poll`
-        // was set for, pinned in place; no run loop is active above this
-        // one (`enter`), so nothing else references it.
-        let finished = unsafe { (header.poll.get())(view.slot(i), &mut cx) };
         mem::forget(unwind);
         if finished {
             // SAFETY: owner, slot index (caller); the output is in place.
-            unsafe { self.complete(i, Phase::Finished) };
+            unsafe { self.complete(bit - 1) };
         }
+        finished
     }
 
-    /// The cold side of a poll boundary: a cancelled task is dropped here;
-    /// a wake for a free or completed slot is ignored.
+    /// A task completed in the middle of a batch: put the rest of the batch
+    /// back (the owner is awake, so this never notifies) and let the run
+    /// loop look at its `done` condition.
     #[cold]
-    unsafe fn boundary(&self, i: usize, state: u32) {
-        if state & LIVE == 0 {
-            return;
+    #[inline(never)]
+    unsafe fn completed(&self, view: &View, rest: u64) -> Batch {
+        if rest != 0 {
+            // SAFETY: `head` points into the `'static` executor (`init`).
+            unsafe { &*view.head }.ready.mark(rest);
         }
+        Batch::Completed
+    }
+
+    /// The cold side of a poll boundary: a cancelled task is dropped here
+    /// (`true`); a wake for a free or completed slot is ignored.
+    #[cold]
+    #[inline(never)]
+    unsafe fn boundary(&self, i: usize) -> bool {
         let view = self.view.get();
         let header = view.header(i);
-        // Clear `LIVE` (and `CANCEL`) first: from here on, tokens find the
-        // task complete. Mark the slot poisoned while user code runs.
+        let state = header.state.load(Relaxed);
+        if state & LIVE == 0 {
+            return false;
+        }
+        // Clear `LIVE` first: from here on, tokens find the task complete.
+        // Mark the slot poisoned while user code (the future's drop) runs.
         header.state.store(state & GEN_MASK, Relaxed);
         header.phase.set(Phase::Poisoned);
         // SAFETY: the storage holds the live future (`LIVE`), which nothing
@@ -483,18 +602,20 @@ impl Local {
         unsafe { (header.drop.get())(view.slot(i), Phase::Live) };
         // SAFETY: owner, slot index (caller).
         unsafe { self.finish(i, Phase::Cancelled) };
+        true
     }
 
     /// A poll returned `Ready`: the output is in the storage.
     #[cold]
-    unsafe fn complete(&self, i: usize, outcome: Phase) {
+    #[inline(never)]
+    unsafe fn complete(&self, i: usize) {
         let header = self.view.get().header(i);
-        // Not live any more; a cancel that raced with this last poll is
-        // dropped with the `CANCEL` bit: the task finished.
+        // Not live any more; a cancel that raced with this last poll goes
+        // with the cleared `RUN` bit: the task finished.
         let state = header.state.load(Relaxed);
         header.state.store(state & GEN_MASK, Relaxed);
         // SAFETY: owner, slot index (caller).
-        unsafe { self.finish(i, outcome) };
+        unsafe { self.finish(i, Phase::Finished) };
     }
 
     /// Records the outcome, wakes the joiner, and frees a detached slot.
@@ -553,14 +674,9 @@ impl Local {
         header.phase.set(Phase::Live);
         header.detached.set(false);
         let generation = (header.state.load(Relaxed) & GEN_MASK).wrapping_add(GEN_ONE);
-        header.state.store(generation | LIVE, Relaxed);
+        header.state.store(generation | LIVE | RUN, Relaxed);
         view.waker(i).wake_by_ref();
         Ok(i)
-    }
-
-    /// The view, for the handles' slot accessors.
-    pub(crate) fn view(&self) -> View {
-        self.view.get()
     }
 
     /// Slot `i`'s phase (owner only).
@@ -599,13 +715,13 @@ impl Local {
     }
 
     /// A token that cancels the task now in slot `i`, and no later occupant.
-    pub(crate) fn cancel_token(&'static self, i: usize) -> RawCancel {
+    pub(crate) fn cancel_token(&self, i: usize) -> RawCancel {
         let view = self.view.get();
         let state = &view.header(i).state;
         RawCancel {
             state,
             generation: state.load(Relaxed) & GEN_MASK,
-            waker: ManuallyDrop::into_inner(view.waker(i)),
+            waker: view.waker(i).clone(),
         }
     }
 
@@ -613,12 +729,14 @@ impl Local {
     /// it is not a task of this executor.
     pub(crate) fn add_flag_waiter(&self, waker: &Waker) -> bool {
         let view = self.view.get();
-        let data = waker.data();
-        let ours = data.map_addr(|a| a & !INDEX_MASK) == view.waker_data
-            && ptr::eq(waker.vtable(), view.waker_vtable);
+        let first_record = view.tasks.addr() + mem::offset_of!(Header, record);
+        let offset = waker.data().addr().wrapping_sub(first_record);
+        let ours = ptr::eq(waker.vtable(), view.waker_vtable)
+            && offset < view.all.count_ones() as usize * view.stride
+            && offset % view.stride == 0;
         if ours {
-            let bit = 1u64 << (data.addr() & INDEX_MASK);
-            self.head().flag_waiters.fetch_or(bit, Relaxed);
+            let mask = task_bit(offset / view.stride);
+            self.head().flag_waiters.fetch_or(mask, Relaxed);
         }
         ours
     }
@@ -630,32 +748,55 @@ impl Local {
 }
 
 impl View {
-    /// Header `i`.
+    /// Slot `i`'s header.
     #[inline(always)]
     fn header(&self, i: usize) -> &'static Header {
         // SAFETY: every caller passes a slot index (`i < len`), and `init`
-        // pointed `headers` at the `'static` header array.
-        unsafe { &*self.headers.add(i) }
+        // pointed `tasks` at the `'static` slot array of `stride`-sized
+        // `Task`s, each starting with its header.
+        unsafe { &*self.tasks.add(i * self.stride).cast::<Header>() }
+    }
+
+    /// The header of the task whose ready bit is `bit` (slot `bit - 1`):
+    /// indexed from one slot before the first, which saves the hot loop a
+    /// subtraction.
+    #[inline(always)]
+    fn header_of_bit<const B: usize>(&self, bit: usize) -> &'static Header {
+        const { assert!(B > 0) };
+        let stride = mem::size_of::<Task<B>>();
+        debug_assert_eq!(stride, self.stride);
+        let header = self.tasks.wrapping_sub(stride).wrapping_add(bit * stride);
+        // SAFETY: `bit - 1` is a slot index and `B` the slot size (callers),
+        // so `header` is that slot's header, in the `'static` slot array.
+        unsafe { &*header.cast::<Header>() }
     }
 
     /// Slot `i`'s storage.
     #[inline(always)]
     fn slot(&self, i: usize) -> *mut u8 {
-        // SAFETY: `i` is a slot index (callers) and `slots` points at the
-        // storage array with `stride`-sized elements (`init`).
-        unsafe { self.slots.add(i * self.stride) }
+        // SAFETY: as in `header`; the storage is `STORAGE_OFFSET` further,
+        // inside the same `Task`, and in an `UnsafeCell`, so writing
+        // through a pointer derived from the shared slot array is allowed.
+        unsafe { self.tasks.add(i * self.stride + STORAGE_OFFSET).cast_mut() }
     }
 
-    /// Task `i`'s waker (`ManuallyDrop`: dropping it would be a no-op call).
+    /// Task `i`'s waker.
     #[inline(always)]
-    fn waker(&self, i: usize) -> ManuallyDrop<Waker> {
-        let data = self.waker_data.map_addr(|a| a | i);
-        // SAFETY: `waker_vtable` is `Core::<N>::VTABLE` and `waker_data`
-        // that `Core<N>`'s address (`init`), with `i < 64` in bits the
-        // alignment keeps free: exactly what `Core::wake` decodes. The
-        // functions are thread-safe (atomics and a `Sync` notifier).
-        ManuallyDrop::new(unsafe { Waker::new(data, self.waker_vtable) })
+    fn waker(&self, i: usize) -> &'static Waker {
+        // SAFETY: written by `init` before any handle existed, never again.
+        unsafe { &*self.header(i).waker.get() }
     }
+}
+
+/// Why [`Local::run_ready`] returned: the run loop calls `done()` only
+/// then.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Batch {
+    /// Nothing is ready.
+    Idle,
+    /// A task finished or was cancelled (the rest of its batch was put back
+    /// into the ready word).
+    Completed,
 }
 
 /// Clears [`Local::running`] when a run loop ends, even by a panic.
@@ -668,27 +809,37 @@ impl Drop for Running<'_> {
 }
 
 /// Armed around a poll: if the future panics, its slot is poisoned (never
-/// polled, dropped or reused again) and the rest of the batch is put back.
+/// polled, dropped or reused again) and every other live task is marked
+/// ready, so that the unpolled rest of the batch is not lost. With
+/// `panic = "abort"` (the kernel) it compiles to nothing.
 struct Unwind<'a> {
     local: &'a Local,
-    i: usize,
-    rest: u64,
+    bit: usize,
 }
 
 impl Drop for Unwind<'_> {
-    #[cold]
+    #[inline(always)]
     fn drop(&mut self) {
-        let header = self.local.view.get().header(self.i);
-        header.phase.set(Phase::Poisoned);
-        let state = header.state.load(Relaxed);
-        header.state.store(state & GEN_MASK, Relaxed);
-        if let Some(waker) = header.join.take() {
-            waker.wake();
-        }
-        if self.rest != 0 {
-            // The owner is awake (it is polling), so this never notifies.
-            self.local.head().ready.mark(self.rest);
-        }
+        poison(self.local, self.bit - 1);
+    }
+}
+
+/// A poll of slot `i` panicked.
+#[cold]
+#[inline(never)]
+fn poison(local: &Local, i: usize) {
+    let view = local.view.get();
+    let header = view.header(i);
+    header.phase.set(Phase::Poisoned);
+    let state = header.state.load(Relaxed);
+    header.state.store(state & GEN_MASK, Relaxed);
+    if let Some(waker) = header.join.take() {
+        waker.wake();
+    }
+    let live = view.all & !local.free.get() & !(1 << i);
+    if live != 0 {
+        // The owner is awake (it is polling), so this never notifies.
+        local.head().ready.mark(live << 1);
     }
 }
 
@@ -709,19 +860,19 @@ impl RawCancel {
             if state & GEN_MASK != self.generation || state & LIVE == 0 {
                 return false;
             }
-            if state & CANCEL != 0 {
+            if state & RUN == 0 {
                 return true;
             }
             match self
                 .state
-                .compare_exchange_weak(state, state | CANCEL, Relaxed, Relaxed)
+                .compare_exchange_weak(state, state & !RUN, Relaxed, Relaxed)
             {
                 Ok(_) => break,
                 Err(now) => state = now,
             }
         }
         // The owner drops the future at the poll boundary this wake causes;
-        // `Release` in the wake orders the `CANCEL` bit before it.
+        // `Release` in the wake orders the cleared `RUN` bit before it.
         self.waker.wake_by_ref();
         true
     }
@@ -729,7 +880,7 @@ impl RawCancel {
     /// `true` while the task is live and not yet asked to cancel.
     pub(crate) fn is_live(&self) -> bool {
         let state = self.state.load(Relaxed);
-        state & GEN_MASK == self.generation && state & (LIVE | CANCEL) == LIVE
+        state & GEN_MASK == self.generation && state & RUN != 0
     }
 }
 

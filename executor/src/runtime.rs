@@ -9,14 +9,13 @@
 //! CPUs is atomic: wakers, [`CancelToken`]s, [`Executor::wake_flag_waiters`]
 //! and [`Executor::stats`].
 
-use core::cell::UnsafeCell;
 use core::fmt;
 use core::future::Future;
 use core::marker::PhantomData;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
-use crate::raw::{self, Block, Core, Header, Local, Phase, RawCancel};
+use crate::raw::{self, Batch, Core, Local, Phase, RawCancel, Task};
 use crate::sync::{array, fence, maybe_const_fn, Ordering::*};
 use crate::{Notifier, Parker, WaitFlag};
 
@@ -48,13 +47,12 @@ type OwnerOnly = PhantomData<*const ()>;
 pub struct Executor<const TASKS: usize, const BYTES: usize, N: Notifier> {
     core: Core<N>,
     local: Local,
-    headers: [Header; TASKS],
-    slots: UnsafeCell<[Block<BYTES>; TASKS]>,
+    tasks: [Task<BYTES>; TASKS],
 }
 
 // SAFETY: what other CPUs reach through `&Executor` is atomic (`core`: the
-// ready set, counters, flag waiters) or `Sync` (the notifier). `local`,
-// `headers` and `slots` hold `Cell`s and futures that need not be `Send`,
+// ready set, counters, flag waiters; a slot header's `state`) or `Sync` (the
+// notifier). The rest of `local` and `tasks` is `Cell`s and futures that need not be `Send`,
 // but they are only touched through the handles `claim` gives out once,
 // which are `!Send`: every such access happens on the claiming CPU.
 unsafe impl<const TASKS: usize, const BYTES: usize, N: Notifier> Sync
@@ -74,8 +72,7 @@ impl<const TASKS: usize, const BYTES: usize, N: Notifier> Executor<TASKS, BYTES,
             Self {
                 core: Core::new(notifier),
                 local: Local::new(),
-                headers: array![Header::new(); TASKS],
-                slots: UnsafeCell::new([Block::<BYTES>::EMPTY; TASKS]),
+                tasks: array![Task::new(); TASKS],
             }
         }
     }
@@ -88,10 +85,7 @@ impl<const TASKS: usize, const BYTES: usize, N: Notifier> Executor<TASKS, BYTES,
         }
         // SAFETY: we won the claim, so this runs once and no handle to
         // `local` exists yet; all parts belong to this `'static` executor.
-        unsafe {
-            self.local
-                .init::<N, BYTES>(&self.core, &self.headers, &self.slots)
-        };
+        unsafe { self.local.init::<N, BYTES>(&self.core, &self.tasks) };
         Some(Runner {
             local: &self.local,
             _owner: PhantomData,
@@ -169,21 +163,24 @@ impl<const BYTES: usize> Runner<BYTES> {
     }
 
     /// Polls ready tasks, batch after batch, until none is ready; never
-    /// parks. Returns `false` if nothing was ready at all.
+    /// parks. Returns `false` if no task was ready when it was called.
     pub fn run_until_idle(&self) -> bool {
         let _running = self.local.enter();
         let view = self.local.view();
-        let mut ran = false;
+        let any = self.local.head().ready.any_ready();
         // SAFETY: owner (`Runner` is `!Send`), inside `enter`.
-        while unsafe { self.local.run_batch(&view) } {
-            ran = true;
-        }
-        ran
+        while unsafe { self.local.run_ready::<BYTES>(&view) } != Batch::Idle {}
+        any
     }
 
     /// Runs tasks until `done()` returns `true`, parking through `parker`
-    /// whenever nothing is ready. `done` is called after every batch and
-    /// before every park.
+    /// whenever nothing is ready.
+    ///
+    /// `done` is called when the loop starts, after every batch in which a
+    /// task completed (finished or was cancelled), and whenever nothing is
+    /// ready, before parking: so a condition on tasks' completions (the
+    /// usual one) is seen at once, and any other condition at the latest
+    /// when the executor runs out of work.
     pub fn run_until<P, D>(&self, parker: &P, mut done: D)
     where
         P: Parker + ?Sized,
@@ -192,16 +189,17 @@ impl<const BYTES: usize> Runner<BYTES> {
         let _running = self.local.enter();
         let view = self.local.view();
         let head = self.local.head();
+        if done() {
+            return;
+        }
         loop {
             // SAFETY: owner (`Runner` is `!Send`), inside `enter`.
-            if unsafe { self.local.run_batch(&view) } {
-                if done() {
-                    return;
-                }
-                continue;
-            }
+            let why = unsafe { self.local.run_ready::<BYTES>(&view) };
             if done() {
                 return;
+            }
+            if why == Batch::Completed {
+                continue;
             }
             if head.ready.try_sleep() {
                 head.parks.store(head.parks.load(Relaxed) + 1, Relaxed);

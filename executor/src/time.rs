@@ -73,8 +73,11 @@ impl<C: Clock + ?Sized> Future for Deadline<'_, C> {
 /// that expires them, under a `critical-section` lock (the kernel's turns
 /// interrupts off; the host's is a mutex).
 pub struct TimerQueue<const K: usize> {
-    entries: critical_section::Mutex<RefCell<[Option<(u64, Waker)>; K]>>,
+    entries: critical_section::Mutex<RefCell<[Option<Sleeper>; K]>>,
 }
+
+/// A deadline and the waker to wake at it.
+type Sleeper = (u64, Waker);
 
 /// [`TimerQueue::register`] failed: `K` other wakers are waiting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +148,6 @@ impl<const K: usize> Default for TimerQueue<K> {
     }
 }
 
-fn earliest(entries: &[Option<(u64, Waker)>]) -> Option<u64> {
+fn earliest(entries: &[Option<Sleeper>]) -> Option<u64> {
     entries.iter().flatten().map(|(at, _)| *at).min()
 }
