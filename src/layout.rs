@@ -45,6 +45,8 @@ pub mod window {
     pub const FAULT_STACK: u64 = 5;
     /// The first page of the kernel stack (a guard page below it at index 6).
     pub const STACK: u64 = 7;
+    /// The VMCB of the CPU's VP (after the stack and a guard page).
+    pub const VMCB: u64 = STACK + super::STACK_PAGES + 1;
 
     /// The virtual address of window page `index`.
     pub const fn address(index: u64) -> u64 {
@@ -73,8 +75,9 @@ const _: () = assert!(window::STACK + STACK_PAGES <= 512);
 pub const SHARED_PAGES_PER_CPU: u64 = 2;
 
 /// Private pages per CPU: four page-table pages (PML4, PDPT, PD, PT), the
-/// globals page, the double-fault stack and the kernel stack.
-pub const PRIVATE_PAGES_PER_CPU: u64 = 4 + 1 + 1 + STACK_PAGES;
+/// globals page, the double-fault stack, the kernel stack, and the VP's
+/// VMCB and the host save area VMRUN uses.
+pub const PRIVATE_PAGES_PER_CPU: u64 = 4 + 1 + 1 + STACK_PAGES + 2;
 
 /// Every page one CPU costs in its node's region.
 pub const PAGES_PER_CPU: u64 = SHARED_PAGES_PER_CPU + PRIVATE_PAGES_PER_CPU;
@@ -95,6 +98,11 @@ pub mod private {
     pub const FAULT_STACK: u64 = 5;
     /// The first kernel stack page.
     pub const STACK: u64 = 6;
+    /// The VMCB.
+    pub const VMCB: u64 = STACK + super::STACK_PAGES;
+    /// The host save area (never mapped: only VMRUN touches it, by physical
+    /// address).
+    pub const HOST_SAVE: u64 = VMCB + 1;
 }
 
 /// The layout of one node's physical region.
@@ -195,9 +203,9 @@ mod tests {
     }
 
     #[test]
-    fn per_cpu_cost_beats_openhcl() {
-        // OpenHCL's sidecar spends 13 pages per CPU.
-        assert_eq!(PAGES_PER_CPU, 12);
-        assert_eq!(NodeRegion::bytes_required(32), (1 + 12 * 32) * 4096);
+    fn per_cpu_cost() {
+        // OpenHCL's sidecar spends 13 pages per CPU; see docs/boot.md.
+        assert_eq!(PAGES_PER_CPU, 14);
+        assert_eq!(NodeRegion::bytes_required(32), (1 + 14 * 32) * 4096);
     }
 }

@@ -50,6 +50,8 @@ pub mod percpu;
 pub mod report;
 #[cfg(target_os = "none")]
 pub mod scenario;
+#[cfg(target_os = "none")]
+pub mod vmm;
 
 /// The most CPUs sidecar handles: QEMU's TCG stops at 255 without x2APIC, and
 /// xAPIC IDs are 8 bits wide.

@@ -45,6 +45,10 @@ pub struct CpuGlobals {
     pub runtime: RuntimeKind,
     /// Bytes of guest memory in the guest window.
     pub guest_size: u64,
+    /// Physical address of the VP's VMCB (mapped at `window::VMCB`).
+    pub vmcb: u64,
+    /// Physical address of the host save area for VMRUN.
+    pub host_save_area: u64,
     /// The CPU's GDT and TSS.
     pub tables: CpuTables,
     /// The CPU's executor (used only by this CPU, and by its IPI handler).

@@ -59,7 +59,7 @@ pub use rsdp::{find_rsdp, Rsdp};
 pub const MAX_IO_APICS: usize = 32;
 
 /// The most SRAT memory affinity entries [`AcpiInfo::memory_ranges`] holds.
-pub const MAX_MEMORY_RANGES: usize = 64;
+pub const MAX_MEMORY_RANGES: usize = 160;
 
 /// Tables longer than this are rejected as corrupt rather than read: a bad
 /// length field must not make the kernel checksum gigabytes of memory (or

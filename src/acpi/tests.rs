@@ -571,7 +571,7 @@ fn too_many_memory_ranges() {
     ))
     .unwrap_err();
     assert_eq!(err, AcpiError::TooManyMemoryRanges);
-    assert_eq!(err.to_string(), "SRAT lists more memory ranges than 64");
+    assert_eq!(err.to_string(), "SRAT lists more memory ranges than 160");
 }
 
 // === Finding the RSDP ===

@@ -26,6 +26,8 @@ pub extern "C" fn ap_main() -> ! {
         node_cpu_index,
         runtime,
         guest_size,
+        vmcb,
+        host_save_area,
         tables,
         executor,
     } = globals;
@@ -52,8 +54,11 @@ pub extern "C" fn ap_main() -> ! {
     }
     crate::scenario::on_sidecar_cpu(*vp);
     let local = LocalCpu {
+        vp: *vp,
         index: *node_cpu_index as usize,
         guest_size: *guest_size,
+        vmcb: *vmcb,
     };
+    runtime::vp::enable_svm(*host_save_area);
     runtime::cpu::run(local, *runtime, executor)
 }

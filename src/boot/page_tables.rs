@@ -159,6 +159,8 @@ pub struct WindowPages {
     pub fault_stack: u64,
     /// The first of the CPU's [`STACK_PAGES`] contiguous stack pages.
     pub stack: u64,
+    /// The CPU's VMCB.
+    pub vmcb: u64,
 }
 
 /// One CPU's private tables: four consecutive pages.
@@ -198,6 +200,7 @@ impl CpuPageTables {
         for i in 0..STACK_PAGES {
             map(window::STACK + i, pages.stack + i * PAGE_SIZE);
         }
+        map(window::VMCB, pages.vmcb);
     }
 }
 
@@ -251,6 +254,7 @@ mod tests {
             globals: 0x51_0000,
             fault_stack: 0x51_1000,
             stack: 0x51_2000,
+            vmcb: 0x51_7000,
         }
     }
 

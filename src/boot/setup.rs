@@ -190,6 +190,7 @@ fn init_cpu(region: &NodeRegion, shared: u64, cpu: CpuPlan) {
         globals: region.private_page(index, private::GLOBALS),
         fault_stack: region.private_page(index, private::FAULT_STACK),
         stack: region.private_page(index, private::STACK),
+        vmcb: region.private_page(index, private::VMCB),
     };
     let pml4 = region.private_page(index, private::PML4);
     // SAFETY: the four table pages at `pml4` are this CPU's, zeroed, in the
@@ -210,6 +211,8 @@ fn init_cpu(region: &NodeRegion, shared: u64, cpu: CpuPlan) {
         node_cpu_index: index as u32,
         runtime,
         guest_size,
+        vmcb: pages.vmcb,
+        host_save_area: region.private_page(index, private::HOST_SAVE),
         tables: CpuTables::new(),
         executor: SidecarExecutor::new(IpiNotifier::new(apic_id, REQUEST_VECTOR)),
     };

@@ -6,8 +6,9 @@
 //! VP, belongs to the main kernel. A starter claims a CPU with one
 //! `fetch_add` and sends it INIT-SIPI-SIPI. With the fan-out strategy every
 //! AP, once up, claims and starts CPUs of its own node until the cursor runs
-//! past the node's end, so the number of starters doubles every round and a
-//! node of n CPUs is up after about log2(n) rounds. `fetch_add` hands every
+//! past the node's end (then helps the other nodes), so the number of
+//! starters doubles every round and n CPUs are up after about log2(n)
+//! rounds. `fetch_add` hands every
 //! index to exactly one starter, so each CPU is started exactly once without
 //! a lock. With the serial strategy only the BSP claims.
 //!
@@ -164,13 +165,19 @@ pub fn bsp_start_all() {
 }
 
 /// An AP's share, right after it came up: with fan-out, start CPUs of its
-/// own node until none is left.
+/// own node until none is left, then help the nodes after it (wrapping
+/// around), so that a machine of many nodes does not wait for the BSP to
+/// reach each node's first CPU in turn.
 pub fn ap_help(me: u32, node: u32) {
     if plan().strategy != BootStrategy::Fanout {
         return;
     }
-    while let Some(vp) = claim(node as usize) {
-        start(me, vp);
+    let nodes = plan().topology.nodes.len();
+    for offset in 0..nodes {
+        let node = (node as usize + offset) % nodes;
+        while let Some(vp) = claim(node) {
+            start(me, vp);
+        }
     }
 }
 

@@ -17,14 +17,15 @@ use core::sync::atomic::Ordering;
 use core::task::Poll;
 
 use crate::abi::{
-    CommandPage, CpuStatus, HvInputVtl, HvRegisterAssoc, HvRegisterValue, HvX64RegisterName,
-    RunVpResponse, SidecarCommand, TranslateGvaControlFlagsX64, TranslateGvaRequest,
-    TranslateGvaResponse, MAX_REGISTERS_PER_REQUEST,
+    CommandPage, CpuStatus, HvInputVtl, HvMessage, HvRegisterAssoc, HvRegisterValue,
+    HvX64RegisterName, RunVpResponse, SidecarCommand, TranslateGvaControlFlagsX64,
+    TranslateGvaRequest, TranslateGvaResponse, MAX_REGISTERS_PER_REQUEST,
 };
 use crate::arch::x86_64::apic;
 use crate::arch::x86_64::vectors::REQUEST_VECTOR;
 use crate::boot::startup;
 use crate::topology::Role;
+use crate::vp::{RegisterPage, INTERRUPT_REQUEST_VALID};
 
 use super::driver::{self, slot, NodeDriver, REQUESTS_SENT};
 
@@ -64,8 +65,8 @@ impl fmt::Display for ClientError {
 /// How RUN_VP ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunVpExit {
-    /// The VP stopped for an intercept; its message is in the command page.
-    Intercept,
+    /// The VP stopped for an intercept, described by this message.
+    Intercept(HvMessage),
     /// A STOP ended the run.
     Stopped,
 }
@@ -244,10 +245,28 @@ impl SidecarCpu {
             },
             |page| match page.request::<RunVpResponse>().intercept {
                 0 => RunVpExit::Stopped,
-                _ => RunVpExit::Intercept,
+                _ => RunVpExit::Intercept(page.intercept_message),
             },
         )
         .await
+    }
+
+    /// Asks the VP to take interrupt `vector` (injected when the guest can
+    /// take it: at once if it halted), and sends the request IPI so that a
+    /// running or halted VP notices. Works while RUN_VP runs.
+    pub fn inject_interrupt(&self, vector: u8) {
+        let region = startup::plan().regions[self.driver.node as usize]
+            .expect("a node with a driver has a region");
+        let page = region.register_page(self.index as u64) as *const RegisterPage;
+        // SAFETY: the register page is this CPU's, identity mapped on the
+        // BSP; only its atomic field is touched, which both sides share.
+        let request = unsafe { &(*page).interrupt_request };
+        request.store(
+            u32::from(vector) | INTERRUPT_REQUEST_VALID,
+            Ordering::Release,
+        );
+        REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
+        apic::send_ipi(self.apic_id, REQUEST_VECTOR);
     }
 
     /// Asks the running command to stop (RUN → STOP) and sends the request

@@ -43,8 +43,12 @@ pub enum RuntimeKind {
 /// This CPU's view of its own pages.
 #[derive(Clone, Copy)]
 pub struct LocalCpu {
+    /// The VP index.
+    pub vp: u32,
     /// The CPU's index within its node (its slot in the control page).
     pub index: usize,
+    /// Physical address of the VMCB (mapped at `window::VMCB`).
+    pub vmcb: u64,
     /// The guest memory size, in bytes.
     pub guest_size: u64,
 }

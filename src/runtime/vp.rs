@@ -8,6 +8,16 @@
 use core::future::pending;
 
 use super::cpu::LocalCpu;
+use crate::arch::x86_64::svm;
+
+/// Turns SVM on for this CPU if the CPU model has it.
+pub fn enable_svm(host_save_area: u64) {
+    if svm::available() {
+        // SAFETY: SVM is available, and the host save area is this CPU's own
+        // private page, which nothing else uses.
+        unsafe { svm::enable(host_save_area) };
+    }
+}
 
 /// Runs the VP until an intercept (`true`) or forever; a STOP cancels the
 /// future, whose drop leaves the VP-state block as it was.

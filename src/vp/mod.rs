@@ -13,5 +13,5 @@ pub mod state;
 pub mod translate;
 
 pub use registers::{RegisterError, VpRegisters};
-pub use state::VpState;
+pub use state::{RegisterPage, VpState, INTERRUPT_REQUEST_VALID};
 pub use translate::{translate_gva, GuestMemory, PagingState, TranslateError, Translation};

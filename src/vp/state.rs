@@ -1,6 +1,8 @@
 //! The VP-state block: the part of a VP's architectural state that is not in
 //! `cpu_context`, in one `repr(C)` page-sized-or-less structure.
 
+use core::sync::atomic::AtomicU32;
+
 use crate::abi::{HvX64SegmentRegister, HvX64TableRegister, Pod};
 
 /// `VpState::magic`: "SCVP" and layout version 1.
@@ -114,3 +116,22 @@ impl VpState {
         }
     }
 }
+
+/// The register page: one per sidecar CPU, shared with the main kernel.
+///
+/// The VP-state block, then the one field the main kernel may write while
+/// the VP runs: a request to inject an interrupt.
+#[repr(C)]
+pub struct RegisterPage {
+    /// The VP's state (owned by the sidecar CPU while its status is RUN).
+    pub state: VpState,
+    /// An interrupt to inject: the vector with [`INTERRUPT_REQUEST_VALID`],
+    /// or 0. The main kernel stores it (then sends the request IPI); the
+    /// sidecar CPU swaps it back to 0 when it injects.
+    pub interrupt_request: AtomicU32,
+}
+
+/// [`RegisterPage::interrupt_request`]: a request is present.
+pub const INTERRUPT_REQUEST_VALID: u32 = 1 << 8;
+
+const _: () = assert!(core::mem::size_of::<RegisterPage>() <= 4096);

@@ -25,4 +25,6 @@ pub mod ipi_notifier;
 #[cfg(target_os = "none")]
 pub mod port;
 #[cfg(target_os = "none")]
+pub mod svm;
+#[cfg(target_os = "none")]
 pub mod time;

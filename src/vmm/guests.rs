@@ -1,0 +1,285 @@
+//! The guest programs the VMM runs: small 32-bit protected-mode programs
+//! (paging off, flat segments), assembled into the kernel image and copied
+//! into guest memory at [`CODE_GPA`].
+//!
+//! The VMM starts a program by setting RIP to its address and passes
+//! parameters in registers. They talk to the VMM through intercepted port
+//! I/O: the UART at 0x3F8 (one byte per OUT; a line ends with `\n`) and the
+//! test ports below, and reach the MMIO device at [`MMIO_GPA`] through
+//! nested page faults.
+
+use core::arch::global_asm;
+
+/// Guest physical address the programs are copied to.
+pub const CODE_GPA: u64 = 0x8000;
+/// Guest physical address of the guests' IDT (256 zeroed gates).
+pub const IDT_GPA: u64 = 0x7000;
+/// The vector the VMM injects to wake a halted guest.
+pub const WAKE_VECTOR: u8 = 0x30;
+/// The MMIO device's guest physical address (outside guest memory, so every
+/// access is a nested page fault the VMM emulates).
+pub const MMIO_GPA: u64 = 0x1000_0000;
+/// A guest physical address beyond the VM's memory and any device.
+pub const OUTSIDE_GPA: u64 = 0x4000_0000;
+
+/// Test port: the checksum result (OUT, EAX).
+pub const PORT_RESULT: u16 = 0x604;
+/// Test port: how many interrupts the guest took (OUT, EAX).
+pub const PORT_IRQS: u16 = 0x605;
+/// Test port: the value read from the MMIO device (OUT, EAX).
+pub const PORT_MMIO: u16 = 0x606;
+/// Test port: the program finished (OUT, EAX = 0).
+pub const PORT_EXIT: u16 = 0x607;
+/// The UART's data port.
+pub const PORT_UART: u16 = 0x3F8;
+
+global_asm!(
+    r#"
+    .pushsection .rodata.sidecar_guests, "a"
+    .code32
+    .global sidecar_guest_start
+    .global sidecar_guest_end
+    .global sidecar_guest_checksum
+    .global sidecar_guest_spin
+    .global sidecar_guest_outside
+    .global sidecar_guest_triple_fault
+    .global sidecar_guest_compute
+    .equ GUEST_BASE, 0x8000
+    .p2align 4
+sidecar_guest_start:
+guest_gdt:
+    .quad 0
+    .quad 0x00CF9B000000FFFF        // 0x08: 32-bit code
+    .quad 0x00CF93000000FFFF        // 0x10: data
+guest_gdt_pointer:
+    .word 23
+    .long GUEST_BASE + 0            // guest_gdt is the blob's first byte
+guest_idt_pointer:
+    .word 0x7FF
+    .long 0x7000
+guest_empty_idt_pointer:
+    .word 0
+    .long 0
+guest_irq_count:
+    .long 0
+guest_sum_text:
+    .ascii " sum "
+    .equ GDT_POINTER, GUEST_BASE + (guest_gdt_pointer - sidecar_guest_start)
+    .equ IDT_POINTER, GUEST_BASE + (guest_idt_pointer - sidecar_guest_start)
+    .equ IRQ_COUNT, GUEST_BASE + (guest_irq_count - sidecar_guest_start)
+    .equ EMPTY_IDT_POINTER, GUEST_BASE + (guest_empty_idt_pointer - sidecar_guest_start)
+
+    // The handler of the wake vector: count, and return (no EOI: the
+    // VMM injects, there is no APIC in the guest).
+guest_wake_handler:
+    inc dword ptr [IRQ_COUNT]
+    iretd
+    .equ WAKE_HANDLER, GUEST_BASE + (guest_wake_handler - sidecar_guest_start)
+
+    // Prints AL to the UART.
+guest_putc:
+    push edx
+    mov dx, 0x3F8
+    out dx, al
+    pop edx
+    ret
+
+    // Prints EAX as 8 hex digits.
+guest_print_hex:
+    push ecx
+    push edx
+    mov edx, eax
+    mov ecx, 8
+2:
+    rol edx, 4
+    mov eax, edx
+    and eax, 0xF
+    add al, '0'
+    cmp al, '9'
+    jbe 3f
+    add al, 'a' - '0' - 10
+3:
+    call guest_putc
+    dec ecx
+    jnz 2b
+    pop edx
+    pop ecx
+    ret
+
+    // The demo program. EBX = VP index, ESI = region GPA, ECX = region
+    // length in bytes (a multiple of 4), ESP = stack top.
+sidecar_guest_checksum:
+    lgdt [GDT_POINTER]
+    lidt [IDT_POINTER]
+    // The wake vector's gate: 32-bit interrupt gate, selector 0x08.
+    mov eax, WAKE_HANDLER
+    mov word ptr [0x7000 + 0x30 * 8], ax
+    mov word ptr [0x7000 + 0x30 * 8 + 2], 0x08
+    mov word ptr [0x7000 + 0x30 * 8 + 4], 0x8E00
+    shr eax, 16
+    mov word ptr [0x7000 + 0x30 * 8 + 6], ax
+    // The checksum: the sum of the region's dwords, rotated each step.
+    xor eax, eax
+4:
+    rol eax, 1
+    add eax, [esi]
+    add esi, 4
+    sub ecx, 4
+    jnz 4b
+    mov edi, eax
+    mov dx, 0x604
+    out dx, eax
+    // "vp N sum XXXXXXXX\n"
+    mov al, 'v'
+    call guest_putc
+    mov al, 'p'
+    call guest_putc
+    mov al, ' '
+    call guest_putc
+    mov eax, ebx
+    call guest_print_hex
+    mov al, ' '
+    call guest_putc
+    mov al, 's'
+    call guest_putc
+    mov al, 'u'
+    call guest_putc
+    mov al, 'm'
+    call guest_putc
+    mov al, ' '
+    call guest_putc
+    mov eax, edi
+    call guest_print_hex
+    mov al, 10
+    call guest_putc
+    // Halt until the VMM injects the wake vector.
+5:
+    sti
+    hlt
+    cli
+    cmp dword ptr [IRQ_COUNT], 0
+    je 5b
+    mov eax, [IRQ_COUNT]
+    mov dx, 0x605
+    out dx, eax
+    // Read the MMIO device: `mov eax, [0x10000000]`, spelled out so the
+    // VMM's decoder sees exactly this form (A1 moffs32).
+    .byte 0xA1
+    .long 0x10000000
+    mov dx, 0x606
+    out dx, eax
+    xor eax, eax
+    mov dx, 0x607
+    out dx, eax
+6:
+    hlt
+    jmp 6b
+
+    // Spins forever: only a STOP ends it.
+sidecar_guest_spin:
+    jmp sidecar_guest_spin
+
+    // Reads beyond the VM's memory: a nested page fault the VMM sees.
+sidecar_guest_outside:
+    mov eax, [0x40000000]
+    mov dword ptr [0x40000000], 0xBAD
+    jmp sidecar_guest_outside
+
+    // An empty IDT and an exception: a triple fault (SHUTDOWN).
+sidecar_guest_triple_fault:
+    lidt [EMPTY_IDT_POINTER]
+    int3
+    jmp sidecar_guest_triple_fault
+
+    // A long computation: ECX rounds of a xorshift over EAX, result out to
+    // the result port, then exit. EAX = seed.
+sidecar_guest_compute:
+7:
+    mov edx, eax
+    shl edx, 13
+    xor eax, edx
+    mov edx, eax
+    shr edx, 17
+    xor eax, edx
+    mov edx, eax
+    shl edx, 5
+    xor eax, edx
+    dec ecx
+    jnz 7b
+    mov dx, 0x604
+    out dx, eax
+    xor eax, eax
+    mov dx, 0x607
+    out dx, eax
+    jmp 6b
+sidecar_guest_end:
+    .code64
+    .popsection
+    "#
+);
+
+unsafe extern "C" {
+    static sidecar_guest_start: u8;
+    static sidecar_guest_end: u8;
+    static sidecar_guest_checksum: u8;
+    static sidecar_guest_spin: u8;
+    static sidecar_guest_outside: u8;
+    static sidecar_guest_triple_fault: u8;
+    static sidecar_guest_compute: u8;
+}
+
+/// The programs' machine code, to copy to [`CODE_GPA`].
+pub fn image() -> &'static [u8] {
+    let start = &raw const sidecar_guest_start;
+    let end = &raw const sidecar_guest_end;
+    // SAFETY: the two symbols delimit the programs' bytes in .rodata, which
+    // are never written; `end` follows `start` in the same section.
+    unsafe { core::slice::from_raw_parts(start, end.offset_from(start) as usize) }
+}
+
+/// A guest program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// Checksum, print, halt for an interrupt, read the MMIO device, exit.
+    Checksum,
+    /// Spin until stopped.
+    Spin,
+    /// Touch memory outside the VM.
+    Outside,
+    /// Triple fault.
+    TripleFault,
+    /// Compute a long xorshift chain, report it, exit.
+    Compute,
+}
+
+impl Program {
+    /// The program's guest physical entry point.
+    pub fn entry(self) -> u64 {
+        let symbol = match self {
+            Program::Checksum => &raw const sidecar_guest_checksum,
+            Program::Spin => &raw const sidecar_guest_spin,
+            Program::Outside => &raw const sidecar_guest_outside,
+            Program::TripleFault => &raw const sidecar_guest_triple_fault,
+            Program::Compute => &raw const sidecar_guest_compute,
+        };
+        let start = &raw const sidecar_guest_start;
+        CODE_GPA + (symbol as u64 - start as u64)
+    }
+}
+
+/// The checksum [`Program::Checksum`] computes over `dwords`, for the VMM
+/// to check the guest's answer.
+pub fn expected_checksum(dwords: impl Iterator<Item = u32>) -> u32 {
+    dwords.fold(0u32, |sum, d| sum.rotate_left(1).wrapping_add(d))
+}
+
+/// The result [`Program::Compute`] reports for `seed` after `rounds`.
+pub fn expected_compute(seed: u32, rounds: u32) -> u32 {
+    let mut x = seed;
+    for _ in 0..rounds {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+    }
+    x
+}

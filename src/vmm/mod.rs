@@ -1,0 +1,284 @@
+//! The main kernel's small VMM: it loads guest programs into the VM's
+//! memory, sets each VP's first registers, runs each VP as an async task
+//! (`loop { run_vp().await; handle the intercept }`) and emulates the
+//! devices the guests use ([`devices`]).
+//!
+//! The VM is the same for every VP: one guest memory (see
+//! [`crate::boot::setup::GuestRegion`]) with nested page tables that map it
+//! and nothing else, so a guest that reaches past its memory takes a nested
+//! page fault that comes here as an intercept.
+
+pub mod devices;
+pub mod guests;
+
+use crate::abi::{
+    HvMessage, HvMessageType, HvRegisterAssoc, HvX64IoPortInterceptMessage,
+    HvX64MemoryInterceptMessage, HvX64RegisterName as Name, HvX64SegmentRegister,
+    HvX64TableRegister,
+};
+use crate::boot::startup;
+use crate::main_kernel::client::{ClientError, RunVpExit, SidecarCpu};
+
+use devices::{Devices, Effect, Unemulated};
+use guests::Program;
+
+/// The guest's memory as the BSP sees it (identity mapped).
+fn guest_memory() -> &'static mut [u8] {
+    let guest = startup::plan().guest;
+    // SAFETY: the guest region is RAM the BSP allocated for the VM and
+    // identity maps; the VMM writes it only before a VP that could read the
+    // same bytes runs, and reads what guests wrote after they exited, so the
+    // accesses never race with a guest's in a way that matters to Rust (the
+    // bytes are plain data).
+    unsafe { core::slice::from_raw_parts_mut(guest.host_base as *mut u8, guest.size as usize) }
+}
+
+/// Copies `bytes` to guest physical address `gpa`.
+pub fn write_guest(gpa: u64, bytes: &[u8]) {
+    let start = gpa as usize;
+    guest_memory()[start..start + bytes.len()].copy_from_slice(bytes);
+}
+
+/// Reads `N` bytes at guest physical address `gpa` (zeros past the end).
+pub fn read_guest<const N: usize>(gpa: u64) -> [u8; N] {
+    let mut bytes = [0; N];
+    let memory = guest_memory();
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = memory.get(gpa as usize + i).copied().unwrap_or(0);
+    }
+    bytes
+}
+
+/// Where VP `vp`'s checksum region lives, and its length.
+pub fn checksum_region(vp: u32) -> (u64, u64) {
+    (0x10_0000 + u64::from(vp) * 0x1000, 0x1000)
+}
+
+/// VP `vp`'s stack top.
+pub fn stack_top(vp: u32) -> u64 {
+    0x1_0000 + (u64::from(vp) + 1) * 0x1000
+}
+
+/// Loads the guest programs, zeroes the guests' IDT and fills each VP's
+/// checksum region with data only that VP is given.
+pub fn prepare_memory(vps: impl Iterator<Item = u32>) {
+    write_guest(guests::CODE_GPA, guests::image());
+    write_guest(guests::IDT_GPA, &[0; 0x800]);
+    for vp in vps {
+        let (gpa, len) = checksum_region(vp);
+        let mut x = 0x9E37_79B9u32 ^ vp.wrapping_mul(0x85EB_CA6B);
+        for offset in (0..len).step_by(4) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            write_guest(gpa + offset, &x.to_le_bytes());
+        }
+    }
+}
+
+/// The checksum VP `vp`'s guest must report.
+pub fn expected_checksum(vp: u32) -> u32 {
+    let (gpa, len) = checksum_region(vp);
+    let memory = guest_memory();
+    let region = &memory[gpa as usize..(gpa + len) as usize];
+    guests::expected_checksum(
+        region
+            .chunks_exact(4)
+            .map(|d| u32::from_le_bytes([d[0], d[1], d[2], d[3]])),
+    )
+}
+
+/// A flat 32-bit segment.
+fn flat(selector: u16, attributes: u16) -> HvX64SegmentRegister {
+    HvX64SegmentRegister {
+        base: 0,
+        limit: 0xFFFF_FFFF,
+        selector,
+        attributes,
+    }
+}
+
+/// The registers that start `program` on VP `vp` in 32-bit protected mode,
+/// paging off; `eax`/`ecx` are program arguments.
+pub fn start_registers(
+    program: Program,
+    vp: u32,
+    eax: u32,
+    ecx: u32,
+) -> heapless::Vec<HvRegisterAssoc, 24> {
+    let (region, len) = checksum_region(vp);
+    let ecx = if program == Program::Checksum {
+        len as u32
+    } else {
+        ecx
+    };
+    let code = flat(0x08, 0xC09B);
+    let data = flat(0x10, 0xC093);
+    let table = HvX64TableRegister {
+        pad: [0; 3],
+        limit: 0xFFFF,
+        base: 0,
+    };
+    let list = [
+        HvRegisterAssoc::new(Name::Cr0, 0x11u64),
+        HvRegisterAssoc::new(Name::Cr3, 0u64),
+        HvRegisterAssoc::new(Name::Cr4, 0u64),
+        HvRegisterAssoc::new(Name::Efer, 0u64),
+        HvRegisterAssoc::new(Name::Cs, code),
+        HvRegisterAssoc::new(Name::Ds, data),
+        HvRegisterAssoc::new(Name::Es, data),
+        HvRegisterAssoc::new(Name::Ss, data),
+        HvRegisterAssoc::new(Name::Fs, data),
+        HvRegisterAssoc::new(Name::Gs, data),
+        HvRegisterAssoc::new(
+            Name::Tr,
+            HvX64SegmentRegister {
+                base: 0,
+                limit: 0x67,
+                selector: 0,
+                attributes: 0x8B,
+            },
+        ),
+        HvRegisterAssoc::new(
+            Name::Ldtr,
+            HvX64SegmentRegister {
+                base: 0,
+                limit: 0xFFFF,
+                selector: 0,
+                attributes: 0x82,
+            },
+        ),
+        HvRegisterAssoc::new(Name::Gdtr, table),
+        HvRegisterAssoc::new(Name::Idtr, table),
+        HvRegisterAssoc::new(Name::Rflags, 0x2u64),
+        HvRegisterAssoc::new(Name::Rip, program.entry()),
+        HvRegisterAssoc::new(Name::Rsp, stack_top(vp)),
+        HvRegisterAssoc::new(Name::Rax, u64::from(eax)),
+        HvRegisterAssoc::new(Name::Rbx, u64::from(vp)),
+        HvRegisterAssoc::new(Name::Rcx, u64::from(ecx)),
+        HvRegisterAssoc::new(Name::Rsi, region),
+        HvRegisterAssoc::new(Name::Pat, 0x0007_0406_0007_0406u64),
+        HvRegisterAssoc::new(Name::Dr7, 0x400u64),
+    ];
+    list.into_iter().collect()
+}
+
+/// Why a VP's run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VpEnd {
+    /// The guest wrote the exit port.
+    Exited,
+    /// A STOP ended the run.
+    Stopped,
+    /// The guest touched guest physical memory nobody emulates.
+    UnmappedAccess {
+        /// The address.
+        gpa: u64,
+        /// Whether it was a write.
+        write: bool,
+    },
+    /// The guest triple-faulted (an unrecoverable exception).
+    TripleFault,
+    /// An intercept the VMM cannot emulate.
+    Unhandled(HvMessageType),
+}
+
+/// Counts of the exits a VP took, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitCounts {
+    /// Port I/O.
+    pub io: u32,
+    /// Nested page faults (MMIO and unmapped accesses).
+    pub memory: u32,
+    /// Everything else.
+    pub other: u32,
+}
+
+/// Applies an emulated access: sets EAX if asked, moves RIP past the
+/// instruction.
+async fn apply(cpu: &SidecarCpu, rip: u64, len: u64, effect: Effect) -> Result<(), ClientError> {
+    let next = HvRegisterAssoc::new(Name::Rip, rip + len);
+    match effect {
+        Effect::SetEax(value) => {
+            let eax = HvRegisterAssoc::new(Name::Rax, u64::from(value));
+            cpu.set_vp_registers(&[next, eax]).await
+        }
+        Effect::Continue | Effect::Exit => cpu.set_vp_registers(&[next]).await,
+    }
+}
+
+fn io_effect(devices: &mut Devices, message: &HvX64IoPortInterceptMessage) -> Effect {
+    let write = message.header.intercept_access_type != crate::abi::HvInterceptAccessType::READ;
+    if write {
+        devices.port_write(message.port_number, message.rax as u32)
+    } else {
+        devices.port_read(message.port_number)
+    }
+}
+
+/// Handles one intercept; `Some` when the VP's run is over.
+async fn handle(
+    cpu: &SidecarCpu,
+    devices: &mut Devices,
+    counts: &mut ExitCounts,
+    message: &HvMessage,
+) -> Result<Option<VpEnd>, ClientError> {
+    match message.header.typ {
+        HvMessageType::HvMessageTypeX64IoPortIntercept => {
+            counts.io += 1;
+            let io: HvX64IoPortInterceptMessage = *message.payload_as();
+            let effect = io_effect(devices, &io);
+            let len = u64::from(io.header.instruction_len());
+            apply(cpu, io.header.rip, len, effect).await?;
+            Ok((effect == Effect::Exit).then_some(VpEnd::Exited))
+        }
+        HvMessageType::HvMessageTypeUnmappedGpa | HvMessageType::HvMessageTypeGpaIntercept => {
+            counts.memory += 1;
+            let memory: HvX64MemoryInterceptMessage = *message.payload_as();
+            let instruction: [u8; 16] = read_guest(memory.header.rip);
+            match devices.mmio(memory.guest_physical_address, &instruction) {
+                Ok((effect, len)) => {
+                    apply(cpu, memory.header.rip, len, effect).await?;
+                    Ok(None)
+                }
+                Err(Unemulated::Gpa(_) | Unemulated::Instruction(_)) => {
+                    let write = memory.header.intercept_access_type
+                        == crate::abi::HvInterceptAccessType::WRITE;
+                    Ok(Some(VpEnd::UnmappedAccess {
+                        gpa: memory.guest_physical_address,
+                        write,
+                    }))
+                }
+            }
+        }
+        HvMessageType::HvMessageTypeUnrecoverableException => {
+            counts.other += 1;
+            Ok(Some(VpEnd::TripleFault))
+        }
+        other => {
+            counts.other += 1;
+            Ok(Some(VpEnd::Unhandled(other)))
+        }
+    }
+}
+
+/// Runs VP `cpu` from `registers` until its guest exits, is stopped, or
+/// does something the VMM does not emulate.
+pub async fn run_vp(
+    cpu: &SidecarCpu,
+    devices: &mut Devices,
+    counts: &mut ExitCounts,
+    registers: &[HvRegisterAssoc],
+) -> Result<VpEnd, ClientError> {
+    cpu.set_vp_registers(registers).await?;
+    loop {
+        match cpu.run_vp().await? {
+            RunVpExit::Stopped => return Ok(VpEnd::Stopped),
+            RunVpExit::Intercept(message) => {
+                if let Some(end) = handle(cpu, devices, counts, &message).await? {
+                    return Ok(end);
+                }
+            }
+        }
+    }
+}
