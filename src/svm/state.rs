@@ -1,0 +1,629 @@
+//! Moving a VP's state between the protocol's places (the VP-state block
+//! [`VpState`] and `cpu_context`) and the VMCB, and reading and writing its
+//! registers by name while the VMCB holds them ([`VmcbVp`]).
+//!
+//! While sidecar runs a VP with SVM, the VMCB is the authoritative copy of
+//! everything it has a field for; the VP-state block is brought up to date
+//! with [`Vmcb::save_state`] when the VP stops, and the VMCB from it with
+//! [`Vmcb::load_state`] when the main kernel may have changed it. RAX and CR2
+//! are special: the protocol carries them in `cpu_context` (CR2 in RSP's
+//! slot), but VMRUN keeps them in the VMCB; [`Vmcb::load_context`] and
+//! [`Vmcb::save_context`] move them.
+//!
+//! Some registers have no VMCB field and stay in the VP-state block: XCR0
+//! (`Xfem`; VMRUN does not switch it, so the host loads it with XSETBV if
+//! the guest uses XSAVE), `PendingEvent0`, and the NMI-masked bit of
+//! `InterruptState` (sidecar does not virtualise NMI masking).
+//!
+//! EFER: VMRUN refuses a guest whose EFER.SVME is clear (APM 15.5.1, and
+//! QEMU checks it), yet sidecar's guests do not see SVM. So the VMCB's EFER
+//! always has SVME set, and the guest-visible EFER (in [`VpState`] and in
+//! GET_VP_REGISTERS) never does: the bit is added on the way in and removed
+//! on the way out.
+//!
+//! Pending interruption: Hyper-V's `HvRegisterPendingInterruption` and SVM's
+//! EVENTINJ describe the same thing (an event to deliver at the next entry)
+//! in different bit layouts; [`eventinj_from_pending`] and
+//! [`pending_from_eventinj`] convert. After an exit,
+//! [`Vmcb::requeue_interrupted_event`] moves an event whose delivery was cut
+//! short from EXITINTINFO back to EVENTINJ, so EVENTINJ is the one place to
+//! look.
+
+use crate::abi::{CpuContextX64, HvRegisterValue, HvX64RegisterName as Name};
+use crate::vp::{RegisterError, VpRegisters, VpState};
+
+use super::vmcb::{event, Vmcb, VmcbSave, VmcbSegment, EFER_SVME, INTERRUPT_SHADOW};
+
+// === Pending interruption ↔ EVENTINJ ===
+
+/// `HvRegisterPendingInterruption` bit 0: an interruption is pending.
+pub const PENDING_INTERRUPTION_PENDING: u64 = 1 << 0;
+/// Bits 1–3: the interruption type (0 interrupt, 2 NMI, 3 exception, 4
+/// software interrupt, 5 privileged software exception, 6 software
+/// exception).
+pub const PENDING_INTERRUPTION_TYPE_SHIFT: u32 = 1;
+/// Bit 4: deliver the error code.
+pub const PENDING_INTERRUPTION_DELIVER_ERROR_CODE: u64 = 1 << 4;
+/// Bits 16–31: the vector.
+pub const PENDING_INTERRUPTION_VECTOR_SHIFT: u32 = 16;
+/// Bits 32–63: the error code.
+pub const PENDING_INTERRUPTION_ERROR_CODE_SHIFT: u32 = 32;
+
+/// `HvRegisterInterruptState` bit 0: interrupt shadow.
+pub const INTERRUPT_STATE_SHADOW: u64 = 1 << 0;
+
+/// The EVENTINJ value for a Hyper-V pending interruption (0 if none is
+/// pending).
+///
+/// Types 0 (interrupt), 2 (NMI), 3 (exception) and 4 (software interrupt)
+/// have the same numbers in both formats. Hyper-V's software exceptions
+/// (INT3, INTO: type 6) and privileged software exception (ICEBP: type 5)
+/// become SVM exceptions (type 3), as do the undefined types 1 and 7. The
+/// instruction length and "nested event" bits have no EVENTINJ field and are
+/// dropped, and only the low 8 bits of the vector are kept.
+pub const fn eventinj_from_pending(pending: u64) -> u64 {
+    if pending & PENDING_INTERRUPTION_PENDING == 0 {
+        return 0;
+    }
+    let typ = match (pending >> PENDING_INTERRUPTION_TYPE_SHIFT) & 0x7 {
+        0 => event::TYPE_INTR,
+        2 => event::TYPE_NMI,
+        4 => event::TYPE_SOFTWARE_INT,
+        _ => event::TYPE_EXCEPTION,
+    };
+    let vector = (pending >> PENDING_INTERRUPTION_VECTOR_SHIFT) & event::VECTOR_MASK;
+    let mut value = event::VALID | (typ << event::TYPE_SHIFT) | vector;
+    if pending & PENDING_INTERRUPTION_DELIVER_ERROR_CODE != 0 {
+        // The error code is in bits 32–63 in both formats.
+        value |= event::ERROR_CODE_VALID | (pending & 0xFFFF_FFFF_0000_0000);
+    }
+    value
+}
+
+/// The Hyper-V pending interruption for an EVENTINJ or EXITINTINFO value
+/// (0 if its valid bit is clear).
+pub const fn pending_from_eventinj(eventinj: u64) -> u64 {
+    if eventinj & event::VALID == 0 {
+        return 0;
+    }
+    let typ = (eventinj & event::TYPE_MASK) >> event::TYPE_SHIFT;
+    let vector = eventinj & event::VECTOR_MASK;
+    let mut value = PENDING_INTERRUPTION_PENDING
+        | (typ << PENDING_INTERRUPTION_TYPE_SHIFT)
+        | (vector << PENDING_INTERRUPTION_VECTOR_SHIFT);
+    if eventinj & event::ERROR_CODE_VALID != 0 {
+        value |= PENDING_INTERRUPTION_DELIVER_ERROR_CODE | (eventinj & 0xFFFF_FFFF_0000_0000);
+    }
+    value
+}
+
+// === impl Vmcb: state ===
+
+impl Vmcb {
+    /// Loads the guest state of the VP-state block into the state save area
+    /// (and CR8, the interrupt shadow and the pending interruption into the
+    /// control area). EFER gets SVME set; CPL is derived from the mode and
+    /// SS ([`super::VmcbSave::implied_cpl`]). Intercepts, ASID and nested
+    /// paging are left alone. XCR0 and `PendingEvent0` have no VMCB field.
+    pub fn load_state(&mut self, state: &VpState) {
+        let save = &mut self.save;
+        save.rip = state.rip;
+        save.rflags = state.rflags;
+        save.rsp = state.rsp;
+        save.cr0 = state.cr0;
+        save.cr3 = state.cr3;
+        save.cr4 = state.cr4;
+        save.dr7 = state.dr7;
+        save.efer = state.efer | EFER_SVME;
+        save.g_pat = state.pat;
+        save.kernel_gs_base = state.kernel_gs_base;
+        save.sysenter_cs = state.sysenter_cs;
+        save.sysenter_eip = state.sysenter_eip;
+        save.sysenter_esp = state.sysenter_esp;
+        save.star = state.star;
+        save.lstar = state.lstar;
+        save.cstar = state.cstar;
+        save.sfmask = state.sfmask;
+        save.es = VmcbSegment::from_hv(state.es);
+        save.cs = VmcbSegment::from_hv(state.cs);
+        save.ss = VmcbSegment::from_hv(state.ss);
+        save.ds = VmcbSegment::from_hv(state.ds);
+        save.fs = VmcbSegment::from_hv(state.fs);
+        save.gs = VmcbSegment::from_hv(state.gs);
+        save.ldtr = VmcbSegment::from_hv(state.ldtr);
+        save.tr = VmcbSegment::from_hv(state.tr);
+        save.gdtr = VmcbSegment::from_table(state.gdtr);
+        save.idtr = VmcbSegment::from_table(state.idtr);
+        save.cpl = save.implied_cpl();
+        self.set_cr8(state.cr8);
+        self.set_interrupt_shadow(state.interrupt_state & INTERRUPT_STATE_SHADOW != 0);
+        self.control.event_inj = eventinj_from_pending(state.pending_interruption);
+    }
+
+    /// Stores the guest state of the VMCB into the VP-state block: the
+    /// inverse of [`Vmcb::load_state`] (EFER without SVME). The block's XCR0,
+    /// `PendingEvent0` and the interrupt state's other bits are kept. Call
+    /// [`Vmcb::requeue_interrupted_event`] first after an exit.
+    pub fn save_state(&self, state: &mut VpState) {
+        let save = &self.save;
+        state.rip = save.rip;
+        state.rflags = save.rflags;
+        state.rsp = save.rsp;
+        state.cr0 = save.cr0;
+        state.cr3 = save.cr3;
+        state.cr4 = save.cr4;
+        state.dr7 = save.dr7;
+        state.efer = save.efer & !EFER_SVME;
+        state.pat = save.g_pat;
+        state.kernel_gs_base = save.kernel_gs_base;
+        state.sysenter_cs = save.sysenter_cs;
+        state.sysenter_eip = save.sysenter_eip;
+        state.sysenter_esp = save.sysenter_esp;
+        state.star = save.star;
+        state.lstar = save.lstar;
+        state.cstar = save.cstar;
+        state.sfmask = save.sfmask;
+        state.es = save.es.to_hv();
+        state.cs = save.cs.to_hv();
+        state.ss = save.ss.to_hv();
+        state.ds = save.ds.to_hv();
+        state.fs = save.fs.to_hv();
+        state.gs = save.gs.to_hv();
+        state.ldtr = save.ldtr.to_hv();
+        state.tr = save.tr.to_hv();
+        state.gdtr = save.gdtr.to_table();
+        state.idtr = save.idtr.to_table();
+        state.cr8 = self.cr8();
+        state.interrupt_state =
+            (state.interrupt_state & !INTERRUPT_STATE_SHADOW) | u64::from(self.interrupt_shadow());
+        state.pending_interruption = pending_from_eventinj(self.control.event_inj);
+    }
+
+    /// Loads RAX and CR2 from `cpu_context` (CR2 is in RSP's slot) into the
+    /// VMCB, where VMRUN takes them from.
+    pub fn load_context(&mut self, context: &CpuContextX64) {
+        self.save.rax = context.gps[CpuContextX64::RAX];
+        self.save.cr2 = context.gps[CpuContextX64::CR2];
+    }
+
+    /// Stores RAX and CR2 from the VMCB into `cpu_context`: the inverse of
+    /// [`Vmcb::load_context`].
+    pub fn save_context(&self, context: &mut CpuContextX64) {
+        context.gps[CpuContextX64::RAX] = self.save.rax;
+        context.gps[CpuContextX64::CR2] = self.save.cr2;
+    }
+
+    /// Whether the guest is in an interrupt shadow.
+    pub const fn interrupt_shadow(&self) -> bool {
+        self.control.interrupt_shadow & INTERRUPT_SHADOW != 0
+    }
+
+    /// Sets or clears the guest's interrupt shadow.
+    pub fn set_interrupt_shadow(&mut self, shadow: bool) {
+        let bits = &mut self.control.interrupt_shadow;
+        *bits = (*bits & !INTERRUPT_SHADOW) | if shadow { INTERRUPT_SHADOW } else { 0 };
+    }
+}
+
+// === impl VmcbVp ===
+
+/// A VP whose registers live in a VMCB, readable and writable by Hyper-V
+/// name (for GET/SET_VP_REGISTERS while the VMCB is authoritative).
+///
+/// Where each register lives: RAX, RSP, RIP, RFLAGS, CR0, CR2, CR3, CR4, DR7,
+/// EFER, the segment, table and system MSR registers in the state save area;
+/// CR8 in V_TPR; the pending interruption in EVENTINJ; the interrupt shadow
+/// in the control area. The other general registers are in `context`; XCR0,
+/// `PendingEvent0` and the NMI-masked bit of `InterruptState` in `state`.
+///
+/// Values the VMCB cannot hold are narrowed on `set`: CR8 to 4 bits,
+/// segment attributes to the packed 12 bits (Hyper-V's reserved bits 8–11
+/// dropped), a pending interruption as [`eventinj_from_pending`] describes;
+/// EFER.SVME is hidden from `get` and ignored by `set`. Setting SS, CR0 or
+/// RFLAGS recomputes the VMCB's CPL.
+pub struct VmcbVp<'a> {
+    /// The VMCB.
+    pub vmcb: &'a mut Vmcb,
+    /// The general registers VMRUN does not switch (RAX and CR2 here are
+    /// ignored: the VMCB's are used).
+    pub context: &'a mut CpuContextX64,
+    /// The VP-state block, for the registers the VMCB has no field for.
+    pub state: &'a mut VpState,
+}
+
+/// The index in `cpu_context.gps` of a general register that lives there
+/// (not RAX and not CR2, which live in the VMCB).
+fn context_index(name: Name) -> Option<usize> {
+    Some(match name {
+        Name::Rcx => CpuContextX64::RCX,
+        Name::Rdx => CpuContextX64::RDX,
+        Name::Rbx => CpuContextX64::RBX,
+        Name::Rbp => CpuContextX64::RBP,
+        Name::Rsi => CpuContextX64::RSI,
+        Name::Rdi => CpuContextX64::RDI,
+        _ if (Name::R8.0..=Name::R15.0).contains(&name.0) => {
+            CpuContextX64::R8 + (name.0 - Name::R8.0) as usize
+        }
+        _ => return None,
+    })
+}
+
+/// Defines `$get` and `$get_mut`, which find the state save area field of
+/// type `$ty` that holds a register, by name.
+macro_rules! save_area_fields {
+    ($get:ident, $get_mut:ident, $ty:ty { $($name:ident => $field:ident,)* }) => {
+        fn $get(save: &VmcbSave, name: Name) -> Option<$ty> {
+            Some(match name {
+                $( Name::$name => save.$field, )*
+                _ => return None,
+            })
+        }
+
+        fn $get_mut(save: &mut VmcbSave, name: Name) -> Option<&mut $ty> {
+            Some(match name {
+                $( Name::$name => &mut save.$field, )*
+                _ => return None,
+            })
+        }
+    };
+}
+
+// The registers the state save area holds unchanged.
+save_area_fields!(save_u64, save_u64_mut, u64 {
+    Rax => rax,
+    Rsp => rsp,
+    Rip => rip,
+    Rflags => rflags,
+    Cr0 => cr0,
+    Cr2 => cr2,
+    Cr3 => cr3,
+    Cr4 => cr4,
+    Dr7 => dr7,
+    KernelGsBase => kernel_gs_base,
+    Pat => g_pat,
+    SysenterCs => sysenter_cs,
+    SysenterEip => sysenter_eip,
+    SysenterEsp => sysenter_esp,
+    Star => star,
+    Lstar => lstar,
+    Cstar => cstar,
+    Sfmask => sfmask,
+});
+
+// The segment and table registers.
+save_area_fields!(save_segment, save_segment_mut, VmcbSegment {
+    Es => es,
+    Cs => cs,
+    Ss => ss,
+    Ds => ds,
+    Fs => fs,
+    Gs => gs,
+    Ldtr => ldtr,
+    Tr => tr,
+    Gdtr => gdtr,
+    Idtr => idtr,
+});
+
+impl VpRegisters for VmcbVp<'_> {
+    fn get(&self, name: Name) -> Result<HvRegisterValue, RegisterError> {
+        if let Some(index) = context_index(name) {
+            return Ok(self.context.gps[index].into());
+        }
+        if let Some(value) = save_u64(&self.vmcb.save, name) {
+            return Ok(value.into());
+        }
+        if let Some(segment) = save_segment(&self.vmcb.save, name) {
+            return Ok(match name {
+                Name::Gdtr | Name::Idtr => segment.to_table().into(),
+                _ => segment.to_hv().into(),
+            });
+        }
+        let state = &*self.state;
+        Ok(match name {
+            Name::Cr8 => self.vmcb.cr8().into(),
+            Name::Efer => (self.vmcb.save.efer & !EFER_SVME).into(),
+            Name::PendingInterruption => pending_from_eventinj(self.vmcb.control.event_inj).into(),
+            Name::InterruptState => ((state.interrupt_state & !INTERRUPT_STATE_SHADOW)
+                | u64::from(self.vmcb.interrupt_shadow()))
+            .into(),
+            Name::Xfem => state.xfem.into(),
+            Name::PendingEvent0 => HvRegisterValue(state.pending_event0),
+            _ => return Err(RegisterError::UnknownName(name)),
+        })
+    }
+
+    fn set(&mut self, name: Name, value: HvRegisterValue) -> Result<(), RegisterError> {
+        if let Some(index) = context_index(name) {
+            self.context.gps[index] = value.as_u64();
+            return Ok(());
+        }
+        let save = &mut self.vmcb.save;
+        if let Some(field) = save_u64_mut(save, name) {
+            *field = value.as_u64();
+        } else if let Some(field) = save_segment_mut(save, name) {
+            *field = match name {
+                Name::Gdtr | Name::Idtr => VmcbSegment::from_table(value.as_table()),
+                _ => VmcbSegment::from_hv(value.as_segment()),
+            };
+        } else {
+            match name {
+                Name::Cr8 => self.vmcb.set_cr8(value.as_u64()),
+                Name::Efer => save.efer = value.as_u64() | EFER_SVME,
+                Name::PendingInterruption => {
+                    self.vmcb.control.event_inj = eventinj_from_pending(value.as_u64());
+                }
+                Name::InterruptState => {
+                    let bits = value.as_u64();
+                    self.vmcb
+                        .set_interrupt_shadow(bits & INTERRUPT_STATE_SHADOW != 0);
+                    self.state.interrupt_state = bits & !INTERRUPT_STATE_SHADOW;
+                }
+                Name::Xfem => self.state.xfem = value.as_u64(),
+                Name::PendingEvent0 => self.state.pending_event0 = value.0,
+                _ => return Err(RegisterError::UnknownName(name)),
+            }
+        }
+        if matches!(name, Name::Ss | Name::Cr0 | Name::Rflags) {
+            self.vmcb.save.cpl = self.vmcb.save.implied_cpl();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{HvX64SegmentRegister, HvX64TableRegister};
+    use crate::svm::vmcb::{CR0_PE, V_INTR_MASKING};
+    use crate::vp::registers::SUPPORTED;
+
+    fn segment(selector: u16, attributes: u16) -> HvX64SegmentRegister {
+        HvX64SegmentRegister {
+            base: 0x1000 * u64::from(selector),
+            limit: 0xFFFF_FFFF,
+            selector,
+            attributes,
+        }
+    }
+
+    /// A protected-mode, 64-bit VP state with every field distinct.
+    fn sample_state() -> VpState {
+        VpState {
+            rip: 0x1000,
+            rflags: 0x202,
+            rsp: 0x8000,
+            cr0: 0x8000_0011,
+            cr3: 0x20_0000,
+            cr4: 0x20,
+            cr8: 0x7,
+            xfem: 0x3,
+            dr7: 0x400,
+            efer: 0x500,
+            pat: 0x0007_0406_0007_0406,
+            kernel_gs_base: 0x11,
+            sysenter_cs: 0x12,
+            sysenter_eip: 0x13,
+            sysenter_esp: 0x14,
+            star: 0x15,
+            lstar: 0x16,
+            cstar: 0x17,
+            sfmask: 0x18,
+            es: segment(0x10, 0xC093),
+            cs: segment(0x08, 0xA09B),
+            ss: segment(0x13, 0xC0F3),
+            ds: segment(0x10, 0xC093),
+            fs: segment(0x10, 0xC093),
+            gs: segment(0x10, 0xC093),
+            ldtr: segment(0, 0x0082),
+            tr: segment(0x28, 0x008B),
+            idtr: HvX64TableRegister {
+                pad: [0; 3],
+                limit: 0xFFF,
+                base: 0x3000,
+            },
+            gdtr: HvX64TableRegister {
+                pad: [0; 3],
+                limit: 0x37,
+                base: 0x4000,
+            },
+            pending_interruption: PENDING_INTERRUPTION_PENDING
+                | (3 << PENDING_INTERRUPTION_TYPE_SHIFT)
+                | PENDING_INTERRUPTION_DELIVER_ERROR_CODE
+                | (14 << PENDING_INTERRUPTION_VECTOR_SHIFT)
+                | (0x6 << PENDING_INTERRUPTION_ERROR_CODE_SHIFT),
+            interrupt_state: 0x3,
+            ..VpState::reset()
+        }
+    }
+
+    #[test]
+    fn state_round_trips_through_the_vmcb() {
+        let state = sample_state();
+        let mut vmcb = Vmcb::zeroed();
+        vmcb.control.v_intr = V_INTR_MASKING;
+        vmcb.load_state(&state);
+        assert_eq!(vmcb.save.efer, 0x500 | EFER_SVME);
+        assert_eq!(vmcb.save.cs.attrib, 0x0A9B);
+        assert_eq!(vmcb.save.cpl, 3);
+        assert_eq!(vmcb.cr8(), 7);
+        assert_eq!(vmcb.control.v_intr & V_INTR_MASKING, V_INTR_MASKING);
+        assert!(vmcb.interrupt_shadow());
+        assert_eq!(vmcb.control.event_inj, 0x6_8000_0B0E);
+
+        let mut back = VpState {
+            xfem: state.xfem,
+            pending_event0: state.pending_event0,
+            ..VpState::default()
+        };
+        back.magic = state.magic;
+        back.interrupt_state = 0x2; // the NMI-masked bit stays in the block
+        vmcb.save_state(&mut back);
+        assert_eq!(back, state);
+    }
+
+    #[test]
+    fn real_mode_reset_state_loads() {
+        let mut vmcb = Vmcb::zeroed();
+        vmcb.load_state(&VpState::reset());
+        assert_eq!(vmcb.save.cpl, 0);
+        assert_eq!(vmcb.save.cs.base, 0xFFFF_0000);
+        assert_eq!(vmcb.save.cs.attrib, 0x9B);
+        assert_eq!(vmcb.save.efer, EFER_SVME);
+        assert_eq!(vmcb.control.event_inj, 0);
+        assert_eq!(vmcb.save.cr0 & CR0_PE, 0);
+    }
+
+    #[test]
+    fn context_carries_rax_and_cr2() {
+        let mut context = CpuContextX64::default();
+        context.gps[CpuContextX64::RAX] = 0xAA;
+        context.gps[CpuContextX64::CR2] = 0xC2;
+        let mut vmcb = Vmcb::zeroed();
+        vmcb.load_context(&context);
+        assert_eq!((vmcb.save.rax, vmcb.save.cr2), (0xAA, 0xC2));
+        let mut out = CpuContextX64::default();
+        vmcb.save_context(&mut out);
+        assert_eq!(out, context);
+    }
+
+    #[test]
+    fn pending_interruption_converts_both_ways() {
+        let pending = |typ: u64, vector: u64, error: Option<u32>| {
+            let mut value = PENDING_INTERRUPTION_PENDING
+                | (typ << PENDING_INTERRUPTION_TYPE_SHIFT)
+                | (vector << PENDING_INTERRUPTION_VECTOR_SHIFT);
+            if let Some(code) = error {
+                value |= PENDING_INTERRUPTION_DELIVER_ERROR_CODE | (u64::from(code) << 32);
+            }
+            value
+        };
+        // (Hyper-V, EVENTINJ) pairs that convert exactly.
+        let cases = [
+            (pending(0, 0x30, None), event::VALID | 0x30),
+            (pending(2, 2, None), event::VALID | (2 << 8) | 2),
+            (
+                pending(3, 13, Some(0x18)),
+                event::VALID | event::ERROR_CODE_VALID | (3 << 8) | 13 | (0x18 << 32),
+            ),
+            (pending(4, 0x80, None), event::VALID | (4 << 8) | 0x80),
+            (0, 0),
+        ];
+        for (hv, svm) in cases {
+            assert_eq!(eventinj_from_pending(hv), svm, "{hv:#x}");
+            assert_eq!(pending_from_eventinj(svm), hv, "{svm:#x}");
+        }
+        // A software exception (INT3) is injected as an exception.
+        assert_eq!(
+            eventinj_from_pending(pending(6, 3, None)),
+            event::VALID | (3 << 8) | 3
+        );
+        // Not pending: nothing, whatever the other bits say.
+        assert_eq!(eventinj_from_pending(pending(3, 14, Some(1)) & !1), 0);
+        assert_eq!(pending_from_eventinj((3 << 8) | 14), 0);
+    }
+
+    /// A value register `name` can hold exactly, distinct for each `i`.
+    fn representable(name: Name, i: usize) -> HvRegisterValue {
+        let n = i as u64 + 1;
+        match name {
+            Name::Es
+            | Name::Cs
+            | Name::Ss
+            | Name::Ds
+            | Name::Fs
+            | Name::Gs
+            | Name::Ldtr
+            | Name::Tr => HvX64SegmentRegister {
+                base: (n << 32) | n,
+                limit: 0x1_0000 * n as u32,
+                selector: n as u16 * 8,
+                // Bits 8–11 are reserved in Hyper-V's format.
+                attributes: 0xA0FB ^ (n as u16 & 0xF0FF),
+            }
+            .into(),
+            Name::Idtr | Name::Gdtr => HvX64TableRegister {
+                pad: [0; 3],
+                limit: n as u16 * 0x100 + 7,
+                base: 0xFFFF_8000_0000_0000 | n << 12,
+            }
+            .into(),
+            Name::Cr8 => (n & 0xF).into(),
+            Name::Efer => (0xD01 ^ (n << 16)).into(),
+            Name::PendingInterruption => (PENDING_INTERRUPTION_PENDING
+                | (3 << PENDING_INTERRUPTION_TYPE_SHIFT)
+                | PENDING_INTERRUPTION_DELIVER_ERROR_CODE
+                | (n << PENDING_INTERRUPTION_VECTOR_SHIFT)
+                | (n << 40))
+                .into(),
+            Name::InterruptState => 0x3u64.into(),
+            Name::PendingEvent0 => HvRegisterValue(((n as u128) << 100) | n as u128),
+            _ => ((n * 0x0101_0101_0101) | (n << 56)).into(),
+        }
+    }
+
+    #[test]
+    fn every_supported_register_round_trips_through_the_vmcb() {
+        let mut vmcb = Vmcb::zeroed();
+        let mut context = CpuContextX64::default();
+        let mut state = VpState::default();
+        let mut vp = VmcbVp {
+            vmcb: &mut vmcb,
+            context: &mut context,
+            state: &mut state,
+        };
+        for (i, &name) in SUPPORTED.iter().enumerate() {
+            vp.set(name, representable(name, i)).unwrap();
+        }
+        for (i, &name) in SUPPORTED.iter().enumerate() {
+            assert_eq!(vp.get(name).unwrap(), representable(name, i), "{name:?}");
+        }
+        // RAX and CR2 went to the VMCB, not the context.
+        assert_eq!(context.gps[CpuContextX64::RAX], 0);
+        assert_eq!(context.gps[CpuContextX64::CR2], 0);
+        assert_ne!(vmcb.save.rax, 0);
+        assert_ne!(vmcb.save.cr2, 0);
+        assert_eq!(vmcb.save.efer & EFER_SVME, EFER_SVME);
+    }
+
+    #[test]
+    fn registers_land_in_their_vmcb_fields() {
+        let mut vmcb = Vmcb::zeroed();
+        let mut context = CpuContextX64::default();
+        let mut state = VpState::default();
+        let mut vp = VmcbVp {
+            vmcb: &mut vmcb,
+            context: &mut context,
+            state: &mut state,
+        };
+        vp.set(Name::Cr0, CR0_PE.into()).unwrap();
+        vp.set(Name::Ss, segment(0x2B, 0xC0F3).into()).unwrap();
+        vp.set(Name::Rax, 0xAAu64.into()).unwrap();
+        vp.set(Name::Rbx, 0xBBu64.into()).unwrap();
+        vp.set(Name::Efer, EFER_SVME.into()).unwrap();
+        assert_eq!(vp.get(Name::Efer).unwrap().as_u64(), 0);
+        assert_eq!(vmcb.save.cpl, 3);
+        assert_eq!(vmcb.save.ss.attrib, 0x0CF3);
+        assert_eq!(vmcb.save.rax, 0xAA);
+        assert_eq!(context.gps[CpuContextX64::RBX], 0xBB);
+        assert_eq!(vmcb.save.efer, EFER_SVME);
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        let mut vmcb = Vmcb::zeroed();
+        let mut context = CpuContextX64::default();
+        let mut state = VpState::default();
+        let mut vp = VmcbVp {
+            vmcb: &mut vmcb,
+            context: &mut context,
+            state: &mut state,
+        };
+        for bad in [0, 0x2_0012, 0x5_0000, 0x9_0000, u32::MAX] {
+            assert_eq!(
+                vp.get(Name(bad)),
+                Err(RegisterError::UnknownName(Name(bad)))
+            );
+            assert!(vp.set(Name(bad), 0u64.into()).is_err());
+        }
+    }
+}
