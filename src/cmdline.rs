@@ -76,11 +76,14 @@ pub enum Scenario {
     /// Every command to every sidecar CPU, bad commands, a stop, and the
     /// command round-trip benchmark.
     Protocol,
+    /// Guest VPs on every sidecar CPU, run by the VMM (the default of
+    /// `cargo qemu`).
+    Demo,
 }
 
 impl Scenario {
     /// Every scenario, in the order the help text lists them.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Boot,
         Scenario::FaultSelftest,
         Scenario::PanicSelftest,
@@ -88,6 +91,7 @@ impl Scenario {
         Scenario::IsolationCommandSelftest,
         Scenario::IsolationStackSelftest,
         Scenario::Protocol,
+        Scenario::Demo,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -100,6 +104,7 @@ impl Scenario {
             Scenario::IsolationCommandSelftest => "isolation-command-selftest",
             Scenario::IsolationStackSelftest => "isolation-stack-selftest",
             Scenario::Protocol => "protocol",
+            Scenario::Demo => "demo",
         }
     }
 }
@@ -339,7 +344,7 @@ mod tests {
             err.to_string(),
             "bad value 'dance' for kernel option 'scenario' (expected one of: boot, \
              fault-selftest, panic-selftest, hang-selftest, isolation-command-selftest, \
-             isolation-stack-selftest, protocol)"
+             isolation-stack-selftest, protocol, demo)"
         );
         assert_eq!(
             parse("color=red").unwrap_err().to_string(),

@@ -39,6 +39,7 @@ pub mod layout;
 #[cfg(target_os = "none")]
 pub mod main_kernel;
 pub mod runtime;
+pub mod svm;
 pub mod topology;
 pub mod vp;
 

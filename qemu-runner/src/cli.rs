@@ -34,8 +34,9 @@ pub struct Args {
     /// Guest memory in MiB (at least 32).
     #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(i64::from(MIN_MEMORY_MIB)..))]
     memory: u32,
-    /// The scenario the kernel runs (the kernel rejects unknown names).
-    #[arg(long, default_value = "boot", value_parser = parse_scenario)]
+    /// The scenario the kernel runs (the kernel rejects unknown names):
+    /// demo (guest VPs on every sidecar CPU), boot, protocol, or a self-test.
+    #[arg(long, default_value = "demo", value_parser = parse_scenario)]
     scenario: String,
     /// Kill QEMU after this many seconds (disabled with --gdb).
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_timeout)]
@@ -346,9 +347,10 @@ mod tests {
     #[test]
     fn defaults() {
         let config = parse(&[]).unwrap().config();
+        // `cargo qemu` runs the demo; the library's default is `boot`.
         let expected = RunConfig {
             echo: true,
-            ..RunConfig::default()
+            ..RunConfig::for_scenario("demo")
         };
         assert_eq!(config, expected);
     }

@@ -31,14 +31,24 @@ const REGION_FLOOR: u64 = 2 << 20;
 /// Guest memory every VP of the VM shares.
 pub const GUEST_MEMORY_BYTES: u64 = 4 << 20;
 
-/// Where the VM's guest memory lives in host physical memory.
+/// Where the VM's guest memory and its SVM tables live in host physical
+/// memory.
 #[derive(Clone, Copy, Debug)]
 pub struct GuestRegion {
     /// Host physical address of guest physical address 0 (2 MiB aligned).
     pub host_base: u64,
     /// Size in bytes.
     pub size: u64,
+    /// The nested page tables' three pages (PML4, PDPT, PD), contiguous.
+    pub npt: u64,
+    /// The I/O permission map (3 pages, every port intercepted).
+    pub iopm: u64,
+    /// The MSR permission map (2 pages, every MSR intercepted).
+    pub msrpm: u64,
 }
+
+/// Pages of the VM's tables after its memory: NPT 3, IOPM 3, MSRPM 2.
+const VM_TABLE_PAGES: u64 = 8;
 
 /// What the set-up decided, for the plan and the report.
 pub struct Setup {
@@ -58,6 +68,8 @@ pub enum SetupError {
     TrampolinePage(u64),
     /// The kernel image is larger than the shared tables map.
     ImageTooLarge(u64),
+    /// The guest memory cannot be mapped by nested page tables.
+    GuestMemory,
 }
 
 impl core::fmt::Display for SetupError {
@@ -67,6 +79,7 @@ impl core::fmt::Display for SetupError {
             SetupError::TrampolinePage(page) => {
                 write!(f, "the AP trampoline page {page:#x} is not usable RAM")
             }
+            SetupError::GuestMemory => f.write_str("the guest memory cannot be nested-mapped"),
             SetupError::ImageTooLarge(end) => {
                 write!(
                     f,
@@ -240,14 +253,31 @@ fn install_trampoline(map: &[MemmapEntry]) -> Result<(), SetupError> {
 fn allocate_guest_memory(map: &[MemmapEntry], floor: u64) -> Result<GuestRegion, SetupError> {
     const LARGE: u64 = 2 << 20;
     let size = GUEST_MEMORY_BYTES;
+    let tables = VM_TABLE_PAGES * PAGE_SIZE;
     // Ask for one large page more so that the start can be aligned.
-    let start = memory::find_ram(map, floor, IDENTITY_MAPPED_END, size + LARGE)
+    let start = memory::find_ram(map, floor, IDENTITY_MAPPED_END, size + tables + LARGE)
         .map_err(SetupError::OutOfMemory)?;
     let host_base = start.next_multiple_of(LARGE);
+    let npt = host_base + size;
     // SAFETY: inside the usable RAM `find_ram` returned, above everything
     // allocated so far.
-    unsafe { zero_pages(host_base, size / PAGE_SIZE) };
-    Ok(GuestRegion { host_base, size })
+    unsafe { zero_pages(host_base, size / PAGE_SIZE + VM_TABLE_PAGES) };
+    let (iopm, msrpm) = (npt + 3 * PAGE_SIZE, npt + 6 * PAGE_SIZE);
+    // SAFETY: the permission maps' five pages were just zeroed and belong
+    // to the VM; all ones intercepts every port and every MSR.
+    unsafe { core::ptr::write_bytes(iopm as *mut u8, 0xFF, 5 * PAGE_SIZE as usize) };
+    // SAFETY: the three NPT pages follow guest memory, zeroed, the VM's own.
+    let npt_tables = unsafe { &mut *(npt as *mut crate::svm::npt::NestedTables) };
+    npt_tables
+        .build(npt, host_base, size)
+        .map_err(|_| SetupError::GuestMemory)?;
+    Ok(GuestRegion {
+        host_base,
+        size,
+        npt,
+        iopm,
+        msrpm,
+    })
 }
 
 /// Does the whole set-up. `runtime_of` picks each sidecar CPU's dispatch

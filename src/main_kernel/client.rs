@@ -269,6 +269,13 @@ impl SidecarCpu {
         apic::send_ipi(self.apic_id, REQUEST_VECTOR);
     }
 
+    /// Sends the request IPI again (for a STOP that was not acknowledged:
+    /// see `vmm::stop_reliably`).
+    pub fn resend_request(&self) {
+        REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
+        apic::send_ipi(self.apic_id, REQUEST_VECTOR);
+    }
+
     /// Asks the running command to stop (RUN → STOP) and sends the request
     /// IPI again. Returns whether a command was running.
     pub fn stop(&self) -> bool {

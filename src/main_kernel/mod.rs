@@ -25,8 +25,17 @@ use crate::arch::x86_64::ipi_notifier::IpiNotifier;
 use crate::arch::x86_64::vectors::WAKE_VECTOR;
 use crate::arch::x86_64::{apic, cpu};
 
-/// The BSP's executor: room for the scenario's tasks.
-pub type MainExecutor = Executor<8, 4096, IpiNotifier>;
+/// Task slots of the BSP's executor: the scenario's main task and a VMM
+/// task per VP it runs at once.
+pub const MAIN_TASKS: usize = 24;
+/// Bytes per task slot of the BSP's executor.
+pub const MAIN_TASK_BYTES: usize = 8192;
+
+/// The BSP's executor.
+pub type MainExecutor = Executor<MAIN_TASKS, MAIN_TASK_BYTES, IpiNotifier>;
+
+/// Spawns tasks on the BSP's executor.
+pub type MainSpawner = executor::Spawner<MAIN_TASK_BYTES>;
 
 static MAIN_EXECUTOR: MainExecutor = Executor::new(IpiNotifier::new(0, WAKE_VECTOR));
 
@@ -35,10 +44,11 @@ fn wake_interrupt(_frame: &mut TrapFrame) {
 }
 
 /// Turns the BSP into the main kernel: the drivers, the clock, the
-/// executor. Then runs `main` to completion on the executor and returns its
-/// output.
-pub fn run<F>(main: F) -> F::Output
+/// executor. Then runs the future `main` makes (given a spawner for more
+/// tasks) to completion on the executor and returns its output.
+pub fn run<M, F>(main: M) -> F::Output
 where
+    M: FnOnce(MainSpawner) -> F,
     F: Future + 'static,
     F::Output: 'static,
 {
@@ -50,6 +60,7 @@ where
         .claim()
         .expect("the BSP claims the main executor once");
     x86_64::instructions::interrupts::enable();
+    let main = main(runner.spawner());
     let output = match runner.block_on(&HaltParker, main) {
         Ok(output) => output,
         Err(_) => panic!("a fresh executor has room for the main task"),

@@ -184,10 +184,7 @@ fn translate(page: &mut CommandPage, vp: &impl VpRegisters, memory: &mut impl Gu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::CpuContextX64;
     use crate::abi::{HvRegisterAssoc, HvX64RegisterName as Name, TranslateGvaControlFlagsX64};
-    use crate::vp::registers::SoftVp;
-    use crate::vp::VpState;
     use std::boxed::Box;
 
     struct NoMemory;

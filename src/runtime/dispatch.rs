@@ -29,6 +29,7 @@ use crate::abi::{CpuStatus, RunVpResponse, SidecarCommand};
 use crate::runtime::commands::{self, Outcome};
 
 use super::cpu::{LocalCpu, SIDECAR_TASK_BYTES};
+use super::vp::RunEnd;
 
 /// The dispatch loop; returns when the CPU is asked to leave sidecar.
 pub async fn dispatch(cpu: LocalCpu, spawner: Spawner<SIDECAR_TASK_BYTES>) {
@@ -55,20 +56,34 @@ pub async fn dispatch(cpu: LocalCpu, spawner: Spawner<SIDECAR_TASK_BYTES>) {
 }
 
 async fn run_command(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) {
-    // SAFETY: the status is RUN (or STOP from here on): this CPU owns the
-    // pages until `complete`, and this is the only reference.
-    let (page, state) = unsafe { cpu.pages() };
-    if commands::execute(page, state, &mut cpu.guest_memory()) == Outcome::Done {
-        return;
+    {
+        // SAFETY: the status is RUN (or STOP from here on): this CPU owns
+        // the pages until `complete`; this reference ends before RUN_VP's
+        // task makes its own.
+        let (page, state) = unsafe { cpu.pages() };
+        if commands::execute(page, state, &mut cpu.guest_memory()) == Outcome::Done {
+            return;
+        }
     }
-    let intercept = run_vp(cpu, spawner).await;
+    let end = run_vp(cpu, spawner).await;
+    // SAFETY: as above; RUN_VP's task is complete, so this is the only
+    // reference again.
+    let (page, _) = unsafe { cpu.pages() };
+    let intercept = match end {
+        Some(RunEnd::Intercept) => 1,
+        Some(RunEnd::Refused(reason)) => {
+            page.set_error_fmt(format_args!("VMRUN failed (VMEXIT_INVALID): {reason}"));
+            0
+        }
+        None => 0,
+    };
     *page.request_mut() = RunVpResponse { intercept };
 }
 
-/// Runs the VP as its own task until it finishes (an intercept: 1) or a STOP
-/// cancels it (0).
-async fn run_vp(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) -> u8 {
-    let Ok(mut task) = spawner.spawn(super::vp::run_vp(cpu)) else {
+/// Runs the VP as its own task until it ends (`Some`) or a STOP cancels it
+/// (`None`).
+async fn run_vp(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) -> Option<RunEnd> {
+    let Ok(mut task) = spawner.spawn(super::vp::run_vp(cpu, *spawner)) else {
         // The dispatch task and RUN_VP are the only tasks: a slot is free.
         unreachable!("the RUN_VP slot is free between commands");
     };
@@ -81,8 +96,8 @@ async fn run_vp(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) -> u8 {
         }
     };
     match completion {
-        Completion::Finished(intercept) => u8::from(intercept),
-        Completion::Cancelled => 0,
+        Completion::Finished(end) => Some(end),
+        Completion::Cancelled => None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! [`crate::cmdline::Scenario`]). Each either ends the run with a verdict or,
 //! for the self-tests, proves that failures are reported.
 
+mod demo;
 mod protocol;
 
 use spin::Once;
@@ -94,7 +95,11 @@ pub fn run(scenario: Scenario, boot: &BootSummary) -> ! {
             info!("hang-selftest: halting forever; the runner's timeout must end this run");
             cpu::halt_forever()
         }
-        Scenario::Protocol => match crate::main_kernel::run(protocol::run()) {
+        Scenario::Demo => match crate::main_kernel::run(demo::run) {
+            Ok(()) => report::finish(None),
+            Err(failure) => report::finish(Some(format_args!("demo: {failure}"))),
+        },
+        Scenario::Protocol => match crate::main_kernel::run(|_| protocol::run()) {
             Ok(()) => report::finish(None),
             Err(failure) => report::finish(Some(format_args!("protocol: {failure}"))),
         },

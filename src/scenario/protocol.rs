@@ -217,6 +217,11 @@ async fn check_errors(cpu: &SidecarCpu) -> Result<usize, Failure> {
 
 async fn check_stop(cpu: &SidecarCpu) -> Result<usize, Failure> {
     let vp = cpu.vp();
+    // A guest that spins until stopped.
+    let spin = crate::vmm::start_registers(crate::vmm::guests::Program::Spin, vp, 0, 0);
+    if let Err(err) = cpu.set_vp_registers(&spin).await {
+        fail!("cpu {vp}: setting up the spinning guest: {err}");
+    }
     let stopper = async {
         clock::sleep_us(2000).await;
         let busy = cpu.get_vp_registers(&[Name::Rip]).await;
@@ -368,6 +373,7 @@ fn sidecar_cpus() -> impl Iterator<Item = SidecarCpu> {
 
 /// The scenario.
 pub async fn run() -> Result<(), Failure> {
+    crate::vmm::prepare_memory(sidecar_cpus().map(|c| c.vp()));
     write_guest_page_tables();
     let count = sidecar_cpus().count();
     check!(

@@ -10,8 +10,15 @@
 //!   `mov [moffs32], eax`, `A3`, which is all the programs use).
 
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::MAX_CPUS;
 
 use super::guests::{MMIO_GPA, PORT_EXIT, PORT_IRQS, PORT_MMIO, PORT_RESULT, PORT_UART};
+
+/// UART lines each VP printed, by VP index (for tasks that wait for a
+/// guest's output while another task runs the VP).
+pub static UART_LINES: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 
 /// The MMIO register's value for VP `vp`.
 pub fn mmio_value(vp: u32) -> u32 {
@@ -98,6 +105,7 @@ impl Devices {
             info!("[vp {}] {}", self.vp, self.line);
             self.line.clear();
             self.lines += 1;
+            UART_LINES[self.vp as usize % MAX_CPUS].fetch_add(1, Ordering::Release);
         } else if self.line.push(byte as char).is_err() {
             // An over-long line is logged in pieces.
             info!("[vp {}] {}", self.vp, self.line);

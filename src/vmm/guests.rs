@@ -14,6 +14,8 @@ use core::arch::global_asm;
 pub const CODE_GPA: u64 = 0x8000;
 /// Guest physical address of the guests' IDT (256 zeroed gates).
 pub const IDT_GPA: u64 = 0x7000;
+/// Guest physical address of the per-VP interrupt counters (a u32 per VP).
+pub const IRQ_COUNTS_GPA: u64 = 0x6000;
 /// The vector the VMM injects to wake a halted guest.
 pub const WAKE_VECTOR: u8 = 0x30;
 /// The MMIO device's guest physical address (outside guest memory, so every
@@ -60,19 +62,17 @@ guest_idt_pointer:
 guest_empty_idt_pointer:
     .word 0
     .long 0
-guest_irq_count:
-    .long 0
 guest_sum_text:
     .ascii " sum "
     .equ GDT_POINTER, GUEST_BASE + (guest_gdt_pointer - sidecar_guest_start)
     .equ IDT_POINTER, GUEST_BASE + (guest_idt_pointer - sidecar_guest_start)
-    .equ IRQ_COUNT, GUEST_BASE + (guest_irq_count - sidecar_guest_start)
     .equ EMPTY_IDT_POINTER, GUEST_BASE + (guest_empty_idt_pointer - sidecar_guest_start)
 
-    // The handler of the wake vector: count, and return (no EOI: the
-    // VMM injects, there is no APIC in the guest).
+    // The handler of the wake vector: count (per VP: EBX holds the VP
+    // index for the whole program, and all VPs share this code), and
+    // return (no EOI: the VMM injects, there is no APIC in the guest).
 guest_wake_handler:
-    inc dword ptr [IRQ_COUNT]
+    inc dword ptr [0x6000 + ebx * 4]
     iretd
     .equ WAKE_HANDLER, GUEST_BASE + (guest_wake_handler - sidecar_guest_start)
 
@@ -112,7 +112,7 @@ sidecar_guest_checksum:
     lgdt [GDT_POINTER]
     lidt [IDT_POINTER]
     // The wake vector's gate: 32-bit interrupt gate, selector 0x08.
-    mov eax, WAKE_HANDLER
+    mov eax, offset WAKE_HANDLER
     mov word ptr [0x7000 + 0x30 * 8], ax
     mov word ptr [0x7000 + 0x30 * 8 + 2], 0x08
     mov word ptr [0x7000 + 0x30 * 8 + 4], 0x8E00
@@ -157,9 +157,9 @@ sidecar_guest_checksum:
     sti
     hlt
     cli
-    cmp dword ptr [IRQ_COUNT], 0
+    cmp dword ptr [0x6000 + ebx * 4], 0
     je 5b
-    mov eax, [IRQ_COUNT]
+    mov eax, [0x6000 + ebx * 4]
     mov dx, 0x605
     out dx, eax
     // Read the MMIO device: `mov eax, [0x10000000]`, spelled out so the

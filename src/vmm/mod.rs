@@ -64,6 +64,7 @@ pub fn stack_top(vp: u32) -> u64 {
 pub fn prepare_memory(vps: impl Iterator<Item = u32>) {
     write_guest(guests::CODE_GPA, guests::image());
     write_guest(guests::IDT_GPA, &[0; 0x800]);
+    write_guest(guests::IRQ_COUNTS_GPA, &[0; 0x1000]);
     for vp in vps {
         let (gpa, len) = checksum_region(vp);
         let mut x = 0x9E37_79B9u32 ^ vp.wrapping_mul(0x85EB_CA6B);
@@ -105,7 +106,7 @@ pub fn start_registers(
     vp: u32,
     eax: u32,
     ecx: u32,
-) -> heapless::Vec<HvRegisterAssoc, 24> {
+) -> heapless::Vec<HvRegisterAssoc, 28> {
     let (region, len) = checksum_region(vp);
     let ecx = if program == Program::Checksum {
         len as u32
@@ -159,6 +160,9 @@ pub fn start_registers(
         HvRegisterAssoc::new(Name::Rsi, region),
         HvRegisterAssoc::new(Name::Pat, 0x0007_0406_0007_0406u64),
         HvRegisterAssoc::new(Name::Dr7, 0x400u64),
+        // A fresh start: nothing left pending from a previous program.
+        HvRegisterAssoc::new(Name::PendingInterruption, 0u64),
+        HvRegisterAssoc::new(Name::InterruptState, 0u64),
     ];
     list.into_iter().collect()
 }
@@ -242,6 +246,13 @@ async fn handle(
                     Ok(None)
                 }
                 Err(Unemulated::Gpa(_) | Unemulated::Instruction(_)) => {
+                    debug!(
+                        "vp {}: unemulated access to GPA {:#x} at rip {:#x}, instruction {:02x?}",
+                        cpu.vp(),
+                        memory.guest_physical_address,
+                        memory.header.rip,
+                        &instruction[..6]
+                    );
                     let write = memory.header.intercept_access_type
                         == crate::abi::HvInterceptAccessType::WRITE;
                     Ok(Some(VpEnd::UnmappedAccess {
@@ -262,6 +273,13 @@ async fn handle(
     }
 }
 
+/// Round trips of a port I/O exit: from the VMM receiving one I/O
+/// intercept to receiving the next one of the same VP (handling it,
+/// SET_VP_REGISTERS for RIP, RUN_VP, the guest's next OUT). Kept in a
+/// static: the VMM's task futures must stay small.
+pub static IO_ROUND_TRIPS: spin::Mutex<heapless::Vec<u64, 4096>> =
+    spin::Mutex::new(heapless::Vec::new());
+
 /// Runs VP `cpu` from `registers` until its guest exits, is stopped, or
 /// does something the VMM does not emulate.
 pub async fn run_vp(
@@ -271,14 +289,51 @@ pub async fn run_vp(
     registers: &[HvRegisterAssoc],
 ) -> Result<VpEnd, ClientError> {
     cpu.set_vp_registers(registers).await?;
+    let mut last_io = None;
     loop {
         match cpu.run_vp().await? {
             RunVpExit::Stopped => return Ok(VpEnd::Stopped),
             RunVpExit::Intercept(message) => {
+                let now = crate::arch::x86_64::cpu::rdtsc();
+                let io = message.header.typ == HvMessageType::HvMessageTypeX64IoPortIntercept;
+                if let (true, Some(then)) = (io, last_io) {
+                    let _ = IO_ROUND_TRIPS.lock().push(now - then);
+                }
+                last_io = io.then_some(now);
                 if let Some(end) = handle(cpu, devices, counts, &message).await? {
                     return Ok(end);
                 }
             }
         }
+    }
+}
+
+/// How long a STOP may go unacknowledged before the request IPI is sent
+/// again: the first IPI to a CPU inside VMRUN has been seen to produce no
+/// exit for seconds under QEMU (see the reference facts).
+const STOP_RESEND_US: u64 = 2000;
+
+/// How often [`stop_reliably`] looks whether the STOP took.
+const STOP_POLL_US: u64 = 100;
+
+/// Stops the command running on `cpu` and, while it has not stopped,
+/// re-sends the request IPI every [`STOP_RESEND_US`]. Returns how many
+/// times it re-sent.
+pub async fn stop_reliably(cpu: &SidecarCpu) -> u32 {
+    use crate::abi::CpuStatus;
+    if !cpu.stop() {
+        return 0;
+    }
+    let running = || matches!(cpu.status(), CpuStatus::RUN | CpuStatus::STOP);
+    let mut resends = 0;
+    loop {
+        for _ in 0..STOP_RESEND_US / STOP_POLL_US {
+            crate::main_kernel::clock::sleep_us(STOP_POLL_US).await;
+            if !running() {
+                return resends;
+            }
+        }
+        cpu.resend_request();
+        resends += 1;
     }
 }

@@ -1,0 +1,284 @@
+//! `scenario=demo`, the default of `cargo qemu`: a VM with one VP per
+//! sidecar CPU, run by the VMM on the BSP.
+//!
+//! Every VP runs the checksum program over a region only it was given,
+//! prints its result through the UART, halts until the VMM injects an
+//! interrupt, reads the MMIO device, and exits through the test port; the
+//! VMM checks every answer. Then the first sidecar CPU shows the rest:
+//! a spinning VP cancelled by STOP (the cancel latency), a guest touching
+//! memory outside its VM, a guest triple fault, and a VMCB state VMRUN
+//! refuses, after which the CPU still runs a good VP.
+
+// Failures are one-line strings by value: there is no allocator to box them.
+#![allow(clippy::result_large_err)]
+
+use core::cell::Cell;
+use core::fmt::Write;
+use core::sync::atomic::Ordering;
+
+use futures_util::future::join;
+
+use crate::abi::{HvRegisterAssoc, HvX64RegisterName as Name};
+use crate::arch::x86_64::cpu::rdtsc;
+use crate::arch::x86_64::time;
+use crate::boot::startup;
+use crate::main_kernel::client::{ClientError, SidecarCpu};
+use crate::main_kernel::clock;
+use crate::report;
+use crate::topology::Role;
+use crate::vmm::devices::{mmio_value, Devices, UART_LINES};
+use crate::vmm::guests::{Program, OUTSIDE_GPA, WAKE_VECTOR};
+use crate::vmm::{self, ExitCounts, VpEnd};
+
+/// A failure: one line saying which check failed.
+pub type Failure = heapless::String<256>;
+
+macro_rules! fail {
+    ($($arg:tt)*) => {{
+        let mut failure = Failure::new();
+        let _ = write!(failure, $($arg)*);
+        return Err(failure)
+    }};
+}
+
+macro_rules! check {
+    ($cond:expr, $($arg:tt)*) => {
+        if !$cond {
+            fail!($($arg)*);
+        }
+    };
+}
+
+fn client_failure(vp: u32, what: &str, err: ClientError) -> Failure {
+    let mut failure = Failure::new();
+    let _ = write!(failure, "vp {vp}: {what}: {err}");
+    failure
+}
+
+/// Handles on every sidecar CPU that came up.
+fn sidecar_cpus() -> impl Iterator<Item = SidecarCpu> {
+    startup::plan()
+        .topology
+        .cpus
+        .iter()
+        .filter(|c| c.role == Role::Sidecar)
+        .filter_map(|c| SidecarCpu::new(c.vp).ok())
+}
+
+/// Exit counts over all VPs.
+static TOTALS: spin::Mutex<ExitCounts> = spin::Mutex::new(ExitCounts {
+    io: 0,
+    memory: 0,
+    other: 0,
+});
+
+/// One VP's run of the checksum program, with the interrupt injected once
+/// the guest printed its line (and so is about to halt).
+async fn checksum_vp(cpu: SidecarCpu) -> Result<(), Failure> {
+    let vp = cpu.vp();
+    let mut devices = Devices::new(vp);
+    let mut counts = ExitCounts::default();
+    let registers = vmm::start_registers(Program::Checksum, vp, 0, 0);
+    let lines_before = UART_LINES[vp as usize].load(Ordering::Acquire);
+    let finished = Cell::new(false);
+    let run = async {
+        let end = vmm::run_vp(&cpu, &mut devices, &mut counts, &registers).await;
+        finished.set(true);
+        end
+    };
+    let inject = async {
+        // Wait (without spinning) for the guest's line, then a little more
+        // so that it is halted, then inject the wake vector.
+        while !finished.get() && UART_LINES[vp as usize].load(Ordering::Acquire) == lines_before {
+            clock::sleep_us(500).await;
+        }
+        clock::sleep_us(1000).await;
+        cpu.inject_interrupt(WAKE_VECTOR);
+    };
+    let (end, ()) = join(run, inject).await;
+    let end = end.map_err(|err| client_failure(vp, "running the checksum program", err))?;
+    check!(
+        end == VpEnd::Exited,
+        "vp {vp}: the checksum program ended with {end:?}"
+    );
+    let reports = devices.reports;
+    let expected = vmm::expected_checksum(vp);
+    check!(
+        reports.result == Some(expected),
+        "vp {vp}: checksum {:?}, expected {expected:#x}",
+        reports.result
+    );
+    check!(
+        reports.irqs == Some(1),
+        "vp {vp}: took {:?} interrupts",
+        reports.irqs
+    );
+    check!(
+        reports.mmio == Some(mmio_value(vp)),
+        "vp {vp}: read {:?} from the MMIO device",
+        reports.mmio
+    );
+    let mut totals = TOTALS.lock();
+    totals.io += counts.io;
+    totals.memory += counts.memory;
+    totals.other += counts.other;
+    Ok(())
+}
+
+/// Stops a spinning VP `rounds` times; returns the STOP-to-completion
+/// latencies' median and maximum, in TSC cycles.
+async fn cancel_latency(cpu: &SidecarCpu, rounds: usize) -> Result<(u64, u64), Failure> {
+    let vp = cpu.vp();
+    let mut samples = [0u64; 16];
+    let rounds = rounds.min(samples.len());
+    for sample in samples.iter_mut().take(rounds) {
+        let mut devices = Devices::new(vp);
+        let mut counts = ExitCounts::default();
+        let registers = vmm::start_registers(Program::Spin, vp, 0, 0);
+        let stopped_at = Cell::new(0u64);
+        let done_at = Cell::new(0u64);
+        let run = async {
+            let end = vmm::run_vp(cpu, &mut devices, &mut counts, &registers).await;
+            done_at.set(rdtsc());
+            end
+        };
+        let stopper = async {
+            clock::sleep_us(3000).await;
+            stopped_at.set(rdtsc());
+            vmm::stop_reliably(cpu).await
+        };
+        let (end, resends) = join(run, stopper).await;
+        let done = done_at.get();
+        let end = end.map_err(|err| client_failure(vp, "spinning", err))?;
+        check!(
+            end == VpEnd::Stopped,
+            "vp {vp}: the spinning VP ended with {end:?}"
+        );
+        *sample = done - stopped_at.get();
+        if resends > 0 {
+            info!("vp {vp}: the STOP needed {resends} more request IPIs");
+        }
+    }
+    let taken = &mut samples[..rounds];
+    taken.sort_unstable();
+    Ok((taken[rounds / 2], taken[rounds - 1]))
+}
+
+/// The error paths, on one CPU.
+async fn error_paths(cpu: &SidecarCpu) -> Result<(), Failure> {
+    let vp = cpu.vp();
+    let mut devices = Devices::new(vp);
+    let mut counts = ExitCounts::default();
+
+    let before = vmm::expected_checksum(vp);
+    let registers = vmm::start_registers(Program::Outside, vp, 0, 0);
+    let end = vmm::run_vp(cpu, &mut devices, &mut counts, &registers)
+        .await
+        .map_err(|err| client_failure(vp, "reaching outside", err))?;
+    check!(
+        end == VpEnd::UnmappedAccess {
+            gpa: OUTSIDE_GPA,
+            write: false
+        },
+        "vp {vp}: reaching outside the VM ended with {end:?}"
+    );
+    check!(
+        vmm::expected_checksum(vp) == before,
+        "vp {vp}: guest memory changed"
+    );
+    info!("vp {vp}: a read of GPA {OUTSIDE_GPA:#x} outside the VM was a nested page fault");
+
+    let registers = vmm::start_registers(Program::TripleFault, vp, 0, 0);
+    let end = vmm::run_vp(cpu, &mut devices, &mut counts, &registers)
+        .await
+        .map_err(|err| client_failure(vp, "triple faulting", err))?;
+    check!(
+        end == VpEnd::TripleFault,
+        "vp {vp}: the triple fault ended with {end:?}"
+    );
+    info!("vp {vp}: a guest triple fault was reported as an unrecoverable exception");
+
+    // CR0.NW without CR0.CD is an illegal state: VMRUN must refuse it.
+    let mut registers = vmm::start_registers(Program::Checksum, vp, 0, 0);
+    let _ = registers.push(HvRegisterAssoc::new(Name::Cr0, 0x2000_0011u64));
+    match vmm::run_vp(cpu, &mut devices, &mut counts, &registers).await {
+        Err(ClientError::Failed { message, .. }) if message.contains("VMRUN") => {
+            info!("vp {vp}: a bad VMCB state was refused: {message}");
+        }
+        other => fail!("vp {vp}: a bad VMCB state gave {other:?}"),
+    }
+    let registers = vmm::start_registers(Program::Compute, vp, 12345, 1000);
+    let mut devices = Devices::new(vp);
+    let end = vmm::run_vp(cpu, &mut devices, &mut counts, &registers)
+        .await
+        .map_err(|err| client_failure(vp, "computing after the bad state", err))?;
+    let expected = crate::vmm::guests::expected_compute(12345, 1000);
+    check!(
+        end == VpEnd::Exited && devices.reports.result == Some(expected),
+        "vp {vp}: after a refused VMRUN, a good VP ended with {end:?}, result {:?}",
+        devices.reports.result
+    );
+    Ok(())
+}
+
+/// The scenario.
+pub async fn run(spawner: crate::main_kernel::MainSpawner) -> Result<(), Failure> {
+    let count = sidecar_cpus().count();
+    check!(
+        count > 0,
+        "the demo needs a sidecar CPU (use --cpus 2 or more)"
+    );
+    vmm::prepare_memory(sidecar_cpus().map(|c| c.vp()));
+
+    // Every VP at once, in waves as large as the executor's free slots.
+    let mut cpus = sidecar_cpus().peekable();
+    while cpus.peek().is_some() {
+        let mut wave: heapless::Vec<_, 64> = heapless::Vec::new();
+        while spawner.free_slots() > 1 {
+            let Some(cpu) = cpus.next() else { break };
+            match spawner.spawn(checksum_vp(cpu)) {
+                Ok(handle) => {
+                    let _ = wave.push(handle);
+                }
+                Err(_) => fail!("no task slot for vp {}", cpu.vp()),
+            }
+        }
+        for handle in wave {
+            match handle.await {
+                executor::Completion::Finished(result) => result?,
+                executor::Completion::Cancelled => fail!("a VP task was cancelled"),
+            }
+        }
+    }
+    info!("demo: {count} VPs computed, printed, took an interrupt and read the MMIO device");
+
+    let first = sidecar_cpus().next().expect("counted above");
+    let (cancel_p50, cancel_max) = cancel_latency(&first, 11).await?;
+    error_paths(&first).await?;
+
+    let totals = *TOTALS.lock();
+    report::number("vps", count as u64);
+    report::number("exits.io", u64::from(totals.io));
+    report::number("exits.memory", u64::from(totals.memory));
+    report::number("exits.other", u64::from(totals.other));
+    report::number("cancel_latency_cycles.p50", cancel_p50);
+    report::number("cancel_latency_cycles.max", cancel_max);
+    let mut round_trips = vmm::IO_ROUND_TRIPS.lock();
+    if !round_trips.is_empty() {
+        round_trips.sort_unstable();
+        let n = round_trips.len();
+        report::number("vmrun_roundtrip_cycles.p50", round_trips[n / 2]);
+        report::number("vmrun_roundtrip_cycles.p99", round_trips[n * 99 / 100]);
+        report::number("vmrun_roundtrip_cycles.samples", n as u64);
+        info!(
+            "demo: I/O exit round trip p50 {} us over {n} exits",
+            time::ticks_to_us(round_trips[n / 2])
+        );
+    }
+    info!(
+        "demo: cancel latency p50 {} us, max {} us",
+        time::ticks_to_us(cancel_p50),
+        time::ticks_to_us(cancel_max)
+    );
+    Ok(())
+}
