@@ -101,7 +101,7 @@ fn two_cpus() {
 fn four_cpus() {
     let report = check_boot(&config("boot", 4), &[(0, 4)], &[]);
     assert_eq!(report["boot"]["strategy"], "fanout");
-    assert_eq!(report["memory"]["per_cpu_pages"], 12);
+    assert_eq!(report["memory"]["per_cpu_pages"], 14);
 }
 
 #[test]
