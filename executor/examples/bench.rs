@@ -271,24 +271,20 @@ fn embassy_spawn(n: u64) {
 
 fn footprint() {
     use std::mem::size_of;
-    type Ex<const T: usize, const B: usize> = Executor<T, B, ThreadSignal>;
-    let fixed = size_of::<Ex<0, 64>>();
-    let per_task_64 = size_of::<Ex<1, 64>>() - fixed;
+    let fixed = size_of::<Executor<0, 64, ZeroSized>>();
+    let per_task = size_of::<Executor<8, 64, ZeroSized>>() - fixed;
     println!(
-        "footprint: executor fixed part {fixed} bytes (with a {}-byte ThreadSignal notifier)",
-        size_of::<ThreadSignal>()
+        "- per task: {} bytes of header + the slot size, rounded up to 16",
+        executor::SLOT_OVERHEAD
+    );
+    println!("  (64-byte slots: {} bytes per task)", per_task / 8);
+    println!("- per executor: {fixed} bytes + the notifier (kernel: an APIC ID; host ThreadSignal: {} bytes)", size_of::<ThreadSignal>());
+    println!(
+        "- Executor<16, 512, _>: {} bytes",
+        size_of::<Executor<16, 512, ZeroSized>>()
     );
     println!(
-        "footprint: per task {} bytes of header + the slot (64-byte slots: {per_task_64} bytes per task)",
-        per_task_64 - 64
-    );
-    println!(
-        "footprint: Executor<16, 512> = {} bytes; with a zero-sized notifier the fixed part is {} bytes",
-        size_of::<Ex<16, 512>>(),
-        size_of::<Executor<0, 64, ZeroSized>>()
-    );
-    println!(
-        "footprint: embassy TaskStorage<F> = size_of::<F>() + {} bytes",
+        "- embassy: TaskStorage<F> = size_of::<F>() + {} bytes per task",
         size_of::<TaskStorage<SelfWake>>() - size_of::<SelfWake>()
     );
 }

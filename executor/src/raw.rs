@@ -53,7 +53,7 @@ use core::pin::Pin;
 use core::ptr;
 use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
-use crate::sync::{maybe_const_fn, AtomicBool, AtomicU32, AtomicU64, Ordering::*};
+use crate::sync::{maybe_const_fn, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
 use crate::Notifier;
 
 /// The most tasks one executor holds: one bit each in the ready word, whose
@@ -165,6 +165,11 @@ pub(crate) struct Head {
     pub(crate) parks: AtomicU64,
     /// Set by the one successful [`crate::Executor::claim`].
     pub(crate) claimed: AtomicBool,
+    /// The one `&Core::<N>::VTABLE` every waker of this executor carries,
+    /// chosen by `init`. Clones copy it, so that a waker and its clones
+    /// compare equal (`will_wake`) even where two evaluations of the same
+    /// constant could yield two addresses (Miri does that).
+    vtable: AtomicPtr<RawWakerVTable>,
 }
 
 impl<N: Notifier> Core<N> {
@@ -177,6 +182,7 @@ impl<N: Notifier> Core<N> {
                     notified: AtomicU64::new(0),
                     parks: AtomicU64::new(0),
                     claimed: AtomicBool::new(false),
+                    vtable: AtomicPtr::new(ptr::null_mut()),
                 },
                 notifier,
             }
@@ -208,7 +214,13 @@ impl<N: Notifier> Core<N> {
     }
 
     unsafe fn clone_waker(data: *const ()) -> RawWaker {
-        RawWaker::new(data, &Self::VTABLE)
+        // SAFETY: as in `wake`: `data` is a `WakeRecord` of a `'static`
+        // executor whose core is a `Core<N>`.
+        let core = unsafe { &*(*data.cast::<WakeRecord>()).core.cast::<Self>() };
+        let vtable = core.head.vtable.load(Relaxed);
+        // SAFETY: `init` stored `&Core::<N>::VTABLE` there before making
+        // the first waker, and the waker being cloned came after that.
+        RawWaker::new(data, unsafe { &*vtable })
     }
 
     unsafe fn wake(data: *const ()) {
@@ -417,7 +429,8 @@ pub(crate) struct View {
 /// What only the owner of an executor touches. `Cell`s: the safe handles
 /// that reach it are `!Send`, and they exist only on the owner.
 pub(crate) struct Local {
-    view: Cell<View>,
+    /// Written once by `init`, before any handle exists; read-only after.
+    view: UnsafeCell<View>,
     /// One bit per free slot.
     free: Cell<u64>,
     /// A run loop is on the stack (guards against re-entrant polls).
@@ -428,7 +441,7 @@ impl Local {
     maybe_const_fn! {
         pub(crate) fn new() -> Self {
             Self {
-                view: Cell::new(View {
+                view: UnsafeCell::new(View {
                     head: ptr::null(),
                     tasks: ptr::null(),
                     stride: 0,
@@ -453,6 +466,10 @@ impl Local {
         tasks: &'static [Task<B>],
     ) {
         assert!(tasks.len() <= MAX_TASKS);
+        let vtable: &'static RawWakerVTable = &Core::<N>::VTABLE;
+        core.head
+            .vtable
+            .store(ptr::from_ref(vtable).cast_mut(), Relaxed);
         for (i, task) in tasks.iter().enumerate() {
             let header = &task.header;
             let record = header.record.get();
@@ -468,18 +485,21 @@ impl Local {
                     mask: task_bit(i),
                     core: ptr::from_ref(core).cast(),
                 };
-                *header.waker.get() = Waker::new(record.cast_const().cast(), &Core::<N>::VTABLE);
+                *header.waker.get() = Waker::new(record.cast_const().cast(), vtable);
                 *header.context.get() = Context::from_waker(&*header.waker.get());
             }
         }
         let all = (1u64 << tasks.len()) - 1;
-        self.view.set(View {
-            head: &core.head,
-            tasks: tasks.as_ptr().cast(),
-            stride: mem::size_of::<Task<B>>(),
-            all,
-            waker_vtable: &Core::<N>::VTABLE,
-        });
+        // SAFETY: no handle exists yet (caller): nothing borrows the view.
+        unsafe {
+            *self.view.get() = View {
+                head: &core.head,
+                tasks: tasks.as_ptr().cast(),
+                stride: mem::size_of::<Task<B>>(),
+                all,
+                waker_vtable: vtable,
+            }
+        };
         self.free.set(all);
     }
 
@@ -487,7 +507,7 @@ impl Local {
     pub(crate) fn head(&self) -> &Head {
         // SAFETY: `init` pointed `head` into the `'static` executor before
         // any handle that can call this existed.
-        unsafe { &*self.view.get().head }
+        unsafe { &*self.view().head }
     }
 
     /// Marks a run loop active; panics if one already is (a task that runs
@@ -500,9 +520,12 @@ impl Local {
         Running(self)
     }
 
-    /// The view, for the run loop to keep in registers.
-    pub(crate) fn view(&self) -> View {
-        self.view.get()
+    /// The view of the slots.
+    #[inline(always)]
+    pub(crate) fn view(&self) -> &View {
+        // SAFETY: `init` wrote it before any handle (any caller of this)
+        // existed, and nothing writes it again.
+        unsafe { &*self.view.get() }
     }
 
     /// Polls ready tasks, batch after batch (each batch in slot order),
@@ -554,13 +577,8 @@ impl Local {
         // set for, pinned in place; no run loop is active above this one
         // (`enter`), so nothing else references it, nor the context, which
         // only this call borrows mutably.
-        let finished = unsafe {
-            let slot = ptr::from_ref(header)
-                .cast::<u8>()
-                .add(STORAGE_OFFSET)
-                .cast_mut();
-            (header.poll.get())(slot, &mut *header.context.get())
-        };
+        let finished =
+            unsafe { (header.poll.get())(view.slot_of_bit::<B>(bit), &mut *header.context.get()) };
         mem::forget(unwind);
         if finished {
             // SAFETY: owner, slot index (caller); the output is in place.
@@ -587,7 +605,7 @@ impl Local {
     #[cold]
     #[inline(never)]
     unsafe fn boundary(&self, i: usize) -> bool {
-        let view = self.view.get();
+        let view = self.view();
         let header = view.header(i);
         let state = header.state.load(Relaxed);
         if state & LIVE == 0 {
@@ -609,7 +627,7 @@ impl Local {
     #[cold]
     #[inline(never)]
     unsafe fn complete(&self, i: usize) {
-        let header = self.view.get().header(i);
+        let header = self.view().header(i);
         // Not live any more; a cancel that raced with this last poll goes
         // with the cleared `RUN` bit: the task finished.
         let state = header.state.load(Relaxed);
@@ -620,7 +638,7 @@ impl Local {
 
     /// Records the outcome, wakes the joiner, and frees a detached slot.
     unsafe fn finish(&self, i: usize, outcome: Phase) {
-        let header = self.view.get().header(i);
+        let header = self.view().header(i);
         header.phase.set(outcome);
         if let Some(waker) = header.join.take() {
             waker.wake();
@@ -637,7 +655,7 @@ impl Local {
     /// # Safety
     /// Owner only; slot `i` is complete and no join handle will read it.
     pub(crate) unsafe fn release(&self, i: usize) {
-        let view = self.view.get();
+        let view = self.view();
         let header = view.header(i);
         match header.phase.replace(Phase::Poisoned) {
             Phase::Poisoned => return,
@@ -664,7 +682,7 @@ impl Local {
         }
         let i = free.trailing_zeros() as usize;
         self.free.set(free & (free - 1));
-        let view = self.view.get();
+        let view = self.view();
         let header = view.header(i);
         // SAFETY: the slot was free, so its storage holds nothing and
         // nothing refers to it; `F` fits it (caller).
@@ -681,7 +699,7 @@ impl Local {
 
     /// Slot `i`'s phase (owner only).
     pub(crate) fn phase(&self, i: usize) -> Phase {
-        self.view.get().header(i).phase.get()
+        self.view().header(i).phase.get()
     }
 
     /// Reads a finished task's output and frees its slot.
@@ -689,7 +707,7 @@ impl Local {
     /// # Safety
     /// Owner only; slot `i` is `Finished` with an output of type `T`.
     pub(crate) unsafe fn take_output<T>(&self, i: usize) -> T {
-        let view = self.view.get();
+        let view = self.view();
         // SAFETY: the storage holds a `T` (caller), read once: the slot is
         // freed right after without dropping it.
         let output = unsafe { view.slot(i).cast::<T>().read() };
@@ -700,7 +718,7 @@ impl Local {
 
     /// Registers who awaits slot `i`'s completion.
     pub(crate) fn set_join_waker(&self, i: usize, waker: &Waker) {
-        let join = &self.view.get().header(i).join;
+        let join = &self.view().header(i).join;
         match join.take() {
             Some(old) if old.will_wake(waker) => join.set(Some(old)),
             _ => join.set(Some(waker.clone())),
@@ -709,14 +727,14 @@ impl Local {
 
     /// The join handle of live slot `i` is gone.
     pub(crate) fn detach(&self, i: usize) {
-        let header = self.view.get().header(i);
+        let header = self.view().header(i);
         header.detached.set(true);
         drop(header.join.take());
     }
 
     /// A token that cancels the task now in slot `i`, and no later occupant.
     pub(crate) fn cancel_token(&self, i: usize) -> RawCancel {
-        let view = self.view.get();
+        let view = self.view();
         let state = &view.header(i).state;
         RawCancel {
             state,
@@ -728,7 +746,7 @@ impl Local {
     /// Registers the task whose waker this is as a flag waiter; `false` if
     /// it is not a task of this executor.
     pub(crate) fn add_flag_waiter(&self, waker: &Waker) -> bool {
-        let view = self.view.get();
+        let view = self.view();
         let first_record = view.tasks.addr() + mem::offset_of!(Header, record);
         let offset = waker.data().addr().wrapping_sub(first_record);
         let ours = ptr::eq(waker.vtable(), view.waker_vtable)
@@ -769,6 +787,18 @@ impl View {
         // SAFETY: `bit - 1` is a slot index and `B` the slot size (callers),
         // so `header` is that slot's header, in the `'static` slot array.
         unsafe { &*header.cast::<Header>() }
+    }
+
+    /// The storage of the task whose ready bit is `bit`, derived (like
+    /// every slot pointer) from the whole array's pointer, whose provenance
+    /// covers the storage, not from the header's reference.
+    #[inline(always)]
+    fn slot_of_bit<const B: usize>(&self, bit: usize) -> *mut u8 {
+        let stride = mem::size_of::<Task<B>>();
+        let before = self.tasks.wrapping_sub(stride);
+        before
+            .wrapping_add(bit * stride + STORAGE_OFFSET)
+            .cast_mut()
     }
 
     /// Slot `i`'s storage.
@@ -828,7 +858,7 @@ impl Drop for Unwind<'_> {
 #[cold]
 #[inline(never)]
 fn poison(local: &Local, i: usize) {
-    let view = local.view.get();
+    let view = local.view();
     let header = view.header(i);
     header.phase.set(Phase::Poisoned);
     let state = header.state.load(Relaxed);

@@ -169,7 +169,7 @@ impl<const BYTES: usize> Runner<BYTES> {
         let view = self.local.view();
         let any = self.local.head().ready.any_ready();
         // SAFETY: owner (`Runner` is `!Send`), inside `enter`.
-        while unsafe { self.local.run_ready::<BYTES>(&view) } != Batch::Idle {}
+        while unsafe { self.local.run_ready::<BYTES>(view) } != Batch::Idle {}
         any
     }
 
@@ -194,7 +194,7 @@ impl<const BYTES: usize> Runner<BYTES> {
         }
         loop {
             // SAFETY: owner (`Runner` is `!Send`), inside `enter`.
-            let why = unsafe { self.local.run_ready::<BYTES>(&view) };
+            let why = unsafe { self.local.run_ready::<BYTES>(view) };
             if done() {
                 return;
             }
