@@ -21,7 +21,7 @@
 //!
 //! When nothing is ready, the owner **parks**: it announces it by turning the
 //! ready word from "awake" to `0`, and sleeps through a [`Parker`] (on x86:
-//! interrupts off, check the word, `sti; hlt`: [`x86::HaltParker`]). The
+//! interrupts off, check the word, `sti; hlt`: `x86::HaltParker`). The
 //! first wake after the announcement finds the word `0` and calls the
 //! executor's [`Notifier`] (the kernel's: an IPI to the owner); every other
 //! wake finds the owner awake, or already notified, and sends nothing. So a
@@ -33,16 +33,17 @@
 //! anywhere with a [`CancelToken`]: its future is dropped at its next poll
 //! boundary and its [`JoinHandle`] reports [`Completion::Cancelled`],
 //! exactly once. **Timers** are [`time::Deadline`] futures over a
-//! [`time::Clock`] (the local APIC timer in the kernel, [`host::StdClock`] on
+//! [`time::Clock`] (the local APIC timer in the kernel, `host::StdClock` on
 //! the host).
 //!
 //! # Map
 //!
-//! * [`raw`]: the unsafe core: ready word, slots, waker, poll loop.
+//! * `raw`: the unsafe core: ready word, slots, waker, poll loop (private;
+//!   read it beside `docs/executor.md`).
 //! * this module's re-exports from `runtime`: the safe API.
 //! * [`flag`], [`time`]: the shared-memory flag and deadline futures.
-//! * [`x86`]: the halt parker (bare-metal x86_64 only).
-//! * [`host`]: thread parker, notifier and clock (feature `std`).
+//! * `x86`: the halt parker (bare-metal x86_64 only).
+//! * `host`: thread parker, notifier and clock (feature `std`).
 //!
 //! `docs/executor.md` explains the design, proves the park protocol, gives
 //! the measured cost and compares the executor with its peers.
@@ -63,7 +64,7 @@ extern crate std;
 mod sync;
 
 pub mod flag;
-pub mod raw;
+mod raw;
 mod runtime;
 pub mod time;
 
@@ -105,9 +106,9 @@ pub trait Notifier: Sync {
 /// return once a notification arrives after that announcement (it may
 /// return earlier, spuriously). To close the race with a wake that arrives
 /// between the announcement and the sleep, it either latches notifications
-/// (the host's [`host::ThreadSignal`]) or checks [`ReadySet::is_empty`] with
+/// (the host's `host::ThreadSignal`) or checks [`ReadySet::is_empty`] with
 /// notifications held back and sleeps in the same breath (x86's
-/// [`x86::HaltParker`]: `cli`, check, `sti; hlt`).
+/// `x86::HaltParker`: `cli`, check, `sti; hlt`).
 pub trait Parker {
     /// Sleeps until notified (or returns at once if `ready` is not empty).
     fn park(&self, ready: &ReadySet);

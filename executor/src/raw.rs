@@ -751,7 +751,7 @@ impl Local {
         let offset = waker.data().addr().wrapping_sub(first_record);
         let ours = ptr::eq(waker.vtable(), view.waker_vtable)
             && offset < view.all.count_ones() as usize * view.stride
-            && offset % view.stride == 0;
+            && offset.is_multiple_of(view.stride);
         if ours {
             let mask = task_bit(offset / view.stride);
             self.head().flag_waiters.fetch_or(mask, Relaxed);

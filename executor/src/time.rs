@@ -5,7 +5,7 @@
 //! the APIC's current count), `wake_at` registers the waker in a per-CPU
 //! `TimerQueue` and programs the one-shot timer for the earliest deadline,
 //! and the timer interrupt calls [`TimerQueue::expire`] and reprograms. On
-//! the host, [`host::StdClock`](crate::host::StdClock) does the same with a
+//! the host, `host::StdClock` does the same with a
 //! thread in the role of the timer interrupt.
 
 use core::cell::RefCell;

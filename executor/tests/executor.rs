@@ -112,7 +112,9 @@ fn woken_many_times_before_it_runs_polls_once() {
     let waker = GATE.waker();
     for _ in 0..10_000 {
         waker.wake_by_ref();
-        waker.clone().wake();
+        let clone = waker.clone();
+        assert!(clone.will_wake(&waker), "clones are the same waker");
+        clone.wake();
     }
     runner.run_until_idle();
     assert_eq!(GATE.polls(), 2, "twenty thousand wakes, one poll");
@@ -134,7 +136,7 @@ fn full_executor_gives_the_future_back() {
     assert_eq!(runner.spawner().free_slots(), 0);
     runner.run_until_idle();
     drop(b); // finished: its slot is free again
-    let mut c = runner.spawn(future).ok().expect("a slot was freed");
+    let mut c = runner.spawn(future).expect("a slot was freed");
     runner.run_until_idle();
     assert_eq!(c.try_take(), Some(Completion::Finished(2)));
     drop(a); // detached while pending
@@ -505,7 +507,10 @@ fn deadlines_with_a_manual_clock() {
 // Miri gives every evaluation of std's `Arc`-waker vtable constant its own
 // address, so there a std waker and its clone need not `will_wake` each
 // other (this crate's wakers do: they share one vtable pointer).
-#[cfg_attr(miri, ignore = "std's Arc wakers do not will_wake their clones under Miri")]
+#[cfg_attr(
+    miri,
+    ignore = "std's Arc wakers do not will_wake their clones under Miri"
+)]
 fn timer_queue_keeps_one_entry_per_waker_and_refuses_when_full() {
     struct Count(AtomicU32);
     impl std::task::Wake for Count {
