@@ -79,11 +79,13 @@ pub enum Scenario {
     /// Guest VPs on every sidecar CPU, run by the VMM (the default of
     /// `cargo qemu`).
     Demo,
+    /// Half the sidecar CPUs become main kernel CPUs while their VPs run.
+    Convert,
 }
 
 impl Scenario {
     /// Every scenario, in the order the help text lists them.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Boot,
         Scenario::FaultSelftest,
         Scenario::PanicSelftest,
@@ -92,6 +94,7 @@ impl Scenario {
         Scenario::IsolationStackSelftest,
         Scenario::Protocol,
         Scenario::Demo,
+        Scenario::Convert,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -105,6 +108,7 @@ impl Scenario {
             Scenario::IsolationStackSelftest => "isolation-stack-selftest",
             Scenario::Protocol => "protocol",
             Scenario::Demo => "demo",
+            Scenario::Convert => "convert",
         }
     }
 }
@@ -344,7 +348,7 @@ mod tests {
             err.to_string(),
             "bad value 'dance' for kernel option 'scenario' (expected one of: boot, \
              fault-selftest, panic-selftest, hang-selftest, isolation-command-selftest, \
-             isolation-stack-selftest, protocol, demo)"
+             isolation-stack-selftest, protocol, demo, convert)"
         );
         assert_eq!(
             parse("color=red").unwrap_err().to_string(),

@@ -16,6 +16,10 @@ use x86_64::VirtAddr;
 /// page tables and stack.
 pub extern "C" fn ap_main() -> ! {
     let up_tsc = cpu::rdtsc();
+    let apic_id = cpu::apic_id();
+    if crate::main_kernel::convert::is_converted(apic_id) {
+        crate::main_kernel::convert::converted_main(apic_id);
+    }
     // SAFETY: this is a sidecar CPU (only they are started through the
     // trampoline) and `ap_main` runs once per CPU.
     let globals = unsafe { CpuGlobals::current() };

@@ -33,8 +33,9 @@ pub const TRAMPOLINE_PAGE: u8 = 0x08;
 
 /// Spec waits: 10 ms after INIT, 200 µs after each SIPI (MP specification
 /// B.4, Intel SDM 8.4.4.1).
-const INIT_WAIT_US: u64 = 10_000;
-const SIPI_WAIT_US: u64 = 200;
+pub const INIT_WAIT_US: u64 = 10_000;
+/// See [`INIT_WAIT_US`].
+pub const SIPI_WAIT_US: u64 = 200;
 
 /// Everything the starters share, fixed by the BSP before the first start.
 pub struct StartupPlan {

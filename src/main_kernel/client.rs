@@ -108,12 +108,26 @@ impl SidecarCpu {
         if cpu.role != Role::Sidecar {
             return Err(ClientError::NotSidecar(vp));
         }
-        Ok(Self {
+        let handle = Self {
             vp,
             apic_id: cpu.apic_id,
             index: (vp - driver.base_vp) as usize,
             driver,
-        })
+        };
+        // Removed or converted (REMOVED), or never up (RUN with no command
+        // in flight): not, or no longer, a sidecar CPU.
+        let free = handle
+            .driver
+            .slot(handle.index)
+            .state
+            .load(Ordering::Acquire)
+            == slot::FREE;
+        match handle.status() {
+            CpuStatus::REMOVED => return Err(ClientError::NotSidecar(vp)),
+            CpuStatus::RUN if free => return Err(ClientError::NotSidecar(vp)),
+            _ => {}
+        }
+        Ok(handle)
     }
 
     /// The VP index.
@@ -267,6 +281,55 @@ impl SidecarCpu {
         );
         REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
         apic::send_ipi(self.apic_id, REQUEST_VECTOR);
+    }
+
+    /// Asks the CPU to leave sidecar (IDLE → REMOVE) and waits until it has
+    /// (REMOVED). `written` runs right after REMOVE is stored. The CPU must
+    /// be idle: stop a running VP first. One way: the CPU never returns.
+    pub async fn remove(&self, written: impl FnOnce()) -> Result<(), ClientError> {
+        let slot = self.driver.slot(self.index);
+        if slot
+            .state
+            .compare_exchange(
+                slot::FREE,
+                slot::IN_FLIGHT,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return Err(ClientError::Busy(self.vp));
+        }
+        let status = self
+            .driver
+            .control
+            .status(self.index)
+            .expect("index < cpu_count");
+        if status
+            .compare_exchange(
+                CpuStatus::IDLE,
+                CpuStatus::REMOVE,
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            slot.state.store(slot::FREE, Ordering::Release);
+            return Err(ClientError::NotSidecar(self.vp));
+        }
+        written();
+        super::convert::send_remove_ipi(self.apic_id);
+        poll_fn(|cx| {
+            slot.waker.register(cx.waker());
+            if self.status() == CpuStatus::REMOVED {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        // The slot stays taken: no command will ever go to this CPU again.
+        Ok(())
     }
 
     /// Sends the request IPI again (for a STOP that was not acknowledged:

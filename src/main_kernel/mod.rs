@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod clock;
+pub mod convert;
 pub mod driver;
 
 use core::future::Future;

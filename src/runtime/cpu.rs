@@ -105,6 +105,25 @@ impl LocalCpu {
         }
     }
 
+    /// Leaves sidecar for good (REMOVE): the VP's state is already in the
+    /// register page and `cpu_context` (saved after every exit), so the CPU
+    /// only stores REMOVED, tells the driver, and parks with interrupts off
+    /// until the main kernel's INIT takes it. From the REMOVED store on, it
+    /// writes no shared page.
+    pub fn leave(&self) -> ! {
+        debug!("leaving sidecar");
+        let control = self.control();
+        if let Some(status) = control.status(self.index) {
+            status.store(CpuStatus::REMOVED, Ordering::Release);
+        }
+        control.raise_attention();
+        let vector = control.response_vector.load(Ordering::Acquire);
+        if vector != 0 {
+            apic::send_ipi(control.response_cpu.load(Ordering::Relaxed), vector as u8);
+        }
+        cpu::halt_forever()
+    }
+
     /// The guest's memory, through the guest window.
     pub fn guest_memory(&self) -> WindowGuestMemory {
         WindowGuestMemory {

@@ -16,11 +16,11 @@
 //!
 //! A STOP that arrives before the CPU took the command (the driver wrote
 //! RUN, then STOP, before the request IPI was handled) is defined this way:
-//! the command is taken and not run. RUN_VP completes normally with
-//! `intercept = 0`, exactly as if it had been stopped at once; any other
-//! command completes with the error "stopped before it started".
-
-use core::sync::atomic::Ordering;
+//! a RUN_VP is taken and not run, and completes normally with
+//! `intercept = 0`, exactly as if it had been stopped at once. Any other
+//! command ignores the STOP and runs: it is short and ends by itself, and a
+//! STOP meant for a RUN_VP that raced with the VMM's next command must not
+//! cancel that command.
 
 use executor::{Completion, Spawner};
 use futures_util::future::{select, Either};
@@ -31,21 +31,18 @@ use crate::runtime::commands::{self, Outcome};
 use super::cpu::{LocalCpu, SIDECAR_TASK_BYTES};
 use super::vp::RunEnd;
 
-/// The dispatch loop; returns when the CPU is asked to leave sidecar.
+/// The dispatch loop; never ends (a REMOVE parks the CPU for good).
 pub async fn dispatch(cpu: LocalCpu, spawner: Spawner<SIDECAR_TASK_BYTES>) {
     loop {
         spawner.wait_flag(|| cpu.status() != CpuStatus::IDLE).await;
         match cpu.status() {
             CpuStatus::RUN => run_command(cpu, &spawner).await,
-            CpuStatus::STOP => stopped_before_start(cpu),
-            CpuStatus::REMOVE => {
-                info!("leaving sidecar");
-                if let Some(status) = cpu.control().status(cpu.index) {
-                    status.store(CpuStatus::REMOVED, Ordering::Release);
-                }
-                cpu.control().raise_attention();
-                return;
+            CpuStatus::STOP if next_command(cpu) == SidecarCommand::RUN_VP => {
+                stopped_before_start(cpu)
             }
+            // Short commands ignore a STOP: they end by themselves.
+            CpuStatus::STOP => run_command(cpu, &spawner).await,
+            CpuStatus::REMOVE => cpu.leave(),
             other => {
                 warn!("status {other:?} is not a request; ignoring it");
                 // Put the byte back to IDLE so the loop waits again.
@@ -75,7 +72,7 @@ async fn run_command(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) {
             page.set_error_fmt(format_args!("VMRUN failed (VMEXIT_INVALID): {reason}"));
             0
         }
-        None => 0,
+        Some(RunEnd::Halted) | None => 0,
     };
     *page.request_mut() = RunVpResponse { intercept };
 }
@@ -101,15 +98,20 @@ async fn run_vp(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) -> Option<
     }
 }
 
+/// The command waiting in the command page.
+fn next_command(cpu: LocalCpu) -> SidecarCommand {
+    // SAFETY: the status is STOP: this CPU owns the pages until `complete`;
+    // the reference ends here.
+    let (page, _) = unsafe { cpu.pages() };
+    page.command
+}
+
+/// A RUN_VP whose STOP came before it started: taken, not run.
 fn stopped_before_start(cpu: LocalCpu) {
     // SAFETY: the status is STOP: this CPU owns the pages until `complete`.
     let (page, _) = unsafe { cpu.pages() };
-    let command = core::mem::replace(&mut page.command, SidecarCommand::NONE);
+    page.command = SidecarCommand::NONE;
     page.has_error = 0;
     page.error.clear();
-    if command == SidecarCommand::RUN_VP {
-        *page.request_mut() = RunVpResponse { intercept: 0 };
-    } else {
-        page.set_error("stopped before it started");
-    }
+    *page.request_mut() = RunVpResponse { intercept: 0 };
 }

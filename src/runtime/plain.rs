@@ -5,7 +5,7 @@
 
 use x86_64::instructions::interrupts;
 
-use crate::abi::{CpuStatus, RunVpResponse, SidecarCommand};
+use crate::abi::{CpuStatus, RunVpResponse};
 use crate::runtime::commands::{self, Outcome};
 
 use super::cpu::LocalCpu;
@@ -30,13 +30,7 @@ pub fn run(cpu: LocalCpu) -> ! {
     loop {
         match wait_while(cpu, |s| s == CpuStatus::IDLE) {
             CpuStatus::RUN | CpuStatus::STOP => run_command(cpu),
-            CpuStatus::REMOVE => {
-                if let Some(status) = cpu.control().status(cpu.index) {
-                    status.store(CpuStatus::REMOVED, core::sync::atomic::Ordering::Release);
-                }
-                cpu.control().raise_attention();
-                crate::arch::x86_64::cpu::halt_forever();
-            }
+            CpuStatus::REMOVE => cpu.leave(),
             _ => {}
         }
         cpu.complete();
@@ -47,11 +41,6 @@ fn run_command(cpu: LocalCpu) {
     // SAFETY: the status is RUN or STOP: this CPU owns the pages until
     // `complete`, and this is the only reference.
     let (page, state) = unsafe { cpu.pages() };
-    if cpu.status() == CpuStatus::STOP && page.command != SidecarCommand::RUN_VP {
-        page.command = SidecarCommand::NONE;
-        page.set_error("stopped before it started");
-        return;
-    }
     if commands::execute(page, state, &mut cpu.guest_memory()) == Outcome::RunVp {
         wait_while(cpu, |s| s == CpuStatus::RUN);
         *page.request_mut() = RunVpResponse { intercept: 0 };

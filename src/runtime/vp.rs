@@ -50,26 +50,47 @@ pub enum RunEnd {
     Intercept,
     /// VMRUN refused the guest state (VMEXIT_INVALID), for this reason.
     Refused(&'static str),
+    /// The VP halted and the caller handles it (a main kernel CPU).
+    Halted,
 }
+
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
 
 /// The ASID every sidecar VP uses (any non-zero value: each CPU has its own
 /// TLB, and runs one VP).
 const ASID: u32 = 1;
 
 /// The pages a run works on, as raw pointers: each use makes a short-lived
-/// reference, never held across an `await`.
-struct Pages {
+/// reference, never held across an `await`. A sidecar CPU reaches them
+/// through its window; a CPU converted to the main kernel through the
+/// identity map.
+pub struct VpPages {
     vmcb: *mut Vmcb,
+    vmcb_pa: u64,
     command: *mut CommandPage,
     registers: *mut RegisterPage,
 }
 
-impl Pages {
-    fn new() -> Self {
+impl VpPages {
+    /// A sidecar CPU's own pages, through its window.
+    pub fn window(vmcb_pa: u64) -> Self {
         Self {
             vmcb: window::address(window::VMCB) as *mut Vmcb,
+            vmcb_pa,
             command: window::address(window::COMMAND_PAGE) as *mut CommandPage,
             registers: window::address(window::REGISTER_PAGE) as *mut RegisterPage,
+        }
+    }
+
+    /// The pages at these physical addresses, through the identity map (a
+    /// main kernel CPU).
+    pub fn physical(vmcb: u64, command: u64, registers: u64) -> Self {
+        Self {
+            vmcb: vmcb as *mut Vmcb,
+            vmcb_pa: vmcb,
+            command: command as *mut CommandPage,
+            registers: registers as *mut RegisterPage,
         }
     }
 
@@ -80,7 +101,7 @@ impl Pages {
     /// Only while this CPU owns its command page (status RUN or STOP), with
     /// no other reference to these pages alive.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn get(&self) -> (&mut Vmcb, &mut CommandPage, &mut RegisterPage) {
+    pub unsafe fn get(&self) -> (&mut Vmcb, &mut CommandPage, &mut RegisterPage) {
         // SAFETY: the window maps this CPU's VMCB, command and register pages
         // at these addresses (page aligned, zero-initialized by the BSP,
         // valid for these plain-data types); the caller guarantees exclusive
@@ -131,7 +152,7 @@ fn from_guest(registers: &GuestRegisters, context: &mut CpuContextX64) {
 }
 
 /// Prepares the VMCB from the VP-state block and `cpu_context`.
-fn load(pages: &Pages) {
+fn load(pages: &VpPages) {
     let guest = startup::plan().guest;
     // SAFETY: called from RUN_VP, while this CPU owns its pages.
     let (vmcb, page, registers) = unsafe { pages.get() };
@@ -142,18 +163,18 @@ fn load(pages: &Pages) {
 
 /// One VMRUN, with the guest's general and x87/SSE registers switched in
 /// and out, and the state saved back to the shared pages.
-fn enter(cpu: &LocalCpu, pages: &Pages) {
+fn enter(pages: &VpPages) {
     // SAFETY: called from RUN_VP, while this CPU owns its pages.
     let (vmcb, page, registers) = unsafe { pages.get() };
     let mut guest = to_guest(&page.cpu_context);
     let fx = fx_image(&mut page.cpu_context);
     // SAFETY: SVM and FXSAVE are enabled on this CPU (`enable_svm` ran at
     // start-up), the VMCB is this CPU's (its physical address is
-    // `cpu.vmcb`), its nested tables map only the guest's memory, and the
+    // `pages.vmcb_pa`), its nested tables map only the guest's memory, and the
     // FXSAVE image is 16-byte aligned inside the 16-byte-aligned context.
     unsafe {
         svm::fxrstor(fx);
-        svm::enter_guest(cpu.vmcb, &mut guest);
+        svm::enter_guest(pages.vmcb_pa, &mut guest);
         svm::fxsave(fx);
     }
     vmcb.control.tlb_control = TLB_CONTROL_DO_NOTHING;
@@ -180,7 +201,7 @@ fn fx_image(context: &mut CpuContextX64) -> &mut [u8; 512] {
 
 /// Injects a requested interrupt if there is one; `false` if none was
 /// pending.
-fn inject_requested(pages: &Pages) -> bool {
+fn inject_requested(pages: &VpPages) -> bool {
     // SAFETY: called from RUN_VP, while this CPU owns its pages.
     let (vmcb, _, registers) = unsafe { pages.get() };
     let request = registers.interrupt_request.swap(0, Ordering::Acquire);
@@ -192,7 +213,7 @@ fn inject_requested(pages: &Pages) -> bool {
 }
 
 /// Whether the main kernel asked for an interrupt.
-fn interrupt_requested(pages: &Pages) -> bool {
+fn interrupt_requested(pages: &VpPages) -> bool {
     // SAFETY: only the atomic field is read, which both sides share.
     let registers = unsafe { &*pages.registers };
     registers.interrupt_request.load(Ordering::Acquire) & INTERRUPT_REQUEST_VALID != 0
@@ -202,12 +223,27 @@ fn interrupt_requested(pages: &Pages) -> bool {
 /// refuses the state. A STOP cancels the future at one of its `await`s,
 /// where the VP's state has always just been saved.
 pub async fn run_vp(cpu: LocalCpu, spawner: Spawner<SIDECAR_TASK_BYTES>) -> RunEnd {
-    let pages = Pages::new();
-    load(&pages);
+    run(&VpPages::window(cpu.vmcb), cpu.vp, Some(spawner)).await
+}
+
+/// The run loop, on whichever CPU runs the VP. With a spawner, a halted VP
+/// waits here for an interrupt request; without one (a main kernel CPU,
+/// whose VMM is local), the run ends with [`RunEnd::Halted`].
+pub async fn run(pages: &VpPages, vp: u32, spawner: Option<Spawner<SIDECAR_TASK_BYTES>>) -> RunEnd {
+    load(pages);
+    // A VP that halted in an earlier run (with interrupts enabled) takes a
+    // request that arrived in between at once.
+    {
+        // SAFETY: as above; the reference ends here.
+        let (_, _, registers) = unsafe { pages.get() };
+        if registers.state.rflags & RFLAGS_IF != 0 {
+            inject_requested(pages);
+        }
+    }
     loop {
-        enter(&cpu, &pages);
+        enter(pages);
         // SAFETY: as above; the reference ends before any `await`.
-        let (vmcb, page, _) = unsafe { pages.get() };
+        let (vmcb, page, registers) = unsafe { pages.get() };
         let code = vmcb.exit_code();
         if code.is_invalid() {
             // The CPU says only "invalid"; name the check if we know it.
@@ -217,19 +253,25 @@ pub async fn run_vp(cpu: LocalCpu, spawner: Spawner<SIDECAR_TASK_BYTES>) -> RunE
             return RunEnd::Refused(reason);
         }
         if code.0 == VMEXIT_HLT {
-            // Resume after the HLT once an interrupt is requested.
+            // Resume after the HLT once an interrupt is requested; save the
+            // advanced RIP first, so that a STOP leaves it in the VP state.
             vmcb.save.rip += 1;
-            if !inject_requested(&pages) {
-                spawner.wait_flag(|| interrupt_requested(&pages)).await;
-                inject_requested(&pages);
+            vmcb.save_state(&mut registers.state);
+            if inject_requested(pages) {
+                continue;
             }
+            let Some(spawner) = spawner else {
+                return RunEnd::Halted;
+            };
+            spawner.wait_flag(|| interrupt_requested(pages)).await;
+            inject_requested(pages);
             continue;
         }
         if handled_by_sidecar(code) {
             YieldNow(false).await;
             continue;
         }
-        match intercept_message(vmcb, &page.cpu_context, cpu.vp) {
+        match intercept_message(vmcb, &page.cpu_context, vp) {
             Some(message) => {
                 page.intercept_message = message;
                 return RunEnd::Intercept;

@@ -2,6 +2,7 @@
 //! [`crate::cmdline::Scenario`]). Each either ends the run with a verdict or,
 //! for the self-tests, proves that failures are reported.
 
+mod convert;
 mod demo;
 mod protocol;
 
@@ -95,6 +96,10 @@ pub fn run(scenario: Scenario, boot: &BootSummary) -> ! {
             info!("hang-selftest: halting forever; the runner's timeout must end this run");
             cpu::halt_forever()
         }
+        Scenario::Convert => match crate::main_kernel::run(convert::run) {
+            Ok(()) => report::finish(None),
+            Err(failure) => report::finish(Some(format_args!("convert: {failure}"))),
+        },
         Scenario::Demo => match crate::main_kernel::run(demo::run) {
             Ok(()) => report::finish(None),
             Err(failure) => report::finish(Some(format_args!("demo: {failure}"))),

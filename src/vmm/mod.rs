@@ -10,6 +10,7 @@
 
 pub mod devices;
 pub mod guests;
+pub mod local;
 
 use crate::abi::{
     HvMessage, HvMessageType, HvRegisterAssoc, HvX64IoPortInterceptMessage,
@@ -280,6 +281,12 @@ async fn handle(
 pub static IO_ROUND_TRIPS: spin::Mutex<heapless::Vec<u64, 4096>> =
     spin::Mutex::new(heapless::Vec::new());
 
+/// Per VP: the VMM was asked to stop the VP. Checked before every RUN_VP,
+/// so a stop that arrives while the VMM emulates an exit (no RUN_VP in
+/// flight to STOP) still ends the run.
+static STOP_REQUESTED: [core::sync::atomic::AtomicBool; crate::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; crate::MAX_CPUS];
+
 /// Runs VP `cpu` from `registers` until its guest exits, is stopped, or
 /// does something the VMM does not emulate.
 pub async fn run_vp(
@@ -290,9 +297,16 @@ pub async fn run_vp(
 ) -> Result<VpEnd, ClientError> {
     cpu.set_vp_registers(registers).await?;
     let mut last_io = None;
+    let stop_requested = &STOP_REQUESTED[cpu.vp() as usize % crate::MAX_CPUS];
     loop {
+        if stop_requested.swap(false, core::sync::atomic::Ordering::AcqRel) {
+            return Ok(VpEnd::Stopped);
+        }
         match cpu.run_vp().await? {
-            RunVpExit::Stopped => return Ok(VpEnd::Stopped),
+            RunVpExit::Stopped => {
+                stop_requested.store(false, core::sync::atomic::Ordering::Release);
+                return Ok(VpEnd::Stopped);
+            }
             RunVpExit::Intercept(message) => {
                 let now = crate::arch::x86_64::cpu::rdtsc();
                 let io = message.header.typ == HvMessageType::HvMessageTypeX64IoPortIntercept;
@@ -316,13 +330,20 @@ const STOP_RESEND_US: u64 = 2000;
 /// How often [`stop_reliably`] looks whether the STOP took.
 const STOP_POLL_US: u64 = 100;
 
-/// Stops the command running on `cpu` and, while it has not stopped,
-/// re-sends the request IPI every [`STOP_RESEND_US`]. Returns how many
-/// times it re-sent.
-pub async fn stop_reliably(cpu: &SidecarCpu) -> u32 {
+/// Stops the VP running on `cpu`: waits until RUN_VP is the command in
+/// flight (the VMM may be between commands, or emulating an exit), stores
+/// STOP and, while the CPU has not stopped, re-sends the request IPI every
+/// [`STOP_RESEND_US`]. Returns how many times it re-sent. Gives up (0) if
+/// the run ends by itself first (`finished` says so).
+pub async fn stop_reliably_unless(cpu: &SidecarCpu, finished: impl Fn() -> bool) -> u32 {
     use crate::abi::CpuStatus;
-    if !cpu.stop() {
-        return 0;
+    STOP_REQUESTED[cpu.vp() as usize % crate::MAX_CPUS]
+        .store(true, core::sync::atomic::Ordering::Release);
+    while !cpu.stop() {
+        if finished() {
+            return 0;
+        }
+        crate::main_kernel::clock::sleep_us(STOP_POLL_US).await;
     }
     let running = || matches!(cpu.status(), CpuStatus::RUN | CpuStatus::STOP);
     let mut resends = 0;
@@ -336,4 +357,9 @@ pub async fn stop_reliably(cpu: &SidecarCpu) -> u32 {
         cpu.resend_request();
         resends += 1;
     }
+}
+
+/// [`stop_reliably_unless`] for a VP known to run until stopped.
+pub async fn stop_reliably(cpu: &SidecarCpu) -> u32 {
+    stop_reliably_unless(cpu, || false).await
 }

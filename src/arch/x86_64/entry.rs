@@ -20,7 +20,7 @@
 //! 64-bit code segment, which is exactly what this code establishes.
 
 use core::arch::global_asm;
-use core::sync::atomic::AtomicU32;
+use core::sync::atomic::{AtomicU32, AtomicU64};
 
 use super::paging::PageTable;
 
@@ -51,6 +51,12 @@ pub fn boot_pml4_address() -> u64 {
 /// tables, the AP halts). The BSP fills it before starting any AP; the APs
 /// read it with paging off.
 pub static AP_CR3_BY_APIC_ID: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
+
+/// The stack top each AP starts on, indexed by APIC ID: 0 means the sidecar
+/// window's stack (the same virtual address on every sidecar CPU); a CPU the
+/// main kernel brings up as one of its own gets a stack in identity-mapped
+/// memory here before its INIT.
+pub static AP_STACK_BY_APIC_ID: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
 
 /// The AP trampoline's machine code, to be copied to a page below 1 MiB and
 /// started there by a startup IPI (its code is position-independent within
@@ -257,12 +263,22 @@ ap_long_mode:
     mov ss, ax
     mov fs, ax
     mov gs, ax
-    movabs rsp, {stack_top}         // this CPU's own stack, in its window
+    mov eax, 1
+    cpuid
+    shr ebx, 24                     // initial APIC ID
+    lea rax, [rip + {stack_table}]
+    mov rax, [rax + rbx * 8]
+    test rax, rax
+    jnz 7f
+    movabs rax, {stack_top}         // a sidecar CPU: its own stack, in its window
+7:
+    mov rsp, rax
     call {ap_main}
     ud2
     .popsection
     "#,
     cr3_table = sym AP_CR3_BY_APIC_ID,
+    stack_table = sym AP_STACK_BY_APIC_ID,
     stack_top = const crate::layout::window::stack_top(),
     ap_main = sym crate::boot::ap::ap_main,
 );
