@@ -81,11 +81,14 @@ pub enum Scenario {
     Demo,
     /// Half the sidecar CPUs become main kernel CPUs while their VPs run.
     Convert,
+    /// A sidecar CPU faults on purpose: the fault is contained and reported,
+    /// and the other sidecar CPUs keep working.
+    FaultContainment,
 }
 
 impl Scenario {
     /// Every scenario, in the order the help text lists them.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Boot,
         Scenario::FaultSelftest,
         Scenario::PanicSelftest,
@@ -95,6 +98,7 @@ impl Scenario {
         Scenario::Protocol,
         Scenario::Demo,
         Scenario::Convert,
+        Scenario::FaultContainment,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -109,6 +113,7 @@ impl Scenario {
             Scenario::Protocol => "protocol",
             Scenario::Demo => "demo",
             Scenario::Convert => "convert",
+            Scenario::FaultContainment => "fault-containment",
         }
     }
 }
@@ -348,7 +353,7 @@ mod tests {
             err.to_string(),
             "bad value 'dance' for kernel option 'scenario' (expected one of: boot, \
              fault-selftest, panic-selftest, hang-selftest, isolation-command-selftest, \
-             isolation-stack-selftest, protocol, demo, convert)"
+             isolation-stack-selftest, protocol, demo, convert, fault-containment)"
         );
         assert_eq!(
             parse("color=red").unwrap_err().to_string(),

@@ -38,8 +38,14 @@ fn fail(log_line: fmt::Arguments<'_>, reason: fmt::Arguments<'_>) -> ! {
     crate::report::finish(Some(reason))
 }
 
-/// Reports a CPU exception taken in the kernel and ends the run.
+/// Reports a CPU exception taken in the kernel. On a sidecar CPU that is
+/// running its runtime, the fault is contained: the CPU reports it to the
+/// main kernel through its pages and parks, and the run goes on. Anywhere
+/// else (the BSP, a CPU still booting) it ends the run.
 pub fn exception(frame: &TrapFrame) -> ! {
+    if crate::runtime::cpu::in_runtime() {
+        contain(frame);
+    }
     begin_fatal_report();
     let cpu = crate::percpu::current_vp();
     let vector = frame.vector as u8;
@@ -57,6 +63,29 @@ pub fn exception(frame: &TrapFrame) -> ! {
              rip {rip:#x}, cr2 {cr2:#x}"
         ),
     )
+}
+
+/// A sidecar CPU's fault: log it, put it on the report channel, hand it to
+/// the main kernel (CPU, vector, RIP in the command page's error, status
+/// REMOVED, attention, response IPI), then park for good.
+fn contain(frame: &TrapFrame) -> ! {
+    x86_64::instructions::interrupts::disable();
+    let cpu = crate::percpu::current_vp();
+    let vector = frame.vector as u8;
+    let (mnemonic, name) = exception_name(vector);
+    let cr2 = Cr2::read_raw();
+    let rip = frame.rip;
+    crate::log::write_fatal(format_args!(
+        "exception {mnemonic} ({name}, vector {vector}) on sidecar cpu {cpu}: rip {rip:#x}, \
+         cr2 {cr2:#x}; contained: the CPU leaves sidecar, the run goes on"
+    ));
+    crate::report::json(
+        "faults[]",
+        format_args!("{{\"cpu\":{cpu},\"vector\":{vector},\"rip\":{rip},\"cr2\":{cr2}}}"),
+    );
+    crate::runtime::cpu::report_fault(format_args!(
+        "cpu {cpu}: {mnemonic} {name} (vector {vector}) at rip {rip:#x}, cr2 {cr2:#x}"
+    ))
 }
 
 /// Reports an interrupt on a vector nobody registered and ends the run.

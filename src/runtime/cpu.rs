@@ -182,7 +182,51 @@ static REQUEST_TSC: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CP
 /// See [`REQUEST_TSC`].
 pub static SERVICE_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-/// The request IPI: the main kernel wrote this CPU's status byte.
+/// Per VP: the CPU runs its runtime (faults are contained from then on).
+static IN_RUNTIME: [core::sync::atomic::AtomicBool; MAX_CPUS] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; MAX_CPUS];
+
+/// Whether the running CPU is a sidecar CPU inside its runtime, whose
+/// faults are contained.
+pub fn in_runtime() -> bool {
+    let vp = percpu::current_vp() as usize;
+    IN_RUNTIME
+        .get(vp)
+        .is_some_and(|f| f.load(Ordering::Relaxed))
+        && !crate::main_kernel::convert::is_converted(cpu::apic_id())
+}
+
+/// Marks the running sidecar CPU as inside its runtime.
+pub fn enter_runtime(vp: u32) {
+    if let Some(flag) = IN_RUNTIME.get(vp as usize) {
+        flag.store(true, Ordering::Relaxed);
+    }
+}
+
+/// After a fault on this sidecar CPU: the reason goes into the command
+/// page's error (`has_error`), the status becomes REMOVED, and the driver is
+/// told; then the CPU parks. Whatever command was in flight completes with
+/// that error.
+pub fn report_fault(reason: core::fmt::Arguments<'_>) -> ! {
+    let vp = percpu::current_vp();
+    let globals = window::address(window::GLOBALS) as *const CpuGlobals;
+    // SAFETY: a CPU in its runtime maps its globals here; only the plain
+    // `node_cpu_index` field is read.
+    let index = unsafe { (*globals).node_cpu_index } as usize;
+    let page = window::address(window::COMMAND_PAGE) as *mut CommandPage;
+    // SAFETY: the command page is this CPU's, mapped here. The fault may
+    // have interrupted a command that held a reference to it; that code
+    // never runs again (the CPU parks below), so this write cannot race
+    // with it.
+    unsafe { (*page).set_error_fmt(reason) };
+    let local = LocalCpu {
+        vp,
+        index,
+        vmcb: 0,
+        guest_size: 0,
+    };
+    local.leave()
+}
 fn request_interrupt(_frame: &mut TrapFrame) {
     let vp = percpu::current_vp() as usize;
     if let Some(slot) = REQUEST_TSC.get(vp) {
@@ -199,6 +243,7 @@ pub fn install_request_handler() {
 
 /// Runs the CPU's dispatch loop forever.
 pub fn run(cpu: LocalCpu, kind: RuntimeKind, executor: &'static SidecarExecutor) -> ! {
+    enter_runtime(cpu.vp);
     match kind {
         RuntimeKind::Plain => super::plain::run(cpu),
         RuntimeKind::Async => {

@@ -58,6 +58,7 @@ async fn run_command(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) {
         // the pages until `complete`; this reference ends before RUN_VP's
         // task makes its own.
         let (page, state) = unsafe { cpu.pages() };
+        crate::scenario::before_command(page.command);
         if commands::execute(page, state, &mut cpu.guest_memory()) == Outcome::Done {
             return;
         }

@@ -4,6 +4,7 @@
 
 mod convert;
 mod demo;
+mod fault;
 mod protocol;
 
 use spin::Once;
@@ -66,6 +67,22 @@ pub fn on_sidecar_cpu(vp: u32) {
     }
 }
 
+/// The command number the fault-containment scenario sends to make a
+/// sidecar CPU fault on purpose (honoured in that scenario only).
+pub const FAULT_COMMAND: u32 = 0xFA17;
+
+/// A sidecar CPU's hook before it runs a command: in the fault-containment
+/// scenario, [`FAULT_COMMAND`] makes it read unmapped memory.
+pub fn before_command(command: crate::abi::SidecarCommand) {
+    if SCENARIO.get() == Some(&Scenario::FaultContainment) && command.0 == FAULT_COMMAND {
+        // SAFETY: not safe, on purpose: the address is unmapped, the read
+        // faults, and the fault handler contains it (the CPU leaves
+        // sidecar) without returning here.
+        let value = unsafe { core::ptr::read_volatile(UNMAPPED_ADDRESS as *const u64) };
+        warn!("reading {UNMAPPED_ADDRESS:#x} did not fault (read {value:#x})");
+    }
+}
+
 /// An address the boot page tables do not map (above the 4 GiB identity map).
 const UNMAPPED_ADDRESS: u64 = 0x40_0000_0000;
 
@@ -99,6 +116,10 @@ pub fn run(scenario: Scenario, boot: &BootSummary) -> ! {
         Scenario::Convert => match crate::main_kernel::run(convert::run) {
             Ok(()) => report::finish(None),
             Err(failure) => report::finish(Some(format_args!("convert: {failure}"))),
+        },
+        Scenario::FaultContainment => match crate::main_kernel::run(|_| fault::run()) {
+            Ok(()) => report::finish(None),
+            Err(failure) => report::finish(Some(format_args!("fault-containment: {failure}"))),
         },
         Scenario::Demo => match crate::main_kernel::run(demo::run) {
             Ok(()) => report::finish(None),

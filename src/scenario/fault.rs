@@ -1,0 +1,99 @@
+//! `scenario=fault-containment`: sidecar CPU 2 faults on purpose (a command
+//! only this scenario honours makes it read unmapped memory). The fault
+//! must reach the main kernel through the CPU's pages (the command fails
+//! with the CPU, vector and RIP; the status is REMOVED), and every other
+//! sidecar CPU must keep working: registers set and read back, and a guest
+//! run to its end.
+
+// Failures are one-line strings by value: there is no allocator to box them.
+#![allow(clippy::result_large_err)]
+
+use core::fmt::Write;
+
+use crate::abi::{HvRegisterAssoc, HvX64RegisterName as Name, SidecarCommand};
+use crate::boot::startup;
+use crate::main_kernel::client::{ClientError, SidecarCpu};
+use crate::report;
+use crate::topology::Role;
+use crate::vmm::devices::Devices;
+use crate::vmm::guests::{expected_compute, Program};
+use crate::vmm::{self, ExitCounts, VpEnd};
+
+use super::FAULT_COMMAND;
+
+/// A failure: one line saying which check failed.
+pub type Failure = heapless::String<256>;
+
+macro_rules! fail {
+    ($($arg:tt)*) => {{
+        let mut failure = Failure::new();
+        let _ = write!(failure, $($arg)*);
+        return Err(failure)
+    }};
+}
+
+fn sidecar_vps() -> impl Iterator<Item = u32> {
+    startup::plan()
+        .topology
+        .cpus
+        .iter()
+        .filter(|c| c.role == Role::Sidecar)
+        .map(|c| c.vp)
+}
+
+/// The scenario.
+pub async fn run() -> Result<(), Failure> {
+    let Some(victim) = sidecar_vps().find(|&vp| vp == 2) else {
+        fail!("the fault-containment scenario needs sidecar CPU 2 (use --cpus 3 or more)");
+    };
+    vmm::prepare_memory(sidecar_vps());
+    let cpu = SidecarCpu::new(victim)
+        .map_err(|_| Failure::try_from("cpu 2 is not up").unwrap_or_default())?;
+    let result = cpu
+        .command(
+            |page| {
+                page.command = SidecarCommand(FAULT_COMMAND);
+                Ok(())
+            },
+            |_| (),
+        )
+        .await;
+    match result {
+        Err(ClientError::Failed { message, .. })
+            if message.starts_with("cpu 2: #PF page fault (vector 14) at rip ") => {}
+        other => fail!("the faulting command gave {other:?}"),
+    }
+    if SidecarCpu::new(victim).err() != Some(ClientError::NotSidecar(victim)) {
+        fail!("the faulted CPU still accepts commands");
+    }
+    info!("fault-containment: cpu 2's fault reached the main kernel; the others go on");
+
+    let mut others = 0u64;
+    for vp in sidecar_vps().filter(|&vp| vp != victim) {
+        let cpu = match SidecarCpu::new(vp) {
+            Ok(cpu) => cpu,
+            Err(err) => fail!("cpu {vp}: {err}"),
+        };
+        let value = 0xC0FFEE00 | u64::from(vp);
+        if let Err(err) = cpu
+            .set_vp_registers(&[HvRegisterAssoc::new(Name::R12, value)])
+            .await
+        {
+            fail!("cpu {vp} after the fault: {err}");
+        }
+        match cpu.get_vp_registers(&[Name::R12]).await {
+            Ok(values) if values.first().map(|v| v.as_u64()) == Some(value) => {}
+            other => fail!("cpu {vp} after the fault: read back {other:?}"),
+        }
+        let mut devices = Devices::new(vp);
+        let mut counts = ExitCounts::default();
+        let registers = vmm::start_registers(Program::Compute, vp, 7, 1000);
+        match vmm::run_vp(&cpu, &mut devices, &mut counts, &registers).await {
+            Ok(VpEnd::Exited) if devices.reports.result == Some(expected_compute(7, 1000)) => {}
+            other => fail!("cpu {vp} after the fault: its guest gave {other:?}"),
+        }
+        others += 1;
+    }
+    report::number("fault_containment.working_cpus", others);
+    Ok(())
+}
