@@ -12,20 +12,21 @@
 //!
 //! A task waits for something by returning `Pending`, having left its
 //! [`Waker`](core::task::Waker) with whoever will make progress: a channel,
-//! a timer, another CPU. A waker is the executor's address with the task
-//! index in its low bits. Waking sets the task's bit in the executor's
-//! **ready word** with one atomic `fetch_or`, callable from any CPU or
-//! interrupt handler. The owner takes the whole word with one `swap` and
+//! a timer, another CPU. A waker points at its task's record in the
+//! executor (which executor, which bit); it has no reference count. Waking
+//! sets the task's bit in the executor's **ready word** with one atomic
+//! `fetch_or`, callable from any CPU or interrupt handler. The owner takes the whole word with one `swap` and
 //! polls the tasks whose bits were set: a task woken a thousand times before
 //! it runs is polled once.
 //!
-//! When nothing is ready, the owner **parks**: it announces it by turning the
-//! ready word from "awake" to `0`, and sleeps through a [`Parker`] (on x86:
-//! interrupts off, check the word, `sti; hlt`: `x86::HaltParker`). The
-//! first wake after the announcement finds the word `0` and calls the
-//! executor's [`Notifier`] (the kernel's: an IPI to the owner); every other
-//! wake finds the owner awake, or already notified, and sends nothing. So a
-//! sleeping CPU gets at most one IPI per sleep, and a busy one none.
+//! When nothing is ready, the owner **parks**: it announces it by clearing
+//! the ready word's `AWAKE` bit (only if no task bit is set), and sleeps
+//! through a [`Parker`] (on x86: interrupts off, check the word, `sti;
+//! hlt`: `x86::HaltParker`). A wake that then finds `AWAKE` clear claims
+//! it back, and the one waker whose claim sets it calls the executor's
+//! [`Notifier`] (the kernel's: an IPI to the owner); every other wake finds
+//! the owner awake, or already notified, and sends nothing. So a sleeping
+//! CPU gets at most one IPI per sleep, and a busy one none.
 //!
 //! A task can also wait for a **flag in shared memory** (a control page's
 //! status byte) with [`Spawner::wait_flag`]; the IPI that follows the flag's

@@ -122,11 +122,11 @@ impl<const TASKS: usize, const BYTES: usize, N: Notifier> Executor<TASKS, BYTES,
 
 /// What an executor counted.
 ///
-/// A wake notifies only if its `fetch_or` turned the ready word from `0`
-/// (owner parked, nothing pending) to non-zero, and the word becomes `0`
-/// only by the owner's announcement, so `notified <= parks` always: at most
-/// one IPI per sleep, however many CPUs wake how often. The wakes that
-/// needed no IPI go to [`Notifier::skipped`].
+/// A wake notifies only if it claimed the ready word's `AWAKE` bit back
+/// after the owner announced that it parks (cleared it), and only the
+/// announcement clears it, so `notified <= parks` always: at most one IPI
+/// per sleep, however many CPUs wake how often. The wakes that needed no
+/// IPI go to [`Notifier::skipped`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Wakes that found the owner parked (or parking) and called
