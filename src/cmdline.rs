@@ -84,11 +84,14 @@ pub enum Scenario {
     /// A sidecar CPU faults on purpose: the fault is contained and reported,
     /// and the other sidecar CPUs keep working.
     FaultContainment,
+    /// Random commands, guest runs, STOPs and injections on every sidecar
+    /// CPU (`commands=`, `seed=`).
+    Stress,
 }
 
 impl Scenario {
     /// Every scenario, in the order the help text lists them.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Boot,
         Scenario::FaultSelftest,
         Scenario::PanicSelftest,
@@ -99,6 +102,7 @@ impl Scenario {
         Scenario::Demo,
         Scenario::Convert,
         Scenario::FaultContainment,
+        Scenario::Stress,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -114,6 +118,7 @@ impl Scenario {
             Scenario::Demo => "demo",
             Scenario::Convert => "convert",
             Scenario::FaultContainment => "fault-containment",
+            Scenario::Stress => "stress",
         }
     }
 }
@@ -179,6 +184,10 @@ pub struct Options {
     /// A VP whose starter sends INIT but no startup IPI, so that it never
     /// comes up (`unresponsive=5`; a self-test of the boot timeout).
     pub unresponsive: Option<u32>,
+    /// Operations the stress scenario issues (`commands=`; default 2000).
+    pub commands: u32,
+    /// The stress scenario's random seed (`seed=`; default 1).
+    pub seed: u64,
 }
 
 impl Default for Options {
@@ -190,6 +199,8 @@ impl Default for Options {
             ap_delay: ApDelay::Spec,
             removed: CpuSet::new(),
             unresponsive: None,
+            commands: 2000,
+            seed: 1,
         }
     }
 }
@@ -202,6 +213,8 @@ const KEYS: &[&str] = &[
     "ap_delay",
     "removed",
     "unresponsive",
+    "commands",
+    "seed",
 ];
 
 /// Why a command line was rejected; every variant names the offending word.
@@ -249,6 +262,7 @@ impl fmt::Display for CmdlineError<'_> {
                     "boot" => write_list(f, BootStrategy::ALL.iter().map(|b| b.name()))?,
                     "ap_delay" => write_list(f, ApDelay::ALL.iter().map(|d| d.name()))?,
                     "removed" => f.write_str("a comma-separated list of CPU numbers")?,
+                    "commands" | "seed" => f.write_str("a number")?,
                     _ => f.write_str("a CPU number")?,
                 }
                 f.write_str(")")
@@ -291,6 +305,8 @@ fn apply(options: &mut Options, key: &str, value: &str) -> Option<()> {
         "boot" => options.boot = by_name(&BootStrategy::ALL, BootStrategy::name, value)?,
         "ap_delay" => options.ap_delay = by_name(&ApDelay::ALL, ApDelay::name, value)?,
         "removed" => options.removed = parse_cpu_list(value)?,
+        "commands" => options.commands = value.parse().ok()?,
+        "seed" => options.seed = value.parse().ok()?,
         _ => options.unresponsive = Some(value.parse().ok()?),
     }
     Some(())
@@ -353,12 +369,12 @@ mod tests {
             err.to_string(),
             "bad value 'dance' for kernel option 'scenario' (expected one of: boot, \
              fault-selftest, panic-selftest, hang-selftest, isolation-command-selftest, \
-             isolation-stack-selftest, protocol, demo, convert, fault-containment)"
+             isolation-stack-selftest, protocol, demo, convert, fault-containment, stress)"
         );
         assert_eq!(
             parse("color=red").unwrap_err().to_string(),
             "unknown kernel option 'color' (known: scenario, log, boot, ap_delay, removed, \
-             unresponsive)"
+             unresponsive, commands, seed)"
         );
         assert!(parse("log=loud")
             .unwrap_err()

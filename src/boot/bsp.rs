@@ -91,7 +91,7 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
         unresponsive: options.unresponsive,
         guest: prepared.guest,
     });
-    scenario::publish(options.scenario);
+    scenario::publish(options);
     startup::bsp_start_all();
     let outcomes = startup::wait_for_all();
     let boot = summary::summarize(entry_tsc, &outcomes, &prepared);

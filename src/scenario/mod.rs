@@ -6,6 +6,7 @@ mod convert;
 mod demo;
 mod fault;
 mod protocol;
+mod stress;
 
 use spin::Once;
 
@@ -18,10 +19,12 @@ use crate::report;
 use crate::runtime::cpu::RuntimeKind;
 
 static SCENARIO: Once<Scenario> = Once::new();
+static OPTIONS: Once<crate::cmdline::Options> = Once::new();
 
 /// Records the scenario for every CPU to see (BSP, before starting APs).
-pub fn publish(scenario: Scenario) {
-    SCENARIO.call_once(|| scenario);
+pub fn publish(options: crate::cmdline::Options) {
+    SCENARIO.call_once(|| options.scenario);
+    OPTIONS.call_once(|| options);
 }
 
 /// The physical address sidecar CPU 1 reads in an isolation self-test: a
@@ -121,6 +124,15 @@ pub fn run(scenario: Scenario, boot: &BootSummary) -> ! {
             Ok(()) => report::finish(None),
             Err(failure) => report::finish(Some(format_args!("fault-containment: {failure}"))),
         },
+        Scenario::Stress => {
+            let options = OPTIONS.get().copied().unwrap_or_default();
+            match crate::main_kernel::run(move |spawner| {
+                stress::run(spawner, options.commands, options.seed)
+            }) {
+                Ok(()) => report::finish(None),
+                Err(failure) => report::finish(Some(format_args!("stress: {failure}"))),
+            }
+        }
         Scenario::Demo => match crate::main_kernel::run(demo::run) {
             Ok(()) => report::finish(None),
             Err(failure) => report::finish(Some(format_args!("demo: {failure}"))),

@@ -48,11 +48,11 @@ const ITERATIONS: usize = 2000;
 
 /// The guest page tables the translation checks use: GVA 0x40_0000 maps to
 /// GPA 0x10_0000, user and writable; everything else is unmapped.
-const GUEST_CR3: u64 = 0x1000;
-const MAPPED_GVA: u64 = 0x40_0000;
-const MAPPED_GPA: u64 = 0x10_0000;
+pub(super) const GUEST_CR3: u64 = 0x1000;
+pub(super) const MAPPED_GVA: u64 = 0x40_0000;
+pub(super) const MAPPED_GPA: u64 = 0x10_0000;
 
-fn write_guest_page_tables() {
+pub(super) fn write_guest_page_tables() {
     let guest = startup::plan().guest;
     let table = PRESENT | WRITABLE | USER;
     let entries = [

@@ -1,0 +1,337 @@
+//! `scenario=stress`: `commands=N` random operations across every sidecar
+//! CPU, from `seed=S`: registers set then read back and checked,
+//! translations with known answers (and unmapped ones, which must fail),
+//! bad requests (which must fail), short guest runs with checked results,
+//! guests stopped at random moments, and interrupts injected at random
+//! moments. At the end every operation must have completed exactly once,
+//! with the expected outcome, and no CPU may be stuck.
+//!
+//! Every operation is counted once as issued and once as one of
+//! completed, cancelled (a stopped guest), errors_expected or
+//! errors_unexpected; an operation that does not finish within a bound
+//! counts as lost (and its CPU as stuck).
+
+// Failures are one-line strings by value: there is no allocator to box them.
+#![allow(clippy::result_large_err, clippy::large_enum_variant)]
+
+use core::cell::Cell;
+use core::fmt::Write;
+
+use futures_util::future::{join, select, Either};
+
+use crate::abi::{
+    HvRegisterAssoc, HvX64RegisterName as Name, TranslateGvaControlFlagsX64 as Flags,
+};
+use crate::boot::startup;
+use crate::main_kernel::client::{ClientError, SidecarCpu};
+use crate::main_kernel::{clock, MainSpawner};
+use crate::report;
+use crate::topology::Role;
+use crate::vmm::devices::{mmio_value, Devices};
+use crate::vmm::guests::{expected_compute, Program, WAKE_VECTOR};
+use crate::vmm::{self, ExitCounts, VpEnd};
+
+use super::protocol::{write_guest_page_tables, GUEST_CR3, MAPPED_GPA, MAPPED_GVA};
+
+/// A failure: one line saying which check failed.
+pub type Failure = heapless::String<256>;
+
+/// How long one operation may take before it counts as lost.
+const OPERATION_TIMEOUT_US: u64 = 10_000_000;
+
+/// The tallies.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    issued: u64,
+    completed: u64,
+    cancelled: u64,
+    errors_expected: u64,
+    errors_unexpected: u64,
+    lost: u64,
+}
+
+static TALLY: spin::Mutex<Tally> = spin::Mutex::new(Tally {
+    issued: 0,
+    completed: 0,
+    cancelled: 0,
+    errors_expected: 0,
+    errors_unexpected: 0,
+    lost: 0,
+});
+
+/// The first unexpected outcome, for the failure message.
+static FIRST_PROBLEM: spin::Mutex<Option<Failure>> = spin::Mutex::new(None);
+
+/// An operation's outcome.
+enum Outcome {
+    Completed,
+    Cancelled,
+    ExpectedError,
+    Unexpected(Failure),
+}
+
+fn unexpected(args: core::fmt::Arguments<'_>) -> Outcome {
+    let mut failure = Failure::new();
+    let _ = failure.write_fmt(args);
+    Outcome::Unexpected(failure)
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const GPRS: [Name; 8] = [
+    Name::Rax,
+    Name::Rbx,
+    Name::Rdx,
+    Name::Rsi,
+    Name::Rdi,
+    Name::R9,
+    Name::R13,
+    Name::R15,
+];
+
+async fn registers(cpu: &SidecarCpu, rng: &mut Rng) -> Outcome {
+    let count = 1 + rng.below(GPRS.len() as u64) as usize;
+    let set: heapless::Vec<HvRegisterAssoc, 8> = GPRS[..count]
+        .iter()
+        .map(|&name| HvRegisterAssoc::new(name, rng.next()))
+        .collect();
+    if let Err(err) = cpu.set_vp_registers(&set).await {
+        return unexpected(format_args!("cpu {}: set: {err}", cpu.vp()));
+    }
+    let names: heapless::Vec<Name, 8> = set.iter().map(|r| r.name).collect();
+    match cpu.get_vp_registers(&names).await {
+        Ok(values) if set.iter().zip(&values).all(|(r, v)| r.value == *v) => Outcome::Completed,
+        other => unexpected(format_args!("cpu {}: read back {other:?}", cpu.vp())),
+    }
+}
+
+async fn translate(cpu: &SidecarCpu, rng: &mut Rng) -> Outcome {
+    let paging = [
+        HvRegisterAssoc::new(Name::Cr0, 0x8001_0011u64),
+        HvRegisterAssoc::new(Name::Cr3, GUEST_CR3),
+        HvRegisterAssoc::new(Name::Cr4, 0x20u64),
+        HvRegisterAssoc::new(Name::Efer, 0xD00u64),
+    ];
+    if let Err(err) = cpu.set_vp_registers(&paging).await {
+        return unexpected(format_args!("cpu {}: paging registers: {err}", cpu.vp()));
+    }
+    if rng.below(3) == 0 {
+        let gvn = 0x80_0000 / 4096 + rng.below(1000);
+        return match cpu.translate_gva(gvn, Flags::VALIDATE_READ).await {
+            Err(ClientError::Failed { .. }) => Outcome::ExpectedError,
+            other => unexpected(format_args!(
+                "cpu {}: unmapped GVA gave {other:?}",
+                cpu.vp()
+            )),
+        };
+    }
+    match cpu
+        .translate_gva(MAPPED_GVA >> 12, Flags::VALIDATE_READ)
+        .await
+    {
+        Ok(page) if page == MAPPED_GPA >> 12 => Outcome::Completed,
+        other => unexpected(format_args!("cpu {}: translation gave {other:?}", cpu.vp())),
+    }
+}
+
+async fn bad_request(cpu: &SidecarCpu, rng: &mut Rng) -> Outcome {
+    let name = Name(0x000F_0000 | rng.below(0xFFFF) as u32);
+    match cpu
+        .set_vp_registers(&[HvRegisterAssoc::new(name, 1u64)])
+        .await
+    {
+        Err(ClientError::Failed { .. }) => Outcome::ExpectedError,
+        other => unexpected(format_args!(
+            "cpu {}: bad name {name:?} gave {other:?}",
+            cpu.vp()
+        )),
+    }
+}
+
+async fn compute(cpu: &SidecarCpu, rng: &mut Rng) -> Outcome {
+    let (seed, rounds) = (rng.next() as u32 | 1, 1 + rng.below(20_000) as u32);
+    let mut devices = Devices::new(cpu.vp());
+    let mut counts = ExitCounts::default();
+    let registers = vmm::start_registers(Program::Compute, cpu.vp(), seed, rounds);
+    match vmm::run_vp(cpu, &mut devices, &mut counts, &registers).await {
+        Ok(VpEnd::Exited) if devices.reports.result == Some(expected_compute(seed, rounds)) => {
+            Outcome::Completed
+        }
+        other => unexpected(format_args!("cpu {}: compute gave {other:?}", cpu.vp())),
+    }
+}
+
+async fn stopped_spin(cpu: &SidecarCpu, rng: &mut Rng) -> Outcome {
+    let delay = rng.below(1000);
+    let mut devices = Devices::new(cpu.vp());
+    let mut counts = ExitCounts::default();
+    let registers = vmm::start_registers(Program::Spin, cpu.vp(), 0, 0);
+    let done = Cell::new(false);
+    let run = async {
+        let end = vmm::run_vp(cpu, &mut devices, &mut counts, &registers).await;
+        done.set(true);
+        end
+    };
+    let stop = async {
+        clock::sleep_us(delay).await;
+        vmm::stop_reliably_unless(cpu, || done.get()).await;
+    };
+    match join(run, stop).await.0 {
+        Ok(VpEnd::Stopped) => Outcome::Cancelled,
+        other => unexpected(format_args!(
+            "cpu {}: stopped spin gave {other:?}",
+            cpu.vp()
+        )),
+    }
+}
+
+async fn injected(cpu: &SidecarCpu, rng: &mut Rng) -> Outcome {
+    let delay = rng.below(2000);
+    let vp = cpu.vp();
+    let mut devices = Devices::new(vp);
+    let mut counts = ExitCounts::default();
+    let registers = vmm::start_registers(Program::Checksum, vp, 0, 0);
+    let done = Cell::new(false);
+    let run = async {
+        let end = vmm::run_vp(cpu, &mut devices, &mut counts, &registers).await;
+        done.set(true);
+        end
+    };
+    // Inject at a random moment; the guest takes it once it halts.
+    let inject = async {
+        clock::sleep_us(delay).await;
+        cpu.inject_interrupt(WAKE_VECTOR);
+    };
+    let (end, ()) = join(run, inject).await;
+    let expected = vmm::expected_checksum(vp);
+    match end {
+        Ok(VpEnd::Exited)
+            if devices.reports.result == Some(expected)
+                && devices.reports.mmio == Some(mmio_value(vp)) =>
+        {
+            Outcome::Completed
+        }
+        other => unexpected(format_args!("cpu {vp}: injected run gave {other:?}")),
+    }
+}
+
+async fn operation(cpu: &SidecarCpu, rng: &mut Rng) -> Outcome {
+    match rng.below(100) {
+        0..40 => registers(cpu, rng).await,
+        40..60 => translate(cpu, rng).await,
+        60..72 => bad_request(cpu, rng).await,
+        72..84 => compute(cpu, rng).await,
+        84..92 => stopped_spin(cpu, rng).await,
+        _ => injected(cpu, rng).await,
+    }
+}
+
+fn record(outcome: Option<Outcome>) {
+    let mut tally = TALLY.lock();
+    match outcome {
+        Some(Outcome::Completed) => tally.completed += 1,
+        Some(Outcome::Cancelled) => tally.cancelled += 1,
+        Some(Outcome::ExpectedError) => tally.errors_expected += 1,
+        Some(Outcome::Unexpected(problem)) => {
+            tally.errors_unexpected += 1;
+            FIRST_PROBLEM.lock().get_or_insert(problem);
+        }
+        None => tally.lost += 1,
+    }
+}
+
+async fn cpu_task(cpu: SidecarCpu, operations: u64, seed: u64) {
+    let mut rng = Rng(seed ^ (u64::from(cpu.vp()) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    for _ in 0..operations {
+        TALLY.lock().issued += 1;
+        let op = core::pin::pin!(operation(&cpu, &mut rng));
+        let timeout = core::pin::pin!(clock::sleep_us(OPERATION_TIMEOUT_US));
+        match select(op, timeout).await {
+            Either::Left((outcome, _)) => record(Some(outcome)),
+            Either::Right(_) => {
+                record(None);
+                warn!("stress: cpu {} is stuck", cpu.vp());
+                return;
+            }
+        }
+    }
+}
+
+/// The scenario.
+pub async fn run(spawner: MainSpawner, commands: u32, seed: u64) -> Result<(), Failure> {
+    let vps: heapless::Vec<u32, { crate::MAX_CPUS }> = startup::plan()
+        .topology
+        .cpus
+        .iter()
+        .filter(|c| c.role == Role::Sidecar)
+        .map(|c| c.vp)
+        .collect();
+    if vps.is_empty() {
+        let _ = FIRST_PROBLEM
+            .lock()
+            .insert(Failure::try_from("no sidecar CPU").unwrap_or_default());
+    }
+    vmm::prepare_memory(vps.iter().copied());
+    write_guest_page_tables();
+    let tasks = vps.len().min(spawner.free_slots().saturating_sub(1)).max(1);
+    let mut handles: heapless::Vec<_, 32> = heapless::Vec::new();
+    let per_task = u64::from(commands) / tasks as u64;
+    let extra = u64::from(commands) % tasks as u64;
+    for (i, &vp) in vps.iter().take(tasks).enumerate() {
+        let Ok(cpu) = SidecarCpu::new(vp) else {
+            continue;
+        };
+        let operations = per_task + u64::from((i as u64) < extra);
+        if let Ok(handle) = spawner.spawn(cpu_task(cpu, operations, seed)) {
+            let _ = handles.push(handle);
+        }
+    }
+    for handle in handles {
+        let _ = handle.await;
+    }
+    let tally = *TALLY.lock();
+    let accounted =
+        tally.completed + tally.cancelled + tally.errors_expected + tally.errors_unexpected;
+    report::number("stress.issued", tally.issued);
+    report::number("stress.completed", tally.completed);
+    report::number("stress.cancelled", tally.cancelled);
+    report::number("stress.errors_expected", tally.errors_expected);
+    report::number("stress.errors_unexpected", tally.errors_unexpected);
+    report::number(
+        "stress.lost",
+        tally.lost + tally.issued.saturating_sub(accounted + tally.lost),
+    );
+    report::number("stress.cpus", tasks as u64);
+    info!("stress: {tally:?} on {tasks} CPUs");
+    let mut failure = Failure::new();
+    if let Some(problem) = FIRST_PROBLEM.lock().clone() {
+        let _ = write!(
+            failure,
+            "{} unexpected outcomes, the first: {problem}",
+            tally.errors_unexpected
+        );
+        return Err(failure);
+    }
+    if tally.lost > 0 || tally.issued != u64::from(commands) {
+        let _ = write!(
+            failure,
+            "{} operations lost, {} issued of {commands}",
+            tally.lost, tally.issued
+        );
+        return Err(failure);
+    }
+    Ok(())
+}
