@@ -253,36 +253,57 @@ fn record(outcome: Option<Outcome>) {
     }
 }
 
-async fn cpu_task(cpu: SidecarCpu, operations: u64, seed: u64) {
-    let mut rng = Rng(seed ^ (u64::from(cpu.vp()) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    for _ in 0..operations {
+/// One VMM task: `operations` operations spread round-robin over its
+/// CPUs (every `stride`-th sidecar CPU from `first`).
+async fn cpu_task(vps: &'static [u32], first: usize, stride: usize, operations: u64, seed: u64) {
+    let mine = || vps.iter().skip(first).step_by(stride);
+    let mut rng = Rng(seed ^ (first as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut stuck = [false; crate::MAX_CPUS];
+    for n in 0..operations {
+        let count = mine().count().max(1);
+        let vp = *mine().nth(n as usize % count).unwrap_or(&0);
         TALLY.lock().issued += 1;
+        let Ok(cpu) = SidecarCpu::new(vp) else {
+            record(Some(unexpected(format_args!(
+                "cpu {vp} is not a sidecar CPU"
+            ))));
+            continue;
+        };
+        if stuck[vp as usize] {
+            record(None);
+            continue;
+        }
         let op = core::pin::pin!(operation(&cpu, &mut rng));
         let timeout = core::pin::pin!(clock::sleep_us(OPERATION_TIMEOUT_US));
         match select(op, timeout).await {
             Either::Left((outcome, _)) => record(Some(outcome)),
             Either::Right(_) => {
                 record(None);
-                warn!("stress: cpu {} is stuck", cpu.vp());
-                return;
+                warn!("stress: cpu {vp} is stuck");
+                stuck[vp as usize] = true;
             }
         }
     }
 }
 
+/// The sidecar CPUs, for the tasks (a static: the task futures must be
+/// `'static` and small).
+static VPS: spin::Once<heapless::Vec<u32, { crate::MAX_CPUS }>> = spin::Once::new();
+
 /// The scenario.
 pub async fn run(spawner: MainSpawner, commands: u32, seed: u64) -> Result<(), Failure> {
-    let vps: heapless::Vec<u32, { crate::MAX_CPUS }> = startup::plan()
-        .topology
-        .cpus
-        .iter()
-        .filter(|c| c.role == Role::Sidecar)
-        .map(|c| c.vp)
-        .collect();
+    let vps: &'static [u32] = VPS.call_once(|| {
+        startup::plan()
+            .topology
+            .cpus
+            .iter()
+            .filter(|c| c.role == Role::Sidecar)
+            .filter(|c| SidecarCpu::new(c.vp).is_ok())
+            .map(|c| c.vp)
+            .collect()
+    });
     if vps.is_empty() {
-        let _ = FIRST_PROBLEM
-            .lock()
-            .insert(Failure::try_from("no sidecar CPU").unwrap_or_default());
+        return Err(Failure::try_from("no sidecar CPU (use --cpus 2 or more)").unwrap_or_default());
     }
     vmm::prepare_memory(vps.iter().copied());
     write_guest_page_tables();
@@ -290,12 +311,9 @@ pub async fn run(spawner: MainSpawner, commands: u32, seed: u64) -> Result<(), F
     let mut handles: heapless::Vec<_, 32> = heapless::Vec::new();
     let per_task = u64::from(commands) / tasks as u64;
     let extra = u64::from(commands) % tasks as u64;
-    for (i, &vp) in vps.iter().take(tasks).enumerate() {
-        let Ok(cpu) = SidecarCpu::new(vp) else {
-            continue;
-        };
-        let operations = per_task + u64::from((i as u64) < extra);
-        if let Ok(handle) = spawner.spawn(cpu_task(cpu, operations, seed)) {
+    for first in 0..tasks {
+        let operations = per_task + u64::from((first as u64) < extra);
+        if let Ok(handle) = spawner.spawn(cpu_task(vps, first, tasks, operations, seed)) {
             let _ = handles.push(handle);
         }
     }
@@ -314,8 +332,11 @@ pub async fn run(spawner: MainSpawner, commands: u32, seed: u64) -> Result<(), F
         "stress.lost",
         tally.lost + tally.issued.saturating_sub(accounted + tally.lost),
     );
-    report::number("stress.cpus", tasks as u64);
-    info!("stress: {tally:?} on {tasks} CPUs");
+    report::number("stress.cpus", vps.len() as u64);
+    info!(
+        "stress: {tally:?} on {} CPUs ({tasks} VMM tasks)",
+        vps.len()
+    );
     let mut failure = Failure::new();
     if let Some(problem) = FIRST_PROBLEM.lock().clone() {
         let _ = write!(
