@@ -693,7 +693,9 @@ impl Local {
         header.detached.set(false);
         let generation = (header.state.load(Relaxed) & GEN_MASK).wrapping_add(GEN_ONE);
         header.state.store(generation | LIVE | RUN, Relaxed);
-        view.waker(i).wake_by_ref();
+        // The owner is awake whenever it spawns (the word has `AWAKE`
+        // outside `park`), so this mark never needs to notify anyone.
+        self.head().ready.mark(task_bit(i));
         Ok(i)
     }
 

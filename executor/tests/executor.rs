@@ -564,7 +564,7 @@ fn remote_wakes_notify_at_most_once_per_park() {
     let mut handle = runner.spawn(GATE.wait()).unwrap();
     runner.run_until_idle();
     // Owner awake: local wakes never notify.
-    let skipped = EX.notifier().skipped.load(Relaxed); // the spawn's wake
+    let skipped = EX.notifier().skipped.load(Relaxed);
     for _ in 0..100 {
         GATE.waker().wake_by_ref();
     }
