@@ -86,11 +86,14 @@ fn report_cpus(entry_tsc: u64, outcomes: &[Outcome]) {
 fn report_nodes(setup: &Setup) {
     for (node, region) in plan().topology.nodes.iter().zip(&setup.regions) {
         let pages = region.map_or(0, |r| NodeRegion::pages_required(r.cpu_count));
+        // The control page's physical address lets the runner read the
+        // CPUs' status bytes from outside when a run hangs.
+        let control = region.map_or(0, |r| r.control_page());
         report::json(
             "nodes[]",
             format_args!(
-                "{{\"index\":{},\"base_vp\":{},\"vp_count\":{},\"sidecar_cpus\":{},\"pages\":{}}}",
-                node.index, node.base_vp, node.vp_count, node.sidecar_count, pages
+                "{{\"index\":{},\"base_vp\":{},\"vp_count\":{},\"sidecar_cpus\":{},\"pages\":{},\"control_page\":{}}}",
+                node.index, node.base_vp, node.vp_count, node.sidecar_count, pages, control
             ),
         );
     }
