@@ -151,9 +151,15 @@ fn send(destination: u32, command: u32) {
     wait_for_idle_icr();
     if is_x2apic() {
         let value = (u64::from(destination) << 32) | u64::from(command);
-        // SAFETY: the x2APIC ICR MSR; writing it sends exactly the IPI that
-        // `command` describes to `destination`.
-        unsafe { Msr::new(X2APIC_MSR_BASE + reg::ICR_LOW / 16).write(value) }
+        // SAFETY: the fences only order memory; then the x2APIC ICR MSR,
+        // whose write sends exactly the IPI that `command` describes to
+        // `destination`. WRMSR to the ICR is not serializing, so without the
+        // fences the IPI could overtake the stores it announces (a ready
+        // bit, a status byte): the SDM asks for MFENCE; LFENCE first.
+        unsafe {
+            core::arch::asm!("mfence", "lfence", options(nostack, preserves_flags));
+            Msr::new(X2APIC_MSR_BASE + reg::ICR_LOW / 16).write(value)
+        }
     } else {
         write(reg::ICR_HIGH, destination << 24);
         write(reg::ICR_LOW, command);
