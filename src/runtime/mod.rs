@@ -6,6 +6,8 @@
 //! `vp` (RUN_VP) and `plain` (the executor-less baseline loop).
 
 pub mod commands;
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(target_os = "none")]
 pub mod cpu;
