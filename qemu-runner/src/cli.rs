@@ -119,7 +119,7 @@ struct BenchArgs {
     /// Where to write bench.json and the charts [default: target/bench in the workspace].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// A small plan for a quick look: boot runs 4 and 16 CPUs, once each.
+    /// A short smoke pass of every kind (about a minute): few CPU counts, one run each.
     #[arg(long)]
     quick: bool,
     /// Runs per case [default: 5, or 1 with --quick].
@@ -143,6 +143,13 @@ struct BenchArgs {
     /// Show the kernel build's output and every QEMU command line.
     #[arg(long, short)]
     verbose: bool,
+    /// A Linux kernel image (bzImage, e.g. a distribution's /boot/vmlinuz-*) to boot
+    /// beside sidecar: enables the linux kind.
+    #[arg(long, value_name = "PATH")]
+    linux_kernel: Option<PathBuf>,
+    /// Linux's lpj= (loops per jiffy) [default: measured with one 1-CPU boot].
+    #[arg(long, value_name = "N", requires = "linux_kernel", value_parser = clap::value_parser!(u64).range(1..))]
+    linux_lpj: Option<u64>,
 }
 
 impl BenchArgs {
@@ -166,13 +173,15 @@ impl BenchArgs {
                 ..RunConfig::default()
             },
             command,
+            linux_kernel: self.linux_kernel.clone(),
+            linux_lpj: self.linux_lpj,
         }
     }
 
-    /// The kinds to run: those named, else all.
+    /// The kinds to run: those named, else all (`linux` only with `--linux-kernel`).
     fn kinds(&self) -> Vec<BenchKind> {
         let mut kinds = match self.kinds.is_empty() {
-            true => BenchKind::ALL.to_vec(),
+            true => BenchKind::default_kinds(self.linux_kernel.is_some()),
             false => self.kinds.clone(),
         };
         kinds.sort();
@@ -511,7 +520,40 @@ mod tests {
         let Some(Command::Bench(all)) = parse(&["bench", "--runs", "3"]).unwrap().command else {
             panic!("no bench subcommand");
         };
-        assert_eq!(all.kinds(), BenchKind::ALL);
+        assert_eq!(
+            all.kinds(),
+            [
+                BenchKind::Boot,
+                BenchKind::Protocol,
+                BenchKind::Cancel,
+                BenchKind::Vmrun,
+                BenchKind::Pages
+            ]
+        );
+        let Some(Command::Bench(with_linux)) = parse(&[
+            "bench",
+            "--quick",
+            "--linux-kernel",
+            "/boot/vmlinuz",
+            "--linux-lpj",
+            "4000000",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("no bench subcommand");
+        };
+        assert_eq!(with_linux.kinds(), BenchKind::ALL);
+        let options = with_linux.options(String::new());
+        assert_eq!(options.linux_kernel, Some(PathBuf::from("/boot/vmlinuz")));
+        assert_eq!(options.linux_lpj, Some(4_000_000));
+        let Some(Command::Bench(named)) = parse(&["bench", "vmrun", "protocol", "vmrun"])
+            .unwrap()
+            .command
+        else {
+            panic!("no bench subcommand");
+        };
+        assert_eq!(named.kinds(), [BenchKind::Protocol, BenchKind::Vmrun]);
         assert_eq!(all.runs, Some(3));
         assert!(all.options(String::new()).out_dir.ends_with("target/bench"));
         for flags in [
@@ -520,6 +562,8 @@ mod tests {
             &["bench", "--runs", "0"],
             &["bench", "--max-cpus", "256"],
             &["bench", "--cpus", "8"],
+            &["bench", "--linux-lpj", "4000000"],
+            &["bench", "--linux-kernel", "/k", "--linux-lpj", "0"],
         ] {
             assert!(parse(flags).is_err(), "{flags:?} was accepted");
         }

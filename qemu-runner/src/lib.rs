@@ -93,14 +93,23 @@
 //! started whom, when each CPU came up); `cargo qemu --timeline FILE.svg`
 //! writes one after the run.
 //!
-//! [`bench`](mod@bench) runs measured series of boots (`cargo qemu bench boot`): every
-//! run's numbers, medians and spreads go to `bench.json`, with an SVG chart
-//! ([`LineChart`]) and a Markdown table per benchmark kind.
+//! [`bench`](mod@bench) runs measured series of boots (`cargo qemu bench
+//! [boot|protocol|cancel|vmrun|pages|linux]`): every run's numbers, medians
+//! and spreads go to `bench.json`, with SVG charts ([`LineChart`]) and a
+//! Markdown table per benchmark kind.
+//!
+//! # Linux beside it
+//!
+//! [`run_linux`] boots a Linux kernel image in the same QEMU machine and
+//! reads its SMP bring-up time and per-CPU pages from its console
+//! ([`LinuxConfig`], [`parse_linux_log`]); the `linux` bench kind puts them
+//! beside sidecar's.
 
 pub mod bench;
 mod build;
 mod config;
 mod error;
+mod linux;
 mod qemu;
 mod report;
 mod run;
@@ -115,6 +124,9 @@ pub use config::{
     MIN_MEMORY_MIB, RUNNER_KEYS,
 };
 pub use error::RunnerError;
+pub use linux::{
+    calibrate_lpj, parse_linux_log, run_linux, LinuxConfig, LinuxLog, LINUX_MEMORY_MIB,
+};
 pub use qemu::QBOOT;
 pub use run::{run, RunOutcome};
 pub use svg::{ChartPoint, ChartSeries, LineChart};

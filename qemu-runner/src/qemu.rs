@@ -126,33 +126,42 @@ pub(crate) fn kernel_cmdline(config: &RunConfig) -> String {
     words.join(" ")
 }
 
-/// QEMU's arguments, without the binary.
-pub(crate) fn qemu_args(launch: &Launch<'_>) -> Vec<OsString> {
-    let config = launch.config;
-    let mut args: Vec<OsString> = Vec::new();
-    let mut push = |words: &[&OsStr]| args.extend(words.iter().map(|w| w.to_os_string()));
-    let os = |s: &'static str| OsStr::new(s);
-
-    push(&[
-        os("-machine"),
-        os("q35"),
-        os("-nodefaults"),
-        os("-no-reboot"),
-    ]);
-    push(&[os("-display"), os("none"), os("-monitor"), os("none")]);
-    let (accel, cpu) = match launch.engine {
+/// The arguments every boot shares, sidecar's or another kernel's: the
+/// machine (q35, no default devices, no reboot, no display or monitor), the
+/// engine and CPU model, the CPUs and the memory.
+pub(crate) fn machine_args(engine: Engine, cpus: u16, memory_mib: u32) -> Vec<OsString> {
+    let (accel, cpu) = match engine {
         Engine::Tcg => ("tcg,thread=multi", "max"),
         Engine::Kvm => ("kvm", "qemu64"),
     };
-    push(&[os("-accel"), os(accel), os("-cpu"), os(cpu)]);
-    let smp = config.cpus.to_string();
-    let memory = config.memory_mib.to_string();
-    push(&[
-        "-smp".as_ref(),
-        smp.as_ref(),
-        "-m".as_ref(),
-        memory.as_ref(),
-    ]);
+    let words = [
+        "-machine",
+        "q35",
+        "-nodefaults",
+        "-no-reboot",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-accel",
+        accel,
+        "-cpu",
+        cpu,
+        "-smp",
+        &cpus.to_string(),
+        "-m",
+        &memory_mib.to_string(),
+    ];
+    words.iter().map(OsString::from).collect()
+}
+
+/// QEMU's arguments, without the binary.
+pub(crate) fn qemu_args(launch: &Launch<'_>) -> Vec<OsString> {
+    let config = launch.config;
+    let mut args = machine_args(launch.engine, config.cpus, config.memory_mib);
+    let mut push = |words: &[&OsStr]| args.extend(words.iter().map(|w| w.to_os_string()));
+    let os = |s: &'static str| OsStr::new(s);
+
     for word in topology::numa_args(launch.numa) {
         push(&[word.as_ref()]);
     }

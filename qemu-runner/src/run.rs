@@ -99,19 +99,8 @@ struct RunPaths {
 impl RunPaths {
     /// Picks `target/qemu-runs/<scenario>-<unix ms>-<pid>[-<n>]` and creates it.
     fn create(config: &RunConfig) -> Result<Self, RunnerError> {
-        static RUNS: AtomicUsize = AtomicUsize::new(0);
-        let runs = build::workspace_root().join("target/qemu-runs");
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        let mut stem = format!("{}-{millis}-{}", config.scenario, std::process::id());
-        match RUNS.fetch_add(1, Ordering::Relaxed) {
-            0 => {}
-            n => stem.push_str(&format!("-{n}")),
-        }
-        let dir = runs.join(&stem);
-        fs::create_dir_all(&dir).map_err(RunnerError::io(format!("creating {}", dir.display())))?;
+        let (dir, stem) = new_run_dir(&config.scenario)?;
+        let runs = dir.parent().unwrap_or(&dir).to_owned();
         let log = match &config.log_path {
             Some(path) => path.clone(),
             None => runs.join(format!("{stem}.log")),
@@ -123,6 +112,25 @@ impl RunPaths {
             report_txt,
         })
     }
+}
+
+/// Creates `target/qemu-runs/<name>-<unix ms>-<pid>[-<n>]` (`-<n>` from the
+/// second run of the process on) and returns it with its last component.
+pub(crate) fn new_run_dir(name: &str) -> Result<(PathBuf, String), RunnerError> {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let runs = build::workspace_root().join("target/qemu-runs");
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let mut stem = format!("{name}-{millis}-{}", std::process::id());
+    match RUNS.fetch_add(1, Ordering::Relaxed) {
+        0 => {}
+        n => stem.push_str(&format!("-{n}")),
+    }
+    let dir = runs.join(&stem);
+    fs::create_dir_all(&dir).map_err(RunnerError::io(format!("creating {}", dir.display())))?;
+    Ok((dir, stem))
 }
 
 /// How QEMU ran, before the report is read.
@@ -205,7 +213,7 @@ fn wait(
     Ok((status, timed_out))
 }
 
-fn join<T>(reader: JoinHandle<T>) -> T {
+pub(crate) fn join<T>(reader: JoinHandle<T>) -> T {
     reader.join().expect("a stream reader panicked")
 }
 
@@ -238,7 +246,7 @@ fn collect_stderr(stderr: impl Read, verbose: bool) -> Vec<String> {
 
 /// The lines of a byte stream, lossily decoded, without `\r\n`/`\n`; stops
 /// at end of stream or at the first read error.
-fn read_lines(stream: impl Read) -> impl Iterator<Item = String> {
+pub(crate) fn read_lines(stream: impl Read) -> impl Iterator<Item = String> {
     let mut reader = BufReader::new(stream);
     std::iter::from_fn(move || {
         let mut bytes = Vec::new();
@@ -304,7 +312,11 @@ fn conclude(
 
 /// Writes `report.json` in the run directory and, if asked, a copy at
 /// `extra`; returns the path to show.
-fn write_reports(report: &Value, dir: &Path, extra: Option<&Path>) -> Result<PathBuf, RunnerError> {
+pub(crate) fn write_reports(
+    report: &Value,
+    dir: &Path,
+    extra: Option<&Path>,
+) -> Result<PathBuf, RunnerError> {
     let text = format!("{report:#}\n");
     let in_dir = dir.join("report.json");
     for path in std::iter::once(in_dir.as_path()).chain(extra) {
@@ -313,7 +325,7 @@ fn write_reports(report: &Value, dir: &Path, extra: Option<&Path>) -> Result<Pat
     Ok(extra.map_or(in_dir, Path::to_owned))
 }
 
-fn round_ms(duration: Duration) -> f64 {
+pub(crate) fn round_ms(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
@@ -327,10 +339,10 @@ fn shown_path(path: &Path) -> &Path {
 
 /// Kills QEMU's process group when dropped while armed: an early return or
 /// a panic between spawn and exit must not leave QEMU running.
-struct GroupGuard(u32);
+pub(crate) struct GroupGuard(pub(crate) u32);
 
 impl GroupGuard {
-    fn kill(&self) {
+    pub(crate) fn kill(&self) {
         sys::kill_group(self.0);
     }
 }
@@ -344,7 +356,7 @@ impl Drop for GroupGuard {
 }
 
 /// The two Linux calls std does not wrap.
-mod sys {
+pub(crate) mod sys {
     use std::os::unix::process::CommandExt;
     use std::process::Command;
 

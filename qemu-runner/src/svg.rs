@@ -201,6 +201,22 @@ fn nice_above(value: f64) -> f64 {
         .unwrap_or(10.0 * power)
 }
 
+/// `text` in lines of at most `width` characters, broken at spaces (a
+/// longer word gets a line of its own).
+pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_owned()),
+        }
+    }
+    lines
+}
+
 /// One point of a [`LineChart`] series: a value with its spread.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ChartPoint {
@@ -248,9 +264,20 @@ pub struct LineChart {
 impl LineChart {
     /// The chart as an SVG document.
     pub fn to_svg(&self) -> String {
-        let (width, height) = (900.0, 560.0);
-        let (left, right, top, bottom) = (80.0, 230.0, 70.0, 60.0);
-        let (plot_w, plot_h) = (width - left - right, height - top - bottom);
+        let (left, bottom, plot_w, plot_h) = (80.0, 60.0, 590.0, 430.0);
+        // The legend gets the room its longest name needs (about 7 px a
+        // character at 12 px), the subtitle as many lines as it needs.
+        let longest = self
+            .series
+            .iter()
+            .map(|s| s.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        let right = (66.0 + 7.0 * longest as f64).max(230.0);
+        let width = left + plot_w + right;
+        let subtitle = wrap(&self.subtitle, ((width - left - 20.0) / 6.6) as usize);
+        let top = 55.0 + 15.0 * subtitle.len() as f64;
+        let height = top + plot_h + bottom;
         let points = || self.series.iter().flat_map(|s| s.points.iter());
         let xs: Vec<f64> = points().map(|p| p.x).collect();
         let ys: Vec<f64> = points().flat_map(|p| [p.y, p.low, p.high]).collect();
@@ -311,11 +338,13 @@ impl LineChart {
             &self.title,
             r#"font-size="17" font-weight="bold""#,
         );
-        svg.text(
-            (left, 48.0),
-            &self.subtitle,
-            r##"font-size="12" fill="#555""##,
-        );
+        for (index, line) in subtitle.iter().enumerate() {
+            svg.text(
+                (left, 48.0 + 15.0 * index as f64),
+                line,
+                r##"font-size="12" fill="#555""##,
+            );
+        }
         svg.rect(
             left,
             top,
@@ -543,6 +572,40 @@ mod tests {
             ..chart
         };
         check_balanced(&linear.to_svg()).unwrap();
+    }
+
+    #[test]
+    fn long_subtitles_wrap_and_long_names_widen_the_legend() {
+        assert_eq!(wrap("a bb ccc dddd", 6), ["a bb", "ccc", "dddd"]);
+        assert_eq!(wrap("", 6), Vec::<String>::new());
+        assert_eq!(wrap("toolongword x", 4), ["toolongword", "x"]);
+        let chart = |subtitle: &str, name: &str| LineChart {
+            title: "t".into(),
+            subtitle: subtitle.into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            x_log: false,
+            y_log: false,
+            series: vec![ChartSeries {
+                name: name.into(),
+                dashed: false,
+                points: vec![],
+            }],
+        };
+        let short = chart("short", "a").to_svg();
+        assert!(
+            short
+                .starts_with(r#"<svg xmlns="http://www.w3.org/2000/svg" width="900" height="560""#),
+            "{short}"
+        );
+        let long = chart(&"word ".repeat(60), &"n".repeat(40)).to_svg();
+        assert!(
+            long.starts_with(
+                r#"<svg xmlns="http://www.w3.org/2000/svg" width="1016" height="590""#
+            ),
+            "{long}"
+        );
+        check_balanced(&long).unwrap();
     }
 
     #[test]

@@ -5,9 +5,12 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{markdown_table, Bench, BenchOptions, Case, CaseResult, Metric, Stats};
+use super::{
+    cell, cells_phrase, check_boot, markdown_table, plan_counts, Bench, BenchOptions, Case,
+    CaseResult, Metric, Stats,
+};
 use crate::svg::{ChartPoint, ChartSeries, LineChart};
-use crate::{ApDelay, BootStrategy, RunConfig, RunOutcome};
+use crate::{ApDelay, BootStrategy, RunOutcome};
 
 /// The CPU counts of the full plan (255 is the most TCG offers).
 pub const CPU_COUNTS: [u16; 7] = [4, 8, 16, 32, 64, 128, 255];
@@ -15,8 +18,8 @@ pub const CPU_COUNTS: [u16; 7] = [4, 8, 16, 32, 64, 128, 255];
 /// The CPU counts of `--quick`.
 pub const QUICK_CPU_COUNTS: [u16; 2] = [4, 16];
 
-/// Guest memory for every case. Plenty: the node regions cost 12 pages
-/// (48 KiB) per CPU, 12 MiB at 255 CPUs.
+/// Guest memory for every case. Plenty: the node regions cost 14 pages
+/// (56 KiB) per CPU, 14 MiB at 255 CPUs.
 pub const MEMORY_MIB: u32 = 256;
 
 /// Runs per case unless `--runs` or `--quick` says otherwise.
@@ -49,21 +52,6 @@ const SERIES: [(BootStrategy, ApDelay); 4] = [
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BootBench;
 
-impl BootBench {
-    /// The CPU counts a plan covers.
-    fn counts(options: &BenchOptions) -> Vec<u16> {
-        let all: &[u16] = if options.quick {
-            &QUICK_CPU_COUNTS
-        } else {
-            &CPU_COUNTS
-        };
-        all.iter()
-            .copied()
-            .filter(|&n| n <= options.max_cpus)
-            .collect()
-    }
-}
-
 fn find(results: &[CaseResult], cpus: u16, series: (BootStrategy, ApDelay)) -> Option<&CaseResult> {
     results.iter().find(|r| {
         r.case.params["cpus"] == cpus
@@ -86,36 +74,19 @@ impl Bench for BootBench {
     }
 
     fn cases(&self, options: &BenchOptions) -> Result<Vec<Case>, String> {
-        let counts = Self::counts(options);
-        if counts.is_empty() {
-            return Err(format!(
-                "--max-cpus {} leaves no CPU count to boot (the smallest is {})",
-                options.max_cpus, CPU_COUNTS[0]
-            ));
-        }
         let mut cases = Vec::new();
-        for &cpus in &counts {
+        for cpus in plan_counts(options, &CPU_COUNTS, &QUICK_CPU_COUNTS)? {
             for strategy in BootStrategy::ALL {
                 for delay in ApDelay::ALL {
-                    let config = RunConfig {
+                    cases.push(Case::sidecar(
+                        format!("n={cpus} {} {}", strategy.as_str(), delay.as_str()),
+                        options,
+                        "boot",
                         cpus,
-                        memory_mib: MEMORY_MIB,
-                        scenario: "boot".to_owned(),
-                        boot: strategy,
-                        ap_delay: delay,
-                        echo: false,
-                        ..options.base.clone()
-                    };
-                    let mut params = Map::new();
-                    params.insert("cpus".into(), json!(cpus));
-                    params.insert("strategy".into(), json!(strategy.as_str()));
-                    params.insert("ap_delay".into(), json!(delay.as_str()));
-                    params.insert("memory_mib".into(), json!(MEMORY_MIB));
-                    cases.push(Case {
-                        label: format!("n={cpus} {} {}", strategy.as_str(), delay.as_str()),
-                        params,
-                        config,
-                    });
+                        (strategy, delay),
+                        MEMORY_MIB,
+                        &[],
+                    ));
                 }
             }
         }
@@ -142,11 +113,7 @@ impl Bench for BootBench {
         let wall = report["wall_s"]
             .as_f64()
             .ok_or("the report has no wall_s")?;
-        match boot["failed"].as_u64() {
-            Some(0) => {}
-            Some(n) => return Err(format!("{n} sidecar CPUs failed to come up (boot.failed)")),
-            None => return Err("the report has no boot.failed".to_owned()),
-        }
+        check_boot(report)?;
         for key in ["strategy", "ap_delay"] {
             if boot[key] != case.params[key] {
                 return Err(format!(
@@ -230,8 +197,7 @@ impl Bench for BootBench {
             .filter_map(|n| u16::try_from(n).ok())
             .collect();
         counts.dedup();
-        let cell =
-            |stats: &Stats| format!("{:.1} ({:.1}–{:.1})", stats.median, stats.min, stats.max);
+        let cell = |stats: &Stats| cell(stats, 1);
         let ratio = |n: u16, delay: ApDelay| {
             let serial = find(results, n, (BootStrategy::Serial, delay))?;
             let fanout = find(results, n, (BootStrategy::Fanout, delay))?;
@@ -259,9 +225,9 @@ impl Bench for BootBench {
                 row
             })
             .collect();
-        let runs = results.first().map_or(0, |r| r.stats[0].runs.len());
         format!(
-            "Boot: `boot.ready_ms`, median (min–max) of {runs} run(s) per cell.\n\n{}",
+            "Boot: `boot.ready_ms`, {}.\n\n{}",
+            cells_phrase(results),
             markdown_table(&header, &rows)
         )
     }

@@ -18,10 +18,25 @@
 //!   run's metrics with median, min and max) and each kind's charts and
 //!   summary table (`DIR/<kind>_*.svg`, `DIR/<kind>.md`).
 //!
-//! A new kind (command round trip, cancel latency…) is a new module with a
-//! [`Bench`] implementation and a [`BenchKind`] variant.
+//! The kinds: [`boot`](BenchKind::Boot) (time until every sidecar CPU is
+//! ready), [`protocol`](BenchKind::Protocol) (command round trip, executor
+//! against the plain loop), [`cancel`](BenchKind::Cancel) (STOP to RUN_VP
+//! completed; REMOVE to a converted CPU running main-kernel code),
+//! [`vmrun`](BenchKind::Vmrun) (an I/O intercept's round trip through the
+//! VMM), [`pages`](BenchKind::Pages) (memory per CPU) and
+//! [`linux`](BenchKind::Linux) (a Linux kernel's SMP bring-up and per-CPU
+//! memory in the same QEMU, beside sidecar's). A case boots a [`Guest`]:
+//! sidecar with a [`RunConfig`], or Linux with a [`LinuxConfig`].
+//!
+//! A new kind is a new module with a [`Bench`] implementation and a
+//! [`BenchKind`] variant.
 
 mod boot;
+mod cancel;
+mod linux;
+mod pages;
+mod protocol;
+mod vmrun;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -32,9 +47,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
+use crate::linux::{calibrate_lpj, run_linux, LinuxConfig};
+use crate::svg::{ChartPoint, ChartSeries};
 use crate::{build, RunConfig, RunOutcome, RunnerError};
 
 pub use boot::BootBench;
+pub use cancel::CancelBench;
+pub use linux::LinuxBench;
+pub use pages::{PagesBench, OPENHCL_PAGES_PER_CPU};
+pub use protocol::ProtocolBench;
+pub use vmrun::VmrunBench;
 
 /// The benchmarks `cargo qemu bench` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -42,16 +64,51 @@ pub enum BenchKind {
     /// Time until every sidecar CPU is ready: CPU counts × {fanout, serial}
     /// × {spec, none} delays.
     Boot,
+    /// Command round trip (GET_VP_REGISTERS): the executor against the
+    /// plain loop, p50/p99, service time, IPIs per command.
+    Protocol,
+    /// Cancel latency (demo: STOP → RUN_VP completed) and conversion
+    /// latency (convert: REMOVE → main-kernel code), spec and no delays.
+    Cancel,
+    /// The demo's I/O intercept round trip through the VMM (p50/p99).
+    Vmrun,
+    /// Pages per CPU and in total against the CPU count, with OpenHCL's 13
+    /// pages per CPU for reference.
+    Pages,
+    /// A Linux kernel (`--linux-kernel`) in the same QEMU: SMP bring-up
+    /// time and per-CPU pages beside sidecar's boot.
+    Linux,
 }
 
 impl BenchKind {
     /// Every kind, in the order `cargo qemu bench` runs them.
-    pub const ALL: [BenchKind; 1] = [BenchKind::Boot];
+    pub const ALL: [BenchKind; 6] = [
+        BenchKind::Boot,
+        BenchKind::Protocol,
+        BenchKind::Cancel,
+        BenchKind::Vmrun,
+        BenchKind::Pages,
+        BenchKind::Linux,
+    ];
+
+    /// The kinds `cargo qemu bench` runs when none is named: all of them,
+    /// `linux` only when there is a Linux kernel to boot.
+    pub fn default_kinds(have_linux_kernel: bool) -> Vec<BenchKind> {
+        BenchKind::ALL
+            .into_iter()
+            .filter(|&kind| kind != BenchKind::Linux || have_linux_kernel)
+            .collect()
+    }
 
     /// The kind's implementation.
     pub fn bench(self) -> Box<dyn Bench> {
         match self {
             BenchKind::Boot => Box::new(BootBench),
+            BenchKind::Protocol => Box::new(ProtocolBench),
+            BenchKind::Cancel => Box::new(CancelBench),
+            BenchKind::Vmrun => Box::new(VmrunBench),
+            BenchKind::Pages => Box::new(PagesBench),
+            BenchKind::Linux => Box::new(LinuxBench),
         }
     }
 }
@@ -71,6 +128,10 @@ pub struct BenchOptions {
     pub base: RunConfig,
     /// The command line to record in `bench.json`.
     pub command: String,
+    /// A Linux kernel image (`bzImage`) for the `linux` kind.
+    pub linux_kernel: Option<PathBuf>,
+    /// Linux's `lpj=`; `None` measures it once before the `linux` kind runs.
+    pub linux_lpj: Option<u64>,
 }
 
 impl BenchOptions {
@@ -82,6 +143,41 @@ impl BenchOptions {
     }
 }
 
+/// What one run boots.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Guest {
+    /// The sidecar kernel, with [`crate::run`].
+    Sidecar(RunConfig),
+    /// A Linux kernel, with [`crate::run_linux`].
+    Linux(LinuxConfig),
+}
+
+impl Guest {
+    /// Checks the configuration before anything runs.
+    pub fn validate(&self) -> Result<(), RunnerError> {
+        match self {
+            Guest::Sidecar(config) => config.validate(),
+            Guest::Linux(config) => config.validate(),
+        }
+    }
+
+    /// The sidecar configuration, if it is one.
+    pub fn sidecar(&self) -> Option<&RunConfig> {
+        match self {
+            Guest::Sidecar(config) => Some(config),
+            Guest::Linux(_) => None,
+        }
+    }
+
+    /// Boots it with the real QEMU.
+    pub fn run(&self) -> Result<RunOutcome, RunnerError> {
+        match self {
+            Guest::Sidecar(config) => crate::run(config),
+            Guest::Linux(config) => run_linux(config),
+        }
+    }
+}
+
 /// One configuration a benchmark measures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Case {
@@ -90,7 +186,57 @@ pub struct Case {
     /// Its parameters, copied into its `bench.json` entry.
     pub params: Map<String, Value>,
     /// The run to boot.
-    pub config: RunConfig,
+    pub guest: Guest,
+}
+
+impl Case {
+    /// A case booting sidecar: `config` is `options.base` with `cpus`,
+    /// `scenario`, `boot`, `ap_delay` and `memory_mib` set and the echo off;
+    /// `params` get `cpus`, `scenario`, `strategy`, `ap_delay` and
+    /// `memory_mib` on top of `extra`.
+    pub fn sidecar(
+        label: String,
+        options: &BenchOptions,
+        scenario: &str,
+        cpus: u16,
+        (boot, ap_delay): (crate::BootStrategy, crate::ApDelay),
+        memory_mib: u32,
+        extra: &[(&str, Value)],
+    ) -> Case {
+        let config = RunConfig {
+            cpus,
+            memory_mib,
+            scenario: scenario.to_owned(),
+            boot,
+            ap_delay,
+            echo: false,
+            ..options.base.clone()
+        };
+        let mut params = Map::new();
+        params.insert("cpus".into(), json!(cpus));
+        params.insert("scenario".into(), json!(scenario));
+        params.insert("strategy".into(), json!(boot.as_str()));
+        params.insert("ap_delay".into(), json!(ap_delay.as_str()));
+        params.insert("memory_mib".into(), json!(memory_mib));
+        for (key, value) in extra {
+            params.insert((*key).to_owned(), value.clone());
+        }
+        Case {
+            label,
+            params,
+            guest: Guest::Sidecar(config),
+        }
+    }
+
+    /// The CPU count of the case (its `cpus` parameter).
+    pub fn cpus(&self) -> f64 {
+        self.params["cpus"].as_f64().unwrap_or(f64::NAN)
+    }
+
+    /// Whether parameter `key` is `value`.
+    pub fn is(&self, key: &str, value: &str) -> bool {
+        self.params.get(key).and_then(Value::as_str) == Some(value)
+    }
 }
 
 /// A number read from each run.
@@ -230,8 +376,8 @@ pub struct BenchReport {
     pub summaries: Vec<String>,
 }
 
-/// Boots one configuration: [`crate::run`] normally, a fake in tests.
-pub type Runner<'a> = dyn FnMut(&RunConfig) -> Result<RunOutcome, RunnerError> + 'a;
+/// Boots one configuration: [`Guest::run`] normally, a fake in tests.
+pub type Runner<'a> = dyn FnMut(&Guest) -> Result<RunOutcome, RunnerError> + 'a;
 
 /// Runs the benchmarks `kinds` with the real QEMU: builds the kernel once
 /// (unless `options.base.kernel` names one), records the machine, runs, and
@@ -247,9 +393,35 @@ pub fn run_benches(
         let _ = writeln!(progress, "building the kernel…");
         options.base.kernel = Some(build::build_kernel(options.base.verbose)?);
     }
-    let machine = machine_facts(&options, built);
+    let mut machine = machine_facts(&options, built);
+    if kinds.contains(&BenchKind::Linux) {
+        let Some(kernel) = options.linux_kernel.clone() else {
+            return Err(BenchError::Plan(linux::NEEDS_KERNEL.to_owned()));
+        };
+        if !kernel.is_file() {
+            return Err(BenchError::Runner(RunnerError::KernelMissing(kernel)));
+        }
+        let source = match options.linux_lpj {
+            Some(_) => "given with --linux-lpj".to_owned(),
+            None => {
+                let _ = writeln!(progress, "measuring Linux's lpj= with one 1-CPU boot…");
+                let config = linux::config(&options, kernel.clone(), 1);
+                let (lpj, outcome) = calibrate_lpj(&config)?;
+                options.linux_lpj = Some(lpj);
+                let _ = writeln!(progress, "Linux: lpj={lpj}");
+                format!(
+                    "measured: 'Calibrating delay loop' of a 1-CPU boot ({})",
+                    outcome.log_path.display()
+                )
+            }
+        };
+        machine["linux_kernel"] = json!(kernel);
+        machine["linux_kernel_bytes"] = json!(fs::metadata(&kernel).ok().map(|m| m.len()));
+        machine["linux_lpj"] = json!(options.linux_lpj);
+        machine["linux_lpj_source"] = json!(source);
+    }
     let benches: Vec<Box<dyn Bench>> = kinds.iter().map(|kind| kind.bench()).collect();
-    let mut runner = crate::run;
+    let mut runner = Guest::run;
     let report = run_with(&benches, &options, machine, &mut runner, progress)?;
     write_results(&report, &options.out_dir)
 }
@@ -273,7 +445,7 @@ pub fn run_with(
             )));
         }
         for case in &cases {
-            case.config.validate()?;
+            case.guest.validate()?;
         }
         plans.push((cases, bench.runs(options)));
     }
@@ -300,7 +472,7 @@ pub fn run_with(
                     reason,
                     log: log.to_owned(),
                 };
-                let outcome = runner(&case.config)?;
+                let outcome = runner(&case.guest)?;
                 if let Some(reason) = &outcome.failure {
                     return Err(failed(reason.clone(), &outcome.log_path));
                 }
@@ -308,7 +480,7 @@ pub fn run_with(
                     .measure(case, &outcome)
                     .map_err(|reason| failed(reason, &outcome.log_path))?;
                 let headline = match metrics[0].unit {
-                    "" => format!("{:.1}", measured[0]),
+                    "" => format!("{}: {:.1}", metrics[0].key, measured[0]),
                     unit => format!("{:.1} {unit}", measured[0]),
                 };
                 let _ = writeln!(
@@ -515,6 +687,128 @@ pub(crate) fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String 
         let _ = write!(out, "{}", line(row));
     }
     out
+}
+
+/// The CPU counts of a plan: `full`, or `quick` with `--quick`, without
+/// those above `--max-cpus`; an error naming the smallest when none is left.
+pub(crate) fn plan_counts(
+    options: &BenchOptions,
+    full: &[u16],
+    quick: &[u16],
+) -> Result<Vec<u16>, String> {
+    let all = if options.quick { quick } else { full };
+    let counts: Vec<u16> = all
+        .iter()
+        .copied()
+        .filter(|&n| n <= options.max_cpus)
+        .collect();
+    match counts.is_empty() {
+        true => Err(format!(
+            "--max-cpus {} leaves no CPU count to boot (the smallest is {})",
+            options.max_cpus,
+            all.iter().min().copied().unwrap_or(0)
+        )),
+        false => Ok(counts),
+    }
+}
+
+/// The number at the dotted `path` of a report (`boot.tsc_hz`).
+pub(crate) fn number(report: &Value, path: &str) -> Result<f64, String> {
+    path.split('.')
+        .try_fold(report, |value, key| value.get(key))
+        .and_then(Value::as_f64)
+        .ok_or_else(|| format!("the report has no {path}"))
+}
+
+/// The TSC cycles at `path` in microseconds, with the run's `boot.tsc_hz`.
+pub(crate) fn micros(report: &Value, path: &str) -> Result<f64, String> {
+    let hz = number(report, "boot.tsc_hz")?;
+    if hz <= 0.0 {
+        return Err(format!("boot.tsc_hz is {hz}"));
+    }
+    Ok(number(report, path)? / hz * 1e6)
+}
+
+/// Checks that every sidecar CPU came up (`boot.failed == 0`).
+pub(crate) fn check_boot(report: &Value) -> Result<(), String> {
+    match report["boot"]["failed"].as_u64() {
+        Some(0) => Ok(()),
+        Some(n) => Err(format!("{n} sidecar CPUs failed to come up (boot.failed)")),
+        None => Err("the report has no boot.failed".to_owned()),
+    }
+}
+
+/// `median (min–max)` with `decimals` digits, or the median alone when
+/// there was one run.
+pub(crate) fn cell(stats: &Stats, decimals: usize) -> String {
+    match stats.runs.len() {
+        1 => format!("{:.decimals$}", stats.median),
+        _ => format!(
+            "{:.decimals$} ({:.decimals$}–{:.decimals$})",
+            stats.median, stats.min, stats.max
+        ),
+    }
+}
+
+/// A chart line over CPU counts: for each result that `select` picks, its
+/// metric number `metric` times `scale`, with min–max whiskers.
+pub(crate) fn cpu_series(
+    name: &str,
+    dashed: bool,
+    results: &[CaseResult],
+    select: impl Fn(&CaseResult) -> bool,
+    metric: usize,
+    scale: f64,
+) -> ChartSeries {
+    let mut points: Vec<ChartPoint> = results
+        .iter()
+        .filter(|r| select(r))
+        .map(|r| {
+            let stats = &r.stats[metric];
+            ChartPoint {
+                x: r.case.cpus(),
+                y: stats.median * scale,
+                low: stats.min * scale,
+                high: stats.max * scale,
+            }
+        })
+        .collect();
+    points.sort_by(|a, b| a.x.total_cmp(&b.x));
+    ChartSeries {
+        name: name.to_owned(),
+        dashed,
+        points,
+    }
+}
+
+/// The CPU counts of `results`, in order, each once.
+pub(crate) fn cpu_counts(results: &[CaseResult]) -> Vec<u16> {
+    let mut counts: Vec<u16> = results
+        .iter()
+        .filter_map(|r| r.case.params["cpus"].as_u64())
+        .filter_map(|n| u16::try_from(n).ok())
+        .collect();
+    counts.sort_unstable();
+    counts.dedup();
+    counts
+}
+
+/// `median of 5 runs`, for chart subtitles and table captions.
+pub(crate) fn runs_phrase(results: &[CaseResult]) -> String {
+    match results.first().map_or(0, |r| r.stats[0].runs.len()) {
+        1 => "1 run".to_owned(),
+        n => format!("median of {n} runs"),
+    }
+}
+
+#[cfg(test)]
+mod kind_tests;
+/// `median (min–max) of 5 runs per cell`, for table captions.
+pub(crate) fn cells_phrase(results: &[CaseResult]) -> String {
+    match results.first().map_or(0, |r| r.stats[0].runs.len()) {
+        1 => "1 run per cell".to_owned(),
+        n => format!("median (min–max) of {n} runs per cell"),
+    }
 }
 
 #[cfg(test)]

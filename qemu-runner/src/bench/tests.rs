@@ -17,12 +17,15 @@ fn options(quick: bool, runs: Option<u32>, max_cpus: u16) -> BenchOptions {
         max_cpus,
         base: RunConfig::default(),
         command: "cargo qemu bench boot".to_owned(),
+        linux_kernel: None,
+        linux_lpj: None,
     }
 }
 
-/// A passing outcome whose report looks like the kernel's for `config`:
-/// fan-out grows with log n, serial with n.
-fn fake_outcome(config: &RunConfig) -> RunOutcome {
+/// A passing outcome whose report looks like the kernel's for `guest`
+/// (sidecar only): fan-out grows with log n, serial with n.
+fn fake_outcome(guest: &Guest) -> RunOutcome {
+    let config = guest.sidecar().expect("the boot bench boots sidecar");
     let n = f64::from(config.cpus);
     let per_start = match config.ap_delay {
         ApDelay::Spec => 10.0,
@@ -67,10 +70,11 @@ fn full_plan_is_seven_counts_two_strategies_two_delays_five_runs() {
     assert_eq!(cases[27].label, "n=255 serial none");
     assert!(cases
         .iter()
-        .all(|c| c.config.memory_mib == 256 && !c.config.echo));
-    assert!(cases.iter().all(|c| c.config.validate().is_ok()));
+        .filter_map(|c| c.guest.sidecar())
+        .all(|c| c.memory_mib == 256 && !c.echo));
+    assert!(cases.iter().all(|c| c.guest.validate().is_ok()));
     let up_to_100 = BootBench.cases(&options(false, None, 100)).unwrap();
-    assert_eq!(up_to_100.last().unwrap().config.cpus, 64);
+    assert_eq!(up_to_100.last().unwrap().cpus(), 64.0);
     assert_eq!(BootBench.runs(&options(true, None, 255)), 1);
     assert_eq!(BootBench.runs(&options(true, Some(3), 255)), 3);
 }
@@ -78,9 +82,10 @@ fn full_plan_is_seven_counts_two_strategies_two_delays_five_runs() {
 #[test]
 fn progress_lines_count_every_run_in_interleaved_rounds() {
     let mut calls = Vec::new();
-    let mut runner = |config: &RunConfig| {
+    let mut runner = |guest: &Guest| {
+        let config = guest.sidecar().unwrap();
         calls.push((config.cpus, config.boot, config.ap_delay));
-        Ok(fake_outcome(config))
+        Ok(fake_outcome(guest))
     };
     let mut progress = Vec::new();
     let results = run_with(
@@ -113,7 +118,7 @@ fn progress_lines_count_every_run_in_interleaved_rounds() {
 
 #[test]
 fn bench_json_has_every_run_and_its_statistics() {
-    let mut runner = |config: &RunConfig| Ok(fake_outcome(config));
+    let mut runner = |guest: &Guest| Ok(fake_outcome(guest));
     let results = run_with(
         &boot_only(),
         &options(true, Some(3), 255),
@@ -158,9 +163,9 @@ fn bench_json_has_every_run_and_its_statistics() {
 #[test]
 fn a_failing_run_aborts_with_its_reason() {
     let mut calls = 0;
-    let mut runner = |config: &RunConfig| {
+    let mut runner = |guest: &Guest| {
         calls += 1;
-        let mut outcome = fake_outcome(config);
+        let mut outcome = fake_outcome(guest);
         if calls == 3 {
             outcome.passed = false;
             outcome.failure = Some("timeout after 180 s".to_owned());
@@ -198,8 +203,8 @@ fn a_run_without_numbers_or_with_failed_cpus_aborts() {
         ),
     ];
     for (message, spoil) in cases {
-        let mut runner = |config: &RunConfig| {
-            let mut outcome = fake_outcome(config);
+        let mut runner = |guest: &Guest| {
+            let mut outcome = fake_outcome(guest);
             spoil(&mut outcome.report);
             Ok(outcome)
         };
@@ -217,7 +222,7 @@ fn a_run_without_numbers_or_with_failed_cpus_aborts() {
 
 #[test]
 fn runner_errors_and_empty_plans_stop_the_bench() {
-    let mut runner = |_: &RunConfig| Err(RunnerError::QemuNotOnPath("qemu".to_owned()));
+    let mut runner = |_: &Guest| Err(RunnerError::QemuNotOnPath("qemu".to_owned()));
     let err = run_with(
         &boot_only(),
         &options(true, None, 255),

@@ -1,0 +1,267 @@
+//! The `protocol` benchmark: a command's round trip, GET_VP_REGISTERS of
+//! one register, from the main kernel's client to a sidecar CPU and back
+//! (`scenario=protocol`, see docs/protocol.md). CPU 1 dispatches with the
+//! executor, CPU 2 with the plain loop (OpenHCL's shape), measured
+//! alternately in the same run; so every case needs at least 3 CPUs.
+//!
+//! Each run reports percentiles over its 2000 round trips per loop; the
+//! bench repeats runs and gives the median of those percentiles over runs,
+//! with their min–max spread. Cycles are converted to µs with the run's
+//! `boot.tsc_hz`.
+
+use serde_json::{json, Map, Value};
+
+use super::{
+    cell, cells_phrase, check_boot, cpu_counts, cpu_series, markdown_table, micros, number,
+    plan_counts, runs_phrase, Bench, BenchOptions, Case, CaseResult, Metric,
+};
+use crate::svg::LineChart;
+use crate::{ApDelay, BootStrategy, RunOutcome};
+
+/// CPU counts of the full plan: CPUs 1 and 2 are measured, the others idle
+/// (more idle virtual CPUs, more host threads for QEMU to schedule).
+pub const CPU_COUNTS: [u16; 5] = [4, 8, 16, 32, 64];
+
+/// CPU counts of `--quick`.
+pub const QUICK_CPU_COUNTS: [u16; 1] = [4];
+
+/// Runs per case unless `--runs` or `--quick` says otherwise.
+pub const DEFAULT_RUNS: u32 = 5;
+
+/// Guest memory for every case.
+pub const MEMORY_MIB: u32 = 256;
+
+/// Metric indexes, in [`METRICS`] order.
+mod m {
+    pub const RTT_P50: usize = 0;
+    pub const RTT_P99: usize = 1;
+    pub const BASE_RTT_P50: usize = 2;
+    pub const BASE_RTT_P99: usize = 3;
+    pub const RTT_RATIO: usize = 4;
+    pub const SERVICE_P50: usize = 5;
+    pub const BASE_SERVICE_P50: usize = 6;
+    pub const SERVICE_RATIO: usize = 7;
+    pub const IPIS: usize = 8;
+    pub const RTT_P50_CYCLES: usize = 9;
+    pub const BASE_RTT_P50_CYCLES: usize = 10;
+}
+
+const METRICS: &[Metric] = &[
+    Metric {
+        key: "rtt_p50_us",
+        unit: "µs",
+    },
+    Metric {
+        key: "rtt_p99_us",
+        unit: "µs",
+    },
+    Metric {
+        key: "baseline_rtt_p50_us",
+        unit: "µs",
+    },
+    Metric {
+        key: "baseline_rtt_p99_us",
+        unit: "µs",
+    },
+    Metric {
+        key: "rtt_ratio",
+        unit: "",
+    },
+    Metric {
+        key: "service_p50_us",
+        unit: "µs",
+    },
+    Metric {
+        key: "baseline_service_p50_us",
+        unit: "µs",
+    },
+    Metric {
+        key: "service_ratio",
+        unit: "",
+    },
+    Metric {
+        key: "ipis_per_command",
+        unit: "",
+    },
+    Metric {
+        key: "rtt_p50_cycles",
+        unit: "cycles",
+    },
+    Metric {
+        key: "baseline_rtt_p50_cycles",
+        unit: "cycles",
+    },
+];
+
+/// The `protocol` benchmark.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProtocolBench;
+
+impl Bench for ProtocolBench {
+    fn name(&self) -> &'static str {
+        "protocol"
+    }
+
+    fn cases(&self, options: &BenchOptions) -> Result<Vec<Case>, String> {
+        let counts = plan_counts(options, &CPU_COUNTS, &QUICK_CPU_COUNTS)?;
+        Ok(counts
+            .into_iter()
+            .map(|cpus| {
+                Case::sidecar(
+                    format!("n={cpus} protocol"),
+                    options,
+                    "protocol",
+                    cpus,
+                    (BootStrategy::Fanout, ApDelay::Spec),
+                    MEMORY_MIB,
+                    &[],
+                )
+            })
+            .collect())
+    }
+
+    fn runs(&self, options: &BenchOptions) -> u32 {
+        options.runs_or(DEFAULT_RUNS)
+    }
+
+    fn metrics(&self) -> &'static [Metric] {
+        METRICS
+    }
+
+    fn measure(&self, _case: &Case, outcome: &RunOutcome) -> Result<Vec<f64>, String> {
+        let report = &outcome.report;
+        check_boot(report)?;
+        let us = |key: &str| micros(report, &format!("protocol.{key}"));
+        let plain = |key: &str| number(report, &format!("protocol.{key}"));
+        Ok(vec![
+            us("rtt_cycles_p50")?,
+            us("rtt_cycles_p99")?,
+            us("baseline_rtt_cycles_p50")?,
+            us("baseline_rtt_cycles_p99")?,
+            plain("rtt_ratio")?,
+            us("service_cycles_p50")?,
+            us("baseline_service_cycles_p50")?,
+            plain("service_ratio")?,
+            plain("ipis_per_command")?,
+            plain("rtt_cycles_p50")?,
+            plain("baseline_rtt_cycles_p50")?,
+        ])
+    }
+
+    fn facts(&self, outcome: &RunOutcome) -> Map<String, Value> {
+        let report = &outcome.report;
+        let mut facts = Map::new();
+        facts.insert("tsc_hz".into(), report["boot"]["tsc_hz"].clone());
+        for key in ["iterations", "checks", "cpus"] {
+            facts.insert(format!("protocol_{key}"), report["protocol"][key].clone());
+        }
+        facts
+    }
+
+    fn charts(&self, results: &[CaseResult]) -> Vec<(String, String)> {
+        let all = |_: &CaseResult| true;
+        let series = vec![
+            cpu_series(
+                "executor: round trip p50",
+                false,
+                results,
+                all,
+                m::RTT_P50,
+                1.0,
+            ),
+            cpu_series(
+                "plain loop: round trip p50",
+                false,
+                results,
+                all,
+                m::BASE_RTT_P50,
+                1.0,
+            ),
+            cpu_series(
+                "executor: service time p50",
+                true,
+                results,
+                all,
+                m::SERVICE_P50,
+                1.0,
+            ),
+            cpu_series(
+                "plain loop: service time p50",
+                true,
+                results,
+                all,
+                m::BASE_SERVICE_P50,
+                1.0,
+            ),
+        ];
+        let chart = LineChart {
+            title: "sidecar command round trip: executor against the plain loop".to_owned(),
+            subtitle: format!(
+                "GET_VP_REGISTERS (1 register), QEMU TCG; each run's p50 over 2000 \
+                 commands, {} per point, whiskers min to max over runs",
+                runs_phrase(results)
+            ),
+            x_label: "CPUs (-smp; CPU 1 runs the executor, CPU 2 the plain loop)".to_owned(),
+            y_label: "µs".to_owned(),
+            x_log: true,
+            y_log: true,
+            series,
+        };
+        vec![("protocol_rtt.svg".to_owned(), chart.to_svg())]
+    }
+
+    fn summary(&self, results: &[CaseResult]) -> String {
+        let header: Vec<String> = [
+            "CPUs",
+            "round trip p50, executor (µs)",
+            "round trip p50, plain loop (µs)",
+            "ratio p50",
+            "round trip p99, executor (µs)",
+            "round trip p99, plain loop (µs)",
+            "service p50, executor (µs)",
+            "service p50, plain loop (µs)",
+            "service ratio",
+            "IPIs per command",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let rows: Vec<Vec<String>> = cpu_counts(results)
+            .into_iter()
+            .filter_map(|n| {
+                let r = results.iter().find(|r| r.case.params["cpus"] == json!(n))?;
+                let s = &r.stats;
+                Some(vec![
+                    n.to_string(),
+                    cell(&s[m::RTT_P50], 1),
+                    cell(&s[m::BASE_RTT_P50], 1),
+                    cell(&s[m::RTT_RATIO], 3),
+                    cell(&s[m::RTT_P99], 1),
+                    cell(&s[m::BASE_RTT_P99], 1),
+                    cell(&s[m::SERVICE_P50], 2),
+                    cell(&s[m::BASE_SERVICE_P50], 2),
+                    cell(&s[m::SERVICE_RATIO], 3),
+                    cell(&s[m::IPIS], 2),
+                ])
+            })
+            .collect();
+        let cycles: Vec<String> = results
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} CPUs: {:.0} / {:.0}",
+                    r.case.cpus(),
+                    r.stats[m::RTT_P50_CYCLES].median,
+                    r.stats[m::BASE_RTT_P50_CYCLES].median
+                )
+            })
+            .collect();
+        format!(
+            "Protocol: GET_VP_REGISTERS round trip, executor (CPU 1) against the plain \
+             loop (CPU 2): each run's own percentiles over its 2000 commands per loop, \
+             {}.\n\n{}\nRound trip p50 in TSC cycles, executor / plain loop (medians): {}.\n",
+            cells_phrase(results),
+            markdown_table(&header, &rows),
+            cycles.join("; ")
+        )
+    }
+}
