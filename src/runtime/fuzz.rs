@@ -928,7 +928,15 @@ impl Fuzzer {
                         self.check_register_effect(&effect, request, after, &where_);
                         if effect.applied {
                             self.stats.known_bug_reserved_vtl_set += 1;
+                            let before = self.shadow.values.clone();
                             self.apply_set(request, effect.count);
+                            assert!(
+                                registers_changed || self.shadow.values == before,
+                                "a failed SET with VTL byte {:#x} changed no register: the bug \
+                                 SET_IGNORES_RESERVED_VTL_BITS describes is fixed; set it to \
+                                 false and un-ignore set_with_reserved_vtl_bits_changes_nothing",
+                                request[VTL]
+                            );
                         } else {
                             assert!(
                                 !registers_changed,
