@@ -87,11 +87,14 @@ pub enum Scenario {
     /// Random commands, guest runs, STOPs and injections on every sidecar
     /// CPU (`commands=`, `seed=`).
     Stress,
+    /// Malformed commands on every sidecar CPU: each answered with an
+    /// error, and the CPU stays usable.
+    Garbage,
 }
 
 impl Scenario {
     /// Every scenario, in the order the help text lists them.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Boot,
         Scenario::FaultSelftest,
         Scenario::PanicSelftest,
@@ -103,6 +106,7 @@ impl Scenario {
         Scenario::Convert,
         Scenario::FaultContainment,
         Scenario::Stress,
+        Scenario::Garbage,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -119,6 +123,7 @@ impl Scenario {
             Scenario::Convert => "convert",
             Scenario::FaultContainment => "fault-containment",
             Scenario::Stress => "stress",
+            Scenario::Garbage => "garbage",
         }
     }
 }
@@ -369,7 +374,8 @@ mod tests {
             err.to_string(),
             "bad value 'dance' for kernel option 'scenario' (expected one of: boot, \
              fault-selftest, panic-selftest, hang-selftest, isolation-command-selftest, \
-             isolation-stack-selftest, protocol, demo, convert, fault-containment, stress)"
+             isolation-stack-selftest, protocol, demo, convert, fault-containment, stress, \
+             garbage)"
         );
         assert_eq!(
             parse("color=red").unwrap_err().to_string(),

@@ -68,11 +68,18 @@ pub fn execute_on(
     Outcome::Done
 }
 
-/// Sidecar runs guests in VTL 0 only.
+/// Whether `vtl` names VTL 0 (the current one, or VTL 0 explicitly) with no
+/// reserved bits set: sidecar runs guests in VTL 0 only.
+fn vtl_supported(vtl: HvInputVtl) -> bool {
+    let no_reserved_bits = vtl.0 & !(HvInputVtl::USE_TARGET_VTL | 0xF) == 0;
+    no_reserved_bits && matches!(vtl.target_vtl(), None | Some(0))
+}
+
+/// Sets the error for an unsupported VTL; `false` if it is one.
 fn check_vtl(page: &mut CommandPage, vtl: HvInputVtl) -> bool {
-    match vtl.target_vtl() {
-        None | Some(0) if vtl.0 & !(HvInputVtl::USE_TARGET_VTL | 0xF) == 0 => true,
-        _ => {
+    match vtl_supported(vtl) {
+        true => true,
+        false => {
             page.set_error_fmt(format_args!(
                 "unsupported target VTL {:#x} (sidecar runs VTL 0 only)",
                 vtl.0
@@ -98,7 +105,7 @@ fn get_registers(page: &mut CommandPage, vp: &impl VpRegisters) {
             }
         }
     }
-    header.status = if unknown.is_some() {
+    header.status = if unknown.is_some() || !vtl_supported(vtl) {
         HvStatus::INVALID_PARAMETER
     } else {
         HvStatus::SUCCESS
@@ -122,7 +129,7 @@ fn set_registers(page: &mut CommandPage, vp: &mut impl VpRegisters) {
         .iter()
         .map(|r| r.name)
         .find(|&name| vp.get(name).is_err());
-    let ok = unknown.is_none() && HvInputVtl(vtl.0).target_vtl().unwrap_or(0) == 0;
+    let ok = unknown.is_none() && vtl_supported(vtl);
     if ok {
         for register in registers.iter() {
             // Every name was just checked, so `set` cannot fail.

@@ -62,7 +62,7 @@ use crate::vp::{GuestMemory, VpState};
 /// cases) so that the rest of the properties keep running; once the bug is
 /// fixed, set it to `false` and drop the `#[ignore]` of
 /// [`set_with_reserved_vtl_bits_changes_nothing`].
-const SET_IGNORES_RESERVED_VTL_BITS: bool = true;
+const SET_IGNORES_RESERVED_VTL_BITS: bool = false;
 
 // === The generator ===
 
@@ -1287,7 +1287,6 @@ fn fuzz_commands_million() {
 
 /// The minimal page for the bug [`SET_IGNORES_RESERVED_VTL_BITS`] describes.
 #[test]
-#[ignore = "known bug: a SET with reserved VTL bits (0x20) sets registers and fails"]
 fn set_with_reserved_vtl_bits_changes_nothing() {
     let mut page: Box<CommandPage> = Box::default();
     let mut state = VpState::default();

@@ -5,6 +5,7 @@
 mod convert;
 mod demo;
 mod fault;
+mod garbage;
 mod protocol;
 mod stress;
 
@@ -123,6 +124,10 @@ pub fn run(scenario: Scenario, boot: &BootSummary) -> ! {
         Scenario::FaultContainment => match crate::main_kernel::run(|_| fault::run()) {
             Ok(()) => report::finish(None),
             Err(failure) => report::finish(Some(format_args!("fault-containment: {failure}"))),
+        },
+        Scenario::Garbage => match crate::main_kernel::run(|_| garbage::run()) {
+            Ok(()) => report::finish(None),
+            Err(failure) => report::finish(Some(format_args!("garbage: {failure}"))),
         },
         Scenario::Stress => {
             let options = OPTIONS.get().copied().unwrap_or_default();

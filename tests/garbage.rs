@@ -1,0 +1,15 @@
+//! Issue 8's bad-input promise in QEMU: malformed commands to every sidecar
+//! CPU are each answered with an error, and every CPU then still runs good
+//! commands with the right results.
+
+mod common;
+
+use common::{boot_pass, config};
+
+#[test]
+fn garbage_commands_are_answered_with_errors() {
+    let outcome = boot_pass(&config("garbage", 6));
+    let garbage = &outcome.report["garbage"];
+    assert_eq!(garbage["cpus"], 5);
+    assert!(garbage["commands"].as_u64().unwrap() >= 5 * 20, "{garbage}");
+}
