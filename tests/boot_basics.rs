@@ -69,14 +69,22 @@ fn unknown_scenario_is_a_boot_error() {
 }
 
 #[test]
-fn hang_is_killed_at_the_timeout() {
-    let mut hang = config("hang-selftest", 1);
-    hang.timeout = Duration::from_secs(3);
+fn hang_is_killed_at_the_timeout_and_cpu_statuses_are_read() {
+    let mut hang = config("hang-selftest", 4);
+    hang.timeout = Duration::from_secs(4);
     let outcome = boot(&hang);
     assert!(!outcome.passed);
     assert!(outcome.timed_out);
-    assert_eq!(outcome.failure.as_deref(), Some("timeout after 3 s"));
+    assert_eq!(outcome.failure.as_deref(), Some("timeout after 4 s"));
     assert!(outcome.wall < Duration::from_secs(20), "{:?}", outcome.wall);
+    // Read through QEMU's monitor before the kill: the BSP's node, the base
+    // VP removed and the three sidecar CPUs idle.
+    let statuses = outcome.report["cpu_status_at_timeout"].as_array().unwrap();
+    let names: Vec<&str> = statuses
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["REMOVED", "IDLE", "IDLE", "IDLE"]);
 }
 
 #[test]

@@ -322,6 +322,16 @@ fn summarize(config: &RunConfig, outcome: &RunOutcome) {
     if !config.echo || outcome.timed_out {
         print_tail(outcome);
     }
+    if let Some(statuses) = outcome.report["cpu_status_at_timeout"].as_array() {
+        println!("  each CPU's status when the timeout struck (read through QEMU's monitor):");
+        let line: Vec<String> = statuses
+            .iter()
+            .map(|s| format!("cpu {} {}", s["vp"], s["status"].as_str().unwrap_or("?")))
+            .collect();
+        for chunk in line.chunks(8) {
+            println!("  | {}", chunk.join(", "));
+        }
+    }
 }
 
 fn cpus_phrase(cpus: u16) -> String {

@@ -110,6 +110,7 @@ mod build;
 mod config;
 mod error;
 mod linux;
+mod monitor;
 mod qemu;
 mod report;
 mod run;

@@ -75,7 +75,8 @@ pub fn run(config: &RunConfig) -> Result<RunOutcome, RunnerError> {
         report_txt: &paths.report_txt,
         numa: &numa,
     };
-    let args = qemu::qemu_args(&launch);
+    let mut args = qemu::qemu_args(&launch);
+    args.extend(crate::monitor::monitor_args(&paths.monitor));
     if config.verbose {
         eprintln!("qemu-runner: {}", qemu::display_command(&qemu_bin, &args));
     }
@@ -85,7 +86,7 @@ pub fn run(config: &RunConfig) -> Result<RunOutcome, RunnerError> {
             shown_path(&kernel).display()
         );
     }
-    let finished = execute(&qemu_bin, &args, config, &paths.log)?;
+    let finished = execute(&qemu_bin, &args, config, &paths)?;
     conclude(config, engine, &kernel, paths, finished)
 }
 
@@ -94,6 +95,7 @@ struct RunPaths {
     dir: PathBuf,
     log: PathBuf,
     report_txt: PathBuf,
+    monitor: PathBuf,
 }
 
 impl RunPaths {
@@ -106,10 +108,16 @@ impl RunPaths {
             None => runs.join(format!("{stem}.log")),
         };
         let report_txt = dir.join("report.txt");
+        // In the temporary directory, not the run directory: a Unix socket's
+        // path must stay short (108 bytes), whatever the checkout's path.
+        static SOCKETS: AtomicUsize = AtomicUsize::new(0);
+        let n = SOCKETS.fetch_add(1, Ordering::Relaxed);
+        let monitor = std::env::temp_dir().join(format!("sidecar-{}-{n}.mon", std::process::id()));
         Ok(RunPaths {
             dir,
             log,
             report_txt,
+            monitor,
         })
     }
 }
@@ -139,6 +147,8 @@ struct Finished {
     wall: Duration,
     log_lines: Vec<String>,
     stderr: Vec<String>,
+    /// Each CPU's last status, read through the monitor at a timeout.
+    statuses: Vec<(u64, String)>,
 }
 
 /// Runs QEMU to its end, streaming COM1 to `log_path`.
@@ -146,8 +156,9 @@ fn execute(
     qemu_bin: &Path,
     args: &[std::ffi::OsString],
     config: &RunConfig,
-    log_path: &Path,
+    paths: &RunPaths,
 ) -> Result<Finished, RunnerError> {
+    let (log_path, report_txt, monitor) = (&paths.log, &paths.report_txt, &paths.monitor);
     let log = File::create(log_path)
         .map_err(RunnerError::io(format!("creating {}", log_path.display())))?;
     let mut command = Command::new(qemu_bin);
@@ -169,9 +180,16 @@ fn execute(
     let log_reader = thread::spawn(move || stream_log(stdout, LineWriter::new(log), echo));
     let stderr_reader = thread::spawn(move || collect_stderr(stderr, verbose));
     let timeout = config.gdb.is_none().then_some(config.timeout);
-    let (status, timed_out) = wait(child, timeout, &group)?;
+    let _ = fs::remove_file(monitor);
+    let last_statuses = || {
+        let text = fs::read(report_txt).unwrap_or_default();
+        let partial = report::parse(&String::from_utf8_lossy(&text));
+        crate::monitor::cpu_statuses(monitor, partial.fields.get("nodes"))
+    };
+    let (status, timed_out, statuses) = wait(child, timeout, &group, last_statuses)?;
     let wall = start.elapsed();
     drop(group);
+    let _ = fs::remove_file(monitor);
     let log_lines =
         join(log_reader).map_err(RunnerError::io(format!("writing {}", log_path.display())))?;
     let stderr = join(stderr_reader);
@@ -186,31 +204,35 @@ fn execute(
         wall,
         log_lines,
         stderr,
+        statuses,
     })
 }
 
-/// Waits for QEMU, killing its process group at the timeout. Returns the
-/// status and whether the timeout struck.
-fn wait(
+/// Waits for QEMU, killing its process group at the timeout (after
+/// `before_kill` read what it can). Returns the status, whether the timeout
+/// struck, and what `before_kill` read.
+fn wait<T: Default>(
     mut child: Child,
     timeout: Option<Duration>,
     group: &GroupGuard,
-) -> Result<(ExitStatus, bool), RunnerError> {
+    before_kill: impl FnOnce() -> T,
+) -> Result<(ExitStatus, bool, T), RunnerError> {
     let (send, receive) = mpsc::channel();
     thread::spawn(move || send.send(child.wait()));
     let waited = match timeout {
         Some(limit) => receive.recv_timeout(limit).ok(),
         None => receive.recv().ok(),
     };
-    let (status, timed_out) = match waited {
-        Some(status) => (status, false),
+    let (status, timed_out, read) = match waited {
+        Some(status) => (status, false, T::default()),
         None => {
+            let read = before_kill();
             group.kill();
-            (receive.recv().expect("the waiter always sends"), true)
+            (receive.recv().expect("the waiter always sends"), true, read)
         }
     };
     let status = status.map_err(RunnerError::io("waiting for QEMU"))?;
-    Ok((status, timed_out))
+    Ok((status, timed_out, read))
 }
 
 pub(crate) fn join<T>(reader: JoinHandle<T>) -> T {
@@ -291,6 +313,14 @@ fn conclude(
     put("log", json!(paths.log));
     put("qemu_exit_status", json!(finished.exit.status));
     put("timed_out", json!(finished.exit.timed_out.is_some()));
+    if !finished.statuses.is_empty() {
+        let statuses: Vec<Value> = finished
+            .statuses
+            .iter()
+            .map(|(vp, status)| json!({"vp": vp, "status": status}))
+            .collect();
+        put("cpu_status_at_timeout", Value::Array(statuses));
+    }
     if let Err(reason) = &verdict {
         put("failure", json!(reason));
     }
