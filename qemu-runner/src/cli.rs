@@ -100,6 +100,12 @@ pub struct Args {
     /// One more kernel command-line word, e.g. unresponsive=2 (repeatable).
     #[arg(long = "kernel-arg", value_name = "KEY=VALUE", value_parser = parse_kernel_arg)]
     kernel_args: Vec<String>,
+    /// Operations the stress scenario issues (`--scenario stress`).
+    #[arg(long, value_name = "N")]
+    commands: Option<u32>,
+    /// The stress scenario's random seed.
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
 }
 
 /// What else `cargo qemu` does besides one boot.
@@ -215,7 +221,13 @@ impl Args {
                 (None, None) => Numa::Off,
             },
             removed: self.removed.clone().unwrap_or_default(),
-            extra_cmdline: self.kernel_args.clone(),
+            extra_cmdline: self
+                .kernel_args
+                .iter()
+                .cloned()
+                .chain(self.commands.map(|n| format!("commands={n}")))
+                .chain(self.seed.map(|s| format!("seed={s}")))
+                .collect(),
         }
     }
 }
@@ -471,6 +483,8 @@ mod tests {
         assert_eq!(config.boot, BootStrategy::Serial);
         assert_eq!(config.ap_delay, ApDelay::None);
         assert_eq!(config.extra_cmdline, ["unresponsive=3", "x=y"]);
+        let stress = parse(&["--scenario", "stress", "--commands", "5000", "--seed", "9"]).unwrap();
+        assert_eq!(stress.config().extra_cmdline, ["commands=5000", "seed=9"]);
         assert_eq!(
             parse(&["--timeline", "/tmp/t.svg"]).unwrap().timeline,
             Some(PathBuf::from("/tmp/t.svg"))
