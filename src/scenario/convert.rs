@@ -12,8 +12,8 @@
 // Failures are one-line strings by value: there is no allocator to box them.
 #![allow(clippy::result_large_err)]
 
+use super::{client_failure, sidecar_cpus, Failure};
 use core::cell::Cell;
-use core::fmt::Write;
 use core::sync::atomic::Ordering;
 
 use futures_util::future::join;
@@ -24,29 +24,9 @@ use crate::main_kernel::client::{ClientError, SidecarCpu};
 use crate::main_kernel::convert::{self, Job, Outcome, OUTCOMES, REPORTS, WORK};
 use crate::main_kernel::{clock, MainSpawner};
 use crate::report;
-use crate::topology::Role;
 use crate::vmm::devices::{mmio_value, Devices, UART_LINES};
 use crate::vmm::guests::{expected_compute, Program};
 use crate::vmm::{self, ExitCounts, VpEnd};
-
-/// A failure: one line saying which check failed.
-pub type Failure = heapless::String<256>;
-
-macro_rules! fail {
-    ($($arg:tt)*) => {{
-        let mut failure = Failure::new();
-        let _ = write!(failure, $($arg)*);
-        return Err(failure)
-    }};
-}
-
-macro_rules! check {
-    ($cond:expr, $($arg:tt)*) => {
-        if !$cond {
-            fail!($($arg)*);
-        }
-    };
-}
 
 /// Rounds of the computation: long enough to still run when the VMM
 /// converts its CPU.
@@ -60,15 +40,6 @@ const PRIMES_BELOW_10000: u64 = 5_736_396;
 
 fn seed(vp: u32) -> u32 {
     vp.wrapping_mul(0x9E37_79B9) | 1
-}
-
-fn sidecar_cpus() -> impl Iterator<Item = SidecarCpu> {
-    startup::plan()
-        .topology
-        .cpus
-        .iter()
-        .filter(|c| c.role == Role::Sidecar)
-        .filter_map(|c| SidecarCpu::new(c.vp).ok())
 }
 
 /// What each CPU of the scenario does.
@@ -91,12 +62,6 @@ fn case(position: usize) -> Case {
         4 => Case::Idle,
         _ => Case::Running,
     }
-}
-
-fn client_failure(vp: u32, what: &str, err: ClientError) -> Failure {
-    let mut failure = Failure::new();
-    let _ = write!(failure, "vp {vp}: {what}: {err}");
-    failure
 }
 
 /// Waits for the converted CPU `vp` to report its job done.

@@ -12,8 +12,8 @@
 // Failures are one-line strings by value: there is no allocator to box them.
 #![allow(clippy::result_large_err)]
 
+use super::{client_failure, sidecar_cpus, Failure};
 use core::cell::Cell;
-use core::fmt::Write;
 use core::sync::atomic::Ordering;
 
 use futures_util::future::join;
@@ -21,49 +21,12 @@ use futures_util::future::join;
 use crate::abi::{HvRegisterAssoc, HvX64RegisterName as Name};
 use crate::arch::x86_64::cpu::rdtsc;
 use crate::arch::x86_64::time;
-use crate::boot::startup;
 use crate::main_kernel::client::{ClientError, SidecarCpu};
 use crate::main_kernel::clock;
 use crate::report;
-use crate::topology::Role;
 use crate::vmm::devices::{mmio_value, Devices, UART_LINES};
 use crate::vmm::guests::{Program, OUTSIDE_GPA, WAKE_VECTOR};
 use crate::vmm::{self, ExitCounts, VpEnd};
-
-/// A failure: one line saying which check failed.
-pub type Failure = heapless::String<256>;
-
-macro_rules! fail {
-    ($($arg:tt)*) => {{
-        let mut failure = Failure::new();
-        let _ = write!(failure, $($arg)*);
-        return Err(failure)
-    }};
-}
-
-macro_rules! check {
-    ($cond:expr, $($arg:tt)*) => {
-        if !$cond {
-            fail!($($arg)*);
-        }
-    };
-}
-
-fn client_failure(vp: u32, what: &str, err: ClientError) -> Failure {
-    let mut failure = Failure::new();
-    let _ = write!(failure, "vp {vp}: {what}: {err}");
-    failure
-}
-
-/// Handles on every sidecar CPU that came up.
-fn sidecar_cpus() -> impl Iterator<Item = SidecarCpu> {
-    startup::plan()
-        .topology
-        .cpus
-        .iter()
-        .filter(|c| c.role == Role::Sidecar)
-        .filter_map(|c| SidecarCpu::new(c.vp).ok())
-}
 
 /// Exit counts over all VPs.
 static TOTALS: spin::Mutex<ExitCounts> = spin::Mutex::new(ExitCounts {

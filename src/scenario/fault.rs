@@ -8,8 +8,6 @@
 // Failures are one-line strings by value: there is no allocator to box them.
 #![allow(clippy::result_large_err)]
 
-use core::fmt::Write;
-
 use crate::abi::{HvRegisterAssoc, HvX64RegisterName as Name, SidecarCommand};
 use crate::boot::startup;
 use crate::main_kernel::client::{ClientError, SidecarCpu};
@@ -19,18 +17,7 @@ use crate::vmm::devices::Devices;
 use crate::vmm::guests::{expected_compute, Program};
 use crate::vmm::{self, ExitCounts, VpEnd};
 
-use super::FAULT_COMMAND;
-
-/// A failure: one line saying which check failed.
-pub type Failure = heapless::String<256>;
-
-macro_rules! fail {
-    ($($arg:tt)*) => {{
-        let mut failure = Failure::new();
-        let _ = write!(failure, $($arg)*);
-        return Err(failure)
-    }};
-}
+use super::{Failure, FAULT_COMMAND};
 
 fn sidecar_vps() -> impl Iterator<Item = u32> {
     startup::plan()

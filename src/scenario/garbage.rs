@@ -27,6 +27,7 @@
 // Failures are one-line strings by value: there is no allocator to box them.
 #![allow(clippy::result_large_err)]
 
+use super::{sidecar_cpus, Failure};
 use core::fmt::Write;
 
 use crate::abi::{
@@ -34,32 +35,11 @@ use crate::abi::{
     HvRegisterValue, HvStatus, HvX64RegisterName as Name, SidecarCommand,
     TranslateGvaControlFlagsX64, TranslateGvaRequest, MAX_REGISTERS_PER_REQUEST,
 };
-use crate::boot::startup;
 use crate::main_kernel::client::{ClientError, SidecarCpu};
 use crate::report;
-use crate::topology::Role;
 use crate::vp::registers::SUPPORTED;
 
 use super::FAULT_COMMAND;
-
-/// A failure: one line saying which check failed.
-pub type Failure = heapless::String<256>;
-
-macro_rules! fail {
-    ($($arg:tt)*) => {{
-        let mut failure = Failure::new();
-        let _ = write!(failure, $($arg)*);
-        return Err(failure)
-    }};
-}
-
-macro_rules! check {
-    ($cond:expr, $($arg:tt)*) => {
-        if !$cond {
-            fail!($($arg)*);
-        }
-    };
-}
 
 /// Bad commands sent to each sidecar CPU.
 pub const GARBAGE_PER_CPU: u32 = 30;
@@ -335,16 +315,6 @@ async fn garbage_on(cpu: &SidecarCpu) -> Result<u32, Failure> {
         set_and_check(cpu, current, &after).await?;
     }
     Ok(GARBAGE_PER_CPU)
-}
-
-/// Handles on every sidecar CPU that came up.
-fn sidecar_cpus() -> impl Iterator<Item = SidecarCpu> {
-    startup::plan()
-        .topology
-        .cpus
-        .iter()
-        .filter(|c| c.role == Role::Sidecar)
-        .filter_map(|c| SidecarCpu::new(c.vp).ok())
 }
 
 /// The scenario.

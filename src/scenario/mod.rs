@@ -2,6 +2,46 @@
 //! [`crate::cmdline::Scenario`]). Each either ends the run with a verdict or,
 //! for the self-tests, proves that failures are reported.
 
+/// Why a scenario failed: one line saying which check failed. Kept by value:
+/// there is no allocator to box it.
+pub type Failure = heapless::String<256>;
+
+/// Returns a [`Failure`] made from a format string.
+macro_rules! fail {
+    ($($arg:tt)*) => {{
+        let mut failure = $crate::scenario::Failure::new();
+        let _ = core::fmt::Write::write_fmt(&mut failure, format_args!($($arg)*));
+        return Err(failure)
+    }};
+}
+
+/// Fails with the message unless the condition holds.
+macro_rules! check {
+    ($cond:expr, $($arg:tt)*) => {
+        if !$cond {
+            fail!($($arg)*);
+        }
+    };
+}
+
+/// A [`Failure`] for a command that failed on `vp`.
+fn client_failure(vp: u32, what: &str, err: crate::main_kernel::client::ClientError) -> Failure {
+    let mut failure = Failure::new();
+    let _ = core::fmt::Write::write_fmt(&mut failure, format_args!("vp {vp}: {what}: {err}"));
+    failure
+}
+
+/// Handles on every sidecar CPU that came up (and was not converted or
+/// faulted since).
+fn sidecar_cpus() -> impl Iterator<Item = crate::main_kernel::client::SidecarCpu> {
+    startup::plan()
+        .topology
+        .cpus
+        .iter()
+        .filter(|c| c.role == crate::topology::Role::Sidecar)
+        .filter_map(|c| crate::main_kernel::client::SidecarCpu::new(c.vp).ok())
+}
+
 mod convert;
 mod demo;
 mod fault;

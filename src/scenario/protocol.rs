@@ -6,7 +6,7 @@
 // Failures are one-line strings by value: there is no allocator to box them.
 #![allow(clippy::result_large_err)]
 
-use core::fmt::Write;
+use super::{sidecar_cpus, Failure};
 use core::sync::atomic::Ordering;
 
 use futures_util::future::join;
@@ -22,26 +22,6 @@ use crate::main_kernel::client::{ClientError, RunVpExit, SidecarCpu};
 use crate::main_kernel::{clock, driver};
 use crate::report;
 use crate::runtime::cpu::SERVICE_CYCLES;
-use crate::topology::Role;
-
-/// A failure: one line saying which check failed.
-pub type Failure = heapless::String<256>;
-
-macro_rules! fail {
-    ($($arg:tt)*) => {{
-        let mut failure = Failure::new();
-        let _ = write!(failure, $($arg)*);
-        return Err(failure)
-    }};
-}
-
-macro_rules! check {
-    ($cond:expr, $($arg:tt)*) => {
-        if !$cond {
-            fail!($($arg)*);
-        }
-    };
-}
 
 /// Round trips measured per CPU.
 const ITERATIONS: usize = 2000;
@@ -359,16 +339,6 @@ async fn benchmark() -> Result<(), Failure> {
         info!("sidecar-side service time p50: executor {service50}, plain loop {base_service50} cycles");
     }
     Ok(())
-}
-
-/// Handles on every sidecar CPU that came up.
-fn sidecar_cpus() -> impl Iterator<Item = SidecarCpu> {
-    startup::plan()
-        .topology
-        .cpus
-        .iter()
-        .filter(|c| c.role == Role::Sidecar)
-        .filter_map(|c| SidecarCpu::new(c.vp).ok())
 }
 
 /// The scenario.

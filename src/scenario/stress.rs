@@ -32,9 +32,7 @@ use crate::vmm::guests::{expected_compute, Program, WAKE_VECTOR};
 use crate::vmm::{self, ExitCounts, VpEnd};
 
 use super::protocol::{write_guest_page_tables, GUEST_CR3, MAPPED_GPA, MAPPED_GVA};
-
-/// A failure: one line saying which check failed.
-pub type Failure = heapless::String<256>;
+use super::Failure;
 
 /// How long one operation may take before it counts as lost.
 const OPERATION_TIMEOUT_US: u64 = 10_000_000;
