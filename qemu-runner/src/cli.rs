@@ -153,6 +153,10 @@ struct BenchArgs {
     /// beside sidecar: enables the linux kind.
     #[arg(long, value_name = "PATH")]
     linux_kernel: Option<PathBuf>,
+    /// Record a failed run (in bench.json and the summaries) and go on instead of
+    /// stopping; the exit status is then 1 if any run failed.
+    #[arg(long)]
+    keep_going: bool,
     /// Linux's lpj= (loops per jiffy) [default: measured with one 1-CPU boot].
     #[arg(long, value_name = "N", requires = "linux_kernel", value_parser = clap::value_parser!(u64).range(1..))]
     linux_lpj: Option<u64>,
@@ -181,6 +185,7 @@ impl BenchArgs {
             command,
             linux_kernel: self.linux_kernel.clone(),
             linux_lpj: self.linux_lpj,
+            keep_going: self.keep_going,
         }
     }
 
@@ -285,6 +290,13 @@ fn bench_main(args: &BenchArgs) -> ExitCode {
             }
             for file in &report.files {
                 println!("wrote {}", file.display());
+            }
+            if report.failed_runs > 0 {
+                eprintln!(
+                    "error: {} runs failed (listed in bench.json and the summaries)",
+                    report.failed_runs
+                );
+                return ExitCode::from(1);
             }
             ExitCode::SUCCESS
         }
@@ -571,6 +583,11 @@ mod tests {
         let options = with_linux.options(String::new());
         assert_eq!(options.linux_kernel, Some(PathBuf::from("/boot/vmlinuz")));
         assert_eq!(options.linux_lpj, Some(4_000_000));
+        assert!(!options.keep_going);
+        let Some(Command::Bench(going)) = parse(&["bench", "--keep-going"]).unwrap().command else {
+            panic!("no bench subcommand");
+        };
+        assert!(going.options(String::new()).keep_going);
         let Some(Command::Bench(named)) = parse(&["bench", "vmrun", "protocol", "vmrun"])
             .unwrap()
             .command

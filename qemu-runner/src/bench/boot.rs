@@ -165,6 +165,7 @@ impl Bench for BootBench {
                             high: stats.max,
                         }
                     })
+                    .filter(|p| p.y.is_finite())
                     .collect();
                 points.sort_by(|a, b| a.x.total_cmp(&b.x));
                 ChartSeries {

@@ -32,6 +32,7 @@ fn options(quick: bool, linux: bool) -> BenchOptions {
         command: "cargo qemu bench".to_owned(),
         linux_kernel: linux.then(|| PathBuf::from("/boot/vmlinuz-test")),
         linux_lpj: linux.then_some(4_000_000),
+        keep_going: false,
     }
 }
 

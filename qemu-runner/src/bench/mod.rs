@@ -13,7 +13,11 @@
 //! - prints a progress line per run: `[12/140] n=64 fanout spec run 2/5:
 //!   113.4 ms (elapsed 1m12s)`;
 //! - aborts on the first run that fails or lacks a metric, naming the run,
-//!   the reason and the log: results never have silent gaps;
+//!   the reason and the log: results never have silent gaps. With
+//!   `--keep-going` it records the failed run instead (in `bench.json`, under
+//!   its case's `failed_runs`, and at the end of its kind's summary), leaves
+//!   it out of the statistics and goes on; `cargo qemu bench` then exits
+//!   with status 1 after writing everything;
 //! - writes `DIR/bench.json` (machine facts, then per kind and case every
 //!   run's metrics with median, min and max) and each kind's charts and
 //!   summary table (`DIR/<kind>_*.svg`, `DIR/<kind>.md`).
@@ -132,6 +136,8 @@ pub struct BenchOptions {
     pub linux_kernel: Option<PathBuf>,
     /// Linux's `lpj=`; `None` measures it once before the `linux` kind runs.
     pub linux_lpj: Option<u64>,
+    /// Record a failed run and go on instead of stopping.
+    pub keep_going: bool,
 }
 
 impl BenchOptions {
@@ -320,8 +326,21 @@ pub struct CaseResult {
     pub case: Case,
     /// Per metric (in [`Bench::metrics`] order), its statistics.
     pub stats: Vec<Stats>,
-    /// [`Bench::facts`] of its last run.
+    /// [`Bench::facts`] of its last run that counted.
     pub facts: Map<String, Value>,
+    /// The runs that failed (only with `keep_going`), left out of `stats`.
+    pub failed: Vec<FailedRun>,
+}
+
+/// A run that failed or gave no usable numbers, recorded with `keep_going`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedRun {
+    /// Which run of the case (1-based).
+    pub run: u32,
+    /// Why.
+    pub reason: String,
+    /// The run's log.
+    pub log: PathBuf,
 }
 
 impl CaseResult {
@@ -374,6 +393,8 @@ pub struct BenchReport {
     pub files: Vec<PathBuf>,
     /// Each kind's Markdown summary.
     pub summaries: Vec<String>,
+    /// Runs that failed and were left out (only with `keep_going`).
+    pub failed_runs: usize,
 }
 
 /// Boots one configuration: [`Guest::run`] normally, a fake in tests.
@@ -458,10 +479,12 @@ pub fn run_with(
     let mut kinds = Map::new();
     let mut files = Vec::new();
     let mut summaries = Vec::new();
+    let mut failed_total = 0;
     for (bench, (cases, runs)) in benches.iter().zip(plans) {
         let metrics = bench.metrics();
         let mut values: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); metrics.len()]; cases.len()];
         let mut facts = vec![Map::new(); cases.len()];
+        let mut failed_runs: Vec<Vec<FailedRun>> = vec![Vec::new(); cases.len()];
         for run in 1..=runs {
             for (index, case) in cases.iter().enumerate() {
                 done += 1;
@@ -473,12 +496,30 @@ pub fn run_with(
                     log: log.to_owned(),
                 };
                 let outcome = runner(&case.guest)?;
-                if let Some(reason) = &outcome.failure {
-                    return Err(failed(reason.clone(), &outcome.log_path));
-                }
-                let measured = bench
-                    .measure(case, &outcome)
-                    .map_err(|reason| failed(reason, &outcome.log_path))?;
+                let measured = match &outcome.failure {
+                    Some(reason) => Err(reason.clone()),
+                    None => bench.measure(case, &outcome),
+                };
+                let measured = match measured {
+                    Ok(measured) => measured,
+                    Err(reason) if options.keep_going => {
+                        let _ = writeln!(
+                            progress,
+                            "[{done}/{total}] {} run {run}/{runs}: FAILED: {reason} (log: {}) \
+                             (elapsed {})",
+                            case.label,
+                            outcome.log_path.display(),
+                            elapsed(started.elapsed())
+                        );
+                        failed_runs[index].push(FailedRun {
+                            run,
+                            reason,
+                            log: outcome.log_path.clone(),
+                        });
+                        continue;
+                    }
+                    Err(reason) => return Err(failed(reason, &outcome.log_path)),
+                };
                 let headline = match metrics[0].unit {
                     "" => format!("{}: {:.1}", metrics[0].key, measured[0]),
                     unit => format!("{:.1} {unit}", measured[0]),
@@ -499,14 +540,39 @@ pub fn run_with(
             .into_iter()
             .zip(values)
             .zip(facts)
-            .map(|((case, values), facts)| CaseResult {
+            .zip(failed_runs)
+            .map(|(((case, values), facts), failed)| CaseResult {
                 case,
                 stats: values.iter().map(|v| Stats::of(v)).collect(),
                 facts,
+                failed,
             })
             .collect();
         let charts = bench.charts(&results);
-        let summary = bench.summary(&results);
+        let mut summary = bench.summary(&results);
+        let failures: Vec<String> = results
+            .iter()
+            .flat_map(|r| {
+                r.failed.iter().map(|f| {
+                    format!(
+                        "- {} run {}/{runs}: {} (log: `{}`)\n",
+                        r.case.label,
+                        f.run,
+                        f.reason,
+                        f.log.display()
+                    )
+                })
+            })
+            .collect();
+        if !failures.is_empty() {
+            failed_total += failures.len();
+            summary.push_str(&format!(
+                "\nFailed runs, left out of the numbers above ({} of {}):\n\n{}",
+                failures.len(),
+                results.len() * runs as usize,
+                failures.concat()
+            ));
+        }
         kinds.insert(
             bench.name().to_owned(),
             kind_json(bench.as_ref(), runs, &results, &charts),
@@ -520,12 +586,14 @@ pub fn run_with(
         "machine": machine,
         "elapsed_s": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         "order": "interleaved rounds: run 1 of every case, then run 2, ...",
+        "failed_runs": failed_total,
         "benches": kinds,
     });
     Ok(Results {
         json,
         files,
         summaries,
+        failed_runs: failed_total,
     })
 }
 
@@ -538,6 +606,8 @@ pub struct Results {
     pub files: Vec<(String, String)>,
     /// Each kind's Markdown summary.
     pub summaries: Vec<String>,
+    /// Runs that failed and were left out (only with `keep_going`).
+    pub failed_runs: usize,
 }
 
 /// One kind's entry in `bench.json`.
@@ -558,6 +628,14 @@ fn kind_json(
                 entry.insert(metric.key.into(), stats.to_json());
             }
             entry.extend(result.facts.clone());
+            if !result.failed.is_empty() {
+                let failed: Vec<Value> = result
+                    .failed
+                    .iter()
+                    .map(|f| json!({"run": f.run, "reason": f.reason, "log": f.log}))
+                    .collect();
+                entry.insert("failed_runs".into(), json!(failed));
+            }
             Value::Object(entry)
         })
         .collect();
@@ -590,6 +668,7 @@ fn write_results(results: &Results, dir: &Path) -> Result<BenchReport, BenchErro
         json: results.json.clone(),
         files,
         summaries: results.summaries.clone(),
+        failed_runs: results.failed_runs,
     })
 }
 
@@ -742,6 +821,7 @@ pub(crate) fn check_boot(report: &Value) -> Result<(), String> {
 /// there was one run.
 pub(crate) fn cell(stats: &Stats, decimals: usize) -> String {
     match stats.runs.len() {
+        0 => "failed".to_owned(),
         1 => format!("{:.decimals$}", stats.median),
         _ => format!(
             "{:.decimals$} ({:.decimals$}–{:.decimals$})",
@@ -772,6 +852,7 @@ pub(crate) fn cpu_series(
                 high: stats.max * scale,
             }
         })
+        .filter(|p| p.y.is_finite())
         .collect();
     points.sort_by(|a, b| a.x.total_cmp(&b.x));
     ChartSeries {

@@ -19,6 +19,7 @@ fn options(quick: bool, runs: Option<u32>, max_cpus: u16) -> BenchOptions {
         command: "cargo qemu bench boot".to_owned(),
         linux_kernel: None,
         linux_lpj: None,
+        keep_going: false,
     }
 }
 
@@ -188,6 +189,91 @@ fn a_failing_run_aborts_with_its_reason() {
 }
 
 #[test]
+fn keep_going_records_a_failed_run_and_goes_on() {
+    let mut calls = 0;
+    let mut runner = |guest: &Guest| {
+        calls += 1;
+        let mut outcome = fake_outcome(guest);
+        if calls == 3 || calls == 12 {
+            outcome.passed = false;
+            outcome.failure = Some(format!("flake {calls}"));
+        }
+        Ok(outcome)
+    };
+    let mut progress = Vec::new();
+    let options = BenchOptions {
+        keep_going: true,
+        ..options(true, Some(2), 255)
+    };
+    let results = run_with(
+        &boot_only(),
+        &options,
+        json!({}),
+        &mut runner,
+        &mut progress,
+    )
+    .unwrap();
+    assert_eq!(calls, 16, "every run ran");
+    let progress = String::from_utf8(progress).unwrap();
+    assert!(
+        progress.contains("[3/16] n=4 serial spec run 1/2: FAILED: flake 3 (log: /runs/boot.log)"),
+        "{progress}"
+    );
+    assert_eq!(results.failed_runs, 2);
+    assert_eq!(results.json["failed_runs"], 2);
+    let cases = &results.json["benches"]["boot"]["cases"];
+    assert_eq!(cases[2]["label"], "n=4 serial spec");
+    assert_eq!(
+        cases[2]["ready_ms"]["runs"],
+        json!([40.0]),
+        "the failed run is left out"
+    );
+    assert_eq!(
+        cases[2]["failed_runs"],
+        json!([{"run": 1, "reason": "flake 3", "log": "/runs/boot.log"}])
+    );
+    assert!(cases[0].get("failed_runs").is_none());
+    let summary = &results.summaries[0];
+    assert!(
+        summary.contains("Failed runs, left out of the numbers above (2 of 16):"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("- n=4 serial none run 2/2: flake 12 (log: `/runs/boot.log`)"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_case_whose_runs_all_failed_shows_as_failed() {
+    let mut runner = |guest: &Guest| {
+        let mut outcome = fake_outcome(guest);
+        if guest.sidecar().unwrap().boot == crate::BootStrategy::Serial {
+            outcome.failure = Some("no".to_owned());
+        }
+        Ok(outcome)
+    };
+    let options = BenchOptions {
+        keep_going: true,
+        ..options(true, None, 255)
+    };
+    let results = run_with(
+        &boot_only(),
+        &options,
+        json!({}),
+        &mut runner,
+        &mut Vec::new(),
+    )
+    .unwrap();
+    assert_eq!(results.failed_runs, 4);
+    let table = &results.files[1].1;
+    assert!(table.contains("| 4 | 20.0 | failed |"), "{table}");
+    let svg = &results.files[0].1;
+    check_balanced(svg).unwrap();
+    assert!(!svg.contains("NaN"), "{svg}");
+}
+
+#[test]
 fn a_run_without_numbers_or_with_failed_cpus_aborts() {
     type Spoil = fn(&mut Value);
     let cases: [(&str, Spoil); 3] = [
@@ -274,6 +360,7 @@ fn writes_json_and_files() {
         json: json!({"a": 1}),
         files: vec![("x.svg".to_owned(), "<svg/>".to_owned())],
         summaries: vec![],
+        failed_runs: 0,
     };
     let report = write_results(&results, &dir).unwrap();
     assert_eq!(report.files, [dir.join("bench.json"), dir.join("x.svg")]);
