@@ -24,15 +24,15 @@ use crate::main_kernel::client::{ClientError, SidecarCpu};
 use crate::main_kernel::convert::{self, Job, Outcome, OUTCOMES, REPORTS, WORK};
 use crate::main_kernel::{clock, MainSpawner};
 use crate::report;
-use crate::vmm::devices::{mmio_value, Devices, UART_LINES};
+use crate::vmm::devices::{mmio_value, Devices, Reports, UART_LINES};
 use crate::vmm::guests::{expected_compute, Program};
 use crate::vmm::{self, ExitCounts, VpEnd};
 
 /// Rounds of the computation: long enough to still run when the VMM
 /// converts its CPU.
-const ROUNDS: u32 = 10_000_000;
+const ROUNDS: u32 = 30_000_000;
 /// How long the VPs run before the conversions.
-const CONVERT_AFTER_US: u64 = 20_000;
+const CONVERT_AFTER_US: u64 = 10_000;
 /// How long a converted CPU may take to finish its job.
 const JOB_TIMEOUT_US: u64 = 30_000_000;
 /// The answer of the converted CPUs' main kernel work.
@@ -86,12 +86,12 @@ async fn converted_outcome(vp: u32) -> Result<(), Failure> {
 }
 
 /// Runs `program` on `cpu` and stops it once `ready` says so; returns how
-/// the run ended.
+/// the run ended and what the guest reported before it.
 async fn run_then_stop(
     cpu: &SidecarCpu,
     program: Program,
     ready: impl Fn() -> bool,
-) -> Result<VpEnd, Failure> {
+) -> Result<(VpEnd, Reports), Failure> {
     let vp = cpu.vp();
     let mut devices = Devices::new(vp);
     let mut counts = ExitCounts::default();
@@ -111,7 +111,21 @@ async fn run_then_stop(
         }
     };
     let (end, ()) = join(run, stopper).await;
-    end.map_err(|err| client_failure(vp, "running", err))
+    let end = end.map_err(|err| client_failure(vp, "running", err))?;
+    Ok((end, devices.reports))
+}
+
+/// What the guest reported over its whole life: before its conversion, to
+/// the VMM through the protocol, and after it, to the converted CPU's local
+/// VMM (a result written just before the STOP landed went to the first).
+fn merged(before: Reports, vp: u32) -> Reports {
+    let after = REPORTS[vp as usize].lock().unwrap_or_default();
+    Reports {
+        result: after.result.or(before.result),
+        irqs: after.irqs.or(before.irqs),
+        mmio: after.mmio.or(before.mmio),
+        exited: after.exited,
+    }
 }
 
 async fn cpu_task(cpu: SidecarCpu, position: usize) -> Result<(), Failure> {
@@ -134,7 +148,7 @@ async fn cpu_task(cpu: SidecarCpu, position: usize) -> Result<(), Failure> {
             );
         }
         Case::Running => {
-            let end = run_then_stop(&cpu, Program::Compute, after).await?;
+            let (end, before) = run_then_stop(&cpu, Program::Compute, after).await?;
             check!(
                 end == VpEnd::Stopped,
                 "vp {vp}: finished ({end:?}) before its conversion"
@@ -143,7 +157,7 @@ async fn cpu_task(cpu: SidecarCpu, position: usize) -> Result<(), Failure> {
                 .await
                 .map_err(|err| client_failure(vp, "converting", err))?;
             converted_outcome(vp).await?;
-            let reports = REPORTS[vp as usize].lock().unwrap_or_default();
+            let reports = merged(before, vp);
             let expected = expected_compute(seed(vp), ROUNDS);
             check!(
                 reports.result == Some(expected),
@@ -154,7 +168,7 @@ async fn cpu_task(cpu: SidecarCpu, position: usize) -> Result<(), Failure> {
         Case::Halted => {
             let lines = UART_LINES[vp as usize].load(Ordering::Acquire);
             let printed = move || UART_LINES[vp as usize].load(Ordering::Acquire) > lines;
-            let end = run_then_stop(&cpu, Program::Checksum, printed).await?;
+            let (end, before) = run_then_stop(&cpu, Program::Checksum, printed).await?;
             check!(
                 end == VpEnd::Stopped,
                 "vp {vp}: the halting VP ended with {end:?}"
@@ -163,7 +177,7 @@ async fn cpu_task(cpu: SidecarCpu, position: usize) -> Result<(), Failure> {
                 .await
                 .map_err(|err| client_failure(vp, "converting while halted", err))?;
             converted_outcome(vp).await?;
-            let reports = REPORTS[vp as usize].lock().unwrap_or_default();
+            let reports = merged(before, vp);
             check!(
                 reports.irqs == Some(1) && reports.mmio == Some(mmio_value(vp)),
                 "vp {vp}: resumed from its halt, it reported {reports:?}"
