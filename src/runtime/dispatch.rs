@@ -59,6 +59,13 @@ async fn run_command(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) {
         // task makes its own.
         let (page, state) = unsafe { cpu.pages() };
         crate::scenario::before_command(page.command);
+        if crate::scenario::switches_to_plain(page.command) {
+            // The benchmark's same-CPU baseline: complete this command, then
+            // serve every later one from the plain loop, for good.
+            page.command = crate::abi::SidecarCommand::NONE;
+            cpu.complete();
+            super::plain::run(cpu);
+        }
         if commands::execute(page, state, &mut cpu.guest_memory()) == Outcome::Done {
             return;
         }

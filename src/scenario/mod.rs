@@ -111,6 +111,16 @@ pub fn on_sidecar_cpu(vp: u32) {
     }
 }
 
+/// The command number the protocol scenario sends to make a sidecar CPU
+/// leave its executor for the plain loop, so that both loops are measured
+/// on the same CPU (honoured in that scenario only).
+pub const SWITCH_TO_PLAIN_COMMAND: u32 = 0x5A17;
+
+/// Whether `command` asks this CPU to switch to the plain loop.
+pub fn switches_to_plain(command: crate::abi::SidecarCommand) -> bool {
+    SCENARIO.get() == Some(&Scenario::Protocol) && command.0 == SWITCH_TO_PLAIN_COMMAND
+}
+
 /// The command number the fault-containment scenario sends to make a
 /// sidecar CPU fault on purpose (honoured in that scenario only).
 pub const FAULT_COMMAND: u32 = 0xFA17;
