@@ -111,9 +111,19 @@ pub fn boot_error(args: fmt::Arguments<'_>) -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    begin_fatal_report();
     let cpu = crate::percpu::current_vp();
     let message = info.message();
+    if crate::runtime::cpu::in_runtime() {
+        // Contained like an exception: this CPU leaves sidecar, the run
+        // goes on.
+        x86_64::instructions::interrupts::disable();
+        crate::log::write_fatal(format_args!(
+            "panic on sidecar cpu {cpu}: {message}; contained: the CPU leaves sidecar, the run goes on"
+        ));
+        crate::report::json("faults[]", format_args!("{{\"cpu\":{cpu},\"panic\":true}}"));
+        crate::runtime::cpu::report_fault(format_args!("cpu {cpu}: panic: {message}"));
+    }
+    begin_fatal_report();
     match info.location() {
         Some(at) => fail(
             format_args!("panic on cpu {cpu} at {at}: {message}"),

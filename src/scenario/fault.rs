@@ -1,9 +1,10 @@
 //! `scenario=fault-containment`: sidecar CPU 2 faults on purpose (a command
-//! only this scenario honours makes it read unmapped memory). The fault
-//! must reach the main kernel through the CPU's pages (the command fails
-//! with the CPU, vector and RIP; the status is REMOVED), and every other
-//! sidecar CPU must keep working: registers set and read back, and a guest
-//! run to its end.
+//! only this scenario honours makes it read unmapped memory), and, with 4
+//! or more CPUs, sidecar CPU 3 panics on purpose. Each failure must reach
+//! the main kernel through the CPU's pages (the command fails with the CPU
+//! and the vector and RIP, or the panic message; the status is REMOVED), and
+//! every other sidecar CPU must keep working: registers set and read back,
+//! and a guest run to its end.
 
 // Failures are one-line strings by value: there is no allocator to box them.
 #![allow(clippy::result_large_err)]
@@ -53,10 +54,31 @@ pub async fn run() -> Result<(), Failure> {
     if SidecarCpu::new(victim).err() != Some(ClientError::NotSidecar(victim)) {
         fail!("the faulted CPU still accepts commands");
     }
+    let panicked = match SidecarCpu::new(3) {
+        Ok(cpu) => {
+            let result = cpu
+                .command(
+                    |page| {
+                        page.command = SidecarCommand(super::PANIC_COMMAND);
+                        Ok(())
+                    },
+                    |_| (),
+                )
+                .await;
+            match result {
+                Err(ClientError::Failed { message, .. })
+                    if message.starts_with("cpu 3: panic: fault-containment: deliberate panic") => {
+                }
+                other => fail!("the panicking command gave {other:?}"),
+            }
+            Some(3)
+        }
+        Err(_) => None,
+    };
     info!("fault-containment: cpu 2's fault reached the main kernel; the others go on");
 
     let mut others = 0u64;
-    for vp in sidecar_vps().filter(|&vp| vp != victim) {
+    for vp in sidecar_vps().filter(|&vp| vp != victim && Some(vp) != panicked) {
         let cpu = match SidecarCpu::new(vp) {
             Ok(cpu) => cpu,
             Err(err) => fail!("cpu {vp}: {err}"),

@@ -125,10 +125,19 @@ pub fn switches_to_plain(command: crate::abi::SidecarCommand) -> bool {
 /// sidecar CPU fault on purpose (honoured in that scenario only).
 pub const FAULT_COMMAND: u32 = 0xFA17;
 
+/// The command number that makes a sidecar CPU panic in the
+/// fault-containment scenario.
+pub const PANIC_COMMAND: u32 = 0xFA18;
+
 /// A sidecar CPU's hook before it runs a command: in the fault-containment
-/// scenario, [`FAULT_COMMAND`] makes it read unmapped memory.
+/// scenario, [`FAULT_COMMAND`] makes it read unmapped memory and
+/// [`PANIC_COMMAND`] makes it panic.
 pub fn before_command(command: crate::abi::SidecarCommand) {
-    if SCENARIO.get() == Some(&Scenario::FaultContainment) && command.0 == FAULT_COMMAND {
+    let containment = SCENARIO.get() == Some(&Scenario::FaultContainment);
+    if containment && command.0 == PANIC_COMMAND {
+        panic!("fault-containment: deliberate panic");
+    }
+    if containment && command.0 == FAULT_COMMAND {
         // SAFETY: not safe, on purpose: the address is unmapped, the read
         // faults, and the fault handler contains it (the CPU leaves
         // sidecar) without returning here.
