@@ -13,7 +13,10 @@ fn a_sidecar_fault_is_contained_and_reported() {
     let faults = outcome.report["faults"]
         .as_array()
         .expect("the fault is on the report");
-    assert_eq!(faults.len(), 1);
+    // CPU 2's page fault and CPU 3's panic.
+    assert_eq!(faults.len(), 2);
+    assert_eq!(faults[1]["cpu"], 3);
+    assert_eq!(faults[1]["panic"], true);
     assert_eq!(faults[0]["cpu"], 2);
     assert_eq!(faults[0]["vector"], 14);
     assert_eq!(faults[0]["cr2"], 0x40_0000_0000u64);
