@@ -27,6 +27,8 @@ fn demo_runs_every_guest_and_every_error_path() {
         "cancel p50 {cancel} cycles is over 100 ms"
     );
     assert!(report["vmrun_roundtrip_cycles"]["p50"].as_u64().unwrap() > 0);
+    // A STOP whose request IPI is lost on purpose still takes, re-sent.
+    assert!(report["cancel_lost_ipi_resends"].as_u64().unwrap() >= 1);
 
     let log = outcome.log_lines.join("\n");
     for vp in 1..=3 {

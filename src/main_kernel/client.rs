@@ -340,8 +340,20 @@ impl SidecarCpu {
     }
 
     /// Asks the running command to stop (RUN → STOP) and sends the request
-    /// IPI again. Returns whether a command was running.
+    /// IPI again. Returns whether a command was running. (A STOP that reaches
+    /// a command other than RUN_VP is ignored by the sidecar CPU: short
+    /// commands end by themselves.)
     pub fn stop(&self) -> bool {
+        self.stop_with_ipi(true)
+    }
+
+    /// [`SidecarCpu::stop`] without the request IPI: the IPI is lost, as the
+    /// reference facts saw happen under QEMU. For tests of the re-send.
+    pub fn stop_losing_the_ipi(&self) -> bool {
+        self.stop_with_ipi(false)
+    }
+
+    fn stop_with_ipi(&self, send: bool) -> bool {
         let status = self
             .driver
             .control
@@ -355,7 +367,7 @@ impl SidecarCpu {
                 Ordering::Relaxed,
             )
             .is_ok();
-        if stopped {
+        if stopped && send {
             REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
             apic::send_ipi(self.apic_id, REQUEST_VECTOR);
         }

@@ -346,10 +346,24 @@ const STOP_POLL_US: u64 = 100;
 /// [`STOP_RESEND_US`]. Returns how many times it re-sent. Gives up (0) if
 /// the run ends by itself first (`finished` says so).
 pub async fn stop_reliably_unless(cpu: &SidecarCpu, finished: impl Fn() -> bool) -> u32 {
+    stop_with(cpu, finished, SidecarCpu::stop).await
+}
+
+/// [`stop_reliably`] whose first request IPI is lost (a test of the
+/// re-send): the STOP must still take, one re-send later.
+pub async fn stop_reliably_losing_the_first_ipi(cpu: &SidecarCpu) -> u32 {
+    stop_with(cpu, || false, SidecarCpu::stop_losing_the_ipi).await
+}
+
+async fn stop_with(
+    cpu: &SidecarCpu,
+    finished: impl Fn() -> bool,
+    stop: impl Fn(&SidecarCpu) -> bool,
+) -> u32 {
     use crate::abi::CpuStatus;
     STOP_REQUESTED[cpu.vp() as usize % crate::MAX_CPUS]
         .store(true, core::sync::atomic::Ordering::Release);
-    while !cpu.stop() {
+    while !stop(cpu) {
         if finished() {
             return 0;
         }
