@@ -80,6 +80,12 @@ async fn run_command(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) {
             page.set_error_fmt(format_args!("VMRUN failed (VMEXIT_INVALID): {reason}"));
             0
         }
+        Some(RunEnd::NoSvm) => {
+            page.set_error(
+                "RUN_VP: this CPU has no SVM (QEMU's KVM here offers none: use --accel tcg)",
+            );
+            0
+        }
         Some(RunEnd::Halted) | None => 0,
     };
     *page.request_mut() = RunVpResponse { intercept };

@@ -34,12 +34,19 @@ use crate::svm::vmcb::{event, TLB_CONTROL_DO_NOTHING};
 use crate::svm::{handled_by_sidecar, intercept_message, Vmcb};
 use crate::vp::{RegisterPage, INTERRUPT_REQUEST_VALID};
 
+/// Per VP: SVM is on for the CPU that runs it.
+static SVM_ON: [core::sync::atomic::AtomicBool; crate::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; crate::MAX_CPUS];
+
 /// Turns SVM on for this CPU if the CPU model has it.
 pub fn enable_svm(host_save_area: u64) {
     if svm::available() {
         // SAFETY: SVM is available, and the host save area is this CPU's own
         // private page, which nothing else uses.
         unsafe { svm::enable(host_save_area) };
+        if let Some(on) = SVM_ON.get(crate::percpu::current_vp() as usize) {
+            on.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -52,6 +59,8 @@ pub enum RunEnd {
     Refused(&'static str),
     /// The VP halted and the caller handles it (a main kernel CPU).
     Halted,
+    /// This CPU has no SVM: no VP can run here.
+    NoSvm,
 }
 
 /// RFLAGS.IF.
@@ -230,6 +239,13 @@ pub async fn run_vp(cpu: LocalCpu, spawner: Spawner<SIDECAR_TASK_BYTES>) -> RunE
 /// waits here for an interrupt request; without one (a main kernel CPU,
 /// whose VMM is local), the run ends with [`RunEnd::Halted`].
 pub async fn run(pages: &VpPages, vp: u32, spawner: Option<Spawner<SIDECAR_TASK_BYTES>>) -> RunEnd {
+    let running_cpu = crate::percpu::current_vp() as usize;
+    if !SVM_ON
+        .get(running_cpu)
+        .is_some_and(|on| on.load(Ordering::Relaxed))
+    {
+        return RunEnd::NoSvm;
+    }
     load(pages);
     // A VP that halted in an earlier run (with interrupts enabled) takes a
     // request that arrived in between at once.

@@ -31,6 +31,7 @@ pub async fn continue_vp(pages: &VpPages, vp: u32) -> Result<Reports, &'static s
     loop {
         match run(pages, vp, None).await {
             RunEnd::Refused(why) => return Err(why),
+            RunEnd::NoSvm => return Err("this CPU has no SVM"),
             RunEnd::Halted => {
                 // The guest waits for an interrupt: this VMM gives it one.
                 // SAFETY: as in `apply`; only the atomic field is touched.
