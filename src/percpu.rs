@@ -49,6 +49,9 @@ pub struct CpuGlobals {
     pub vmcb: u64,
     /// Physical address of the host save area for VMRUN.
     pub host_save_area: u64,
+    /// The TSC when the CPU's last request IPI arrived (for the protocol's
+    /// service-time figure).
+    pub request_tsc: core::sync::atomic::AtomicU64,
     /// The CPU's GDT and TSS.
     pub tables: CpuTables,
     /// The CPU's executor (used only by this CPU, and by its IPI handler).

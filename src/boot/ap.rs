@@ -32,6 +32,7 @@ pub extern "C" fn ap_main() -> ! {
         guest_size,
         vmcb,
         host_save_area,
+        request_tsc: _,
         tables,
         executor,
     } = globals;

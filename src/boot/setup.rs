@@ -9,7 +9,6 @@ use crate::acpi::PhysMemory;
 use crate::arch::x86_64::apic::XAPIC_BASE;
 use crate::arch::x86_64::entry::{ap_trampoline, AP_CR3_BY_APIC_ID};
 use crate::arch::x86_64::gdt::CpuTables;
-use crate::arch::x86_64::ipi_notifier::IpiNotifier;
 use crate::arch::x86_64::vectors::REQUEST_VECTOR;
 use crate::boot::memory::{self, OutOfMemory};
 use crate::boot::page_tables::{CpuPageTables, KernelImage, SharedTables, WindowPages};
@@ -18,7 +17,7 @@ use crate::boot::pvh::MemmapEntry;
 use crate::boot::startup::TRAMPOLINE_PAGE;
 use crate::layout::{private, NodeRegion, PAGE_SIZE};
 use crate::percpu::{self, CpuGlobals};
-use crate::runtime::cpu::{RuntimeKind, SidecarExecutor};
+use crate::runtime::cpu::{OwnCpuOnly, RuntimeKind, SidecarExecutor};
 use crate::topology::{Role, Topology};
 use crate::MAX_CPUS;
 
@@ -226,8 +225,9 @@ fn init_cpu(region: &NodeRegion, shared: u64, cpu: CpuPlan) {
         guest_size,
         vmcb: pages.vmcb,
         host_save_area: region.private_page(index, private::HOST_SAVE),
+        request_tsc: core::sync::atomic::AtomicU64::new(0),
         tables: CpuTables::new(),
-        executor: SidecarExecutor::new(IpiNotifier::new(apic_id, REQUEST_VECTOR)),
+        executor: SidecarExecutor::new(OwnCpuOnly),
     };
     // SAFETY: as above, for the CPU's globals page, which is page aligned
     // and large enough for `CpuGlobals`.

@@ -22,7 +22,7 @@
 //! whatever one side wrote before storing the status, the other side sees
 //! after loading it.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use futures_util::task::AtomicWaker;
 use spin::Once;
@@ -49,9 +49,6 @@ pub mod slot {
 pub struct CpuSlot {
     /// One of [`slot`]'s states.
     pub state: AtomicU8,
-    /// The command in flight (a `SidecarCommand` value), so that a STOP
-    /// goes only to RUN_VP.
-    pub command: AtomicU32,
     /// The waiting client's waker.
     pub waker: AtomicWaker,
 }
@@ -73,7 +70,6 @@ pub struct NodeDriver {
 static SLOTS: [CpuSlot; MAX_CPUS] = [const {
     CpuSlot {
         state: AtomicU8::new(slot::FREE),
-        command: AtomicU32::new(0),
         waker: AtomicWaker::new(),
     }
 }; MAX_CPUS];

@@ -14,7 +14,6 @@ use executor::Executor;
 
 use crate::abi::{CommandPage, ControlPage, CpuStatus};
 use crate::arch::x86_64::interrupts::{self, TrapFrame};
-use crate::arch::x86_64::ipi_notifier::IpiNotifier;
 use crate::arch::x86_64::{apic, cpu, vectors::REQUEST_VECTOR};
 use crate::layout::{window, GUEST_WINDOW_BASE};
 use crate::percpu::{self, CpuGlobals};
@@ -28,7 +27,19 @@ pub const SIDECAR_TASKS: usize = 2;
 pub const SIDECAR_TASK_BYTES: usize = 512;
 
 /// A sidecar CPU's executor.
-pub type SidecarExecutor = Executor<SIDECAR_TASKS, SIDECAR_TASK_BYTES, IpiNotifier>;
+pub type SidecarExecutor = Executor<SIDECAR_TASKS, SIDECAR_TASK_BYTES, OwnCpuOnly>;
+
+/// The notifier of a sidecar CPU's executor: it never needs to send
+/// anything. Every wake of a sidecar task happens on the CPU itself, in its
+/// tasks or in its request-IPI handler (whose interrupt already ended the
+/// halt): the executor and its wakers live in the CPU's window, an address
+/// no other CPU maps, so no other CPU can even call them. The main kernel
+/// reaches a sidecar CPU only through its status byte and the request IPI.
+pub struct OwnCpuOnly;
+
+impl executor::Notifier for OwnCpuOnly {
+    fn notify(&self) {}
+}
 
 /// Which dispatch loop a sidecar CPU runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,10 +100,9 @@ impl LocalCpu {
     /// Ends a command: status IDLE (release: the results are visible first),
     /// attention raised, the response IPI sent if the driver asked for one.
     pub fn complete(&self) {
-        let vp = percpu::current_vp() as usize;
-        if let (Some(start), Some(service)) = (REQUEST_TSC.get(vp), SERVICE_CYCLES.get(vp)) {
-            let cycles = cpu::rdtsc().saturating_sub(start.load(Ordering::Relaxed));
-            service.store(cycles, Ordering::Relaxed);
+        let start = request_tsc().load(Ordering::Relaxed);
+        if let Some(service) = SERVICE_CYCLES.get(self.vp as usize) {
+            service.store(cpu::rdtsc().saturating_sub(start), Ordering::Relaxed);
         }
         let control = self.control();
         if let Some(status) = control.status(self.index) {
@@ -173,13 +183,22 @@ fn current_executor() -> &'static SidecarExecutor {
     unsafe { &*(address as *const SidecarExecutor) }
 }
 
-/// Per CPU (by VP index): the TSC when its last request IPI arrived, and
-/// the cycles from then to its last completion. Kernel data, written by
-/// each CPU for itself and read by the benchmark on the BSP; it measures
+/// The running sidecar CPU's `request_tsc`, through its window (no CPUID on
+/// the request path to find out which CPU this is).
+fn request_tsc() -> &'static AtomicU64 {
+    let address =
+        window::address(window::GLOBALS) + core::mem::offset_of!(CpuGlobals, request_tsc) as u64;
+    // SAFETY: as in `current_executor`: the globals page is this CPU's,
+    // mapped here for the CPU's life; the field is atomic and only shared
+    // references to it are made.
+    unsafe { &*(address as *const AtomicU64) }
+}
+
+/// Per CPU (by VP index): the cycles from its last request IPI (the TSC in
+/// its globals' `request_tsc`) to its last completion. Kernel data, written
+/// by each CPU for itself and read by the benchmark on the BSP; it measures
 /// the dispatch path without the host's thread wake-ups that dominate a
 /// round trip under software emulation.
-static REQUEST_TSC: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// See [`REQUEST_TSC`].
 pub static SERVICE_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// Per VP: the CPU runs its runtime (faults are contained from then on).
@@ -228,10 +247,7 @@ pub fn report_fault(reason: core::fmt::Arguments<'_>) -> ! {
     local.leave()
 }
 fn request_interrupt(_frame: &mut TrapFrame) {
-    let vp = percpu::current_vp() as usize;
-    if let Some(slot) = REQUEST_TSC.get(vp) {
-        slot.store(cpu::rdtsc(), Ordering::Relaxed);
-    }
+    request_tsc().store(cpu::rdtsc(), Ordering::Relaxed);
     apic::end_of_interrupt();
     current_executor().wake_flag_waiters();
 }

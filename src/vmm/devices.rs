@@ -95,6 +95,17 @@ impl Devices {
         Effect::Continue
     }
 
+    /// The port access an I/O intercept describes: an OUT of the guest's
+    /// EAX, or an IN.
+    pub fn port_access(&mut self, message: &crate::abi::HvX64IoPortInterceptMessage) -> Effect {
+        let write = message.header.intercept_access_type != crate::abi::HvInterceptAccessType::READ;
+        if write {
+            self.port_write(message.port_number, message.rax as u32)
+        } else {
+            self.port_read(message.port_number)
+        }
+    }
+
     /// An IN from `port`: no device answers, so all ones.
     pub fn port_read(&mut self, _port: u16) -> Effect {
         Effect::SetEax(u32::MAX)

@@ -3,9 +3,7 @@
 //! intercepts are handled right here, by editing the VP's saved state,
 //! instead of through the protocol.
 
-use crate::abi::{
-    HvInterceptAccessType, HvMessageType, HvX64IoPortInterceptMessage, HvX64MemoryInterceptMessage,
-};
+use crate::abi::{HvMessageType, HvX64IoPortInterceptMessage, HvX64MemoryInterceptMessage};
 use crate::runtime::vp::{run, RunEnd, VpPages};
 use crate::vp::INTERRUPT_REQUEST_VALID;
 
@@ -47,12 +45,7 @@ pub async fn continue_vp(pages: &VpPages, vp: u32) -> Result<Reports, &'static s
                 match message.header.typ {
                     HvMessageType::HvMessageTypeX64IoPortIntercept => {
                         let io: HvX64IoPortInterceptMessage = *message.payload_as();
-                        let write = io.header.intercept_access_type != HvInterceptAccessType::READ;
-                        let effect = if write {
-                            devices.port_write(io.port_number, io.rax as u32)
-                        } else {
-                            devices.port_read(io.port_number)
-                        };
+                        let effect = devices.port_access(&io);
                         let next = io.header.rip + u64::from(io.header.instruction_len());
                         apply(pages, next, effect);
                         if effect == Effect::Exit {

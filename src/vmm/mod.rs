@@ -222,15 +222,6 @@ async fn apply(cpu: &SidecarCpu, rip: u64, len: u64, effect: Effect) -> Result<(
     }
 }
 
-fn io_effect(devices: &mut Devices, message: &HvX64IoPortInterceptMessage) -> Effect {
-    let write = message.header.intercept_access_type != crate::abi::HvInterceptAccessType::READ;
-    if write {
-        devices.port_write(message.port_number, message.rax as u32)
-    } else {
-        devices.port_read(message.port_number)
-    }
-}
-
 /// Handles one intercept; `Some` when the VP's run is over.
 async fn handle(
     cpu: &SidecarCpu,
@@ -242,7 +233,7 @@ async fn handle(
         HvMessageType::HvMessageTypeX64IoPortIntercept => {
             counts.io += 1;
             let io: HvX64IoPortInterceptMessage = *message.payload_as();
-            let effect = io_effect(devices, &io);
+            let effect = devices.port_access(&io);
             let len = u64::from(io.header.instruction_len());
             apply(cpu, io.header.rip, len, effect).await?;
             Ok((effect == Effect::Exit).then_some(VpEnd::Exited))

@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use executor::Notifier;
 
-use super::{apic, cpu};
+use super::apic;
 
 /// Notifies an executor's owner CPU with a fixed IPI.
 pub struct IpiNotifier {
@@ -50,7 +50,10 @@ impl IpiNotifier {
 impl Notifier for IpiNotifier {
     fn notify(&self) {
         let owner = self.owner_apic_id.load(Ordering::Relaxed);
-        if cpu::apic_id() == owner {
+        // The local APIC's ID register, not CPUID: this is on the wake path,
+        // and CPUID always exits to a hypervisor. The owner's APIC is enabled
+        // (it runs main kernel code), so the register is valid there.
+        if apic::id() == owner {
             self.skipped.fetch_add(1, Ordering::Relaxed);
             return;
         }
