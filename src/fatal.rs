@@ -43,7 +43,7 @@ fn fail(log_line: fmt::Arguments<'_>, reason: fmt::Arguments<'_>) -> ! {
 /// main kernel through its pages and parks, and the run goes on. Anywhere
 /// else (the BSP, a CPU still booting) it ends the run.
 pub fn exception(frame: &TrapFrame) -> ! {
-    if crate::runtime::cpu::in_runtime() {
+    if crate::runtime::fault::in_runtime() {
         contain(frame);
     }
     begin_fatal_report();
@@ -83,9 +83,13 @@ fn contain(frame: &TrapFrame) -> ! {
         "faults[]",
         format_args!("{{\"cpu\":{cpu},\"vector\":{vector},\"rip\":{rip},\"cr2\":{cr2}}}"),
     );
-    crate::runtime::cpu::report_fault(format_args!(
-        "cpu {cpu}: {mnemonic} {name} (vector {vector}) at rip {rip:#x}, cr2 {cr2:#x}"
-    ))
+    // SAFETY: this is the fault handler, on a CPU in its runtime (checked
+    // by `exception`); the code the fault interrupted never runs again.
+    unsafe {
+        crate::runtime::fault::contain(format_args!(
+            "cpu {cpu}: {mnemonic} {name} (vector {vector}) at rip {rip:#x}, cr2 {cr2:#x}"
+        ))
+    }
 }
 
 /// Reports an interrupt on a vector nobody registered and ends the run.
@@ -113,7 +117,7 @@ pub fn boot_error(args: fmt::Arguments<'_>) -> ! {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let cpu = crate::percpu::current_vp();
     let message = info.message();
-    if crate::runtime::cpu::in_runtime() {
+    if crate::runtime::fault::in_runtime() {
         // Contained like an exception: this CPU leaves sidecar, the run
         // goes on.
         x86_64::instructions::interrupts::disable();
@@ -121,7 +125,9 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
             "panic on sidecar cpu {cpu}: {message}; contained: the CPU leaves sidecar, the run goes on"
         ));
         crate::report::json("faults[]", format_args!("{{\"cpu\":{cpu},\"panic\":true}}"));
-        crate::runtime::cpu::report_fault(format_args!("cpu {cpu}: panic: {message}"));
+        // SAFETY: the panic handler, on a CPU in its runtime (checked
+        // above); the code that panicked never runs again.
+        unsafe { crate::runtime::fault::contain(format_args!("cpu {cpu}: panic: {message}")) };
     }
     begin_fatal_report();
     match info.location() {

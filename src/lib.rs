@@ -38,6 +38,7 @@ pub mod json;
 pub mod layout;
 #[cfg(target_os = "none")]
 pub mod main_kernel;
+pub mod plan;
 pub mod runtime;
 pub mod svm;
 pub mod topology;
@@ -53,6 +54,8 @@ pub mod report;
 pub mod scenario;
 #[cfg(target_os = "none")]
 pub mod vmm;
+#[cfg(target_os = "none")]
+pub mod vmrun;
 
 /// The most CPUs sidecar handles: QEMU's TCG stops at 255 without x2APIC, and
 /// xAPIC IDs are 8 bits wide.

@@ -1,15 +1,17 @@
-//! Per-CPU identity and state.
+//! Which CPU is running, and in which phase of its life: the two facts every
+//! CPU can look up about itself, on either side.
 //!
-//! Every CPU can find its own VP index from its APIC ID ([`current_vp`]).
-//! A sidecar CPU's private state lives in its globals page, which only that
-//! CPU maps, at the same virtual address on every CPU ([`CpuGlobals`]).
+//! The VP index comes from the APIC ID through a table the BSP fills before
+//! any AP starts ([`current_vp`]). The phase ([`Phase`]) says which side
+//! the CPU is on now: the fault handler contains a fault on a CPU in its
+//! sidecar runtime and ends the run for any other. A sidecar CPU's own pages
+//! (its globals, command page, VMCB) are not here: `runtime::this_cpu`
+//! hands them out, because only the sidecar runtime reaches them.
 
-use core::sync::atomic::{AtomicU16, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 
 use crate::arch::x86_64::cpu;
-use crate::arch::x86_64::gdt::CpuTables;
-use crate::layout::window;
-use crate::runtime::cpu::{RuntimeKind, SidecarExecutor};
+use crate::MAX_CPUS;
 
 /// VP index by APIC ID, filled by the BSP before any AP starts.
 static VP_BY_APIC_ID: [AtomicU16; 256] = [const { AtomicU16::new(0) }; 256];
@@ -29,50 +31,39 @@ pub fn current_vp() -> u32 {
         .map_or(u32::MAX, |vp| u32::from(vp.load(Ordering::Relaxed)))
 }
 
-/// What a sidecar CPU knows about itself; the BSP writes it into the CPU's
-/// globals page before starting the CPU, and only that CPU uses it after.
-#[repr(C)]
-pub struct CpuGlobals {
-    /// The VP index.
-    pub vp: u32,
-    /// The local APIC ID.
-    pub apic_id: u32,
-    /// The node index.
-    pub node: u32,
-    /// The CPU's index within its node (its slot in the control page).
-    pub node_cpu_index: u32,
-    /// Which dispatch loop the CPU runs.
-    pub runtime: RuntimeKind,
-    /// Bytes of guest memory in the guest window.
-    pub guest_size: u64,
-    /// Physical address of the VP's VMCB (mapped at `window::VMCB`).
-    pub vmcb: u64,
-    /// Physical address of the host save area for VMRUN.
-    pub host_save_area: u64,
-    /// The TSC when the CPU's last request IPI arrived (for the protocol's
-    /// service-time figure).
-    pub request_tsc: core::sync::atomic::AtomicU64,
-    /// The CPU's GDT and TSS.
-    pub tables: CpuTables,
-    /// The CPU's executor (used only by this CPU, and by its IPI handler).
-    pub executor: SidecarExecutor,
+/// Where a CPU is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Booting, or a main kernel CPU from the start (the BSP, base VPs).
+    Booting = 0,
+    /// Inside its sidecar runtime: its faults are contained.
+    Sidecar = 1,
+    /// Left sidecar (REMOVED, after a REMOVE or a contained fault).
+    Left = 2,
+    /// Converted: it runs main kernel code now.
+    MainKernel = 3,
 }
 
-const _: () = assert!(core::mem::size_of::<CpuGlobals>() <= crate::layout::PAGE_SIZE as usize);
+/// Per VP: its [`Phase`].
+static PHASE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(Phase::Booting as u8) }; MAX_CPUS];
 
-impl CpuGlobals {
-    /// The running sidecar CPU's globals, through its window.
-    ///
-    /// # Safety
-    ///
-    /// Only on a sidecar CPU (whose page tables map the window), and only
-    /// once: the reference is exclusive for the CPU's lifetime.
-    pub unsafe fn current() -> &'static mut CpuGlobals {
-        let globals = window::address(window::GLOBALS) as *mut CpuGlobals;
-        // SAFETY: the caller runs on a sidecar CPU, whose globals page is
-        // mapped at this address, was initialized by the BSP before the CPU
-        // started, and is reached by no other CPU; the caller promises this
-        // is the only reference.
-        unsafe { &mut *globals }
+/// Records the running CPU's new phase.
+pub fn set_phase(phase: Phase) {
+    if let Some(slot) = PHASE.get(current_vp() as usize) {
+        slot.store(phase as u8, Ordering::Relaxed);
+    }
+}
+
+/// The running CPU's phase.
+pub fn phase() -> Phase {
+    match PHASE
+        .get(current_vp() as usize)
+        .map_or(0, |slot| slot.load(Ordering::Relaxed))
+    {
+        1 => Phase::Sidecar,
+        2 => Phase::Left,
+        3 => Phase::MainKernel,
+        _ => Phase::Booting,
     }
 }

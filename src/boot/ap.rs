@@ -1,69 +1,69 @@
 //! What every application processor does once it is up: take over its own
 //! descriptor tables, help start the rest of its node, report ready, then
-//! run the sidecar runtime.
+//! run the sidecar runtime. A CPU the main kernel took over (a converted
+//! one) comes through the same trampoline and is sent to the entry the main
+//! kernel registered for it ([`redirect`]).
 
 use core::sync::atomic::Ordering;
 
-use crate::abi::{ControlPage, CpuStatus};
+use crate::abi::CpuStatus;
 use crate::arch::x86_64::{apic, cpu, interrupts};
-use crate::boot::startup;
+use crate::boot::fanout;
 use crate::layout::window;
-use crate::percpu::CpuGlobals;
-use crate::runtime::{self, cpu::LocalCpu};
+use crate::runtime::this_cpu::ThisCpu;
+use crate::runtime::{self};
 use x86_64::VirtAddr;
+
+/// An entry point for a CPU that no longer runs sidecar, given its APIC ID.
+pub type ApEntry = fn(u32) -> !;
+
+/// Per APIC ID: where a CPU started again goes instead of sidecar.
+static REDIRECTS: [spin::Mutex<Option<ApEntry>>; 256] = [const { spin::Mutex::new(None) }; 256];
+
+/// Sends the CPU with `apic_id` to `entry` the next time it starts through
+/// the trampoline (the main kernel, converting a CPU that left sidecar).
+pub fn redirect(apic_id: u32, entry: ApEntry) {
+    if let Some(slot) = REDIRECTS.get(apic_id as usize) {
+        *slot.lock() = Some(entry);
+    }
+}
 
 /// The AP's first Rust code, called by the entry assembly on the CPU's own
 /// page tables and stack.
 pub extern "C" fn ap_main() -> ! {
     let up_tsc = cpu::rdtsc();
     let apic_id = cpu::apic_id();
-    if crate::main_kernel::convert::is_converted(apic_id) {
-        crate::main_kernel::convert::converted_main(apic_id);
+    let redirect = REDIRECTS
+        .get(apic_id as usize)
+        .and_then(|slot| *slot.lock());
+    if let Some(entry) = redirect {
+        entry(apic_id);
     }
-    // SAFETY: this is a sidecar CPU (only they are started through the
-    // trampoline) and `ap_main` runs once per CPU.
-    let globals = unsafe { CpuGlobals::current() };
-    let CpuGlobals {
-        vp,
-        apic_id,
-        node,
-        node_cpu_index,
-        runtime,
-        guest_size,
-        vmcb,
-        host_save_area,
-        request_tsc: _,
-        tables,
-        executor,
-    } = globals;
+    // SAFETY: a CPU that was not redirected is a sidecar CPU (only they are
+    // started through the trampoline otherwise), so its window is mapped.
+    let this = unsafe { ThisCpu::get() };
+    let identity = *this.identity();
+    let tables = this
+        .globals()
+        .tables
+        .take()
+        .expect("the CPU's descriptor tables are taken once, here");
     tables.load(VirtAddr::new(window::fault_stack_top()));
     interrupts::load_idt();
     apic::enable();
 
-    startup::RECORDS[*vp as usize]
-        .up_tsc
-        .store(up_tsc, Ordering::Release);
-    debug!("up on apic id {apic_id}");
-    startup::ap_help(*vp, *node);
+    let record = &fanout::RECORDS[identity.vp as usize];
+    record.up_tsc.store(up_tsc, Ordering::Release);
+    debug!("up on apic id {}", identity.apic_id);
+    fanout::ap_help(identity.vp, identity.node);
 
-    startup::RECORDS[*vp as usize]
-        .idle_tsc
-        .store(cpu::rdtsc(), Ordering::Relaxed);
-    let control = window::address(window::CONTROL_PAGE) as *const ControlPage;
-    // SAFETY: the window maps the node's control page here on every CPU of
-    // the node; it lives for the whole run and all its fields are atomic.
-    let control = unsafe { &*control };
-    if let Some(status) = control.status(*node_cpu_index as usize) {
+    record.idle_tsc.store(cpu::rdtsc(), Ordering::Relaxed);
+    if let Some(status) = this.control().status(identity.node_cpu_index as usize) {
         // Release: the BSP, seeing IDLE, sees this CPU's records too.
         status.store(CpuStatus::IDLE, Ordering::Release);
     }
-    crate::scenario::on_sidecar_cpu(*vp);
-    let local = LocalCpu {
-        vp: *vp,
-        index: *node_cpu_index as usize,
-        guest_size: *guest_size,
-        vmcb: *vmcb,
-    };
-    runtime::vp::enable_svm(*host_save_area);
-    runtime::cpu::run(local, *runtime, executor)
+    // SAFETY: the host save area is this CPU's private page, used by
+    // nothing else (the BSP allocated it for this CPU alone).
+    unsafe { crate::vmrun::enable_svm(identity.host_save_area) };
+    runtime::enter::run(this)
 }

@@ -10,10 +10,10 @@ use crate::acpi::{self, AcpiInfo, PhysMemory};
 use crate::arch::x86_64::{apic, cpu, gdt::CpuTables, interrupts, time};
 use crate::boot::phys::IdentityMapped;
 use crate::boot::pvh::{self, StartInfo, START_INFO_MAGIC};
-use crate::boot::startup::{self, StartupPlan};
-use crate::boot::{setup, summary};
+use crate::boot::{fanout, prepare, summary};
 use crate::cmdline::{self, Options};
 use crate::fatal::boot_error;
+use crate::plan::{self, MachinePlan, StartOptions};
 use crate::topology::{FirmwareCpu, Topology};
 use crate::{report, runtime, scenario, MAX_CPUS};
 use x86_64::VirtAddr;
@@ -73,29 +73,30 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
     );
 
     let topology = build_topology(&machine, &options);
-    let map = setup::read_memmap(start_info.memmap_paddr, start_info.memmap_entries);
+    let map = prepare::read_memmap(start_info.memmap_paddr, start_info.memmap_entries);
     if start_info.version < 1 || map.is_empty() {
         boot_error(format_args!(
             "the boot loader passed no memory map (PVH start info v1)"
         ));
     }
-    let runtime_of = |vp| scenario::runtime_for(options.scenario, vp);
-    let prepared = setup::prepare(&topology, &map, runtime_of)
+    let hooks = scenario::runtime_hooks(options.scenario);
+    let prepared = prepare::prepare(&topology, &map, hooks)
         .unwrap_or_else(|err| boot_error(format_args!("{err}")));
-    runtime::cpu::install_request_handler();
-    startup::publish(StartupPlan {
+    runtime::enter::install_request_handler();
+    plan::publish(MachinePlan {
         topology,
         regions: prepared.regions.clone(),
-        strategy: options.boot,
-        delay: options.ap_delay,
-        unresponsive: options.unresponsive,
+        start: StartOptions {
+            strategy: options.boot,
+            delay: options.ap_delay,
+            unresponsive: options.unresponsive,
+        },
         guest: prepared.guest,
     });
-    scenario::publish(options);
-    startup::bsp_start_all();
-    let outcomes = startup::wait_for_all();
+    fanout::bsp_start_all();
+    let outcomes = fanout::wait_for_all();
     let boot = summary::summarize(entry_tsc, &outcomes, &prepared);
-    scenario::run(options.scenario, &boot)
+    scenario::run(options, &boot)
 }
 
 fn build_topology(machine: &AcpiInfo, options: &Options) -> Topology {

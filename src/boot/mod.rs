@@ -3,10 +3,11 @@
 //!
 //! Pure parts, tested on the host: [`pvh`] (the hand-off block), [`memory`]
 //! (finding RAM for the nodes) and [`page_tables`] (what every CPU maps).
-//! Bare-metal parts: `bsp` (the BSP's path from entry to scenario), `setup`
-//! (its global set-up for the sidecar CPUs), `startup` (INIT-SIPI-SIPI and
-//! the fan-out, run by the BSP and the APs), `ap` (an AP's first steps),
-//! `summary` (the boot report) and `phys` (reading physical memory).
+//! Bare-metal parts: `bsp` (the BSP's path from entry to scenario),
+//! `prepare` (its one-time preparation of the sidecar CPUs), `fanout`
+//! (INIT-SIPI-SIPI and the fan-out, run by the BSP and the APs), `ap` (an
+//! AP's first steps), `summary` (the boot report) and `phys` (reading
+//! physical memory). What the BSP decides is published in [`crate::plan`].
 
 pub mod memory;
 pub mod page_tables;
@@ -17,10 +18,10 @@ pub mod ap;
 #[cfg(target_os = "none")]
 pub mod bsp;
 #[cfg(target_os = "none")]
+pub mod fanout;
+#[cfg(target_os = "none")]
 pub mod phys;
 #[cfg(target_os = "none")]
-pub mod setup;
-#[cfg(target_os = "none")]
-pub mod startup;
+pub mod prepare;
 #[cfg(target_os = "none")]
 pub mod summary;

@@ -4,9 +4,10 @@
 use core::sync::atomic::Ordering;
 
 use crate::arch::x86_64::time;
-use crate::boot::setup::Setup;
-use crate::boot::startup::{plan, Outcome, NOT_STARTED, RECORDS};
+use crate::boot::fanout::{Outcome, NOT_STARTED, RECORDS};
+use crate::boot::prepare::Prepared;
 use crate::layout::{NodeRegion, PAGES_PER_CPU};
+use crate::plan;
 use crate::report;
 use crate::MAX_CPUS;
 
@@ -46,7 +47,7 @@ fn depth(vp: usize) -> u32 {
 }
 
 fn report_cpus(entry_tsc: u64, outcomes: &[Outcome]) {
-    for (cpu, outcome) in plan().topology.cpus.iter().zip(outcomes) {
+    for (cpu, outcome) in plan::get().topology.cpus.iter().zip(outcomes) {
         let record = &RECORDS[cpu.vp as usize];
         let starter = record.started_by.load(Ordering::Acquire);
         let (start, up) = (
@@ -83,8 +84,8 @@ fn report_cpus(entry_tsc: u64, outcomes: &[Outcome]) {
     }
 }
 
-fn report_nodes(setup: &Setup) {
-    for (node, region) in plan().topology.nodes.iter().zip(&setup.regions) {
+fn report_nodes(prepared: &Prepared) {
+    for (node, region) in plan::get().topology.nodes.iter().zip(&prepared.regions) {
         let pages = region.map_or(0, |r| NodeRegion::pages_required(r.cpu_count));
         // The control page's physical address lets the runner read the
         // CPUs' status bytes from outside when a run hangs.
@@ -98,12 +99,12 @@ fn report_nodes(setup: &Setup) {
         );
     }
     report::number("memory.per_cpu_pages", PAGES_PER_CPU);
-    report::number("memory.total_pages", setup.total_pages);
+    report::number("memory.total_pages", prepared.total_pages);
 }
 
 /// Logs and reports the boot; returns what the scenarios need.
-pub fn summarize(entry_tsc: u64, outcomes: &[Outcome], setup: &Setup) -> BootSummary {
-    let plan = plan();
+pub fn summarize(entry_tsc: u64, outcomes: &[Outcome], prepared: &Prepared) -> BootSummary {
+    let plan = plan::get();
     let mut last_idle = entry_tsc;
     let mut max_depth = 0;
     let mut unexpected_failures = 0;
@@ -119,7 +120,7 @@ pub fn summarize(entry_tsc: u64, outcomes: &[Outcome], setup: &Setup) -> BootSum
                     "cpu {} (APIC ID {}) did not come up: marked failed, boot goes on without it",
                     cpu.vp, cpu.apic_id
                 );
-                if plan.unresponsive != Some(cpu.vp) {
+                if plan.start.unresponsive != Some(cpu.vp) {
                     unexpected_failures += 1;
                 }
             }
@@ -131,11 +132,14 @@ pub fn summarize(entry_tsc: u64, outcomes: &[Outcome], setup: &Setup) -> BootSum
     info!(
         "{idle} of {} sidecar CPUs ready in {ready} ms ({}, {} delays, depth {max_depth})",
         plan.topology.sidecar_count(),
-        plan.strategy.name(),
-        plan.delay.name()
+        plan.start.strategy.name(),
+        plan.start.delay.name()
     );
-    report::string("boot.strategy", format_args!("{}", plan.strategy.name()));
-    report::string("boot.ap_delay", format_args!("{}", plan.delay.name()));
+    report::string(
+        "boot.strategy",
+        format_args!("{}", plan.start.strategy.name()),
+    );
+    report::string("boot.ap_delay", format_args!("{}", plan.start.delay.name()));
     report::json("boot.ready_ms", format_args!("{ready}"));
     report::number("boot.tsc_hz", time::tsc_hz());
     report::number("boot.depth", u64::from(max_depth));
@@ -145,7 +149,7 @@ pub fn summarize(entry_tsc: u64, outcomes: &[Outcome], setup: &Setup) -> BootSum
         outcomes.iter().filter(|o| **o == Outcome::Failed).count() as u64,
     );
     report_cpus(entry_tsc, outcomes);
-    report_nodes(setup);
+    report_nodes(prepared);
     BootSummary {
         unexpected_failures,
     }

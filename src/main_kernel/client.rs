@@ -23,7 +23,7 @@ use crate::abi::{
 };
 use crate::arch::x86_64::apic;
 use crate::arch::x86_64::vectors::REQUEST_VECTOR;
-use crate::boot::startup;
+use crate::plan;
 use crate::topology::Role;
 use crate::vp::{RegisterPage, INTERRUPT_REQUEST_VALID};
 
@@ -98,7 +98,7 @@ impl Drop for InFlight<'_> {
 impl SidecarCpu {
     /// The handle of sidecar CPU `vp`.
     pub fn new(vp: u32) -> Result<Self, ClientError> {
-        let plan = startup::plan();
+        let plan = plan::get();
         let cpu = plan
             .topology
             .cpus
@@ -269,7 +269,7 @@ impl SidecarCpu {
     /// take it: at once if it halted), and sends the request IPI so that a
     /// running or halted VP notices. Works while RUN_VP runs.
     pub fn inject_interrupt(&self, vector: u8) {
-        let region = startup::plan().regions[self.driver.node as usize]
+        let region = plan::get().regions[self.driver.node as usize]
             .expect("a node with a driver has a region");
         let page = region.register_page(self.index as u64) as *const RegisterPage;
         // SAFETY: the register page is this CPU's, identity mapped on the

@@ -12,13 +12,14 @@
 //!    interrupts off.
 //! 3. Seeing REMOVED, the main kernel points the CPU's trampoline entry at
 //!    the boot page tables and a stack in the CPU's former private pages,
-//!    marks it converted, and sends INIT-SIPI-SIPI.
-//! 4. The CPU enters [`converted_main`] on the main kernel's page tables,
-//!    records when, runs its own executor (in its former page-table pages)
-//!    and there the same SVM run loop resumes the VP from the saved state,
+//!    redirects its AP entry here, and sends INIT-SIPI-SIPI.
+//! 4. The CPU enters `converted_main` on the main kernel's page tables,
+//!    records when, builds its descriptor tables in its former globals page
+//!    and its executor in its former page-table pages, and there the same
+//!    VMRUN loop ([`crate::vmrun`]) resumes the VP from the saved state,
 //!    with the VMM's device emulation local to the CPU.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use executor::x86::HaltParker;
 use executor::{Executor, Spawner};
@@ -28,11 +29,12 @@ use crate::arch::x86_64::gdt::CpuTables;
 use crate::arch::x86_64::ipi_notifier::IpiNotifier;
 use crate::arch::x86_64::vectors::{REQUEST_VECTOR, WAKE_VECTOR};
 use crate::arch::x86_64::{apic, cpu, interrupts};
-use crate::boot::startup;
+use crate::boot::{ap, fanout};
 use crate::layout::{private, PAGE_SIZE, STACK_PAGES};
-use crate::percpu::CpuGlobals;
-use crate::runtime::vp::{enable_svm, VpPages};
+use crate::percpu::{self, Phase};
+use crate::plan::{self, CpuPages};
 use crate::vmm::devices::Reports;
+use crate::vmrun::{enable_svm, VpPages};
 use crate::MAX_CPUS;
 
 use super::client::{ClientError, SidecarCpu};
@@ -50,8 +52,6 @@ pub enum Job {
 
 /// Per VP: the converted CPU's job (0 none, 1 idle, 2 continue).
 static JOBS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
-/// Per APIC ID: the CPU was converted, so its trampoline entry leads here.
-static CONVERTED: [AtomicBool; 256] = [const { AtomicBool::new(false) }; 256];
 /// Per VP: the TSC when REMOVE was written.
 pub static REMOVE_TSC: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Per VP: the TSC when the CPU first ran main kernel code.
@@ -73,14 +73,6 @@ pub enum Outcome {
     Done = 1,
     /// The resumed VP did something the local VMM does not emulate.
     VpFailed = 2,
-}
-
-/// Whether the CPU with `apic_id` was converted (its AP entry is the main
-/// kernel's).
-pub fn is_converted(apic_id: u32) -> bool {
-    CONVERTED
-        .get(apic_id as usize)
-        .is_some_and(|c| c.load(Ordering::Acquire))
 }
 
 /// Converts sidecar CPU `cpu` (which must be IDLE: stop its VP first) into a
@@ -105,27 +97,31 @@ pub async fn convert(cpu: &SidecarCpu, job: Job) -> Result<(), ClientError> {
 /// with INIT-SIPI-SIPI, waiting (as the boot's `ap_delay` says) without
 /// holding up the executor's other tasks.
 async fn bring_up(vp: u32) {
-    let plan = startup::plan();
-    let topology_cpu = plan.topology.cpus[vp as usize];
-    let node = plan.topology.nodes[topology_cpu.node as usize];
-    let region = plan.regions[node.index as usize].expect("a sidecar CPU's node has a region");
-    let index = u64::from(vp - node.base_vp);
+    let plan = plan::get();
+    let CpuPages { region, index } = former_pages(vp);
     let stack_top = region.private_page(index, private::STACK) + STACK_PAGES * PAGE_SIZE;
-    let apic_id = topology_cpu.apic_id;
+    let apic_id = plan.topology.cpus[vp as usize].apic_id;
     AP_STACK_BY_APIC_ID[apic_id as usize].store(stack_top, Ordering::Relaxed);
     AP_CR3_BY_APIC_ID[apic_id as usize].store(boot_pml4_address() as u32, Ordering::Relaxed);
-    CONVERTED[apic_id as usize].store(true, Ordering::Release);
-    let spec = plan.delay == crate::cmdline::ApDelay::Spec;
+    ap::redirect(apic_id, converted_main);
+    let spec = plan.start.delay == crate::cmdline::ApDelay::Spec;
     apic::send_init(apic_id);
     if spec {
-        super::clock::sleep_us(startup::INIT_WAIT_US).await;
+        super::clock::sleep_us(fanout::INIT_WAIT_US).await;
     }
     for _ in 0..2 {
-        apic::send_startup(apic_id, startup::TRAMPOLINE_PAGE);
+        apic::send_startup(apic_id, fanout::TRAMPOLINE_PAGE);
         if spec {
-            super::clock::sleep_us(startup::SIPI_WAIT_US).await;
+            super::clock::sleep_us(fanout::SIPI_WAIT_US).await;
         }
     }
+}
+
+/// Where the pages of `vp`, a CPU that was a sidecar CPU, are.
+fn former_pages(vp: u32) -> CpuPages {
+    plan::get()
+        .cpu_pages(vp)
+        .expect("a sidecar CPU's node has a region")
 }
 
 /// A converted CPU's executor, built in its former page-table pages.
@@ -134,28 +130,32 @@ const _: () = assert!(core::mem::size_of::<ConvertedExecutor>() <= 4 * PAGE_SIZE
 
 /// A converted CPU's first Rust code (from `ap_main`, on the boot page
 /// tables and its stack in identity-mapped memory).
-pub fn converted_main(apic_id: u32) -> ! {
+fn converted_main(apic_id: u32) -> ! {
     let now = cpu::rdtsc();
-    let vp = crate::percpu::current_vp();
+    let vp = percpu::current_vp();
     RUNNING_TSC[vp as usize].store(now, Ordering::Release);
-    let plan = startup::plan();
-    let topology_cpu = plan.topology.cpus[vp as usize];
-    let node = plan.topology.nodes[topology_cpu.node as usize];
-    let region = plan.regions[node.index as usize].expect("a sidecar CPU's node has a region");
-    let index = u64::from(vp - node.base_vp);
+    percpu::set_phase(Phase::MainKernel);
+    let CpuPages { region, index } = former_pages(vp);
     let page = |which| region.private_page(index, which);
 
-    // SAFETY: the CPU left sidecar, so its private pages are no one else's:
-    // the globals page holds its `CpuGlobals` (the tables are reloaded
-    // here), and it runs on the identity map, which maps them. This runs
-    // once per conversion, and a CPU is converted once.
-    let globals = unsafe { &mut *(page(private::GLOBALS) as *mut CpuGlobals) };
-    let tables: &'static mut CpuTables = &mut globals.tables;
+    // The CPU left sidecar, so its private pages are no one else's, and the
+    // identity map it runs on maps them. A CPU is converted once, and this
+    // runs once per conversion.
+    let tables_pointer = page(private::GLOBALS) as *mut CpuTables;
+    // SAFETY: the former globals page is page aligned and larger than the
+    // tables, and nothing else uses it any more (see above); it is written
+    // whole before the one reference to it is made.
+    let tables: &'static mut CpuTables = unsafe {
+        tables_pointer.write(CpuTables::new());
+        &mut *tables_pointer
+    };
     let fault_stack_top = page(private::FAULT_STACK) + PAGE_SIZE;
     tables.load(x86_64::VirtAddr::new(fault_stack_top));
     interrupts::load_idt();
     apic::enable();
-    enable_svm(page(private::HOST_SAVE));
+    // SAFETY: the host save area is among this CPU's former private pages,
+    // its own alone (see above).
+    unsafe { enable_svm(page(private::HOST_SAVE)) };
     info!("converted: now a main kernel CPU (APIC ID {apic_id})");
 
     let executor_pointer = page(private::PML4) as *mut ConvertedExecutor;
@@ -167,11 +167,18 @@ pub fn converted_main(apic_id: u32) -> ! {
         &*executor_pointer
     };
     let runner = executor.claim().expect("a fresh executor");
-    let pages = VpPages::physical(
-        page(private::VMCB),
-        region.command_page(index),
-        region.register_page(index),
-    );
+    // SAFETY: the VMCB, command and register pages are the VP's, which this
+    // CPU took over when it left sidecar (the main kernel's VMM no longer
+    // sends it commands), identity mapped; nothing else references them for
+    // the rest of the run.
+    let pages = unsafe {
+        VpPages::new(
+            page(private::VMCB),
+            page(private::VMCB),
+            region.command_page(index),
+            region.register_page(index),
+        )
+    };
     let job = JOBS[vp as usize].load(Ordering::Relaxed);
     if runner
         .spawn(run_job(vp, job, pages, runner.spawner()))
@@ -191,9 +198,9 @@ fn main_kernel_work() -> u64 {
         .sum()
 }
 
-async fn run_job(vp: u32, job: u32, pages: VpPages, _spawner: Spawner<6144>) {
+async fn run_job(vp: u32, job: u32, mut pages: VpPages<'static>, _spawner: Spawner<6144>) {
     let outcome = if job == 2 {
-        match crate::vmm::local::continue_vp(&pages, vp).await {
+        match crate::vmm::local::continue_vp(&mut pages, vp).await {
             Ok(reports) => {
                 *REPORTS[vp as usize].lock() = Some(reports);
                 Outcome::Done

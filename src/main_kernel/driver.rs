@@ -31,7 +31,7 @@ use crate::abi::{CommandPage, ControlPage, CpuStatus};
 use crate::arch::x86_64::interrupts::{self, TrapFrame};
 use crate::arch::x86_64::vectors::RESPONSE_VECTOR;
 use crate::arch::x86_64::{apic, cpu};
-use crate::boot::startup;
+use crate::plan;
 use crate::MAX_CPUS;
 
 /// A slot's state: who may use the CPU's command page.
@@ -95,7 +95,7 @@ impl NodeDriver {
     /// IDLE (the driver owns the page), with no other reference alive.
     pub unsafe fn command_page(&self, index: usize) -> &'static mut CommandPage {
         let region =
-            startup::plan().regions[self.node as usize].expect("a node with a driver has a region");
+            plan::get().regions[self.node as usize].expect("a node with a driver has a region");
         let page = region.command_page(index as u64) as *mut CommandPage;
         // SAFETY: the page is this CPU's command page in the node's region,
         // identity mapped on the BSP, page aligned and zero-initialized; the
@@ -149,12 +149,12 @@ pub fn driver_of(vp: u32) -> Option<&'static NodeDriver> {
 
 /// Creates the drivers and points every control page's response at the BSP.
 pub fn init() {
-    let plan = startup::plan();
+    let plan = plan::get();
     let me = cpu::apic_id();
     DRIVERS.call_once(|| {
         let mut drivers = heapless::Vec::new();
         for node in &plan.topology.nodes {
-            let Some(control) = startup::control_page(node.index as usize) else {
+            let Some(control) = plan.control_page(node.index as usize) else {
                 continue;
             };
             control.response_cpu.store(me, Ordering::Relaxed);

@@ -25,55 +25,59 @@
 use executor::{Completion, Spawner};
 use futures_util::future::{select, Either};
 
-use crate::abi::{CpuStatus, RunVpResponse, SidecarCommand};
-use crate::runtime::commands::{self, Outcome};
-
-use super::cpu::{LocalCpu, SIDECAR_TASK_BYTES};
-use super::vp::RunEnd;
+use super::commands::{self, Outcome};
+use super::hooks::AfterHook;
+use super::run_vp::run_vp;
+use super::this_cpu::{OwnedPages, ThisCpu, SIDECAR_TASK_BYTES};
+use crate::abi::{CommandPage, CpuStatus, RunVpResponse, SidecarCommand};
+use crate::vmrun::RunEnd;
 
 /// The dispatch loop; never ends (a REMOVE parks the CPU for good).
-pub async fn dispatch(cpu: LocalCpu, spawner: Spawner<SIDECAR_TASK_BYTES>) {
+pub async fn dispatch(this: ThisCpu, spawner: Spawner<SIDECAR_TASK_BYTES>) {
     loop {
-        spawner.wait_flag(|| cpu.status() != CpuStatus::IDLE).await;
-        match cpu.status() {
-            CpuStatus::RUN => run_command(cpu, &spawner).await,
-            CpuStatus::STOP if next_command(cpu) == SidecarCommand::RUN_VP => {
-                stopped_before_start(cpu)
-            }
-            // Short commands ignore a STOP: they end by themselves.
-            CpuStatus::STOP => run_command(cpu, &spawner).await,
-            CpuStatus::REMOVE => cpu.leave(),
+        spawner.wait_flag(|| this.status() != CpuStatus::IDLE).await;
+        match this.status() {
+            CpuStatus::RUN | CpuStatus::STOP => run_command(this, &spawner).await,
+            CpuStatus::REMOVE => this.leave(),
             other => {
                 warn!("status {other:?} is not a request; ignoring it");
                 // Put the byte back to IDLE so the loop waits again.
             }
         }
-        cpu.complete();
+        this.complete();
     }
 }
 
-async fn run_command(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) {
+/// The status is RUN or STOP, so the pages are this CPU's until `complete`.
+fn own_pages(this: ThisCpu) -> OwnedPages {
+    this.own_pages()
+        .expect("the status is RUN or STOP and dispatch holds no other claim")
+}
+
+async fn run_command(this: ThisCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) {
     {
-        // SAFETY: the status is RUN (or STOP from here on): this CPU owns
-        // the pages until `complete`; this reference ends before RUN_VP's
-        // task makes its own.
-        let (page, state) = unsafe { cpu.pages() };
-        crate::scenario::before_command(page.command);
-        if crate::scenario::switches_to_plain(page.command) {
-            // The benchmark's same-CPU baseline: complete this command, then
-            // serve every later one from the plain loop, for good.
-            page.command = crate::abi::SidecarCommand::NONE;
-            cpu.complete();
-            super::plain::run(cpu);
+        let mut pages = own_pages(this);
+        let stopped = this.status() == CpuStatus::STOP;
+        // Short commands ignore a STOP (they end by themselves); a RUN_VP
+        // stopped before it started is taken and not run.
+        if stopped && pages.command().command == SidecarCommand::RUN_VP {
+            return stopped_before_start(pages.command());
         }
-        if commands::execute(page, state, &mut cpu.guest_memory()) == Outcome::Done {
+        if this.globals().hooks.before_command(this, &mut pages) == AfterHook::SwitchToPlainLoop {
+            pages.command().command = SidecarCommand::NONE;
+            drop(pages);
+            this.complete();
+            super::plain::run(this);
+        }
+        let memory = &mut this.guest_ram();
+        let (page, state) = pages.command_and_state();
+        if commands::execute(page, state, memory) == Outcome::Done {
             return;
         }
     }
-    let end = run_vp(cpu, spawner).await;
-    // SAFETY: as above; RUN_VP's task is complete, so this is the only
-    // reference again.
-    let (page, _) = unsafe { cpu.pages() };
+    let end = run_vp_task(this, spawner).await;
+    let mut pages = own_pages(this);
+    let page = pages.command();
     let intercept = match end {
         Some(RunEnd::Intercept) => 1,
         Some(RunEnd::Refused(reason)) => {
@@ -86,6 +90,12 @@ async fn run_command(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) {
             );
             0
         }
+        Some(RunEnd::BadMxcsr(mxcsr)) => {
+            page.set_error_fmt(format_args!(
+                "RUN_VP: cpu_context's MXCSR {mxcsr:#x} has reserved bits set (FXRSTOR would fault)"
+            ));
+            0
+        }
         Some(RunEnd::Halted) | None => 0,
     };
     *page.request_mut() = RunVpResponse { intercept };
@@ -93,12 +103,12 @@ async fn run_command(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) {
 
 /// Runs the VP as its own task until it ends (`Some`) or a STOP cancels it
 /// (`None`).
-async fn run_vp(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) -> Option<RunEnd> {
-    let Ok(mut task) = spawner.spawn(super::vp::run_vp(cpu, *spawner)) else {
+async fn run_vp_task(this: ThisCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) -> Option<RunEnd> {
+    let Ok(mut task) = spawner.spawn(run_vp(this, *spawner)) else {
         // The dispatch task and RUN_VP are the only tasks: a slot is free.
         unreachable!("the RUN_VP slot is free between commands");
     };
-    let stop = spawner.wait_flag(|| cpu.status() == CpuStatus::STOP);
+    let stop = spawner.wait_flag(|| this.status() == CpuStatus::STOP);
     let completion = match select(&mut task, stop).await {
         Either::Left((completion, _)) => completion,
         Either::Right(((), _)) => {
@@ -112,18 +122,8 @@ async fn run_vp(cpu: LocalCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) -> Option<
     }
 }
 
-/// The command waiting in the command page.
-fn next_command(cpu: LocalCpu) -> SidecarCommand {
-    // SAFETY: the status is STOP: this CPU owns the pages until `complete`;
-    // the reference ends here.
-    let (page, _) = unsafe { cpu.pages() };
-    page.command
-}
-
 /// A RUN_VP whose STOP came before it started: taken, not run.
-fn stopped_before_start(cpu: LocalCpu) {
-    // SAFETY: the status is STOP: this CPU owns the pages until `complete`.
-    let (page, _) = unsafe { cpu.pages() };
+fn stopped_before_start(page: &mut CommandPage) {
     page.command = SidecarCommand::NONE;
     page.has_error = 0;
     page.error.clear();

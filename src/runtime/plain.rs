@@ -5,18 +5,17 @@
 
 use x86_64::instructions::interrupts;
 
+use super::commands::{self, Outcome};
+use super::this_cpu::ThisCpu;
 use crate::abi::{CpuStatus, RunVpResponse};
-use crate::runtime::commands::{self, Outcome};
-
-use super::cpu::LocalCpu;
 
 /// Halts until the status is no longer `current`. Interrupts off for the
 /// check, then `sti; hlt` in one step, so the request IPI cannot slip in
 /// between (the same argument as the executor's halt parker).
-fn wait_while(cpu: LocalCpu, current: impl Fn(CpuStatus) -> bool) -> CpuStatus {
+fn wait_while(this: ThisCpu, current: impl Fn(CpuStatus) -> bool) -> CpuStatus {
     loop {
         interrupts::disable();
-        let status = cpu.status();
+        let status = this.status();
         if !current(status) {
             interrupts::enable();
             return status;
@@ -26,23 +25,26 @@ fn wait_while(cpu: LocalCpu, current: impl Fn(CpuStatus) -> bool) -> CpuStatus {
 }
 
 /// The loop; never returns (a REMOVE parks the CPU).
-pub fn run(cpu: LocalCpu) -> ! {
+pub fn run(this: ThisCpu) -> ! {
     loop {
-        match wait_while(cpu, |s| s == CpuStatus::IDLE) {
-            CpuStatus::RUN | CpuStatus::STOP => run_command(cpu),
-            CpuStatus::REMOVE => cpu.leave(),
+        match wait_while(this, |s| s == CpuStatus::IDLE) {
+            CpuStatus::RUN | CpuStatus::STOP => run_command(this),
+            CpuStatus::REMOVE => this.leave(),
             _ => {}
         }
-        cpu.complete();
+        this.complete();
     }
 }
 
-fn run_command(cpu: LocalCpu) {
-    // SAFETY: the status is RUN or STOP: this CPU owns the pages until
-    // `complete`, and this is the only reference.
-    let (page, state) = unsafe { cpu.pages() };
-    if commands::execute(page, state, &mut cpu.guest_memory()) == Outcome::RunVp {
-        wait_while(cpu, |s| s == CpuStatus::RUN);
-        *page.request_mut() = RunVpResponse { intercept: 0 };
+fn run_command(this: ThisCpu) {
+    let Some(mut pages) = this.own_pages() else {
+        return;
+    };
+    let memory = &mut this.guest_ram();
+    let (page, state) = pages.command_and_state();
+    if commands::execute(page, state, memory) == Outcome::RunVp {
+        // The baseline runs no VP: it waits for the STOP and completes.
+        wait_while(this, |s| s == CpuStatus::RUN);
+        *pages.command().request_mut() = RunVpResponse { intercept: 0 };
     }
 }

@@ -19,10 +19,10 @@ use core::sync::atomic::Ordering;
 use futures_util::future::join;
 
 use crate::arch::x86_64::{cpu::rdtsc, time};
-use crate::boot::startup;
 use crate::main_kernel::client::{ClientError, SidecarCpu};
 use crate::main_kernel::convert::{self, Job, Outcome, OUTCOMES, REPORTS, WORK};
 use crate::main_kernel::{clock, MainSpawner};
+use crate::plan;
 use crate::report;
 use crate::vmm::devices::{mmio_value, Devices, Reports, UART_LINES};
 use crate::vmm::guests::{expected_compute, Program};
@@ -195,7 +195,7 @@ async fn cpu_task(cpu: SidecarCpu, position: usize) -> Result<(), Failure> {
 
 fn latencies() -> (u64, u64, usize) {
     let mut samples: heapless::Vec<u64, { crate::MAX_CPUS }> = heapless::Vec::new();
-    for vp in 0..startup::plan().topology.cpus.len() {
+    for vp in 0..plan::get().topology.cpus.len() {
         let removed = convert::REMOVE_TSC[vp].load(Ordering::Relaxed);
         let running = convert::RUNNING_TSC[vp].load(Ordering::Relaxed);
         if removed != 0 && running > removed {

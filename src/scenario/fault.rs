@@ -10,18 +10,19 @@
 #![allow(clippy::result_large_err)]
 
 use crate::abi::{HvRegisterAssoc, HvX64RegisterName as Name, SidecarCommand};
-use crate::boot::startup;
 use crate::main_kernel::client::{ClientError, SidecarCpu};
+use crate::plan;
 use crate::report;
 use crate::topology::Role;
 use crate::vmm::devices::Devices;
 use crate::vmm::guests::{expected_compute, Program};
 use crate::vmm::{self, ExitCounts, VpEnd};
 
-use super::{Failure, FAULT_COMMAND};
+use super::hooks::{FAULT_COMMAND, PANIC_COMMAND};
+use super::Failure;
 
 fn sidecar_vps() -> impl Iterator<Item = u32> {
-    startup::plan()
+    plan::get()
         .topology
         .cpus
         .iter()
@@ -59,7 +60,7 @@ pub async fn run() -> Result<(), Failure> {
             let result = cpu
                 .command(
                     |page| {
-                        page.command = SidecarCommand(super::PANIC_COMMAND);
+                        page.command = SidecarCommand(PANIC_COMMAND);
                         Ok(())
                     },
                     |_| (),

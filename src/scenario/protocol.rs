@@ -17,11 +17,11 @@ use crate::abi::{
 };
 use crate::arch::x86_64::cpu::rdtsc;
 use crate::arch::x86_64::paging::{PRESENT, USER, WRITABLE};
-use crate::boot::startup;
 use crate::main_kernel::client::{ClientError, RunVpExit, SidecarCpu};
 use crate::main_kernel::{clock, driver};
+use crate::plan;
 use crate::report;
-use crate::runtime::cpu::SERVICE_CYCLES;
+use crate::runtime::this_cpu::SERVICE_CYCLES;
 
 /// Round trips measured per CPU.
 const ITERATIONS: usize = 2000;
@@ -33,7 +33,7 @@ pub(super) const MAPPED_GVA: u64 = 0x40_0000;
 pub(super) const MAPPED_GPA: u64 = 0x10_0000;
 
 pub(super) fn write_guest_page_tables() {
-    let guest = startup::plan().guest;
+    let guest = plan::get().guest;
     let table = PRESENT | WRITABLE | USER;
     let entries = [
         (0x1000, 0x2000 | table),         // PML4[0] → PDPT
@@ -266,7 +266,7 @@ async fn same_cpu_baseline(cpu: &SidecarCpu, executor_p50: u64) -> Result<(), Fa
     let switched = cpu
         .command(
             |page| {
-                page.command = SidecarCommand(super::SWITCH_TO_PLAIN_COMMAND);
+                page.command = SidecarCommand(super::hooks::SWITCH_TO_PLAIN_COMMAND);
                 Ok(())
             },
             |_| (),

@@ -22,9 +22,9 @@ use futures_util::future::{join, select, Either};
 use crate::abi::{
     HvRegisterAssoc, HvX64RegisterName as Name, TranslateGvaControlFlagsX64 as Flags,
 };
-use crate::boot::startup;
 use crate::main_kernel::client::{ClientError, SidecarCpu};
 use crate::main_kernel::{clock, MainSpawner};
+use crate::plan;
 use crate::report;
 use crate::topology::Role;
 use crate::vmm::devices::{mmio_value, Devices};
@@ -291,7 +291,7 @@ static VPS: spin::Once<heapless::Vec<u32, { crate::MAX_CPUS }>> = spin::Once::ne
 /// The scenario.
 pub async fn run(spawner: MainSpawner, commands: u32, seed: u64) -> Result<(), Failure> {
     let vps: &'static [u32] = VPS.call_once(|| {
-        startup::plan()
+        plan::get()
             .topology
             .cpus
             .iter()

@@ -4,7 +4,7 @@
 //! instead of through the protocol.
 
 use crate::abi::{HvMessageType, HvX64IoPortInterceptMessage, HvX64MemoryInterceptMessage};
-use crate::runtime::vp::{run, RunEnd, VpPages};
+use crate::vmrun::{run, RunEnd, VpPages};
 use crate::vp::INTERRUPT_REQUEST_VALID;
 
 use super::devices::{Devices, Effect, Reports};
@@ -12,11 +12,9 @@ use super::guests::WAKE_VECTOR;
 
 /// Applies an emulated access to the saved VP: RIP past the instruction,
 /// EAX if asked.
-fn apply(pages: &VpPages, next_rip: u64, effect: Effect) {
-    // SAFETY: this CPU runs the VP and nobody else touches its pages now
-    // (the CPU left sidecar); the reference ends here.
-    let (_, page, registers) = unsafe { pages.get() };
-    registers.state.rip = next_rip;
+fn apply(pages: &mut VpPages, next_rip: u64, effect: Effect) {
+    let (_, page, state) = pages.get();
+    state.rip = next_rip;
     if let Effect::SetEax(value) = effect {
         page.cpu_context.gps[crate::abi::CpuContextX64::RAX] = u64::from(value);
     }
@@ -24,24 +22,22 @@ fn apply(pages: &VpPages, next_rip: u64, effect: Effect) {
 
 /// Resumes the VP from its saved state until its guest writes the exit
 /// port; returns what it reported on the test ports.
-pub async fn continue_vp(pages: &VpPages, vp: u32) -> Result<Reports, &'static str> {
+pub async fn continue_vp(pages: &mut VpPages<'_>, vp: u32) -> Result<Reports, &'static str> {
     let mut devices = Devices::new(vp);
     loop {
-        match run(pages, vp, None).await {
+        match run::<0>(pages, vp, None).await {
             RunEnd::Refused(why) => return Err(why),
             RunEnd::NoSvm => return Err("this CPU has no SVM"),
+            RunEnd::BadMxcsr(_) => return Err("the VP's MXCSR has reserved bits set"),
             RunEnd::Halted => {
                 // The guest waits for an interrupt: this VMM gives it one.
-                // SAFETY: as in `apply`; only the atomic field is touched.
-                let (_, _, registers) = unsafe { pages.get() };
-                registers.interrupt_request.store(
+                pages.interrupt_request().store(
                     u32::from(WAKE_VECTOR) | INTERRUPT_REQUEST_VALID,
                     core::sync::atomic::Ordering::Release,
                 );
             }
             RunEnd::Intercept => {
-                // SAFETY: as in `apply`; the message is copied out.
-                let message = unsafe { pages.get() }.1.intercept_message;
+                let message = pages.get().1.intercept_message;
                 match message.header.typ {
                     HvMessageType::HvMessageTypeX64IoPortIntercept => {
                         let io: HvX64IoPortInterceptMessage = *message.payload_as();

@@ -4,9 +4,10 @@
 //! devices the guests use ([`devices`]).
 //!
 //! The VM is the same for every VP: one guest memory (see
-//! [`crate::boot::setup::GuestRegion`]) with nested page tables that map it
-//! and nothing else, so a guest that reaches past its memory takes a nested
-//! page fault that comes here as an intercept.
+//! [`crate::plan::GuestRegion`]) with nested page tables that map it and
+//! nothing else, so a guest that reaches past its memory takes a nested
+//! page fault that comes here as an intercept. The VMM reaches that memory
+//! only as [`GuestRam`]: guests on other CPUs write it while the VMM reads.
 
 pub mod devices;
 pub mod guests;
@@ -17,35 +18,41 @@ use crate::abi::{
     HvX64MemoryInterceptMessage, HvX64RegisterName as Name, HvX64SegmentRegister,
     HvX64TableRegister,
 };
-use crate::boot::startup;
 use crate::main_kernel::client::{ClientError, RunVpExit, SidecarCpu};
+use crate::plan;
+use crate::vp::GuestRam;
 
 use devices::{Devices, Effect, Unemulated};
 use guests::Program;
 
-/// The guest's memory as the BSP sees it (identity mapped).
-fn guest_memory() -> &'static mut [u8] {
-    let guest = startup::plan().guest;
-    // SAFETY: the guest region is RAM the BSP allocated for the VM and
-    // identity maps; the VMM writes it only before a VP that could read the
-    // same bytes runs, and reads what guests wrote after they exited, so the
-    // accesses never race with a guest's in a way that matters to Rust (the
-    // bytes are plain data).
-    unsafe { core::slice::from_raw_parts_mut(guest.host_base as *mut u8, guest.size as usize) }
+/// The guest's memory as a main kernel CPU sees it (identity mapped).
+pub fn guest_ram() -> GuestRam {
+    let guest = plan::get().guest;
+    // SAFETY: the guest region is RAM the BSP allocated for the VM, inside
+    // the identity map every main kernel CPU runs on, for the whole run; the
+    // kernel makes no references into it (everything goes through
+    // `GuestRam`'s volatile accesses).
+    unsafe { GuestRam::new(guest.host_base, guest.size) }
 }
 
 /// Copies `bytes` to guest physical address `gpa`.
+///
+/// Panics if the range is not guest RAM: the VMM's own layout puts every
+/// program and region inside it.
 pub fn write_guest(gpa: u64, bytes: &[u8]) {
-    let start = gpa as usize;
-    guest_memory()[start..start + bytes.len()].copy_from_slice(bytes);
+    if let Err(err) = guest_ram().write(gpa, bytes) {
+        panic!("the VMM's layout is wrong: {err}");
+    }
 }
 
 /// Reads `N` bytes at guest physical address `gpa` (zeros past the end).
 pub fn read_guest<const N: usize>(gpa: u64) -> [u8; N] {
+    let memory = guest_ram();
     let mut bytes = [0; N];
-    let memory = guest_memory();
-    for (i, byte) in bytes.iter_mut().enumerate() {
-        *byte = memory.get(gpa as usize + i).copied().unwrap_or(0);
+    for (offset, byte) in (0..).zip(bytes.iter_mut()) {
+        if let Ok([value]) = memory.read_array::<1>(gpa.wrapping_add(offset)) {
+            *byte = value;
+        }
     }
     bytes
 }
@@ -68,7 +75,7 @@ const CHECKSUM_REGIONS_GPA: u64 = 0x10_0000;
 /// See [`CHECKSUM_REGIONS_GPA`].
 const STACKS_GPA: u64 = 0x20_0000;
 const _: () = assert!(CHECKSUM_REGIONS_GPA + 256 * 0x1000 <= STACKS_GPA);
-const _: () = assert!(STACKS_GPA + 256 * 0x1000 <= crate::boot::setup::GUEST_MEMORY_BYTES);
+const _: () = assert!(STACKS_GPA + 256 * 0x1000 <= crate::plan::GUEST_MEMORY_BYTES);
 
 /// Loads the guest programs, zeroes the guests' IDT and fills each VP's
 /// checksum region with data only that VP is given.
@@ -91,13 +98,11 @@ pub fn prepare_memory(vps: impl Iterator<Item = u32>) {
 /// The checksum VP `vp`'s guest must report.
 pub fn expected_checksum(vp: u32) -> u32 {
     let (gpa, len) = checksum_region(vp);
-    let memory = guest_memory();
-    let region = &memory[gpa as usize..(gpa + len) as usize];
-    guests::expected_checksum(
-        region
-            .chunks_exact(4)
-            .map(|d| u32::from_le_bytes([d[0], d[1], d[2], d[3]])),
-    )
+    let memory = guest_ram();
+    match memory.read_u32s(gpa, len) {
+        Ok(words) => guests::expected_checksum(words),
+        Err(err) => panic!("the VMM's layout is wrong: {err}"),
+    }
 }
 
 /// A flat 32-bit segment.

@@ -147,7 +147,16 @@ fn wait_for_idle_icr() {
     }
 }
 
+/// Sends one IPI. In xAPIC mode that is two register writes (destination,
+/// then command) plus the waits for the ICR to go idle; interrupts are off
+/// for all of it, because an interrupt handler that sent an IPI in between
+/// (the executor's notifier may be called from handlers) would change the
+/// destination of this one. In x2APIC mode the ICR is one MSR write.
 fn send(destination: u32, command: u32) {
+    x86_64::instructions::interrupts::without_interrupts(|| send_now(destination, command));
+}
+
+fn send_now(destination: u32, command: u32) {
     wait_for_idle_icr();
     if is_x2apic() {
         let value = (u64::from(destination) << 32) | u64::from(command);

@@ -1,4 +1,11 @@
-//! Running the VP (RUN_VP) with AMD SVM: `loop { VMRUN; handle the exit }`.
+//! Running a VP with AMD SVM: `loop { VMRUN; handle the exit }`, the loop
+//! both sides run.
+//!
+//! A sidecar CPU runs it for RUN_VP (`runtime::run_vp`, through its window);
+//! a CPU converted to the main kernel runs it to carry its VP on
+//! (`main_kernel::convert`, through the identity map). It is neutral ground:
+//! it imports neither side, and each side hands it the VP's pages as
+//! [`VpPages`], whose constructor is where that side proves it owns them.
 //!
 //! The VP's state lives in the VP-state block of the register page between
 //! runs (so GET/SET_VP_REGISTERS and the main kernel see it); a run loads it
@@ -18,33 +25,37 @@
 //! an intercept. A VMRUN the CPU refuses is a command error.
 
 use core::future::Future;
+use core::marker::PhantomData;
 use core::pin::Pin;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use core::task::{Context, Poll};
 
 use executor::Spawner;
+use x86_64::registers::rflags::RFlags;
 
-use super::cpu::{LocalCpu, SIDECAR_TASK_BYTES};
 use crate::abi::{CommandPage, CpuContextX64};
 use crate::arch::x86_64::svm::{self, GuestRegisters};
-use crate::boot::startup;
-use crate::layout::window;
-use crate::svm::exit_code::VMEXIT_HLT;
+use crate::svm::exit_code::{VMEXIT_HLT, VMEXIT_SHUTDOWN};
 use crate::svm::vmcb::{event, TLB_CONTROL_DO_NOTHING};
 use crate::svm::{handled_by_sidecar, intercept_message, Vmcb};
-use crate::vp::{RegisterPage, INTERRUPT_REQUEST_VALID};
+use crate::vp::{RegisterPage, VpState, INTERRUPT_REQUEST_VALID};
+use crate::{percpu, plan, MAX_CPUS};
 
 /// Per VP: SVM is on for the CPU that runs it.
-static SVM_ON: [core::sync::atomic::AtomicBool; crate::MAX_CPUS] =
-    [const { core::sync::atomic::AtomicBool::new(false) }; crate::MAX_CPUS];
+static SVM_ON: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
-/// Turns SVM on for this CPU if the CPU model has it.
-pub fn enable_svm(host_save_area: u64) {
+/// Turns SVM on for the running CPU if the CPU model has it.
+///
+/// # Safety
+///
+/// `host_save_area` is the physical address of a page that belongs to the
+/// running CPU alone, for as long as SVM stays on.
+pub unsafe fn enable_svm(host_save_area: u64) {
     if svm::available() {
-        // SAFETY: SVM is available, and the host save area is this CPU's own
-        // private page, which nothing else uses.
+        // SAFETY: SVM is available, and the caller hands over the host save
+        // area for this CPU's use alone.
         unsafe { svm::enable(host_save_area) };
-        if let Some(on) = SVM_ON.get(crate::percpu::current_vp() as usize) {
+        if let Some(on) = SVM_ON.get(percpu::current_vp() as usize) {
             on.store(true, Ordering::Relaxed);
         }
     }
@@ -61,61 +72,73 @@ pub enum RunEnd {
     Halted,
     /// This CPU has no SVM: no VP can run here.
     NoSvm,
+    /// The x87/SSE state in `cpu_context` would fault FXRSTOR: MXCSR has
+    /// reserved bits set (their value).
+    BadMxcsr(u32),
 }
 
-/// RFLAGS.IF.
-const RFLAGS_IF: u64 = 1 << 9;
-
-/// The ASID every sidecar VP uses (any non-zero value: each CPU has its own
-/// TLB, and runs one VP).
+/// The ASID every VP uses (any non-zero value: each CPU has its own TLB,
+/// and runs one VP).
 const ASID: u32 = 1;
 
-/// The pages a run works on, as raw pointers: each use makes a short-lived
-/// reference, never held across an `await`. A sidecar CPU reaches them
-/// through its window; a CPU converted to the main kernel through the
-/// identity map.
-pub struct VpPages {
+/// The MXCSR bits an FXRSTOR accepts: flags, masks, rounding, FZ and DAZ.
+/// QEMU reports the same mask in the FXSAVE image's MXCSR_MASK field; a set
+/// bit outside it makes FXRSTOR raise #GP (Intel SDM vol. 1, 11.6.6).
+const MXCSR_VALID_BITS: u32 = 0xFFFF;
+
+/// A VP's pages, owned by the running CPU for the value's lifetime: its
+/// VMCB, its command page (for `cpu_context` and the intercept message) and
+/// its VP-state block, each reached through a short-lived exclusive
+/// reference; and the register page's interrupt request, which the main
+/// kernel may store at any time, only ever as an atomic.
+pub struct VpPages<'a> {
     vmcb: *mut Vmcb,
     vmcb_pa: u64,
     command: *mut CommandPage,
-    registers: *mut RegisterPage,
+    state: *mut VpState,
+    interrupt_request: &'a AtomicU32,
+    _owned: PhantomData<&'a mut ()>,
 }
 
-impl VpPages {
-    /// A sidecar CPU's own pages, through its window.
-    pub fn window(vmcb_pa: u64) -> Self {
-        Self {
-            vmcb: window::address(window::VMCB) as *mut Vmcb,
-            vmcb_pa,
-            command: window::address(window::COMMAND_PAGE) as *mut CommandPage,
-            registers: window::address(window::REGISTER_PAGE) as *mut RegisterPage,
-        }
-    }
-
-    /// The pages at these physical addresses, through the identity map (a
-    /// main kernel CPU).
-    pub fn physical(vmcb: u64, command: u64, registers: u64) -> Self {
-        Self {
-            vmcb: vmcb as *mut Vmcb,
-            vmcb_pa: vmcb,
-            command: command as *mut CommandPage,
-            registers: registers as *mut RegisterPage,
-        }
-    }
-
-    /// The VMCB, the command page and the register page.
+impl VpPages<'_> {
+    /// The pages at these addresses: `vmcb` virtual (its physical address
+    /// is `vmcb_pa`), `command` and `registers` virtual.
     ///
     /// # Safety
     ///
-    /// Only while this CPU owns its command page (status RUN or STOP), with
-    /// no other reference to these pages alive.
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn get(&self) -> (&mut Vmcb, &mut CommandPage, &mut RegisterPage) {
-        // SAFETY: the window maps this CPU's VMCB, command and register pages
-        // at these addresses (page aligned, zero-initialized by the BSP,
-        // valid for these plain-data types); the caller guarantees exclusive
-        // use for the reference's life.
-        unsafe { (&mut *self.vmcb, &mut *self.command, &mut *self.registers) }
+    /// For the value's lifetime, the running CPU owns the three pages: the
+    /// VMCB is this CPU's, the command page's status is RUN or STOP (or the
+    /// CPU left sidecar and the pages are its own), nothing else makes a
+    /// reference to them, and each address maps a page-aligned,
+    /// initialised page of its type (all three are plain data, valid for
+    /// any bytes) for the whole lifetime. Only `interrupt_request` may be
+    /// written by another CPU meanwhile, atomically.
+    pub unsafe fn new(vmcb: u64, vmcb_pa: u64, command: u64, registers: u64) -> Self {
+        let registers = registers as *mut RegisterPage;
+        Self {
+            vmcb: vmcb as *mut Vmcb,
+            vmcb_pa,
+            command: command as *mut CommandPage,
+            // SAFETY: `registers` maps a register page (caller); taking a
+            // field's address makes no reference.
+            state: unsafe { &raw mut (*registers).state },
+            // SAFETY: as above; the atomic field is shared by design, so a
+            // shared reference to it is sound for the lifetime.
+            interrupt_request: unsafe { &(*registers).interrupt_request },
+            _owned: PhantomData,
+        }
+    }
+
+    /// The VMCB, the command page and the VP-state block.
+    pub fn get(&mut self) -> (&mut Vmcb, &mut CommandPage, &mut VpState) {
+        // SAFETY: `new`'s caller made this value the pages' only owner, and
+        // `&mut self` makes these the only references for their life.
+        unsafe { (&mut *self.vmcb, &mut *self.command, &mut *self.state) }
+    }
+
+    /// The register page's interrupt request (shared with the main kernel).
+    pub fn interrupt_request(&self) -> &AtomicU32 {
+        self.interrupt_request
     }
 }
 
@@ -161,42 +184,42 @@ fn from_guest(registers: &GuestRegisters, context: &mut CpuContextX64) {
 }
 
 /// Prepares the VMCB from the VP-state block and `cpu_context`.
-fn load(pages: &VpPages) {
-    let guest = startup::plan().guest;
-    // SAFETY: called from RUN_VP, while this CPU owns its pages.
-    let (vmcb, page, registers) = unsafe { pages.get() };
+fn load(pages: &mut VpPages) {
+    let guest = plan::get().guest;
+    let (vmcb, page, state) = pages.get();
     vmcb.init_control(ASID, guest.npt, guest.iopm, guest.msrpm);
-    vmcb.load_state(&registers.state);
+    vmcb.load_state(state);
     vmcb.load_context(&page.cpu_context);
 }
 
 /// One VMRUN, with the guest's general and x87/SSE registers switched in
 /// and out, and the state saved back to the shared pages.
-fn enter(pages: &VpPages) {
-    // SAFETY: called from RUN_VP, while this CPU owns its pages.
-    let (vmcb, page, registers) = unsafe { pages.get() };
+fn enter(pages: &mut VpPages) {
+    let vmcb_pa = pages.vmcb_pa;
+    let (vmcb, page, state) = pages.get();
     let mut guest = to_guest(&page.cpu_context);
     let fx = fx_image(&mut page.cpu_context);
     // SAFETY: SVM and FXSAVE are enabled on this CPU (`enable_svm` ran at
-    // start-up), the VMCB is this CPU's (its physical address is
-    // `pages.vmcb_pa`), its nested tables map only the guest's memory, and the
-    // FXSAVE image is 16-byte aligned inside the 16-byte-aligned context.
+    // start-up, and `run` checked it), the VMCB is this CPU's (its physical
+    // address is `vmcb_pa`), its nested tables map only the guest's memory,
+    // the FXSAVE image is 16-byte aligned inside the 16-byte-aligned
+    // context, and `run` checked its MXCSR, so FXRSTOR cannot fault.
     unsafe {
         svm::fxrstor(fx);
-        svm::enter_guest(pages.vmcb_pa, &mut guest);
+        svm::enter_guest(vmcb_pa, &mut guest);
         svm::fxsave(fx);
     }
     vmcb.control.tlb_control = TLB_CONTROL_DO_NOTHING;
     // An injected event was delivered (or came back in EXITINTINFO, which
     // the requeue puts back): either way EVENTINJ must not fire again.
     vmcb.control.event_inj = 0;
-    if vmcb.exit_code().0 != crate::svm::exit_code::VMEXIT_SHUTDOWN {
+    if vmcb.exit_code().0 != VMEXIT_SHUTDOWN {
         // A triple fault ends the VP: nothing it was delivering can be.
         vmcb.requeue_interrupted_event();
     }
     from_guest(&guest, &mut page.cpu_context);
     vmcb.save_context(&mut page.cpu_context);
-    vmcb.save_state(&mut registers.state);
+    vmcb.save_state(state);
 }
 
 /// The FXSAVE image inside the context, as the 512 bytes FXSAVE works on.
@@ -210,56 +233,54 @@ fn fx_image(context: &mut CpuContextX64) -> &mut [u8; 512] {
 
 /// Injects a requested interrupt if there is one; `false` if none was
 /// pending.
-fn inject_requested(pages: &VpPages) -> bool {
-    // SAFETY: called from RUN_VP, while this CPU owns its pages.
-    let (vmcb, _, registers) = unsafe { pages.get() };
-    let request = registers.interrupt_request.swap(0, Ordering::Acquire);
+fn inject_requested(pages: &mut VpPages) -> bool {
+    let request = pages.interrupt_request().swap(0, Ordering::Acquire);
     if request & INTERRUPT_REQUEST_VALID == 0 {
         return false;
     }
+    let (vmcb, _, _) = pages.get();
     vmcb.control.event_inj = event::VALID | event::TYPE_INTR | u64::from(request as u8);
     true
 }
 
-/// Whether the main kernel asked for an interrupt.
-fn interrupt_requested(pages: &VpPages) -> bool {
-    // SAFETY: only the atomic field is read, which both sides share.
-    let registers = unsafe { &*pages.registers };
-    registers.interrupt_request.load(Ordering::Acquire) & INTERRUPT_REQUEST_VALID != 0
+/// Whether the running CPU turned SVM on.
+fn svm_on() -> bool {
+    SVM_ON
+        .get(percpu::current_vp() as usize)
+        .is_some_and(|on| on.load(Ordering::Relaxed))
 }
 
 /// Runs the VP until an intercept for the main kernel, or until VMRUN
-/// refuses the state. A STOP cancels the future at one of its `await`s,
-/// where the VP's state has always just been saved.
-pub async fn run_vp(cpu: LocalCpu, spawner: Spawner<SIDECAR_TASK_BYTES>) -> RunEnd {
-    run(&VpPages::window(cpu.vmcb), cpu.vp, Some(spawner)).await
-}
-
-/// The run loop, on whichever CPU runs the VP. With a spawner, a halted VP
-/// waits here for an interrupt request; without one (a main kernel CPU,
-/// whose VMM is local), the run ends with [`RunEnd::Halted`].
-pub async fn run(pages: &VpPages, vp: u32, spawner: Option<Spawner<SIDECAR_TASK_BYTES>>) -> RunEnd {
-    let running_cpu = crate::percpu::current_vp() as usize;
-    if !SVM_ON
-        .get(running_cpu)
-        .is_some_and(|on| on.load(Ordering::Relaxed))
-    {
+/// refuses the state. With a spawner (a sidecar CPU), a halted VP waits
+/// here for an interrupt request; without one (a main kernel CPU, whose VMM
+/// is local), the run ends with [`RunEnd::Halted`].
+///
+/// Cancel safety: the future may be dropped at any `await`, where the VP's
+/// state has always just been saved to the pages; a STOP does exactly that.
+pub async fn run<const BYTES: usize>(
+    pages: &mut VpPages<'_>,
+    vp: u32,
+    spawner: Option<Spawner<BYTES>>,
+) -> RunEnd {
+    if !svm_on() {
         return RunEnd::NoSvm;
+    }
+    let mxcsr = pages.get().1.cpu_context.fx_state.mxcsr;
+    if mxcsr & !MXCSR_VALID_BITS != 0 {
+        return RunEnd::BadMxcsr(mxcsr);
     }
     load(pages);
     // A VP that halted in an earlier run (with interrupts enabled) takes a
     // request that arrived in between at once.
-    {
-        // SAFETY: as above; the reference ends here.
-        let (_, _, registers) = unsafe { pages.get() };
-        if registers.state.rflags & RFLAGS_IF != 0 {
-            inject_requested(pages);
-        }
+    let interrupts_enabled =
+        RFlags::from_bits_retain(pages.get().2.rflags).contains(RFlags::INTERRUPT_FLAG);
+    if interrupts_enabled {
+        inject_requested(pages);
     }
+    let interrupt_request = pages.interrupt_request;
     loop {
         enter(pages);
-        // SAFETY: as above; the reference ends before any `await`.
-        let (vmcb, page, registers) = unsafe { pages.get() };
+        let (vmcb, page, state) = pages.get();
         let code = vmcb.exit_code();
         if code.is_invalid() {
             // The CPU says only "invalid"; name the check if we know it.
@@ -272,14 +293,16 @@ pub async fn run(pages: &VpPages, vp: u32, spawner: Option<Spawner<SIDECAR_TASK_
             // Resume after the HLT once an interrupt is requested; save the
             // advanced RIP first, so that a STOP leaves it in the VP state.
             vmcb.save.rip += 1;
-            vmcb.save_state(&mut registers.state);
+            vmcb.save_state(state);
             if inject_requested(pages) {
                 continue;
             }
             let Some(spawner) = spawner else {
                 return RunEnd::Halted;
             };
-            spawner.wait_flag(|| interrupt_requested(pages)).await;
+            let requested =
+                || interrupt_request.load(Ordering::Acquire) & INTERRUPT_REQUEST_VALID != 0;
+            spawner.wait_flag(requested).await;
             inject_requested(pages);
             continue;
         }
@@ -287,12 +310,9 @@ pub async fn run(pages: &VpPages, vp: u32, spawner: Option<Spawner<SIDECAR_TASK_
             YieldNow(false).await;
             continue;
         }
-        match intercept_message(vmcb, &page.cpu_context, vp) {
-            Some(message) => {
-                page.intercept_message = message;
-                return RunEnd::Intercept;
-            }
-            None => continue,
+        if let Some(message) = intercept_message(vmcb, &page.cpu_context, vp) {
+            page.intercept_message = message;
+            return RunEnd::Intercept;
         }
     }
 }

@@ -18,13 +18,11 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use spin::Once;
-
-use crate::abi::{ControlPage, CpuStatus};
+use crate::abi::CpuStatus;
 use crate::arch::x86_64::{apic, cpu, time};
 use crate::cmdline::{ApDelay, BootStrategy};
-use crate::layout::NodeRegion;
-use crate::topology::{Role, Topology};
+use crate::plan;
+use crate::topology::Role;
 use crate::MAX_CPUS;
 
 /// The page the AP trampoline is copied to (physical 0x8000); a startup IPI
@@ -36,24 +34,6 @@ pub const TRAMPOLINE_PAGE: u8 = 0x08;
 pub const INIT_WAIT_US: u64 = 10_000;
 /// See [`INIT_WAIT_US`].
 pub const SIPI_WAIT_US: u64 = 200;
-
-/// Everything the starters share, fixed by the BSP before the first start.
-pub struct StartupPlan {
-    /// The CPUs and nodes.
-    pub topology: Topology,
-    /// Each node's region (`None` for a node without sidecar CPUs).
-    pub regions: heapless::Vec<Option<NodeRegion>, MAX_CPUS>,
-    /// Who starts the APs.
-    pub strategy: BootStrategy,
-    /// INIT-SIPI-SIPI waits.
-    pub delay: ApDelay,
-    /// A VP that gets INIT but no SIPI (a self-test of the timeout).
-    pub unresponsive: Option<u32>,
-    /// The VM's guest memory.
-    pub guest: crate::boot::setup::GuestRegion,
-}
-
-static PLAN: Once<StartupPlan> = Once::new();
 
 /// Value of [`CpuRecord::started_by`] before anyone started the CPU.
 pub const NOT_STARTED: u32 = u32::MAX;
@@ -84,39 +64,17 @@ pub static RECORDS: [CpuRecord; MAX_CPUS] = [const {
 /// Each node's cursor: the index within the node of the next CPU to start.
 static NEXT_INDEX: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(1) }; MAX_CPUS];
 
-/// Publishes the plan (BSP, once, before the first start).
-pub fn publish(plan: StartupPlan) -> &'static StartupPlan {
-    PLAN.call_once(|| plan)
-}
-
-/// The plan, on any CPU after the BSP published it.
-pub fn plan() -> &'static StartupPlan {
-    PLAN.get()
-        .expect("the BSP publishes the startup plan before starting any CPU")
-}
-
-/// The control page of `node`, read through the identity map (main kernel
-/// CPUs only; sidecar CPUs use their window).
-pub fn control_page(node: usize) -> Option<&'static ControlPage> {
-    let region = (*plan().regions.get(node)?)?;
-    // SAFETY: the region was allocated from usable RAM below 4 GiB, which
-    // the BSP's identity map covers; the control page is a page-aligned,
-    // zero-initialized `ControlPage` that lives for the rest of the run, and
-    // every field is atomic, so shared references are sound.
-    Some(unsafe { &*(region.control_page() as *const ControlPage) })
-}
-
 /// Claims the next sidecar CPU of `node`, skipping removed ones. Returns its
 /// VP index, or `None` when the node has no CPU left to start.
 fn claim(node: usize) -> Option<u32> {
-    let node = plan().topology.nodes[node];
+    let node = plan::get().topology.nodes[node];
     loop {
         let index = NEXT_INDEX[node.index as usize].fetch_add(1, Ordering::Relaxed);
         if index >= node.vp_count {
             return None;
         }
         let vp = node.base_vp + index;
-        if plan().topology.cpus[vp as usize].role == Role::Sidecar {
+        if plan::get().topology.cpus[vp as usize].role == Role::Sidecar {
             return Some(vp);
         }
     }
@@ -124,18 +82,18 @@ fn claim(node: usize) -> Option<u32> {
 
 /// Sends INIT-SIPI-SIPI to `vp`, recording that `starter` started it.
 fn start(starter: u32, vp: u32) {
-    let plan = plan();
+    let plan = plan::get();
     let apic_id = plan.topology.cpus[vp as usize].apic_id;
     let record = &RECORDS[vp as usize];
     record.started_by.store(starter, Ordering::Relaxed);
     record.start_tsc.store(cpu::rdtsc(), Ordering::Release);
-    let spec = plan.delay == ApDelay::Spec;
+    let spec = plan.start.delay == ApDelay::Spec;
 
     apic::send_init(apic_id);
     if spec {
         time::sleep_us(INIT_WAIT_US);
     }
-    if plan.unresponsive == Some(vp) {
+    if plan.start.unresponsive == Some(vp) {
         warn!("cpu {vp}: sending no startup IPI (unresponsive={vp} self-test)");
         return;
     }
@@ -150,7 +108,7 @@ fn start(starter: u32, vp: u32) {
 /// The BSP's share: with fan-out, one CPU from each node per round until all
 /// nodes are claimed; serially, every CPU.
 pub fn bsp_start_all() {
-    let node_count = plan().topology.nodes.len();
+    let node_count = plan::get().topology.nodes.len();
     loop {
         let mut started_any = false;
         for node in 0..node_count {
@@ -170,10 +128,10 @@ pub fn bsp_start_all() {
 /// around), so that a machine of many nodes does not wait for the BSP to
 /// reach each node's first CPU in turn.
 pub fn ap_help(me: u32, node: u32) {
-    if plan().strategy != BootStrategy::Fanout {
+    if plan::get().start.strategy != BootStrategy::Fanout {
         return;
     }
-    let nodes = plan().topology.nodes.len();
+    let nodes = plan::get().topology.nodes.len();
     for offset in 0..nodes {
         let node = (node as usize + offset) % nodes;
         while let Some(vp) = claim(node) {
@@ -212,9 +170,10 @@ const TOTAL_TIMEOUT_US: u64 = 30_000_000;
 const POLL_INTERVAL_US: u64 = 50;
 
 fn status_of(vp: u32) -> CpuStatus {
-    let cpu = plan().topology.cpus[vp as usize];
-    let node = plan().topology.nodes[cpu.node as usize];
-    control_page(cpu.node as usize)
+    let cpu = plan::get().topology.cpus[vp as usize];
+    let node = plan::get().topology.nodes[cpu.node as usize];
+    plan::get()
+        .control_page(cpu.node as usize)
         .and_then(|page| page.status((vp - node.base_vp) as usize))
         .map_or(CpuStatus::REMOVED, |status| status.load(Ordering::Acquire))
 }
@@ -222,7 +181,7 @@ fn status_of(vp: u32) -> CpuStatus {
 /// Waits until every sidecar CPU left RUN or timed out, then returns each
 /// CPU's outcome by VP index.
 pub fn wait_for_all() -> heapless::Vec<Outcome, MAX_CPUS> {
-    let plan = plan();
+    let plan = plan::get();
     let began = cpu::rdtsc();
     let cpu_timeout = time::us_to_ticks(CPU_TIMEOUT_US);
     let total_timeout = time::us_to_ticks(TOTAL_TIMEOUT_US);

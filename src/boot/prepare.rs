@@ -1,6 +1,7 @@
-//! The BSP's global set-up for the sidecar CPUs, all done before the first
-//! AP starts: the nodes' memory, the control pages, every CPU's page tables
-//! and globals, and the trampoline.
+//! The BSP's one-time preparation of the sidecar CPUs, all done before the
+//! first AP starts: the nodes' memory, the guest's memory, the control
+//! pages, every CPU's page tables and globals, and the trampoline. What it
+//! decides goes into the machine plan ([`crate::plan`]).
 
 use core::sync::atomic::Ordering;
 
@@ -8,16 +9,17 @@ use crate::abi::{ControlPage, CpuStatus};
 use crate::acpi::PhysMemory;
 use crate::arch::x86_64::apic::XAPIC_BASE;
 use crate::arch::x86_64::entry::{ap_trampoline, AP_CR3_BY_APIC_ID};
-use crate::arch::x86_64::gdt::CpuTables;
 use crate::arch::x86_64::vectors::REQUEST_VECTOR;
+use crate::boot::fanout::TRAMPOLINE_PAGE;
 use crate::boot::memory::{self, OutOfMemory};
 use crate::boot::page_tables::{CpuPageTables, KernelImage, SharedTables, WindowPages};
 use crate::boot::phys::{IdentityMapped, IDENTITY_MAPPED_END};
 use crate::boot::pvh::MemmapEntry;
-use crate::boot::startup::TRAMPOLINE_PAGE;
 use crate::layout::{private, NodeRegion, PAGE_SIZE};
-use crate::percpu::{self, CpuGlobals};
-use crate::runtime::cpu::{OwnCpuOnly, RuntimeKind, SidecarExecutor};
+use crate::percpu;
+use crate::plan::{GuestRegion, GUEST_MEMORY_BYTES};
+use crate::runtime::hooks::RuntimeHooks;
+use crate::runtime::this_cpu::{CpuGlobals, CpuIdentity};
 use crate::topology::{Role, Topology};
 use crate::MAX_CPUS;
 
@@ -27,30 +29,11 @@ static mut SHARED_TABLES: SharedTables = SharedTables::new();
 /// Node regions start above the first 2 MiB, which hold the kernel image.
 const REGION_FLOOR: u64 = 2 << 20;
 
-/// Guest memory every VP of the VM shares.
-pub const GUEST_MEMORY_BYTES: u64 = 4 << 20;
-
-/// Where the VM's guest memory and its SVM tables live in host physical
-/// memory.
-#[derive(Clone, Copy, Debug)]
-pub struct GuestRegion {
-    /// Host physical address of guest physical address 0 (2 MiB aligned).
-    pub host_base: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// The nested page tables' three pages (PML4, PDPT, PD), contiguous.
-    pub npt: u64,
-    /// The I/O permission map (3 pages, every port intercepted).
-    pub iopm: u64,
-    /// The MSR permission map (2 pages, every MSR intercepted).
-    pub msrpm: u64,
-}
-
 /// Pages of the VM's tables after its memory: NPT 3, IOPM 3, MSRPM 2.
 const VM_TABLE_PAGES: u64 = 8;
 
-/// What the set-up decided, for the plan and the report.
-pub struct Setup {
+/// What the preparation decided, for the plan and the report.
+pub struct Prepared {
     /// Each node's region, `None` for nodes without sidecar CPUs.
     pub regions: heapless::Vec<Option<NodeRegion>, MAX_CPUS>,
     /// Pages of all regions together.
@@ -59,8 +42,8 @@ pub struct Setup {
     pub guest: GuestRegion,
 }
 
-/// Why the set-up failed.
-pub enum SetupError {
+/// Why the preparation failed.
+pub enum PrepareError {
     /// Not enough RAM for the regions.
     OutOfMemory(OutOfMemory),
     /// The trampoline page is not usable RAM.
@@ -71,15 +54,15 @@ pub enum SetupError {
     GuestMemory,
 }
 
-impl core::fmt::Display for SetupError {
+impl core::fmt::Display for PrepareError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            SetupError::OutOfMemory(err) => write!(f, "{err}"),
-            SetupError::TrampolinePage(page) => {
+            PrepareError::OutOfMemory(err) => write!(f, "{err}"),
+            PrepareError::TrampolinePage(page) => {
                 write!(f, "the AP trampoline page {page:#x} is not usable RAM")
             }
-            SetupError::GuestMemory => f.write_str("the guest memory cannot be nested-mapped"),
-            SetupError::ImageTooLarge(end) => {
+            PrepareError::GuestMemory => f.write_str("the guest memory cannot be nested-mapped"),
+            PrepareError::ImageTooLarge(end) => {
                 write!(
                     f,
                     "the kernel image ends at {end:#x}, past the 2 MiB its tables map"
@@ -118,7 +101,7 @@ unsafe fn zero_pages(phys: u64, pages: u64) {
 fn allocate_regions(
     topology: &Topology,
     map: &[MemmapEntry],
-) -> Result<(heapless::Vec<Option<NodeRegion>, MAX_CPUS>, u64), SetupError> {
+) -> Result<(heapless::Vec<Option<NodeRegion>, MAX_CPUS>, u64), PrepareError> {
     let total_pages: u64 = topology
         .nodes
         .iter()
@@ -131,7 +114,7 @@ fn allocate_regions(
         IDENTITY_MAPPED_END,
         total_pages * PAGE_SIZE,
     )
-    .map_err(SetupError::OutOfMemory)?;
+    .map_err(PrepareError::OutOfMemory)?;
     // SAFETY: `find_ram` returned usable RAM above the kernel image and below
     // the identity map's end, which nothing has claimed yet.
     unsafe { zero_pages(base, total_pages) };
@@ -175,26 +158,14 @@ fn init_control_page(topology: &Topology, node_index: usize, region: &NodeRegion
     }
 }
 
-/// What the BSP tells one sidecar CPU about itself.
-struct CpuPlan {
-    vp: u32,
-    apic_id: u32,
-    node: u32,
-    index: u64,
-    runtime: RuntimeKind,
-    guest_size: u64,
-}
-
 /// Builds one sidecar CPU's page tables and globals and publishes its CR3.
-fn init_cpu(region: &NodeRegion, shared: u64, cpu: CpuPlan) {
-    let CpuPlan {
-        vp,
-        apic_id,
-        node,
-        index,
-        runtime,
-        guest_size,
-    } = cpu;
+fn init_cpu(
+    region: &NodeRegion,
+    shared: u64,
+    identity: CpuIdentity,
+    hooks: &'static dyn RuntimeHooks,
+) {
+    let index = u64::from(identity.node_cpu_index);
     let pages = WindowPages {
         control: region.control_page(),
         command: region.command_page(index),
@@ -216,30 +187,18 @@ fn init_cpu(region: &NodeRegion, shared: u64, cpu: CpuPlan) {
         &pages,
     );
 
-    let globals = CpuGlobals {
-        vp,
-        apic_id,
-        node,
-        node_cpu_index: index as u32,
-        runtime,
-        guest_size,
-        vmcb: pages.vmcb,
-        host_save_area: region.private_page(index, private::HOST_SAVE),
-        request_tsc: core::sync::atomic::AtomicU64::new(0),
-        tables: CpuTables::new(),
-        executor: SidecarExecutor::new(OwnCpuOnly),
-    };
+    let globals = CpuGlobals::new(identity, hooks);
     // SAFETY: as above, for the CPU's globals page, which is page aligned
     // and large enough for `CpuGlobals`.
     unsafe { (pages.globals as *mut CpuGlobals).write(globals) };
-    AP_CR3_BY_APIC_ID[apic_id as usize].store(pml4 as u32, Ordering::Release);
+    AP_CR3_BY_APIC_ID[identity.apic_id as usize].store(pml4 as u32, Ordering::Release);
 }
 
 /// Copies the trampoline to its page below 1 MiB.
-fn install_trampoline(map: &[MemmapEntry]) -> Result<(), SetupError> {
+fn install_trampoline(map: &[MemmapEntry]) -> Result<(), PrepareError> {
     let page = u64::from(TRAMPOLINE_PAGE) * PAGE_SIZE;
     if !memory::is_ram(map, page) {
-        return Err(SetupError::TrampolinePage(page));
+        return Err(PrepareError::TrampolinePage(page));
     }
     let code = ap_trampoline();
     // SAFETY: the page is usable RAM (checked above) in the identity map that
@@ -250,13 +209,13 @@ fn install_trampoline(map: &[MemmapEntry]) -> Result<(), SetupError> {
 }
 
 /// Allocates the guest's memory (zeroed), 2 MiB aligned, above `floor`.
-fn allocate_guest_memory(map: &[MemmapEntry], floor: u64) -> Result<GuestRegion, SetupError> {
+fn allocate_guest_memory(map: &[MemmapEntry], floor: u64) -> Result<GuestRegion, PrepareError> {
     const LARGE: u64 = 2 << 20;
     let size = GUEST_MEMORY_BYTES;
     let tables = VM_TABLE_PAGES * PAGE_SIZE;
     // Ask for one large page more so that the start can be aligned.
     let start = memory::find_ram(map, floor, IDENTITY_MAPPED_END, size + tables + LARGE)
-        .map_err(SetupError::OutOfMemory)?;
+        .map_err(PrepareError::OutOfMemory)?;
     let host_base = start.next_multiple_of(LARGE);
     let npt = host_base + size;
     // SAFETY: inside the usable RAM `find_ram` returned, above everything
@@ -270,7 +229,7 @@ fn allocate_guest_memory(map: &[MemmapEntry], floor: u64) -> Result<GuestRegion,
     let npt_tables = unsafe { &mut *(npt as *mut crate::svm::npt::NestedTables) };
     npt_tables
         .build(npt, host_base, size)
-        .map_err(|_| SetupError::GuestMemory)?;
+        .map_err(|_| PrepareError::GuestMemory)?;
     Ok(GuestRegion {
         host_base,
         size,
@@ -280,13 +239,13 @@ fn allocate_guest_memory(map: &[MemmapEntry], floor: u64) -> Result<GuestRegion,
     })
 }
 
-/// Does the whole set-up. `runtime_of` picks each sidecar CPU's dispatch
-/// loop by VP index.
+/// Does the whole preparation; every sidecar CPU gets `hooks` (the
+/// production run's do nothing).
 pub fn prepare(
     topology: &Topology,
     map: &[MemmapEntry],
-    runtime_of: impl Fn(u32) -> RuntimeKind,
-) -> Result<Setup, SetupError> {
+    hooks: &'static dyn RuntimeHooks,
+) -> Result<Prepared, PrepareError> {
     for cpu in &topology.cpus {
         percpu::set_vp(cpu.apic_id, cpu.vp);
     }
@@ -306,7 +265,7 @@ pub fn prepare(
     let shared_phys = shared_ptr as u64;
     shared
         .build(shared_phys, &kernel_image(), XAPIC_BASE)
-        .map_err(|err| SetupError::ImageTooLarge(err.end))?;
+        .map_err(|err| PrepareError::ImageTooLarge(err.end))?;
     shared.map_guest_memory(shared_phys, guest.host_base, guest.size);
 
     for (node_index, region) in regions.iter().enumerate() {
@@ -315,20 +274,22 @@ pub fn prepare(
         let node = topology.nodes[node_index];
         for cpu in topology.cpus.iter().filter(|c| c.node == node.index) {
             if cpu.role == Role::Sidecar {
-                let plan = CpuPlan {
+                let index = u64::from(cpu.vp - node.base_vp);
+                let identity = CpuIdentity {
                     vp: cpu.vp,
                     apic_id: cpu.apic_id,
                     node: node.index,
-                    index: u64::from(cpu.vp - node.base_vp),
-                    runtime: runtime_of(cpu.vp),
+                    node_cpu_index: index as u32,
                     guest_size: guest.size,
+                    vmcb: region.private_page(index, private::VMCB),
+                    host_save_area: region.private_page(index, private::HOST_SAVE),
                 };
-                init_cpu(region, shared_phys, plan);
+                init_cpu(region, shared_phys, identity, hooks);
             }
         }
     }
     install_trampoline(map)?;
-    Ok(Setup {
+    Ok(Prepared {
         regions,
         total_pages,
         guest,

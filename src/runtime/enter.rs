@@ -1,0 +1,60 @@
+//! Entering the runtime: the request-IPI handler, and the loop a sidecar
+//! CPU runs from its first IDLE on.
+
+use core::sync::atomic::Ordering;
+
+use executor::x86::HaltParker;
+
+use super::hooks::DispatchLoop;
+use super::this_cpu::ThisCpu;
+use crate::arch::x86_64::interrupts::{self, TrapFrame};
+use crate::arch::x86_64::vectors::REQUEST_VECTOR;
+use crate::arch::x86_64::{apic, cpu};
+use crate::percpu::{self, Phase};
+
+fn request_interrupt(_frame: &mut TrapFrame) {
+    // SAFETY: the request IPI is sent to sidecar CPUs only (the driver
+    // sends it on a sidecar CPU's behalf, and a converted CPU's INIT clears
+    // anything pending), so this handler runs on a CPU whose window is
+    // mapped.
+    let this = unsafe { ThisCpu::get() };
+    // No CPUID on this path: the TSC goes into the CPU's own globals.
+    this.globals()
+        .request_tsc
+        .store(cpu::rdtsc(), Ordering::Relaxed);
+    apic::end_of_interrupt();
+    this.globals().executor.wake_flag_waiters();
+}
+
+/// Installs the request-IPI handler (BSP, once, before starting APs).
+pub fn install_request_handler() {
+    interrupts::set_handler(REQUEST_VECTOR, request_interrupt);
+}
+
+/// Runs the CPU's dispatch loop forever, from its first IDLE: the hooks'
+/// `on_ready` (before faults are contained: a fault there ends the run),
+/// then the loop they pick.
+pub fn run(this: ThisCpu) -> ! {
+    let hooks = this.globals().hooks;
+    hooks.on_ready(this);
+    percpu::set_phase(Phase::Sidecar);
+    match hooks.dispatch_loop(this.identity().vp) {
+        DispatchLoop::Plain => super::plain::run(this),
+        DispatchLoop::Executor => {
+            let runner = this
+                .globals()
+                .executor
+                .claim()
+                .expect("only this CPU claims its executor");
+            let spawner = runner.spawner();
+            if runner
+                .spawn(super::dispatch::dispatch(this, spawner))
+                .is_err()
+            {
+                panic!("a fresh executor has room for the dispatch task");
+            }
+            x86_64::instructions::interrupts::enable();
+            runner.run(&HaltParker)
+        }
+    }
+}
