@@ -12,12 +12,24 @@
 //! host it is a library of the kernel's pure logic (command-line parsing, ACPI
 //! parsing, page layouts, page-table arithmetic), unit-tested by `cargo test`.
 //!
-//! Where things live:
+//! Where things live, by side and by phase (the arrows between them are
+//! drawn in `docs/overview.md` and checked by `tests/layering.rs`):
 //! - [`arch`]: x86_64 specifics, and all of the assembly;
-//! - [`boot`]: what the BSP does once, from the PVH hand-off on;
+//! - [`boot`]: what the BSP does once, from the PVH hand-off on, and an AP's
+//!   first steps; it publishes the machine [`plan`];
+//! - [`runtime`]: a sidecar CPU's life after boot; it names nothing of the
+//!   main kernel, the VMM or the scenarios;
+//! - `main_kernel` and `vmm`: the other side (drivers, client, VMM), which
+//!   names nothing of the runtime;
+//! - `vmrun`: the VMRUN loop both sides run; `percpu`: which CPU this is
+//!   and in which phase;
+//! - `scenario`: what a run does after boot, and the self-tests' hooks; a
+//!   leaf that only the BSP's entry calls;
 //! - [`abi`]: the control and command page layouts shared with the main
-//!   kernel's driver;
-//! - [`acpi`], [`cmdline`], [`json`]: pure parsing and formatting.
+//!   kernel's driver; it names nothing else of the kernel;
+//! - [`svm`], [`vp`], [`layout`], [`topology`], [`acpi`], [`cmdline`],
+//!   [`json`]: pure logic, tested on the host;
+//! - `log`, `report`, `fatal`: the serial log, the report channel, faults.
 //!
 //! `docs/` tells the design as a whole.
 #![no_std]
