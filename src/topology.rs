@@ -2,8 +2,10 @@
 //!
 //! A CPU's *VP index* is its position among the enabled CPUs of the MADT (the
 //! BSP must be VP 0). A *node* is a run of consecutive VP indexes in one NUMA
-//! proximity domain, at most [`MAX_NODE_CPUS`] long; a domain with more CPUs
-//! is split into several nodes. The first CPU of every node (its *base VP*)
+//! proximity domain, at most [`MAX_NODE_CPUS`] long. A domain's run of n
+//! CPUs is split as OpenHCL's boot shim splits it: into ⌈n/32⌉ nodes of
+//! ⌈n/⌈n/32⌉⌉ CPUs each, the last one taking the rest (70 CPUs make nodes
+//! of 24, 24 and 22, not 32, 32 and 6), so that no node is left tiny. The first CPU of every node (its *base VP*)
 //! belongs to the main kernel, as do CPUs the command line marks removed; the
 //! rest are sidecar CPUs. Pure logic, unit-tested on the host.
 
@@ -211,13 +213,15 @@ impl Topology {
         }
 
         let mut topology = Topology::default();
-        let mut previous_domain = None;
+        let mut node_size = 0;
         for (vp, cpu) in cpus.iter().enumerate() {
+            let run_starts = vp == 0 || cpus[vp - 1].domain != cpu.domain;
+            if run_starts {
+                node_size = node_size_of_run(domain_run_length(&cpus[vp..]));
+            }
             let starts_node = match topology.nodes.last() {
                 None => true,
-                Some(node) => {
-                    previous_domain != Some(cpu.domain) || node.vp_count as usize == MAX_NODE_CPUS
-                }
+                Some(node) => run_starts || node.vp_count as usize == node_size,
             };
             if starts_node {
                 let index = topology.nodes.len() as u32;
@@ -231,7 +235,6 @@ impl Topology {
                 // Capacity: at most one node per CPU, and count <= MAX_CPUS.
                 let _ = topology.nodes.push(node);
             }
-            previous_domain = Some(cpu.domain);
             let node = topology.nodes.last_mut().expect("a node was just pushed");
             let role = if starts_node {
                 Role::MainKernel
@@ -256,6 +259,19 @@ impl Topology {
     pub fn sidecar_count(&self) -> usize {
         self.nodes.iter().map(|n| n.sidecar_count as usize).sum()
     }
+}
+
+/// How many CPUs at the start of `cpus` share the first one's domain.
+fn domain_run_length(cpus: &[FirmwareCpu]) -> usize {
+    let domain = cpus.first().map(|c| c.domain);
+    cpus.iter().take_while(|c| Some(c.domain) == domain).count()
+}
+
+/// The size of the nodes a domain's run of `cpus` CPUs is split into:
+/// ⌈cpus / ⌈cpus / 32⌉⌉ (the last node takes what is left).
+fn node_size_of_run(cpus: usize) -> usize {
+    let nodes = cpus.div_ceil(MAX_NODE_CPUS).max(1);
+    cpus.div_ceil(nodes)
 }
 
 #[cfg(test)]
@@ -323,9 +339,20 @@ mod tests {
     }
 
     #[test]
-    fn large_domains_split_at_32() {
+    fn large_domains_split_evenly_as_openhcl_does() {
         let topology = build(&[0; 70], &[]).unwrap();
-        assert_eq!(shape(&topology), [(0, 32, 31), (32, 32, 31), (64, 6, 5)]);
+        assert_eq!(shape(&topology), [(0, 24, 23), (24, 24, 23), (48, 22, 21)]);
+        let exactly = build(&[0; 64], &[]).unwrap();
+        assert_eq!(shape(&exactly), [(0, 32, 31), (32, 32, 31)]);
+        let one_more = build(&[0; 33], &[]).unwrap();
+        assert_eq!(shape(&one_more), [(0, 17, 16), (17, 16, 15)]);
+        let most = build(&[0; 255], &[]).unwrap();
+        assert_eq!(most.nodes.len(), 8);
+        assert!(most.nodes.iter().all(|n| n.vp_count <= 32));
+        // Each domain's run is split on its own.
+        let mixed: Vec<u32> = [0; 40].into_iter().chain([1; 10]).collect();
+        let topology = build(&mixed, &[]).unwrap();
+        assert_eq!(shape(&topology), [(0, 20, 19), (20, 20, 19), (40, 10, 9)]);
     }
 
     #[test]
