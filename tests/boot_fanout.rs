@@ -114,6 +114,13 @@ fn sixteen_cpus_fan_out() {
 }
 
 #[test]
+fn seventy_cpus_in_one_domain_make_nodes_of_24_24_and_22() {
+    // OpenHCL's split: ceil(70/32) = 3 nodes of ceil(70/3) = 24, the last
+    // taking the rest; never 32, 32 and a tiny 6.
+    check_boot(&config("boot", 70), &[(0, 24), (24, 24), (48, 22)], &[]);
+}
+
+#[test]
 fn two_numa_nodes() {
     check_boot(&topology(8, Numa::Equal(2), &[]), &[(0, 4), (4, 4)], &[]);
 }
@@ -163,6 +170,9 @@ fn unresponsive_cpu_is_reported_failed_and_boot_goes_on() {
     let outcome = boot_pass(&config);
     let cpus = boot_cpus(&outcome);
     assert_eq!(cpus[2]["status"], "failed");
+    // Given up on: REMOVED on its control page, so no driver sends it work.
+    assert_eq!(cpus[2]["control"], "REMOVED");
+    assert_eq!(cpus[1]["control"], "IDLE");
     assert_eq!(cpus[1]["status"], "idle");
     assert_eq!(cpus[3]["status"], "idle");
     assert_eq!(outcome.report["boot"]["failed"], 1);

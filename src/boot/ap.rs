@@ -28,6 +28,25 @@ pub fn redirect(apic_id: u32, entry: ApEntry) {
     }
 }
 
+/// Swaps this CPU's status from RUN, the value the BSP left, to IDLE.
+/// `false` if it is no longer RUN: the BSP gave up on the CPU (REMOVED)
+/// after its boot timeout, and the main kernel counts it out.
+fn report_ready(this: ThisCpu) -> bool {
+    let index = this.identity().node_cpu_index as usize;
+    let Some(status) = this.control().status(index) else {
+        return false;
+    };
+    // Release: the BSP, seeing IDLE, sees this CPU's records too.
+    status
+        .compare_exchange(
+            CpuStatus::RUN,
+            CpuStatus::IDLE,
+            Ordering::Release,
+            Ordering::Relaxed,
+        )
+        .is_ok()
+}
+
 /// The AP's first Rust code, called by the entry assembly on the CPU's own
 /// page tables and stack.
 pub extern "C" fn ap_main() -> ! {
@@ -58,9 +77,9 @@ pub extern "C" fn ap_main() -> ! {
     fanout::ap_help(identity.vp, identity.node);
 
     record.idle_tsc.store(cpu::rdtsc(), Ordering::Relaxed);
-    if let Some(status) = this.control().status(identity.node_cpu_index as usize) {
-        // Release: the BSP, seeing IDLE, sees this CPU's records too.
-        status.store(CpuStatus::IDLE, Ordering::Release);
+    if !report_ready(this) {
+        warn!("came up after the BSP gave up on it (status REMOVED): parking");
+        cpu::halt_forever();
     }
     // SAFETY: the host save area is this CPU's private page, used by
     // nothing else (the BSP allocated it for this CPU alone).

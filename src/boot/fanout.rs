@@ -18,7 +18,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::abi::CpuStatus;
+use crate::abi::{CpuStatus, CpuStatusRef};
 use crate::arch::x86_64::{apic, cpu, time};
 use crate::cmdline::{ApDelay, BootStrategy};
 use crate::plan;
@@ -169,17 +169,46 @@ const TOTAL_TIMEOUT_US: u64 = 30_000_000;
 /// How often the BSP looks at the control pages while it waits.
 const POLL_INTERVAL_US: u64 = 50;
 
+/// The status byte of sidecar CPU `vp`, read through the identity map.
+fn status_byte(vp: u32) -> Option<CpuStatusRef<'static>> {
+    let plan = plan::get();
+    let pages = plan.cpu_pages(vp)?;
+    let node = plan.topology.cpus.get(vp as usize)?.node;
+    plan.control_page(node as usize)?
+        .status(pages.index as usize)
+}
+
+/// The status byte of `vp` on its node's control page, if it has one.
+pub fn control_status(vp: u32) -> Option<CpuStatus> {
+    status_byte(vp).map(|status| status.load(Ordering::Acquire))
+}
+
 fn status_of(vp: u32) -> CpuStatus {
-    let cpu = plan::get().topology.cpus[vp as usize];
-    let node = plan::get().topology.nodes[cpu.node as usize];
-    plan::get()
-        .control_page(cpu.node as usize)
-        .and_then(|page| page.status((vp - node.base_vp) as usize))
-        .map_or(CpuStatus::REMOVED, |status| status.load(Ordering::Acquire))
+    status_byte(vp).map_or(CpuStatus::REMOVED, |status| status.load(Ordering::Acquire))
+}
+
+/// Gives up on `vp`, which missed its timeout: RUN becomes REMOVED on its
+/// control page, so the main kernel's driver never sends it a command. If
+/// the CPU stored IDLE just before, it made it after all: `Idle`.
+fn give_up_on(vp: u32) -> Outcome {
+    let Some(status) = status_byte(vp) else {
+        return Outcome::Failed;
+    };
+    match status.compare_exchange(
+        CpuStatus::RUN,
+        CpuStatus::REMOVED,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => Outcome::Failed,
+        Err(_) => Outcome::Idle,
+    }
 }
 
 /// Waits until every sidecar CPU left RUN or timed out, then returns each
-/// CPU's outcome by VP index.
+/// CPU's outcome by VP index. A CPU that timed out is marked REMOVED on its
+/// control page; should it come up later, it finds REMOVED instead of RUN
+/// and parks without entering sidecar (see `boot::ap`).
 pub fn wait_for_all() -> heapless::Vec<Outcome, MAX_CPUS> {
     let plan = plan::get();
     let began = cpu::rdtsc();
@@ -198,7 +227,7 @@ pub fn wait_for_all() -> heapless::Vec<Outcome, MAX_CPUS> {
                 let started = RECORDS[cpu.vp as usize].start_tsc.load(Ordering::Acquire);
                 let late = started != 0 && now - started > cpu_timeout;
                 if late || now - began > total_timeout {
-                    break Outcome::Failed;
+                    break give_up_on(cpu.vp);
                 }
                 time::sleep_us(POLL_INTERVAL_US);
             }

@@ -4,7 +4,7 @@
 use core::sync::atomic::Ordering;
 
 use crate::arch::x86_64::time;
-use crate::boot::fanout::{Outcome, NOT_STARTED, RECORDS};
+use crate::boot::fanout::{self, Outcome, NOT_STARTED, RECORDS};
 use crate::boot::prepare::Prepared;
 use crate::layout::{NodeRegion, PAGES_PER_CPU};
 use crate::plan;
@@ -79,6 +79,9 @@ fn report_cpus(entry_tsc: u64, outcomes: &[Outcome]) {
                 &mut line,
                 format_args!(",\"ready_ms\":{}", ms(entry_tsc, up)),
             );
+        }
+        if let Some(status) = fanout::control_status(cpu.vp) {
+            let _ = core::fmt::write(&mut line, format_args!(",\"control\":\"{status:?}\""));
         }
         report::json("boot.cpus[]", format_args!("{line}}}"));
     }
