@@ -32,4 +32,11 @@ fn a_sidecar_fault_is_contained_and_reported() {
 fn a_fault_on_more_cpus_leaves_the_rest_working() {
     let outcome = boot_pass(&config("fault-containment", 8));
     assert_eq!(outcome.report["fault_containment"]["working_cpus"], 5);
+    // Then CPU 5 wedges, CPU 6 ignores a STOP and CPU 7 loses its response
+    // IPI: the scenario checks that each command ends with `TimedOut`
+    // naming the CPU, within the client's bound, instead of hanging.
+    assert!(outcome.report["fault_containment"]["bounded_ms"].is_u64());
+    assert!(outcome.log_lines.iter().any(|l| l.contains(
+        "a wedged CPU, a deaf RUN_VP and a lost response IPI each failed within the bound"
+    )));
 }

@@ -13,7 +13,7 @@
 
 use core::fmt;
 use core::future::poll_fn;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::Poll;
 
 use crate::abi::{
@@ -21,8 +21,8 @@ use crate::abi::{
     HvX64RegisterName, RunVpResponse, SidecarCommand, TranslateGvaControlFlagsX64,
     TranslateGvaRequest, TranslateGvaResponse, MAX_REGISTERS_PER_REQUEST,
 };
-use crate::arch::x86_64::apic;
 use crate::arch::x86_64::vectors::REQUEST_VECTOR;
+use crate::arch::x86_64::{apic, cpu, time};
 use crate::plan;
 use crate::topology::Role;
 use crate::vp::{RegisterPage, INTERRUPT_REQUEST_VALID};
@@ -41,6 +41,20 @@ pub enum ClientError {
     /// The request does not fit a command page (e.g. more than 31
     /// registers).
     BadRequest(&'static str),
+    /// The sidecar CPU did not answer within the bound ([`COMMAND_BOUND_US`]
+    /// for a command other than RUN_VP, [`STOP_BOUND_US`] after a STOP for
+    /// RUN_VP, unless [`set_bounds`] changed them). The command is abandoned (the driver frees the CPU if it
+    /// ever answers).
+    TimedOut {
+        /// The CPU.
+        vp: u32,
+        /// The command that stuck.
+        command: SidecarCommand,
+        /// The CPU's status byte when the client gave up.
+        status: CpuStatus,
+        /// The bound that ran out, in milliseconds.
+        bound_ms: u64,
+    },
     /// The sidecar CPU ran the command and reported an error.
     Failed {
         /// The CPU.
@@ -57,9 +71,55 @@ impl fmt::Display for ClientError {
             ClientError::NotSidecar(vp) => write!(f, "CPU {vp} does not run sidecar"),
             ClientError::Busy(vp) => write!(f, "CPU {vp} is busy with another command"),
             ClientError::BadRequest(why) => write!(f, "bad request: {why}"),
+            ClientError::TimedOut {
+                vp,
+                command,
+                status,
+                bound_ms,
+            } => {
+                write!(
+                    f,
+                    "CPU {vp}: {command:?} not answered within {bound_ms} ms (status {status:?}"
+                )?;
+                if matches!(*status, CpuStatus::RUN | CpuStatus::STOP) {
+                    f.write_str(": the CPU never completed it)")
+                } else {
+                    f.write_str(": the CPU completed it, but its response IPI never came)")
+                }
+            }
             ClientError::Failed { vp, message } => write!(f, "CPU {vp}: {message}"),
         }
     }
+}
+
+/// How long a command other than RUN_VP may take before the client gives
+/// up on it, by default. Commands take microseconds; the bound is for a
+/// machine loaded far beyond that (255 virtual CPUs on 2 host cores), and
+/// still fails a broken CPU in seconds rather than at a test's timeout.
+pub const COMMAND_BOUND_US: u64 = 10_000_000;
+
+/// How long RUN_VP may go on after a STOP before the client gives up on it,
+/// by default (the VMM re-sends the request IPI meanwhile; see
+/// `vmm::stop_reliably`).
+pub const STOP_BOUND_US: u64 = 10_000_000;
+
+static COMMAND_BOUND: AtomicU64 = AtomicU64::new(COMMAND_BOUND_US);
+static STOP_BOUND: AtomicU64 = AtomicU64::new(STOP_BOUND_US);
+
+/// Changes both bounds (microseconds), for every later command: a test of
+/// the bounds need not wait the default ten seconds.
+pub fn set_bounds(command_us: u64, stop_us: u64) {
+    COMMAND_BOUND.store(command_us, Ordering::Relaxed);
+    STOP_BOUND.store(stop_us, Ordering::Relaxed);
+}
+
+/// The bound after a STOP, in microseconds.
+pub fn stop_bound_us() -> u64 {
+    STOP_BOUND.load(Ordering::Relaxed)
+}
+
+fn command_bound_us() -> u64 {
+    COMMAND_BOUND.load(Ordering::Relaxed)
 }
 
 /// How RUN_VP ended.
@@ -168,6 +228,13 @@ impl SidecarCpu {
         // until we store RUN.
         let page = unsafe { self.driver.command_page(self.index) };
         fill(page)?;
+        let command = page.command;
+        let deadline = if command == SidecarCommand::RUN_VP {
+            driver::NO_DEADLINE
+        } else {
+            cpu::rdtsc().saturating_add(time::us_to_ticks(command_bound_us()))
+        };
+        slot.deadline.store(deadline, Ordering::Relaxed);
         let status = self
             .driver
             .control
@@ -179,12 +246,15 @@ impl SidecarCpu {
 
         poll_fn(|cx| {
             slot.waker.register(cx.waker());
+            // The deadline first: a CPU that completed but whose response
+            // IPI never came is found only by the watchdog, past it.
+            self.check_deadline(command)?;
             match self.status() {
                 CpuStatus::RUN | CpuStatus::STOP => Poll::Pending,
-                _ => Poll::Ready(()),
+                _ => Poll::Ready(Ok(())),
             }
         })
-        .await;
+        .await?;
         // SAFETY: the status left RUN/STOP (acquire): the CPU is done with
         // the page and we still hold the slot.
         let page = unsafe { self.driver.command_page(self.index) };
@@ -197,6 +267,30 @@ impl SidecarCpu {
         };
         drop(in_flight);
         result
+    }
+
+    /// An error once the command in flight is past its deadline (the
+    /// driver's watchdog wakes this client when it passes).
+    fn check_deadline(&self, command: SidecarCommand) -> Result<(), ClientError> {
+        let deadline = self
+            .driver
+            .slot(self.index)
+            .deadline
+            .load(Ordering::Relaxed);
+        if cpu::rdtsc() < deadline {
+            return Ok(());
+        }
+        let bound_us = if command == SidecarCommand::RUN_VP {
+            stop_bound_us()
+        } else {
+            command_bound_us()
+        };
+        Err(ClientError::TimedOut {
+            vp: self.vp,
+            command,
+            status: self.status(),
+            bound_ms: bound_us / 1000,
+        })
     }
 
     /// Reads registers.
@@ -367,6 +461,12 @@ impl SidecarCpu {
                 Ordering::Relaxed,
             )
             .is_ok();
+        if stopped {
+            // From now on RUN_VP has a deadline.
+            let deadline = cpu::rdtsc().saturating_add(time::us_to_ticks(stop_bound_us()));
+            let slot = self.driver.slot(self.index);
+            slot.deadline.store(deadline, Ordering::Relaxed);
+        }
         if stopped && send {
             REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
             apic::send_ipi(self.apic_id, REQUEST_VECTOR);

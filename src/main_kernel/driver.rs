@@ -51,6 +51,34 @@ pub struct CpuSlot {
     pub state: AtomicU8,
     /// The waiting client's waker.
     pub waker: AtomicWaker,
+    /// The TSC by which the command in flight must be answered
+    /// ([`NO_DEADLINE`] for a RUN_VP nobody stopped yet).
+    pub deadline: AtomicU64,
+}
+
+/// [`CpuSlot::deadline`] of a command that may run for ever (RUN_VP, until
+/// a STOP sets one).
+pub const NO_DEADLINE: u64 = u64::MAX;
+
+/// How often the [`watchdog`] looks for overdue commands.
+const WATCHDOG_PERIOD_US: u64 = 100_000;
+
+/// Wakes the client of every command past its deadline, so that a sidecar
+/// CPU that never answers (a dispatch that ignores STOP, a response IPI that
+/// never comes) fails its command within the bound plus one period, naming
+/// the CPU, instead of hanging the run. One task for every node: a timer
+/// per command would not fit the clock's queue.
+pub async fn watchdog() {
+    loop {
+        super::clock::sleep_us(WATCHDOG_PERIOD_US).await;
+        let now = cpu::rdtsc();
+        for slot in &SLOTS {
+            let overdue = slot.deadline.load(Ordering::Relaxed) <= now;
+            if overdue && slot.state.load(Ordering::Acquire) == slot::IN_FLIGHT {
+                slot.waker.wake();
+            }
+        }
+    }
 }
 
 /// One node's driver.
@@ -71,6 +99,7 @@ static SLOTS: [CpuSlot; MAX_CPUS] = [const {
     CpuSlot {
         state: AtomicU8::new(slot::FREE),
         waker: AtomicWaker::new(),
+        deadline: AtomicU64::new(NO_DEADLINE),
     }
 }; MAX_CPUS];
 

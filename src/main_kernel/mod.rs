@@ -26,8 +26,8 @@ use crate::arch::x86_64::ipi_notifier::IpiNotifier;
 use crate::arch::x86_64::vectors::WAKE_VECTOR;
 use crate::arch::x86_64::{apic, cpu};
 
-/// Task slots of the BSP's executor: the scenario's main task and a VMM
-/// task per VP it runs at once.
+/// Task slots of the BSP's executor: the scenario's main task, the
+/// driver's watchdog, and a VMM task per VP it runs at once.
 pub const MAIN_TASKS: usize = 24;
 /// Bytes per task slot of the BSP's executor.
 pub const MAIN_TASK_BYTES: usize = 8192;
@@ -61,6 +61,9 @@ where
         .claim()
         .expect("the BSP claims the main executor once");
     x86_64::instructions::interrupts::enable();
+    if runner.spawn(driver::watchdog()).is_err() {
+        panic!("a fresh executor has room for the driver's watchdog");
+    }
     let main = main(runner.spawner());
     let output = match runner.block_on(&HaltParker, main) {
         Ok(output) => output,

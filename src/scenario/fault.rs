@@ -1,16 +1,26 @@
 //! `scenario=fault-containment`: sidecar CPU 2 faults on purpose (a command
-//! only this scenario honours makes it read unmapped memory), and, with 4
-//! or more CPUs, sidecar CPU 3 panics on purpose. Each failure must reach
-//! the main kernel through the CPU's pages (the command fails with the CPU
-//! and the vector and RIP, or the panic message; the status is REMOVED), and
-//! every other sidecar CPU must keep working: registers set and read back,
-//! and a guest run to its end.
+//! only this scenario's hooks honour makes it read unmapped memory), and,
+//! with 4 or more CPUs, sidecar CPU 3 panics on purpose. Each failure must
+//! reach the main kernel through the CPU's pages (the command fails with the
+//! CPU and the vector and RIP, or the panic message; the status is REMOVED),
+//! and every other sidecar CPU must keep working: registers set and read
+//! back, and a guest run to its end.
+//!
+//! With 8 or more CPUs, three CPUs then break in the ways a fault handler
+//! cannot see, and the client's bounds must name each within a second:
+//! CPU 5 wedges with interrupts off during a command, CPU 6 ignores the
+//! STOP of a RUN_VP, and CPU 7 completes a command without the response IPI.
 
 // Failures are one-line strings by value: there is no allocator to box them.
 #![allow(clippy::result_large_err)]
 
-use crate::abi::{HvRegisterAssoc, HvX64RegisterName as Name, SidecarCommand};
-use crate::main_kernel::client::{ClientError, SidecarCpu};
+use futures_util::future::join;
+
+use crate::abi::{CpuStatus, HvRegisterAssoc, HvX64RegisterName as Name, SidecarCommand};
+use crate::arch::x86_64::cpu::rdtsc;
+use crate::arch::x86_64::vectors::RESPONSE_VECTOR;
+use crate::main_kernel::client::{self, ClientError, SidecarCpu};
+use crate::main_kernel::clock;
 use crate::plan;
 use crate::report;
 use crate::topology::Role;
@@ -18,7 +28,9 @@ use crate::vmm::devices::Devices;
 use crate::vmm::guests::{expected_compute, Program};
 use crate::vmm::{self, ExitCounts, VpEnd};
 
-use super::hooks::{FAULT_COMMAND, PANIC_COMMAND};
+use super::hooks::{
+    DEAF_TO_STOP_COMMAND, FAULT_COMMAND, NO_RESPONSE_COMMAND, PANIC_COMMAND, WEDGE_COMMAND,
+};
 use super::Failure;
 
 fn sidecar_vps() -> impl Iterator<Item = u32> {
@@ -105,5 +117,97 @@ pub async fn run() -> Result<(), Failure> {
         others += 1;
     }
     report::number("fault_containment.working_cpus", others);
+    if sidecar_vps().any(|vp| vp == 7) {
+        bounded_failures().await?;
+    }
     Ok(())
+}
+
+/// The bounds the wedge cases run with: long enough for a loaded machine's
+/// real commands, short enough for a test.
+const TEST_BOUND_US: u64 = 1_000_000;
+
+/// Sends `command` (a number only the hooks know) to `vp` and returns how
+/// the client saw it end.
+async fn send_raw(vp: u32, command: u32) -> Result<Result<(), ClientError>, Failure> {
+    let Ok(cpu) = SidecarCpu::new(vp) else {
+        fail!("cpu {vp} is not up for the bounded-failure cases");
+    };
+    let fill = |page: &mut crate::abi::CommandPage| {
+        page.command = SidecarCommand(command);
+        Ok(())
+    };
+    Ok(cpu.command(fill, |_| ()).await)
+}
+
+/// The three failures only the client's bounds can see, each of which must
+/// end its command with `TimedOut` naming the CPU and the command.
+async fn bounded_failures() -> Result<(), Failure> {
+    client::set_bounds(TEST_BOUND_US, TEST_BOUND_US);
+    let began = rdtsc();
+
+    match send_raw(5, WEDGE_COMMAND).await? {
+        Err(ClientError::TimedOut {
+            vp: 5,
+            command,
+            status: CpuStatus::RUN,
+            ..
+        }) if command == SidecarCommand(WEDGE_COMMAND) => {}
+        other => fail!("the wedged command on cpu 5 gave {other:?}"),
+    }
+
+    if let Err(err) = send_raw(6, DEAF_TO_STOP_COMMAND).await? {
+        // An unknown command is an error, but the hook ran first.
+        if !matches!(err, ClientError::Failed { .. }) {
+            fail!("arming cpu 6 gave {err:?}");
+        }
+    }
+    let Ok(deaf) = SidecarCpu::new(6) else {
+        fail!("cpu 6 is not up");
+    };
+    let mut devices = Devices::new(6);
+    let mut counts = ExitCounts::default();
+    let registers = vmm::start_registers(Program::Spin, 6, 0, 0);
+    let run = vmm::run_vp(&deaf, &mut devices, &mut counts, &registers);
+    let stop = async {
+        clock::sleep_us(10_000).await;
+        vmm::stop_reliably(&deaf).await
+    };
+    match join(run, stop).await.0 {
+        Err(ClientError::TimedOut {
+            vp: 6,
+            command: SidecarCommand::RUN_VP,
+            status: CpuStatus::STOP,
+            ..
+        }) => {}
+        other => fail!("the RUN_VP that ignored its STOP on cpu 6 gave {other:?}"),
+    }
+
+    let silent = send_raw(7, NO_RESPONSE_COMMAND).await?;
+    restore_response_vector(7);
+    match silent {
+        Err(ClientError::TimedOut {
+            vp: 7,
+            status: CpuStatus::IDLE,
+            ..
+        }) => {}
+        other => fail!("the command without a response IPI on cpu 7 gave {other:?}"),
+    }
+    let waited_ms = crate::arch::x86_64::time::ticks_to_us(rdtsc() - began) / 1000;
+    info!("fault-containment: a wedged CPU, a deaf RUN_VP and a lost response IPI each failed within the bound ({waited_ms} ms in all)");
+    report::number("fault_containment.bounded_ms", waited_ms);
+    client::set_bounds(client::COMMAND_BOUND_US, client::STOP_BOUND_US);
+    Ok(())
+}
+
+/// Puts back the response vector the hook of [`NO_RESPONSE_COMMAND`]
+/// cleared on `vp`'s node.
+fn restore_response_vector(vp: u32) {
+    let node = plan::get().topology.cpus[vp as usize].node;
+    if let Some(control) = plan::get().control_page(node as usize) {
+        control.response_vector.store(
+            u32::from(RESPONSE_VECTOR),
+            core::sync::atomic::Ordering::Release,
+        );
+    }
 }

@@ -4,6 +4,8 @@
 //! [`NoHooks`], so a command number means something special only in the
 //! scenario that defines it.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use crate::abi::SidecarCommand;
 use crate::cmdline::Scenario;
 use crate::layout::private;
@@ -11,6 +13,7 @@ use crate::plan;
 use crate::report;
 use crate::runtime::hooks::{AfterHook, DispatchLoop, NoHooks, RuntimeHooks};
 use crate::runtime::this_cpu::{OwnedPages, ThisCpu};
+use crate::MAX_CPUS;
 
 use super::UNMAPPED_ADDRESS;
 
@@ -60,12 +63,47 @@ pub const FAULT_COMMAND: u32 = 0xFA17;
 /// fault-containment scenario.
 pub const PANIC_COMMAND: u32 = 0xFA18;
 
-/// Faults and panics on command, for the containment test.
+/// The command number that wedges a sidecar CPU for good (interrupts off,
+/// spinning), so that the client's bound must end the command.
+pub const WEDGE_COMMAND: u32 = 0xFA19;
+
+/// The command number after which a sidecar CPU ignores STOP: its next
+/// RUN_VP spins inside dispatch, so the bound after the STOP must end it.
+pub const DEAF_TO_STOP_COMMAND: u32 = 0xFA1A;
+
+/// The command number that makes a sidecar CPU complete its command without
+/// the response IPI (it clears its node's response vector first).
+pub const NO_RESPONSE_COMMAND: u32 = 0xFA1B;
+
+/// Per VP: the CPU took [`DEAF_TO_STOP_COMMAND`].
+static DEAF_TO_STOP: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Faults, panics and wedges on command, for the containment test.
 struct FaultContainmentHooks;
 
 impl RuntimeHooks for FaultContainmentHooks {
-    fn before_command(&self, _cpu: ThisCpu, pages: &mut OwnedPages) -> AfterHook {
+    fn before_command(&self, cpu: ThisCpu, pages: &mut OwnedPages) -> AfterHook {
         let command = pages.command().command;
+        let vp = cpu.identity().vp as usize;
+        if command == SidecarCommand(WEDGE_COMMAND) {
+            x86_64::instructions::interrupts::disable();
+            loop {
+                core::hint::spin_loop();
+            }
+        }
+        if command == SidecarCommand(DEAF_TO_STOP_COMMAND) {
+            DEAF_TO_STOP[vp].store(true, Ordering::Relaxed);
+        }
+        if command == SidecarCommand::RUN_VP && DEAF_TO_STOP[vp].load(Ordering::Relaxed) {
+            // Interrupts stay on (the request IPI is taken), but dispatch
+            // never gets to look at the status again.
+            loop {
+                core::hint::spin_loop();
+            }
+        }
+        if command == SidecarCommand(NO_RESPONSE_COMMAND) {
+            cpu.control().response_vector.store(0, Ordering::Release);
+        }
         if command == SidecarCommand(PANIC_COMMAND) {
             panic!("fault-containment: deliberate panic");
         }

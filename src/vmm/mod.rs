@@ -18,7 +18,7 @@ use crate::abi::{
     HvX64MemoryInterceptMessage, HvX64RegisterName as Name, HvX64SegmentRegister,
     HvX64TableRegister,
 };
-use crate::main_kernel::client::{ClientError, RunVpExit, SidecarCpu};
+use crate::main_kernel::client::{stop_bound_us, ClientError, RunVpExit, SidecarCpu};
 use crate::plan;
 use crate::vp::GuestRam;
 
@@ -339,7 +339,8 @@ const STOP_POLL_US: u64 = 100;
 /// Stops the VP running on `cpu`: waits until RUN_VP is the command in
 /// flight (the VMM may be between commands, or emulating an exit), stores
 /// STOP and, while the CPU has not stopped, re-sends the request IPI every
-/// [`STOP_RESEND_US`]. Returns how many times it re-sent. Gives up (0) if
+/// [`STOP_RESEND_US`], for at most the client's bound after a STOP (then the
+/// RUN_VP itself fails with `ClientError::TimedOut`). Returns how many times it re-sent. Gives up (0) if
 /// the run ends by itself first (`finished` says so).
 pub async fn stop_reliably_unless(cpu: &SidecarCpu, finished: impl Fn() -> bool) -> u32 {
     stop_with(cpu, finished, SidecarCpu::stop).await
@@ -367,7 +368,9 @@ async fn stop_with(
     }
     let running = || matches!(cpu.status(), CpuStatus::RUN | CpuStatus::STOP);
     let mut resends = 0;
-    loop {
+    // Past the client's bound the RUN_VP fails with `TimedOut`, naming the
+    // CPU; re-sending beyond it would only keep this task alive.
+    for _ in 0..stop_bound_us() / STOP_RESEND_US {
         for _ in 0..STOP_RESEND_US / STOP_POLL_US {
             crate::main_kernel::clock::sleep_us(STOP_POLL_US).await;
             if !running() {
@@ -377,6 +380,7 @@ async fn stop_with(
         cpu.resend_request();
         resends += 1;
     }
+    resends
 }
 
 /// [`stop_reliably_unless`] for a VP known to run until stopped.
