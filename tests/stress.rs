@@ -7,7 +7,7 @@ mod common;
 
 use common::{boot_pass, config};
 
-fn stress(cpus: u16, commands: u32, seed: u64) {
+fn stress(cpus: u16, commands: u32, seed: u64) -> u64 {
     let mut config = config("stress", cpus);
     config.extra_cmdline.push(format!("commands={commands}"));
     config.extra_cmdline.push(format!("seed={seed}"));
@@ -25,6 +25,23 @@ fn stress(cpus: u16, commands: u32, seed: u64) {
     assert!(
         count("cancelled") > 0 && count("errors_expected") > 0,
         "{stress}"
+    );
+    count("sequence")
+}
+
+#[test]
+fn every_seed_runs_its_own_sequence_and_a_seed_the_same_one() {
+    // Seeds that differ only in bit 0 once ran the same operations.
+    let seven = stress(4, 300, 7);
+    assert_ne!(
+        seven,
+        stress(4, 300, 6),
+        "seeds 7 and 6 ran the same operations"
+    );
+    assert_eq!(
+        seven,
+        stress(4, 300, 7),
+        "seed 7 ran different operations twice"
     );
 }
 

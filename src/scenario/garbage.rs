@@ -27,6 +27,7 @@
 // Failures are one-line strings by value: there is no allocator to box them.
 #![allow(clippy::result_large_err)]
 
+use super::rng::Rng;
 use super::{sidecar_cpus, Failure};
 use core::fmt::Write;
 
@@ -45,34 +46,14 @@ pub const GARBAGE_PER_CPU: u32 = 30;
 /// What a bad command looked like, for failure messages.
 type Description = heapless::String<96>;
 
-/// xorshift64*: deterministic, so that a failing run can be replayed.
-struct Rng(u64);
+/// Register names drawn from the scenarios' generator (deterministic, so
+/// that a failing run can be replayed).
+trait RegisterNames {
+    fn known_name(&mut self) -> Name;
+    fn unknown_name(&mut self) -> Name;
+}
 
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn fill(&mut self, bytes: &mut [u8]) {
-        for chunk in bytes.chunks_mut(8) {
-            let word = self.next().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
-    }
-
+impl RegisterNames for Rng {
     fn known_name(&mut self) -> Name {
         SUPPORTED[self.below(SUPPORTED.len() as u64) as usize]
     }

@@ -52,6 +52,7 @@ mod fault;
 mod garbage;
 mod hooks;
 mod protocol;
+mod rng;
 mod stress;
 
 use crate::arch::x86_64::{cpu, time};

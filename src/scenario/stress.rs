@@ -16,6 +16,7 @@
 
 use core::cell::Cell;
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::future::{join, select, Either};
 
@@ -32,6 +33,7 @@ use crate::vmm::guests::{expected_compute, Program, WAKE_VECTOR};
 use crate::vmm::{self, ExitCounts, VpEnd};
 
 use super::protocol::{write_guest_page_tables, GUEST_CR3, MAPPED_GPA, MAPPED_GVA};
+use super::rng::Rng;
 use super::Failure;
 
 /// How long one operation may take before it counts as lost.
@@ -72,21 +74,6 @@ fn unexpected(args: core::fmt::Arguments<'_>) -> Outcome {
     let mut failure = Failure::new();
     let _ = failure.write_fmt(args);
     Outcome::Unexpected(failure)
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 const GPRS: [Name; 8] = [
@@ -226,8 +213,8 @@ async fn injected(cpu: &SidecarCpu, rng: &mut Rng) -> Outcome {
     }
 }
 
-async fn operation(cpu: &SidecarCpu, rng: &mut Rng) -> Outcome {
-    match rng.below(100) {
+async fn operation(cpu: &SidecarCpu, rng: &mut Rng, pick: u64) -> Outcome {
+    match pick {
         0..40 => registers(cpu, rng).await,
         40..60 => translate(cpu, rng).await,
         60..72 => bad_request(cpu, rng).await,
@@ -255,8 +242,9 @@ fn record(outcome: Option<Outcome>) {
 /// CPUs (every `stride`-th sidecar CPU from `first`).
 async fn cpu_task(vps: &'static [u32], first: usize, stride: usize, operations: u64, seed: u64) {
     let mine = || vps.iter().skip(first).step_by(stride);
-    let mut rng = Rng(seed ^ (first as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::new(seed ^ (first as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut stuck = [false; crate::MAX_CPUS];
+    let mut sequence = first as u64;
     for n in 0..operations {
         let count = mine().count().max(1);
         let vp = *mine().nth(n as usize % count).unwrap_or(&0);
@@ -271,7 +259,9 @@ async fn cpu_task(vps: &'static [u32], first: usize, stride: usize, operations: 
             record(None);
             continue;
         }
-        let op = core::pin::pin!(operation(&cpu, &mut rng));
+        let pick = rng.below(100);
+        sequence = sequence.wrapping_mul(0x100_0000_01B3) ^ pick;
+        let op = core::pin::pin!(operation(&cpu, &mut rng, pick));
         let timeout = core::pin::pin!(clock::sleep_us(OPERATION_TIMEOUT_US));
         match select(op, timeout).await {
             Either::Left((outcome, _)) => record(Some(outcome)),
@@ -282,7 +272,13 @@ async fn cpu_task(vps: &'static [u32], first: usize, stride: usize, operations: 
             }
         }
     }
+    SEQUENCE.fetch_xor(sequence, Ordering::Relaxed);
 }
+
+/// The operations the tasks picked, folded into one number (each task's
+/// picks in order, the tasks XORed together): the same seed gives the same
+/// number whatever the timing, and another seed another number.
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 /// The sidecar CPUs, for the tasks (a static: the task futures must be
 /// `'static` and small).
@@ -331,6 +327,7 @@ pub async fn run(spawner: MainSpawner, commands: u32, seed: u64) -> Result<(), F
         tally.lost + tally.issued.saturating_sub(accounted + tally.lost),
     );
     report::number("stress.cpus", vps.len() as u64);
+    report::number("stress.sequence", SEQUENCE.load(Ordering::Relaxed));
     info!(
         "stress: {tally:?} on {} CPUs ({tasks} VMM tasks)",
         vps.len()
