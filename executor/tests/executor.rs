@@ -296,6 +296,41 @@ fn waking_finished_tasks_and_reused_slots_is_harmless() {
 }
 
 #[test]
+fn replacing_the_context_inside_a_poll_loses_no_wake_up() {
+    static EX: Exec<1> = Executor::new(ThreadSignal::new());
+    static GATE: Gate = Gate::new();
+    let runner = EX.claim().unwrap();
+    // Safe code may overwrite the `Context` it is lent. The first task of
+    // the only slot does, and then looks at what its next poll is given.
+    let mut own = None;
+    let mut vandal = runner
+        .spawn(std::future::poll_fn(move |cx| match own.take() {
+            None => {
+                own = Some(cx.waker().clone());
+                cx.waker().wake_by_ref();
+                *cx = Context::from_waker(Waker::noop());
+                Poll::Pending
+            }
+            Some(first) => Poll::Ready((cx.waker().will_wake(&first), first)),
+        }))
+        .unwrap();
+    runner.run_until_idle();
+    let Some(Completion::Finished((same_next_poll, slot_waker))) = vandal.try_take() else {
+        panic!("the task finished in its second poll");
+    };
+    assert!(same_next_poll, "its next poll gets its own waker again");
+    // The next task in the same slot gets the slot's waker, and is woken.
+    let mut next = runner.spawn(GATE.wait()).unwrap();
+    runner.run_until_idle();
+    assert_eq!(GATE.polls(), 1);
+    assert!(GATE.waker().will_wake(&slot_waker), "not the no-op waker");
+    GATE.open();
+    runner.run_until_idle();
+    assert_eq!(GATE.polls(), 2, "the wake reached the next task");
+    assert_eq!(next.try_take(), Some(Completion::Finished(())));
+}
+
+#[test]
 fn tasks_await_join_handles_and_spawn_tasks() {
     static EX: Exec<4> = Executor::new(ThreadSignal::new());
     let runner = EX.claim().unwrap();

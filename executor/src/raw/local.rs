@@ -7,7 +7,7 @@ use core::cell::{Cell, UnsafeCell};
 use core::future::Future;
 use core::mem;
 use core::ptr;
-use core::task::{Context, RawWakerVTable, Waker};
+use core::task::{RawWakerVTable, Waker};
 
 use super::cancel::RawCancel;
 use super::ready::task_bit;
@@ -63,7 +63,7 @@ impl Local {
     }
 
     /// Makes this the view of `core` and `tasks`, and gives every slot its
-    /// waker and `Context`.
+    /// waker.
     ///
     /// # Safety
     /// Called once, by the caller that won the claim, before any handle to
@@ -86,15 +86,13 @@ impl Local {
             // waker's data is the record of this `'static` slot, pointing at
             // this executor's `Core<N>`: what `Core::<N>::wake` decodes; its
             // functions are thread-safe (atomics and a `Sync` notifier), as
-            // `Waker` requires. The context borrows the waker for `'static`:
-            // both sit in the `'static` executor and never move.
+            // `Waker` requires.
             unsafe {
                 *record = WakeRecord {
                     mask: task_bit(i),
                     core: ptr::from_ref(core).cast(),
                 };
                 *header.waker.get() = Waker::new(record.cast_const().cast(), vtable);
-                *header.context.get() = Context::from_waker(&*header.waker.get());
             }
         }
         let all = (1u64 << tasks.len()) - 1;
@@ -297,8 +295,7 @@ impl View {
     /// Task `i`'s waker.
     #[inline(always)]
     pub(super) fn waker(&self, i: usize) -> &'static Waker {
-        // SAFETY: written by `init` before any handle existed, never again.
-        unsafe { &*self.header(i).waker.get() }
+        self.header(i).waker()
     }
 }
 

@@ -56,10 +56,8 @@ impl Local {
         let unwind = Unwind { local: self, bit };
         // SAFETY: `RUN` means the storage holds the future that `poll` was
         // set for, pinned in place; no run loop is active above this one
-        // (`enter`), so nothing else references it, nor the context, which
-        // only this call borrows mutably.
-        let finished =
-            unsafe { (header.poll.get())(view.slot_of_bit::<B>(bit), &mut *header.context.get()) };
+        // (`enter`), so nothing else references it.
+        let finished = unsafe { (header.poll.get())(view.slot_of_bit::<B>(bit), header.waker()) };
         mem::forget(unwind);
         if finished {
             // SAFETY: owner, slot index (caller); the output is in place.

@@ -20,29 +20,33 @@ use super::waker::{WakeRecord, NOOP_WAKER};
 use super::ALIGN;
 use crate::sync::{maybe_const_fn, AtomicU32};
 
-type PollFn = unsafe fn(*mut u8, &mut Context<'_>) -> bool;
+type PollFn = unsafe fn(*mut u8, &'static Waker) -> bool;
 type DropFn = unsafe fn(*mut u8, Phase);
 
 /// One task slot's bookkeeping; the storage follows it in its [`Task`].
+///
+/// `repr(C)` with the waker first: the header's address is the waker's, so
+/// the hot loop hands the poll function the waker without computing it.
+#[repr(C)]
 pub(crate) struct Header {
+    /// This slot's waker and its data: made once by `init`, read-only
+    /// afterwards. No `Context` is kept: a future may overwrite the one it
+    /// is lent (safe code can), so each poll gets a new one.
+    pub(super) waker: UnsafeCell<Waker>,
+    pub(super) record: UnsafeCell<WakeRecord>,
+    /// Who awaits the join handle.
+    pub(super) join: Cell<Option<Waker>>,
+    /// Polls the future in the storage; `true` when it finished (the
+    /// storage then holds the output).
+    pub(super) poll: Cell<PollFn>,
+    /// Drops the future (`Phase::Live`) or the output (`Phase::Finished`).
+    pub(super) drop: Cell<DropFn>,
     /// `generation | LIVE | RUN`. The owner stores it; a cancel token
     /// clears `RUN` with a compare-exchange that checks the generation.
     pub(super) state: AtomicU32,
     pub(super) phase: Cell<Phase>,
     /// The join handle is gone: free the slot as soon as the task completes.
     pub(super) detached: Cell<bool>,
-    /// Polls the future in the storage; `true` when it finished (the
-    /// storage then holds the output).
-    pub(super) poll: Cell<PollFn>,
-    /// Drops the future (`Phase::Live`) or the output (`Phase::Finished`).
-    pub(super) drop: Cell<DropFn>,
-    /// Who awaits the join handle.
-    pub(super) join: Cell<Option<Waker>>,
-    /// This slot's waker, its data and the `Context` that lends it to the
-    /// future: made once by `init`, read-only afterwards.
-    pub(super) record: UnsafeCell<WakeRecord>,
-    pub(super) waker: UnsafeCell<Waker>,
-    pub(super) context: UnsafeCell<Context<'static>>,
 }
 
 impl Header {
@@ -57,30 +61,44 @@ impl Header {
                 join: Cell::new(None),
                 record: UnsafeCell::new(WakeRecord { mask: 0, core: ptr::null() }),
                 waker: UnsafeCell::new(NOOP_WAKER),
-                context: UnsafeCell::new(Context::from_waker(Waker::noop())),
             }
         }
     }
+
+    /// This slot's waker.
+    #[inline(always)]
+    pub(super) fn waker(&self) -> &Waker {
+        // SAFETY: only `init` writes the cell, before any owner handle (and
+        // so any caller that reaches this header) exists; nothing writes it
+        // afterwards.
+        unsafe { &*self.waker.get() }
+    }
 }
 
-unsafe fn poll_nothing(_: *mut u8, _: &mut Context<'_>) -> bool {
+unsafe fn poll_nothing(_: *mut u8, _: &'static Waker) -> bool {
     false
 }
 
 unsafe fn drop_nothing(_: *mut u8, _: Phase) {}
 
-/// Polls the `F` in a slot's storage; on `Ready` drops it and moves the
+/// Polls the `F` in a slot's storage with a `Context` made for this poll
+/// from the slot's `waker`; on `Ready` drops the future and moves the
 /// output into the same storage.
+///
+/// The `Context` lives and dies in this call, so whatever the future writes
+/// over it (`*cx = Context::from_waker(Waker::noop())` is safe code) cannot
+/// reach a later poll. Building it here, where the future's type is known,
+/// lets the compiler drop it altogether when the future's `poll` inlines.
 ///
 /// # Safety
 /// `slot` holds a live, pinned `F` and has room and alignment for
 /// `F::Output`; only the owner calls this, never re-entrantly for a slot.
-pub(super) unsafe fn poll_future<F: Future>(slot: *mut u8, cx: &mut Context<'_>) -> bool {
+pub(super) unsafe fn poll_future<F: Future>(slot: *mut u8, waker: &'static Waker) -> bool {
     // SAFETY: the storage holds a live `F` (caller); it never moves until it
     // is dropped in place, so pinning it is sound; no other reference to it
     // exists while the owner polls it.
     let future = unsafe { Pin::new_unchecked(&mut *slot.cast::<F>()) };
-    match future.poll(cx) {
+    match future.poll(&mut Context::from_waker(waker)) {
         Poll::Pending => false,
         Poll::Ready(output) => {
             // SAFETY: the future is done and no reference to it remains;

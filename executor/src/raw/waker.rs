@@ -5,8 +5,9 @@
 //! `Core::wake_mask`. So a waker costs no reference count, stays valid for
 //! ever (executors are `'static`), and waking a task that has finished, or
 //! whose slot now holds another task, costs at worst one spurious poll. The
-//! owner never builds a waker or a `Context` to poll: `claim` builds the
-//! waker once per slot.
+//! owner never builds a waker to poll: `claim` builds one per slot, and
+//! each poll lends it through a `Context` of its own (see
+//! `task::poll_future`).
 
 use core::ptr;
 use core::task::{RawWaker, RawWakerVTable, Waker};
