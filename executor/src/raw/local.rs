@@ -27,11 +27,11 @@ use crate::Notifier;
 #[derive(Clone, Copy)]
 pub(crate) struct View {
     pub(super) head: *const Head,
-    pub(super) tasks: *const u8,
-    pub(super) stride: usize,
+    tasks: *const u8,
+    stride: usize,
     /// One bit per slot.
-    pub(super) all: u64,
-    pub(super) waker_vtable: &'static RawWakerVTable,
+    all: u64,
+    waker_vtable: &'static RawWakerVTable,
 }
 
 /// What only the owner of an executor touches. `Cell`s: the safe handles
@@ -40,7 +40,7 @@ pub(crate) struct Local {
     /// Written once by `init`, before any handle exists; read-only after.
     view: UnsafeCell<View>,
     /// One bit per free slot.
-    pub(super) free: Cell<u64>,
+    free: Cell<u64>,
     /// A run loop is on the stack (guards against re-entrant polls).
     running: Cell<bool>,
 }
@@ -142,6 +142,8 @@ impl Local {
     pub(crate) unsafe fn release(&self, i: usize) {
         let view = self.view();
         let header = view.header(i);
+        // Poisoned while the output's drop (user code) runs: if it panics,
+        // the slot is never touched again.
         match header.phase.replace(Phase::Poisoned) {
             Phase::Poisoned => return,
             Phase::Finished => {
@@ -294,7 +296,7 @@ impl View {
 
     /// Task `i`'s waker.
     #[inline(always)]
-    pub(super) fn waker(&self, i: usize) -> &'static Waker {
+    fn waker(&self, i: usize) -> &'static Waker {
         self.header(i).waker()
     }
 }

@@ -1,6 +1,15 @@
 //! The poll loop: take the ready word, poll each task at its boundary,
 //! drop cancelled ones, record completions; and what happens when user
 //! code panics in the middle of a batch.
+//!
+//! User code runs at four places here: the future's `poll`, a cancelled
+//! future's `Drop`, the join waker's `wake`, and a detached task's output's
+//! `Drop`. One guard ([`Unwind`]) is armed around all four. If any panics
+//! (host only: with `panic = "abort"`, the kernel's, the guard compiles to
+//! nothing), the guard puts the unhandled rest of the batch back into the
+//! ready word, poisons a slot whose storage was in flux, and wakes the
+//! joiner of a poisoned slot; then the panic goes on to the run loop's
+//! caller, and the next run loop polls the rest.
 
 use core::mem;
 
@@ -32,7 +41,7 @@ impl Local {
                 // slot index because every task bit in the ready word comes
                 // from a `WakeRecord` that `init` made for a slot of this
                 // executor.
-                if unsafe { self.poll_slot::<B>(view, bit) } {
+                if unsafe { self.poll_slot::<B>(view, bit, batch) } {
                     // SAFETY: as above.
                     return unsafe { self.completed(view, batch) };
                 }
@@ -42,28 +51,36 @@ impl Local {
 
     /// The poll boundary of the task whose ready bit is `bit` (slot
     /// `bit - 1`): poll it if it is live, or drop it if it was cancelled, or
-    /// ignore a stale wake. `true` if the task completed.
+    /// ignore a stale wake. `true` if the task completed. `rest` is what is
+    /// left of the batch, put back if user code panics here.
     ///
     /// # Safety
     /// Owner only, inside [`Local::enter`]; `bit - 1` is a slot index.
     #[inline(always)]
-    unsafe fn poll_slot<const B: usize>(&self, view: &View, bit: usize) -> bool {
+    unsafe fn poll_slot<const B: usize>(&self, view: &View, bit: usize, rest: u64) -> bool {
         let header = view.header_of_bit::<B>(bit);
-        if header.state.load(Relaxed) & RUN == 0 {
+        let unwind = Unwind {
+            local: self,
+            bit,
+            rest,
+        };
+        let completed = if header.state.load(Relaxed) & RUN == 0 {
             // SAFETY: owner, slot index (caller).
-            return unsafe { self.boundary(bit - 1) };
-        }
-        let unwind = Unwind { local: self, bit };
-        // SAFETY: `RUN` means the storage holds the future that `poll` was
-        // set for, pinned in place; no run loop is active above this one
-        // (`enter`), so nothing else references it.
-        let finished = unsafe { (header.poll.get())(view.slot_of_bit::<B>(bit), header.waker()) };
+            unsafe { self.boundary(bit - 1) }
+        } else {
+            // SAFETY: `RUN` means the storage holds the future that `poll`
+            // was set for, pinned in place; no run loop is active above this
+            // one (`enter`), so nothing else references it.
+            let finished =
+                unsafe { (header.poll.get())(view.slot_of_bit::<B>(bit), header.waker()) };
+            if finished {
+                // SAFETY: owner, slot index (caller); the output is in place.
+                unsafe { self.complete(bit - 1) };
+            }
+            finished
+        };
         mem::forget(unwind);
-        if finished {
-            // SAFETY: owner, slot index (caller); the output is in place.
-            unsafe { self.complete(bit - 1) };
-        }
-        finished
+        completed
     }
 
     /// A task completed in the middle of a batch: put the rest of the batch
@@ -140,37 +157,54 @@ pub(crate) enum Batch {
     Completed,
 }
 
-/// Armed around a poll: if the future panics, its slot is poisoned (never
-/// polled, dropped or reused again) and every other live task is marked
-/// ready, so that the unpolled rest of the batch is not lost. With
-/// `panic = "abort"` (the kernel) it compiles to nothing.
+/// Armed while the run loop handles one slot, around every call into user
+/// code (see the module doc); disarmed with `mem::forget`. With
+/// `panic = "abort"` (the kernel) nothing unwinds, and it compiles to
+/// nothing.
 struct Unwind<'a> {
     local: &'a Local,
+    /// The slot's ready bit (slot `bit - 1`).
     bit: usize,
+    /// The batch's bits not handled yet.
+    rest: u64,
 }
 
 impl Drop for Unwind<'_> {
     #[inline(always)]
     fn drop(&mut self) {
-        poison(self.local, self.bit - 1);
+        unwound(self.local, self.bit - 1, self.rest);
     }
 }
 
-/// A poll of slot `i` panicked.
+/// User code panicked while the run loop handled slot `i`, with `rest` of
+/// its batch still to go.
 #[cold]
 #[inline(never)]
-fn poison(local: &Local, i: usize) {
-    let view = local.view();
-    let header = view.header(i);
-    header.phase.set(Phase::Poisoned);
-    let state = header.state.load(Relaxed);
-    header.state.store(state & GEN_MASK, Relaxed);
+fn unwound(local: &Local, i: usize, rest: u64) {
+    // First the rest of the batch, so that nothing below can lose it. The
+    // owner is awake (it is polling), so this never notifies.
+    if rest != 0 {
+        local.head().ready.mark(rest);
+    }
+    let header = local.view().header(i);
+    match header.phase.get() {
+        // The poll panicked (or the future's drop after `Ready`): the
+        // storage is in flux. Never poll, drop or reuse it again.
+        Phase::Live => {
+            header.phase.set(Phase::Poisoned);
+            let state = header.state.load(Relaxed);
+            header.state.store(state & GEN_MASK, Relaxed);
+        }
+        // A cancelled future's drop, or a detached output's drop, panicked:
+        // both poison the slot before they run.
+        Phase::Poisoned => {}
+        // The join waker panicked after the outcome was recorded; it was
+        // taken, and a detached slot has none: nothing is left to do.
+        Phase::Finished | Phase::Cancelled | Phase::Free => return,
+    }
+    // The joiner learns of the panic from its handle. (A join waker that
+    // panics too, while this panic unwinds, aborts the process.)
     if let Some(waker) = header.join.take() {
         waker.wake();
-    }
-    let live = view.all & !local.free.get() & !(1 << i);
-    if live != 0 {
-        // The owner is awake (it is polling), so this never notifies.
-        local.head().ready.mark(live << 1);
     }
 }
