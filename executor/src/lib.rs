@@ -39,8 +39,10 @@
 //!
 //! # Map
 //!
-//! * `raw`: the unsafe core: ready word, slots, waker, poll loop (private;
-//!   read it beside `docs/executor.md`).
+//! * `raw`: the unsafe core, one file per concern: the ready word, the
+//!   shared core, the waker, a slot's state, the slot itself, the owner's
+//!   view of its slots, the poll loop, cancel tokens (private; read it
+//!   beside `docs/executor.md`).
 //! * this module's re-exports from `runtime`: the safe API.
 //! * [`flag`], [`time`]: the shared-memory flag and deadline futures.
 //! * `x86`: the halt parker (bare-metal x86_64 only).

@@ -1,5 +1,7 @@
 //! Host tests of the executor's behaviour: spawn, wake, cancel, full
-//! storage, coalesced wakes, flags, timers, and the ecosystem crates.
+//! storage, coalesced wakes, flags, timers, the ecosystem crates, a future
+//! that overwrites its `Context`, and panics in user code inside and
+//! outside a poll.
 //!
 //! Each test declares its own `static` executor, as the kernel does.
 #![cfg(not(loom))]
@@ -293,6 +295,41 @@ fn waking_finished_tasks_and_reused_slots_is_harmless() {
     runner.run_until_idle();
     assert_eq!(polls.get(), 1);
     assert_eq!(second.try_take(), Some(Completion::Finished(())));
+}
+
+#[test]
+fn replacing_the_context_inside_a_poll_loses_no_wake_up() {
+    static EX: Exec<1> = Executor::new(ThreadSignal::new());
+    static GATE: Gate = Gate::new();
+    let runner = EX.claim().unwrap();
+    // Safe code may overwrite the `Context` it is lent. The first task of
+    // the only slot does, and then looks at what its next poll is given.
+    let mut own = None;
+    let mut vandal = runner
+        .spawn(std::future::poll_fn(move |cx| match own.take() {
+            None => {
+                own = Some(cx.waker().clone());
+                cx.waker().wake_by_ref();
+                *cx = Context::from_waker(Waker::noop());
+                Poll::Pending
+            }
+            Some(first) => Poll::Ready((cx.waker().will_wake(&first), first)),
+        }))
+        .unwrap();
+    runner.run_until_idle();
+    let Some(Completion::Finished((same_next_poll, slot_waker))) = vandal.try_take() else {
+        panic!("the task finished in its second poll");
+    };
+    assert!(same_next_poll, "its next poll gets its own waker again");
+    // The next task in the same slot gets the slot's waker, and is woken.
+    let mut next = runner.spawn(GATE.wait()).unwrap();
+    runner.run_until_idle();
+    assert_eq!(GATE.polls(), 1);
+    assert!(GATE.waker().will_wake(&slot_waker), "not the no-op waker");
+    GATE.open();
+    runner.run_until_idle();
+    assert_eq!(GATE.polls(), 2, "the wake reached the next task");
+    assert_eq!(next.try_take(), Some(Completion::Finished(())));
 }
 
 #[test]
@@ -648,5 +685,131 @@ fn a_panicking_task_is_poisoned_and_the_others_run_on() {
         runner.spawner().free_slots(),
         3,
         "a poisoned slot is never reused"
+    );
+}
+
+/// Panics when dropped: user code that panics outside a task's poll.
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("a drop that panics");
+    }
+}
+
+/// A waker from outside the executor that counts its wakes.
+struct CountingWaker(AtomicU32);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, Relaxed);
+    }
+}
+
+/// A join waker whose wake panics.
+struct PanickingWaker;
+
+impl std::task::Wake for PanickingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        panic!("a waker that panics");
+    }
+}
+
+fn catch<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+}
+
+#[test]
+fn a_cancelled_task_whose_drop_panics_loses_no_wake_up() {
+    static EX: Exec<4> = Executor::new(ThreadSignal::new());
+    static GATE: Gate = Gate::new();
+    let runner = EX.claim().unwrap();
+    let bomb = PanicOnDrop;
+    let mut doomed = runner
+        .spawn(async move {
+            let _bomb = bomb;
+            std::future::pending::<()>().await;
+        })
+        .unwrap();
+    let _other = runner.spawn(GATE.wait()).unwrap();
+    runner.run_until_idle();
+    let joiner = std::sync::Arc::new(CountingWaker(AtomicU32::new(0)));
+    let join_waker = Waker::from(joiner.clone());
+    let polled = Pin::new(&mut doomed).poll(&mut Context::from_waker(&join_waker));
+    assert!(polled.is_pending());
+    // One batch: the cancelled task (dropped at its boundary), then the other.
+    assert!(doomed.cancel());
+    GATE.waker().wake_by_ref();
+    assert!(
+        catch(|| runner.run_until_idle()).is_err(),
+        "the drop's panic reaches the caller"
+    );
+    runner.run_until_idle();
+    assert_eq!(GATE.polls(), 2, "the rest of the batch was put back");
+    assert_eq!(joiner.0.load(Relaxed), 1, "the joiner was woken");
+    assert!(doomed.is_finished());
+    assert!(
+        catch(|| doomed.try_take()).is_err(),
+        "the join handle reports the panic"
+    );
+}
+
+#[test]
+fn a_join_waker_that_panics_loses_no_wake_up() {
+    static EX: Exec<4> = Executor::new(ThreadSignal::new());
+    static FIRST: Gate = Gate::new();
+    static SECOND: Gate = Gate::new();
+    let runner = EX.claim().unwrap();
+    let mut first = runner.spawn(FIRST.wait()).unwrap();
+    let _second = runner.spawn(SECOND.wait()).unwrap();
+    runner.run_until_idle();
+    let join_waker = Waker::from(std::sync::Arc::new(PanickingWaker));
+    let polled = Pin::new(&mut first).poll(&mut Context::from_waker(&join_waker));
+    assert!(polled.is_pending());
+    // One batch: the first task finishes (its join waker panics), then the second.
+    FIRST.open();
+    SECOND.waker().wake_by_ref();
+    assert!(
+        catch(|| runner.run_until_idle()).is_err(),
+        "the waker's panic reaches the caller"
+    );
+    runner.run_until_idle();
+    assert_eq!(SECOND.polls(), 2, "the rest of the batch was put back");
+    assert_eq!(
+        first.try_take(),
+        Some(Completion::Finished(())),
+        "the output stands"
+    );
+}
+
+#[test]
+fn a_detached_task_whose_output_drop_panics_loses_no_wake_up() {
+    static EX: Exec<4> = Executor::new(ThreadSignal::new());
+    static FIRST: Gate = Gate::new();
+    static SECOND: Gate = Gate::new();
+    let runner = EX.claim().unwrap();
+    let detached = runner
+        .spawn(async {
+            FIRST.wait().await;
+            PanicOnDrop
+        })
+        .unwrap();
+    drop(detached);
+    let _second = runner.spawn(SECOND.wait()).unwrap();
+    runner.run_until_idle();
+    // One batch: the detached task finishes (its output's drop panics), then
+    // the second.
+    FIRST.open();
+    SECOND.waker().wake_by_ref();
+    assert!(
+        catch(|| runner.run_until_idle()).is_err(),
+        "the drop's panic reaches the caller"
+    );
+    runner.run_until_idle();
+    assert_eq!(SECOND.polls(), 2, "the rest of the batch was put back");
+    assert_eq!(
+        runner.spawner().free_slots(),
+        2,
+        "the slot whose drop panicked is never reused"
     );
 }

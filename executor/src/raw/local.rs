@@ -1,0 +1,311 @@
+//! The owner's side of an executor: [`Local`], its view of the slots, and
+//! the slot life cycle outside the poll loop (spawn, join, detach,
+//! release, cancel tokens, flag waiters). Only the owner's `!Send`
+//! handles reach a `Local`, so its `Cell`s need no synchronisation.
+
+use core::cell::{Cell, UnsafeCell};
+use core::future::Future;
+use core::mem;
+use core::ptr;
+use core::task::{RawWakerVTable, Waker};
+
+use super::cancel::RawCancel;
+use super::ready::task_bit;
+use super::shared::{Core, Head};
+use super::state::{Phase, GEN_MASK, GEN_ONE, LIVE, RUN};
+use super::task::{drop_contents, poll_future, Header, Task, STORAGE_OFFSET};
+use super::waker::{WakeRecord, NOOP_VTABLE};
+use super::MAX_TASKS;
+use crate::sync::{maybe_const_fn, Ordering::*};
+use crate::Notifier;
+
+// === impl Local ===
+
+/// The owner's view of its executor, with the types erased: where the
+/// slots are and how far apart. Written once by `init`, then read by the
+/// owner's handles only.
+#[derive(Clone, Copy)]
+pub(crate) struct View {
+    pub(super) head: *const Head,
+    tasks: *const u8,
+    stride: usize,
+    /// One bit per slot.
+    all: u64,
+    waker_vtable: &'static RawWakerVTable,
+}
+
+/// What only the owner of an executor touches. `Cell`s: the safe handles
+/// that reach it are `!Send`, and they exist only on the owner.
+pub(crate) struct Local {
+    /// Written once by `init`, before any handle exists; read-only after.
+    view: UnsafeCell<View>,
+    /// One bit per free slot.
+    free: Cell<u64>,
+    /// A run loop is on the stack (guards against re-entrant polls).
+    running: Cell<bool>,
+}
+
+impl Local {
+    maybe_const_fn! {
+        pub(crate) fn new() -> Self {
+            Self {
+                view: UnsafeCell::new(View {
+                    head: ptr::null(),
+                    tasks: ptr::null(),
+                    stride: 0,
+                    all: 0,
+                    waker_vtable: &NOOP_VTABLE,
+                }),
+                free: Cell::new(0),
+                running: Cell::new(false),
+            }
+        }
+    }
+
+    /// Makes this the view of `core` and `tasks`, and gives every slot its
+    /// waker.
+    ///
+    /// # Safety
+    /// Called once, by the caller that won the claim, before any handle to
+    /// this `Local` exists; both live in the same `'static` executor.
+    pub(crate) unsafe fn init<N: Notifier, const B: usize>(
+        &self,
+        core: &'static Core<N>,
+        tasks: &'static [Task<B>],
+    ) {
+        assert!(tasks.len() <= MAX_TASKS);
+        let vtable: &'static RawWakerVTable = &Core::<N>::VTABLE;
+        core.head
+            .vtable
+            .store(ptr::from_ref(vtable).cast_mut(), Relaxed);
+        for (i, task) in tasks.iter().enumerate() {
+            let header = &task.header;
+            let record = header.record.get();
+            // SAFETY: no handle exists yet (caller), so nothing else reads
+            // or writes these cells; afterwards they are only read. The
+            // waker's data is the record of this `'static` slot, pointing at
+            // this executor's `Core<N>`: what `Core::<N>::wake` decodes; its
+            // functions are thread-safe (atomics and a `Sync` notifier), as
+            // `Waker` requires.
+            unsafe {
+                *record = WakeRecord {
+                    mask: task_bit(i),
+                    core: ptr::from_ref(core).cast(),
+                };
+                *header.waker.get() = Waker::new(record.cast_const().cast(), vtable);
+            }
+        }
+        let all = (1u64 << tasks.len()) - 1;
+        // SAFETY: no handle exists yet (caller): nothing borrows the view.
+        unsafe {
+            *self.view.get() = View {
+                head: &core.head,
+                tasks: tasks.as_ptr().cast(),
+                stride: mem::size_of::<Task<B>>(),
+                all,
+                waker_vtable: vtable,
+            }
+        };
+        self.free.set(all);
+    }
+
+    /// The ready word, counters and flag waiters.
+    pub(crate) fn head(&self) -> &Head {
+        // SAFETY: `init` pointed `head` into the `'static` executor before
+        // any handle that can call this existed.
+        unsafe { &*self.view().head }
+    }
+
+    /// Marks a run loop active; panics if one already is (a task that runs
+    /// its own executor would alias the future being polled).
+    pub(crate) fn enter(&self) -> Running<'_> {
+        assert!(
+            !self.running.replace(true),
+            "executor run re-entered from inside a task"
+        );
+        Running(self)
+    }
+
+    /// The view of the slots.
+    #[inline(always)]
+    pub(crate) fn view(&self) -> &View {
+        // SAFETY: `init` wrote it before any handle (any caller of this)
+        // existed, and nothing writes it again.
+        unsafe { &*self.view.get() }
+    }
+
+    /// Drops a finished task's output (if any) and frees the slot, unless it
+    /// is poisoned.
+    ///
+    /// # Safety
+    /// Owner only; slot `i` is complete and no join handle will read it.
+    pub(crate) unsafe fn release(&self, i: usize) {
+        let view = self.view();
+        let header = view.header(i);
+        // Poisoned while the output's drop (user code) runs: if it panics,
+        // the slot is never touched again.
+        match header.phase.replace(Phase::Poisoned) {
+            Phase::Poisoned => return,
+            Phase::Finished => {
+                // SAFETY: the storage holds the output (`Finished`), read by
+                // nobody (caller); dropped once, here.
+                unsafe { (header.drop.get())(view.slot(i), Phase::Finished) };
+            }
+            _ => {}
+        }
+        header.phase.set(Phase::Free);
+        self.free.set(self.free.get() | 1 << i);
+    }
+
+    /// Moves `future` into a free slot and marks it ready; gives the future
+    /// back if every slot is taken.
+    ///
+    /// # Safety
+    /// Owner only; `F` and `F::Output` fit the slot storage ([`fits`](super::fits)).
+    pub(crate) unsafe fn spawn<F: Future + 'static>(&self, future: F) -> Result<usize, F> {
+        let free = self.free.get();
+        if free == 0 {
+            return Err(future);
+        }
+        let i = free.trailing_zeros() as usize;
+        self.free.set(free & (free - 1));
+        let view = self.view();
+        let header = view.header(i);
+        // SAFETY: the slot was free, so its storage holds nothing and
+        // nothing refers to it; `F` fits it (caller).
+        unsafe { view.slot(i).cast::<F>().write(future) };
+        header.poll.set(poll_future::<F>);
+        header.drop.set(drop_contents::<F>);
+        header.phase.set(Phase::Live);
+        header.detached.set(false);
+        let generation = (header.state.load(Relaxed) & GEN_MASK).wrapping_add(GEN_ONE);
+        header.state.store(generation | LIVE | RUN, Relaxed);
+        // The owner is awake whenever it spawns (the word has `AWAKE`
+        // outside `park`), so this mark never needs to notify anyone.
+        self.head().ready.mark(task_bit(i));
+        Ok(i)
+    }
+
+    /// Slot `i`'s phase (owner only).
+    pub(crate) fn phase(&self, i: usize) -> Phase {
+        self.view().header(i).phase.get()
+    }
+
+    /// Reads a finished task's output and frees its slot.
+    ///
+    /// # Safety
+    /// Owner only; slot `i` is `Finished` with an output of type `T`.
+    pub(crate) unsafe fn take_output<T>(&self, i: usize) -> T {
+        let view = self.view();
+        // SAFETY: the storage holds a `T` (caller), read once: the slot is
+        // freed right after without dropping it.
+        let output = unsafe { view.slot(i).cast::<T>().read() };
+        view.header(i).phase.set(Phase::Free);
+        self.free.set(self.free.get() | 1 << i);
+        output
+    }
+
+    /// Registers who awaits slot `i`'s completion.
+    pub(crate) fn set_join_waker(&self, i: usize, waker: &Waker) {
+        let join = &self.view().header(i).join;
+        match join.take() {
+            Some(old) if old.will_wake(waker) => join.set(Some(old)),
+            _ => join.set(Some(waker.clone())),
+        }
+    }
+
+    /// The join handle of live slot `i` is gone.
+    pub(crate) fn detach(&self, i: usize) {
+        let header = self.view().header(i);
+        header.detached.set(true);
+        drop(header.join.take());
+    }
+
+    /// A token that cancels the task now in slot `i`, and no later occupant.
+    pub(crate) fn cancel_token(&self, i: usize) -> RawCancel {
+        let view = self.view();
+        RawCancel::new(&view.header(i).state, view.waker(i).clone())
+    }
+
+    /// Registers the task whose waker this is as a flag waiter; `false` if
+    /// it is not a task of this executor.
+    pub(crate) fn add_flag_waiter(&self, waker: &Waker) -> bool {
+        let view = self.view();
+        let first_record = view.tasks.addr() + mem::offset_of!(Header, record);
+        let offset = waker.data().addr().wrapping_sub(first_record);
+        let ours = ptr::eq(waker.vtable(), view.waker_vtable)
+            && offset < view.all.count_ones() as usize * view.stride
+            && offset.is_multiple_of(view.stride);
+        if ours {
+            let mask = task_bit(offset / view.stride);
+            self.head().flag_waiters.fetch_or(mask, Relaxed);
+        }
+        ours
+    }
+
+    /// The free-slot mask (owner only).
+    pub(crate) fn free_mask(&self) -> u64 {
+        self.free.get()
+    }
+}
+
+impl View {
+    /// Slot `i`'s header.
+    #[inline(always)]
+    pub(super) fn header(&self, i: usize) -> &'static Header {
+        // SAFETY: every caller passes a slot index (`i < len`), and `init`
+        // pointed `tasks` at the `'static` slot array of `stride`-sized
+        // `Task`s, each starting with its header.
+        unsafe { &*self.tasks.add(i * self.stride).cast::<Header>() }
+    }
+
+    /// The header of the task whose ready bit is `bit` (slot `bit - 1`):
+    /// indexed from one slot before the first, which saves the hot loop a
+    /// subtraction.
+    #[inline(always)]
+    pub(super) fn header_of_bit<const B: usize>(&self, bit: usize) -> &'static Header {
+        const { assert!(B > 0) };
+        let stride = mem::size_of::<Task<B>>();
+        debug_assert_eq!(stride, self.stride);
+        let header = self.tasks.wrapping_sub(stride).wrapping_add(bit * stride);
+        // SAFETY: `bit - 1` is a slot index and `B` the slot size (callers),
+        // so `header` is that slot's header, in the `'static` slot array.
+        unsafe { &*header.cast::<Header>() }
+    }
+
+    /// The storage of the task whose ready bit is `bit`, derived (like
+    /// every slot pointer) from the whole array's pointer, whose provenance
+    /// covers the storage, not from the header's reference.
+    #[inline(always)]
+    pub(super) fn slot_of_bit<const B: usize>(&self, bit: usize) -> *mut u8 {
+        let stride = mem::size_of::<Task<B>>();
+        let before = self.tasks.wrapping_sub(stride);
+        before
+            .wrapping_add(bit * stride + STORAGE_OFFSET)
+            .cast_mut()
+    }
+
+    /// Slot `i`'s storage.
+    #[inline(always)]
+    pub(super) fn slot(&self, i: usize) -> *mut u8 {
+        // SAFETY: as in `header`; the storage is `STORAGE_OFFSET` further,
+        // inside the same `Task`, and in an `UnsafeCell`, so writing
+        // through a pointer derived from the shared slot array is allowed.
+        unsafe { self.tasks.add(i * self.stride + STORAGE_OFFSET).cast_mut() }
+    }
+
+    /// Task `i`'s waker.
+    #[inline(always)]
+    fn waker(&self, i: usize) -> &'static Waker {
+        self.header(i).waker()
+    }
+}
+
+/// Clears [`Local::running`] when a run loop ends, even by a panic.
+pub(crate) struct Running<'a>(&'a Local);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.set(false);
+    }
+}

@@ -1,0 +1,210 @@
+//! The poll loop: take the ready word, poll each task at its boundary,
+//! drop cancelled ones, record completions; and what happens when user
+//! code panics in the middle of a batch.
+//!
+//! User code runs at four places here: the future's `poll`, a cancelled
+//! future's `Drop`, the join waker's `wake`, and a detached task's output's
+//! `Drop`. One guard ([`Unwind`]) is armed around all four. If any panics
+//! (host only: with `panic = "abort"`, the kernel's, the guard compiles to
+//! nothing), the guard puts the unhandled rest of the batch back into the
+//! ready word, poisons a slot whose storage was in flux, and wakes the
+//! joiner of a poisoned slot; then the panic goes on to the run loop's
+//! caller, and the next run loop polls the rest.
+
+use core::mem;
+
+use super::local::{Local, View};
+use super::state::{Phase, GEN_MASK, LIVE, RUN};
+use crate::sync::Ordering::*;
+
+impl Local {
+    /// Polls ready tasks, batch after batch (each batch in slot order),
+    /// until none is ready ([`Batch::Idle`]) or one completed
+    /// ([`Batch::Completed`]). `B` is the slot size: with it, the slot
+    /// stride is a constant in the hot loop.
+    ///
+    /// # Safety
+    /// Owner only, inside [`Local::enter`]; `B` is this executor's slot size.
+    #[inline]
+    pub(crate) unsafe fn run_ready<const B: usize>(&self, view: &View) -> Batch {
+        // SAFETY: `head` points into the `'static` executor (`init`).
+        let ready = &unsafe { &*view.head }.ready;
+        loop {
+            let mut batch = ready.take();
+            if batch == 0 {
+                return Batch::Idle;
+            }
+            while batch != 0 {
+                let bit = batch.trailing_zeros() as usize;
+                batch &= !(1 << bit);
+                // SAFETY: owner, inside `enter` (caller); `bit - 1` is a
+                // slot index because every task bit in the ready word comes
+                // from a `WakeRecord` that `init` made for a slot of this
+                // executor.
+                if unsafe { self.poll_slot::<B>(view, bit, batch) } {
+                    // SAFETY: as above.
+                    return unsafe { self.completed(view, batch) };
+                }
+            }
+        }
+    }
+
+    /// The poll boundary of the task whose ready bit is `bit` (slot
+    /// `bit - 1`): poll it if it is live, or drop it if it was cancelled, or
+    /// ignore a stale wake. `true` if the task completed. `rest` is what is
+    /// left of the batch, put back if user code panics here.
+    ///
+    /// # Safety
+    /// Owner only, inside [`Local::enter`]; `bit - 1` is a slot index.
+    #[inline(always)]
+    unsafe fn poll_slot<const B: usize>(&self, view: &View, bit: usize, rest: u64) -> bool {
+        let header = view.header_of_bit::<B>(bit);
+        let unwind = Unwind {
+            local: self,
+            bit,
+            rest,
+        };
+        let completed = if header.state.load(Relaxed) & RUN == 0 {
+            // SAFETY: owner, slot index (caller).
+            unsafe { self.boundary(bit - 1) }
+        } else {
+            // SAFETY: `RUN` means the storage holds the future that `poll`
+            // was set for, pinned in place; no run loop is active above this
+            // one (`enter`), so nothing else references it.
+            let finished =
+                unsafe { (header.poll.get())(view.slot_of_bit::<B>(bit), header.waker()) };
+            if finished {
+                // SAFETY: owner, slot index (caller); the output is in place.
+                unsafe { self.complete(bit - 1) };
+            }
+            finished
+        };
+        mem::forget(unwind);
+        completed
+    }
+
+    /// A task completed in the middle of a batch: put the rest of the batch
+    /// back (the owner is awake, so this never notifies) and let the run
+    /// loop look at its `done` condition.
+    #[cold]
+    #[inline(never)]
+    unsafe fn completed(&self, view: &View, rest: u64) -> Batch {
+        if rest != 0 {
+            // SAFETY: `head` points into the `'static` executor (`init`).
+            unsafe { &*view.head }.ready.mark(rest);
+        }
+        Batch::Completed
+    }
+
+    /// The cold side of a poll boundary: a cancelled task is dropped here
+    /// (`true`); a wake for a free or completed slot is ignored.
+    #[cold]
+    #[inline(never)]
+    unsafe fn boundary(&self, i: usize) -> bool {
+        let view = self.view();
+        let header = view.header(i);
+        let state = header.state.load(Relaxed);
+        if state & LIVE == 0 {
+            return false;
+        }
+        // Clear `LIVE` first: from here on, tokens find the task complete.
+        // Mark the slot poisoned while user code (the future's drop) runs.
+        header.state.store(state & GEN_MASK, Relaxed);
+        header.phase.set(Phase::Poisoned);
+        // SAFETY: the storage holds the live future (`LIVE`), which nothing
+        // references between polls; it is dropped exactly once, here.
+        unsafe { (header.drop.get())(view.slot(i), Phase::Live) };
+        // SAFETY: owner, slot index (caller).
+        unsafe { self.finish(i, Phase::Cancelled) };
+        true
+    }
+
+    /// A poll returned `Ready`: the output is in the storage.
+    #[cold]
+    #[inline(never)]
+    unsafe fn complete(&self, i: usize) {
+        let header = self.view().header(i);
+        // Not live any more; a cancel that raced with this last poll goes
+        // with the cleared `RUN` bit: the task finished.
+        let state = header.state.load(Relaxed);
+        header.state.store(state & GEN_MASK, Relaxed);
+        // SAFETY: owner, slot index (caller).
+        unsafe { self.finish(i, Phase::Finished) };
+    }
+
+    /// Records the outcome, wakes the joiner, and frees a detached slot.
+    unsafe fn finish(&self, i: usize, outcome: Phase) {
+        let header = self.view().header(i);
+        header.phase.set(outcome);
+        if let Some(waker) = header.join.take() {
+            waker.wake();
+        }
+        if header.detached.get() {
+            // SAFETY: owner, slot index (caller); no handle refers to it.
+            unsafe { self.release(i) };
+        }
+    }
+}
+
+/// Why [`Local::run_ready`] returned: the run loop calls `done()` only
+/// then.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Batch {
+    /// Nothing is ready.
+    Idle,
+    /// A task finished or was cancelled (the rest of its batch was put back
+    /// into the ready word).
+    Completed,
+}
+
+/// Armed while the run loop handles one slot, around every call into user
+/// code (see the module doc); disarmed with `mem::forget`. With
+/// `panic = "abort"` (the kernel) nothing unwinds, and it compiles to
+/// nothing.
+struct Unwind<'a> {
+    local: &'a Local,
+    /// The slot's ready bit (slot `bit - 1`).
+    bit: usize,
+    /// The batch's bits not handled yet.
+    rest: u64,
+}
+
+impl Drop for Unwind<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        unwound(self.local, self.bit - 1, self.rest);
+    }
+}
+
+/// User code panicked while the run loop handled slot `i`, with `rest` of
+/// its batch still to go.
+#[cold]
+#[inline(never)]
+fn unwound(local: &Local, i: usize, rest: u64) {
+    // First the rest of the batch, so that nothing below can lose it. The
+    // owner is awake (it is polling), so this never notifies.
+    if rest != 0 {
+        local.head().ready.mark(rest);
+    }
+    let header = local.view().header(i);
+    match header.phase.get() {
+        // The poll panicked (or the future's drop after `Ready`): the
+        // storage is in flux. Never poll, drop or reuse it again.
+        Phase::Live => {
+            header.phase.set(Phase::Poisoned);
+            let state = header.state.load(Relaxed);
+            header.state.store(state & GEN_MASK, Relaxed);
+        }
+        // A cancelled future's drop, or a detached output's drop, panicked:
+        // both poison the slot before they run.
+        Phase::Poisoned => {}
+        // The join waker panicked after the outcome was recorded; it was
+        // taken, and a detached slot has none: nothing is left to do.
+        Phase::Finished | Phase::Cancelled | Phase::Free => return,
+    }
+    // The joiner learns of the panic from its handle. (A join waker that
+    // panics too, while this panic unwinds, aborts the process.)
+    if let Some(waker) = header.join.take() {
+        waker.wake();
+    }
+}
