@@ -17,7 +17,9 @@
 //! - [`boot`]: what the BSP does once, from the PVH hand-off on;
 //! - [`abi`]: the control and command page layouts shared with the main
 //!   kernel's driver;
-//! - [`acpi`], [`cmdline`], [`json`]: pure parsing and formatting.
+//! - [`acpi`], [`cmdline`], [`json`]: pure parsing and formatting;
+//! - [`vocabulary`]: the names the kernel and `qemu-runner` share (scenarios,
+//!   option values, report keys).
 //!
 //! `docs/` tells the design as a whole.
 #![no_std]
@@ -41,6 +43,7 @@ pub mod main_kernel;
 pub mod runtime;
 pub mod svm;
 pub mod topology;
+pub mod vocabulary;
 pub mod vp;
 
 #[cfg(target_os = "none")]
