@@ -262,9 +262,12 @@ fn draw_row(
     layout: &Layout<'_>,
 ) {
     let bar_h = (layout.row_h * 0.7).max(2.0);
-    let bar_y = layout.centre(i) - bar_h / 2.0;
-    let text_y = layout.centre(i) + layout.font * 0.35;
-    let small = format!(r#"font-size="{}""#, num(layout.font));
+    let bar = RowBar {
+        y: layout.centre(i) - bar_h / 2.0,
+        h: bar_h,
+        text_y: layout.centre(i) + layout.font * 0.35,
+        small: format!(r#"font-size="{}""#, num(layout.font)),
+    };
     match (row.status, row.start_ms, row.ready_ms) {
         (CpuBootStatus::Removed, _, _) => {
             let label = match (row.vp, main_kernel.contains(&row.vp)) {
@@ -272,60 +275,89 @@ fn draw_row(
                 (_, true) => "main kernel",
                 _ => "removed",
             };
-            svg.rect(
-                layout.left,
-                bar_y,
-                layout.plot_w,
-                bar_h,
-                r##"fill="#e9e9e9""##,
-            );
-            svg.text(
-                (layout.left + 4.0, text_y),
-                label,
-                &format!(r##"class="grey" {small} fill="#777" font-style="italic""##),
-            );
+            draw_grey_row(svg, label, &bar, layout);
         }
-        (CpuBootStatus::Failed, start, _) => {
-            let x = layout.x_of(start.unwrap_or(0.0));
-            let attrs = format!(
-                r#"class="failed" fill="url(#failed-hatch)" stroke="{FAILED}" stroke-width="1""#
-            );
-            let tip = match start {
-                Some(start) => format!(
-                    "cpu {}: started at {start:.3} ms, never came up (failed)",
-                    row.vp
-                ),
-                None => format!("cpu {}: failed", row.vp),
-            };
-            let width = layout.right() - x;
-            titled_rect(svg, (x, bar_y, width, bar_h), &attrs, &tip);
-            if layout.row_h >= 9.0 {
-                let attrs = format!(r#"{small} fill="{FAILED}" text-anchor="end""#);
-                svg.text((layout.right() - 4.0, text_y - 1.0), "failed", &attrs);
-            }
-        }
+        (CpuBootStatus::Failed, start, _) => draw_failed_bar(svg, row.vp, start, &bar, layout),
         (CpuBootStatus::Idle, Some(start), Some(ready)) => {
             let starter = row.started_by.unwrap_or(0);
-            let x = layout.x_of(start);
-            let width = (layout.x_of(ready) - x).max(1.0);
-            let tip = format!(
-                "cpu {}: started by cpu {starter} at {start:.3} ms, ready at {ready:.3} ms ({:.3} ms)",
-                row.vp,
-                ready - start
-            );
-            let attrs = format!(r#"class="bar" fill="{}""#, colour(starter));
-            titled_rect(svg, (x, bar_y, width, bar_h), &attrs, &tip);
+            draw_started_bar(svg, (row.vp, starter), (start, ready), &bar, layout);
             let radius = (layout.row_h * 0.3).min(2.2);
-            svg.circle((x, layout.centre(i)), radius, r##"fill="#222""##);
+            svg.circle(
+                (layout.x_of(start), layout.centre(i)),
+                radius,
+                r##"fill="#222""##,
+            );
         }
         (status @ CpuBootStatus::Idle, _, _) => {
             svg.text(
-                (layout.left + 4.0, text_y),
+                (layout.left + 4.0, bar.text_y),
                 &format!("{status}, no times"),
-                &format!(r##"{small} fill="#777""##),
+                &format!(r##"{} fill="#777""##, bar.small),
             );
         }
     }
+}
+
+/// A row's bar: where it goes and the attributes of its small text.
+struct RowBar {
+    y: f64,
+    h: f64,
+    text_y: f64,
+    small: String,
+}
+
+/// A grey row across the plot with its label (main kernel or removed).
+fn draw_grey_row(svg: &mut Svg, label: &str, bar: &RowBar, layout: &Layout<'_>) {
+    svg.rect(
+        layout.left,
+        bar.y,
+        layout.plot_w,
+        bar.h,
+        r##"fill="#e9e9e9""##,
+    );
+    svg.text(
+        (layout.left + 4.0, bar.text_y),
+        label,
+        &format!(
+            r##"class="grey" {} fill="#777" font-style="italic""##,
+            bar.small
+        ),
+    );
+}
+
+/// A hatched bar from the CPU's start (or 0) to the right edge.
+fn draw_failed_bar(svg: &mut Svg, vp: u64, start: Option<f64>, bar: &RowBar, layout: &Layout<'_>) {
+    let x = layout.x_of(start.unwrap_or(0.0));
+    let attrs =
+        format!(r#"class="failed" fill="url(#failed-hatch)" stroke="{FAILED}" stroke-width="1""#);
+    let tip = match start {
+        Some(start) => format!("cpu {vp}: started at {start:.3} ms, never came up (failed)"),
+        None => format!("cpu {vp}: failed"),
+    };
+    let width = layout.right() - x;
+    titled_rect(svg, (x, bar.y, width, bar.h), &attrs, &tip);
+    if layout.row_h >= 9.0 {
+        let attrs = format!(r#"{} fill="{FAILED}" text-anchor="end""#, bar.small);
+        svg.text((layout.right() - 4.0, bar.text_y - 1.0), "failed", &attrs);
+    }
+}
+
+/// A bar in the starter's colour from INIT sent to the CPU ready.
+fn draw_started_bar(
+    svg: &mut Svg,
+    (vp, starter): (u64, u64),
+    (start, ready): (f64, f64),
+    bar: &RowBar,
+    layout: &Layout<'_>,
+) {
+    let x = layout.x_of(start);
+    let width = (layout.x_of(ready) - x).max(1.0);
+    let tip = format!(
+        "cpu {vp}: started by cpu {starter} at {start:.3} ms, ready at {ready:.3} ms ({:.3} ms)",
+        ready - start
+    );
+    let attrs = format!(r#"class="bar" fill="{}""#, colour(starter));
+    titled_rect(svg, (x, bar.y, width, bar.h), &attrs, &tip);
 }
 
 /// The dashed line at `boot.ready_ms`.
