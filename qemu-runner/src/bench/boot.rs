@@ -21,18 +21,9 @@ pub const CPU_COUNTS: [u16; 7] = [4, 8, 16, 32, 64, 128, 255];
 pub const QUICK_CPU_COUNTS: [u16; 2] = [4, 16];
 
 const METRICS: &[Metric] = &[
-    Metric {
-        key: "ready_ms",
-        unit: "ms",
-    },
-    Metric {
-        key: "depth",
-        unit: "",
-    },
-    Metric {
-        key: "wall_s",
-        unit: "s",
-    },
+    Metric::new("ready_ms", "ms"),
+    Metric::new("depth", ""),
+    Metric::new("wall_s", "s"),
 ];
 
 /// The `boot` benchmark.

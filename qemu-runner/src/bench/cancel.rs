@@ -37,16 +37,7 @@ pub const QUICK_CPU_COUNTS: [u16; 1] = [4];
 const P50: usize = 0;
 const MAX: usize = 1;
 
-const METRICS: &[Metric] = &[
-    Metric {
-        key: "p50_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "max_us",
-        unit: "µs",
-    },
-];
+const METRICS: &[Metric] = &[Metric::new("p50_us", "µs"), Metric::new("max_us", "µs")];
 
 /// The `cancel` benchmark.
 #[derive(Debug, Clone, Copy, Default)]

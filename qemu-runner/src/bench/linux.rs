@@ -50,22 +50,10 @@ const APS: usize = 1;
 const PAGES: usize = 2;
 
 const METRICS: &[Metric] = &[
-    Metric {
-        key: "bringup_ms",
-        unit: "ms",
-    },
-    Metric {
-        key: "aps_ms",
-        unit: "ms",
-    },
-    Metric {
-        key: "pages_per_cpu",
-        unit: "pages",
-    },
-    Metric {
-        key: "wall_s",
-        unit: "s",
-    },
+    Metric::new("bringup_ms", "ms"),
+    Metric::new("aps_ms", "ms"),
+    Metric::new("pages_per_cpu", "pages"),
+    Metric::new("wall_s", "s"),
 ];
 
 /// The Linux boot of `cpus` CPUs that `options` ask for.

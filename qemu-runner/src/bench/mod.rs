@@ -296,6 +296,13 @@ pub struct Metric {
     pub unit: &'static str,
 }
 
+impl Metric {
+    /// The metric `key`, in `unit`.
+    pub const fn new(key: &'static str, unit: &'static str) -> Metric {
+        Metric { key, unit }
+    }
+}
+
 /// One kind of benchmark.
 pub trait Bench {
     /// The kind's name: `bench.json` key and file prefix.

@@ -34,26 +34,11 @@ const NODES: usize = 3;
 const PER_SIDECAR_CPU: usize = 4;
 
 const METRICS: &[Metric] = &[
-    Metric {
-        key: "per_cpu_pages",
-        unit: "pages",
-    },
-    Metric {
-        key: "total_pages",
-        unit: "pages",
-    },
-    Metric {
-        key: "sidecar_cpus",
-        unit: "",
-    },
-    Metric {
-        key: "nodes",
-        unit: "",
-    },
-    Metric {
-        key: "pages_per_sidecar_cpu",
-        unit: "pages",
-    },
+    Metric::new("per_cpu_pages", "pages"),
+    Metric::new("total_pages", "pages"),
+    Metric::new("sidecar_cpus", ""),
+    Metric::new("nodes", ""),
+    Metric::new("pages_per_sidecar_cpu", "pages"),
 ];
 
 /// The `pages` benchmark.

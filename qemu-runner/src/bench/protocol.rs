@@ -43,50 +43,17 @@ mod m {
 }
 
 const METRICS: &[Metric] = &[
-    Metric {
-        key: "rtt_p50_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "rtt_p99_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "baseline_rtt_p50_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "baseline_rtt_p99_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "rtt_ratio",
-        unit: "",
-    },
-    Metric {
-        key: "service_p50_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "baseline_service_p50_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "service_ratio",
-        unit: "",
-    },
-    Metric {
-        key: "ipis_per_command",
-        unit: "",
-    },
-    Metric {
-        key: "rtt_p50_cycles",
-        unit: "cycles",
-    },
-    Metric {
-        key: "baseline_rtt_p50_cycles",
-        unit: "cycles",
-    },
+    Metric::new("rtt_p50_us", "µs"),
+    Metric::new("rtt_p99_us", "µs"),
+    Metric::new("baseline_rtt_p50_us", "µs"),
+    Metric::new("baseline_rtt_p99_us", "µs"),
+    Metric::new("rtt_ratio", ""),
+    Metric::new("service_p50_us", "µs"),
+    Metric::new("baseline_service_p50_us", "µs"),
+    Metric::new("service_ratio", ""),
+    Metric::new("ipis_per_command", ""),
+    Metric::new("rtt_p50_cycles", "cycles"),
+    Metric::new("baseline_rtt_p50_cycles", "cycles"),
 ];
 
 /// The `protocol` benchmark.

@@ -31,22 +31,10 @@ const SAMPLES: usize = 2;
 const IO_EXITS: usize = 3;
 
 const METRICS: &[Metric] = &[
-    Metric {
-        key: "p50_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "p99_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "samples",
-        unit: "",
-    },
-    Metric {
-        key: "io_exits",
-        unit: "",
-    },
+    Metric::new("p50_us", "µs"),
+    Metric::new("p99_us", "µs"),
+    Metric::new("samples", ""),
+    Metric::new("io_exits", ""),
 ];
 
 /// The `vmrun` benchmark.
