@@ -71,7 +71,10 @@ impl Qemu {
         let mut child = command
             .spawn()
             .map_err(RunnerError::io(format!("starting {}", qemu_bin.display())))?;
-        let group = GroupGuard(child.id());
+        let group = GroupGuard {
+            leader: child.id(),
+            armed: true,
+        };
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let (send_line, lines) = mpsc::channel();
@@ -158,12 +161,15 @@ impl Qemu {
         self.group.kill();
     }
 
-    /// After the exit: hands the console lines still unread to `on_line`
-    /// (whatever it answers) and returns QEMU's stderr lines.
+    /// After [`Qemu::wait`] returned the exit status: hands the console
+    /// lines still unread to `on_line` (whatever it answers) and returns
+    /// QEMU's stderr lines.
     pub fn finish(
-        self,
+        mut self,
         on_line: &mut dyn FnMut(String) -> Result<Flow, RunnerError>,
     ) -> Result<Vec<String>, RunnerError> {
+        // QEMU has exited and been reaped: nothing is left to kill.
+        self.group.armed = false;
         join(self.stdout);
         for line in self.lines.try_iter() {
             on_line(line)?;
@@ -205,19 +211,23 @@ pub(crate) fn read_lines(stream: impl Read) -> impl Iterator<Item = String> {
     })
 }
 
-/// Kills QEMU's process group when dropped during a panic: a panic between
-/// spawn and exit must not leave QEMU running.
-struct GroupGuard(u32);
+/// Kills QEMU's process group when dropped before [`Qemu::finish`]: an
+/// early return (a log that cannot be written) or a panic between spawn
+/// and exit must not leave QEMU running.
+struct GroupGuard {
+    leader: u32,
+    armed: bool,
+}
 
 impl GroupGuard {
     fn kill(&self) {
-        sys::kill_group(self.0);
+        sys::kill_group(self.leader);
     }
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        if thread::panicking() {
+        if self.armed {
             self.kill();
         }
     }
@@ -289,6 +299,26 @@ mod tests {
         assert_eq!(qemu.wait(None).unwrap().unwrap().code(), Some(3));
         assert_eq!(qemu.finish(&mut keep).unwrap(), ["oops"]);
         assert_eq!(lines, ["one", "two"]);
+    }
+
+    #[test]
+    fn dropping_an_unfinished_qemu_kills_it() {
+        let qemu = sh("echo $$; exec sleep 30");
+        let mut pid = String::new();
+        let mut first = |line| {
+            pid = line;
+            Ok(Flow::Stop)
+        };
+        qemu.watch(None, &mut first).unwrap();
+        drop(qemu);
+        let proc = format!("/proc/{pid}");
+        let gone = (0..100).any(|_| {
+            thread::sleep(Duration::from_millis(20));
+            // Killed: gone, or a zombie until its waiter thread reaps it.
+            std::fs::read_to_string(format!("{proc}/stat"))
+                .map_or(true, |stat| stat.contains(") Z "))
+        });
+        assert!(gone, "{proc} still runs");
     }
 
     #[test]
