@@ -249,39 +249,53 @@ pub struct Memory {
     pub total_pages: Option<u64>,
 }
 
-/// `protocol.*`: cycles are TSC cycles, ratios executor / plain loop.
+/// `protocol.*`: cycles are TSC cycles.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-#[allow(missing_docs)] // each field is its key in docs/report.md
 pub struct Protocol {
+    /// Sidecar CPUs exercised.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus: Option<u64>,
+    /// Checks passed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checks: Option<u64>,
+    /// Round trips measured per loop.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iterations: Option<u64>,
+    /// Executor round trip, p50.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtt_cycles_p50: Option<u64>,
+    /// Executor round trip, p99.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtt_cycles_p99: Option<u64>,
+    /// Plain-loop round trip, p50.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_rtt_cycles_p50: Option<u64>,
+    /// Plain-loop round trip, p99.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_rtt_cycles_p99: Option<u64>,
+    /// Executor p50 / plain-loop p50.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtt_ratio: Option<f64>,
+    /// Executor service time (request IPI to completion), p50.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_cycles_p50: Option<u64>,
+    /// Plain-loop service time, p50.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_service_cycles_p50: Option<u64>,
+    /// Executor / plain-loop service time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_ratio: Option<f64>,
+    /// IPIs per command.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ipis_per_command: Option<f64>,
+    /// The plain loop on the executor's own CPU, p50.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub same_cpu_baseline_rtt_cycles_p50: Option<u64>,
+    /// The plain loop on the executor's own CPU, p99.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub same_cpu_baseline_rtt_cycles_p99: Option<u64>,
+    /// Executor p50 / same-CPU plain-loop p50.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub same_cpu_rtt_ratio: Option<f64>,
 }
@@ -346,20 +360,26 @@ pub struct Convert {
 /// `stress.*`: what happened to the operations issued.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-#[allow(missing_docs)] // each field is its key in docs/report.md
 pub struct Stress {
+    /// Operations issued.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issued: Option<u64>,
+    /// Operations that completed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed: Option<u64>,
+    /// Operations cancelled by a STOP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancelled: Option<u64>,
+    /// Errors provoked on purpose.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors_expected: Option<u64>,
+    /// Errors not expected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors_unexpected: Option<u64>,
+    /// Operations never answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost: Option<u64>,
+    /// CPUs used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus: Option<u64>,
 }
