@@ -8,170 +8,8 @@
 use core::fmt;
 
 use crate::topology::CpuSet;
-
-/// How much the kernel writes to its log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    /// Only errors.
-    Error = 1,
-    /// Errors and warnings.
-    Warn,
-    /// The normal level: a line per boot step.
-    Info,
-    /// Details useful while debugging.
-    Debug,
-    /// Everything.
-    Trace,
-}
-
-impl LogLevel {
-    /// Every level, least verbose first.
-    pub const ALL: [LogLevel; 5] = [
-        LogLevel::Error,
-        LogLevel::Warn,
-        LogLevel::Info,
-        LogLevel::Debug,
-        LogLevel::Trace,
-    ];
-
-    /// The level's name on the command line and in the log.
-    pub const fn name(self) -> &'static str {
-        match self {
-            LogLevel::Error => "error",
-            LogLevel::Warn => "warn",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-            LogLevel::Trace => "trace",
-        }
-    }
-
-    /// Converts back from the `repr` value (`Error as u8` ...).
-    pub const fn from_u8(value: u8) -> Option<Self> {
-        match value {
-            1 => Some(LogLevel::Error),
-            2 => Some(LogLevel::Warn),
-            3 => Some(LogLevel::Info),
-            4 => Some(LogLevel::Debug),
-            5 => Some(LogLevel::Trace),
-            _ => None,
-        }
-    }
-}
-
-/// What the kernel does once it has booted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scenario {
-    /// Boot, report, exit with a pass.
-    Boot,
-    /// Take a page fault on purpose: the run must fail and name the vector.
-    FaultSelftest,
-    /// Panic on purpose: the run must fail and name the message.
-    PanicSelftest,
-    /// Never finish: the runner's timeout must end the run.
-    HangSelftest,
-    /// Sidecar CPU 1 reads CPU 2's command page: the read must fault.
-    IsolationCommandSelftest,
-    /// Sidecar CPU 1 reads CPU 2's stack: the read must fault.
-    IsolationStackSelftest,
-    /// Every command to every sidecar CPU, bad commands, a stop, and the
-    /// command round-trip benchmark.
-    Protocol,
-    /// Guest VPs on every sidecar CPU, run by the VMM (the default of
-    /// `cargo qemu`).
-    Demo,
-    /// Half the sidecar CPUs become main kernel CPUs while their VPs run.
-    Convert,
-    /// A sidecar CPU faults on purpose: the fault is contained and reported,
-    /// and the other sidecar CPUs keep working.
-    FaultContainment,
-    /// Random commands, guest runs, STOPs and injections on every sidecar
-    /// CPU (`commands=`, `seed=`).
-    Stress,
-    /// Malformed commands on every sidecar CPU: each answered with an
-    /// error, and the CPU stays usable.
-    Garbage,
-}
-
-impl Scenario {
-    /// Every scenario, in the order the help text lists them.
-    pub const ALL: [Scenario; 12] = [
-        Scenario::Boot,
-        Scenario::FaultSelftest,
-        Scenario::PanicSelftest,
-        Scenario::HangSelftest,
-        Scenario::IsolationCommandSelftest,
-        Scenario::IsolationStackSelftest,
-        Scenario::Protocol,
-        Scenario::Demo,
-        Scenario::Convert,
-        Scenario::FaultContainment,
-        Scenario::Stress,
-        Scenario::Garbage,
-    ];
-
-    /// The scenario's name on the command line and in reports.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Scenario::Boot => "boot",
-            Scenario::FaultSelftest => "fault-selftest",
-            Scenario::PanicSelftest => "panic-selftest",
-            Scenario::HangSelftest => "hang-selftest",
-            Scenario::IsolationCommandSelftest => "isolation-command-selftest",
-            Scenario::IsolationStackSelftest => "isolation-stack-selftest",
-            Scenario::Protocol => "protocol",
-            Scenario::Demo => "demo",
-            Scenario::Convert => "convert",
-            Scenario::FaultContainment => "fault-containment",
-            Scenario::Stress => "stress",
-            Scenario::Garbage => "garbage",
-        }
-    }
-}
-
-/// Who starts the application processors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BootStrategy {
-    /// Every CPU that comes up helps start the rest of its node.
-    Fanout,
-    /// The BSP starts every CPU itself, one after another (the baseline).
-    Serial,
-}
-
-impl BootStrategy {
-    /// Both strategies.
-    pub const ALL: [BootStrategy; 2] = [BootStrategy::Fanout, BootStrategy::Serial];
-
-    /// The strategy's name on the command line and in reports.
-    pub const fn name(self) -> &'static str {
-        match self {
-            BootStrategy::Fanout => "fanout",
-            BootStrategy::Serial => "serial",
-        }
-    }
-}
-
-/// The waits of the INIT-SIPI-SIPI sequence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ApDelay {
-    /// 10 ms after INIT and 200 µs after each SIPI, as the MP specification
-    /// asks.
-    Spec,
-    /// No waits (QEMU and current CPUs do not need them).
-    None,
-}
-
-impl ApDelay {
-    /// Both choices.
-    pub const ALL: [ApDelay; 2] = [ApDelay::Spec, ApDelay::None];
-
-    /// The choice's name on the command line and in reports.
-    pub const fn name(self) -> &'static str {
-        match self {
-            ApDelay::Spec => "spec",
-            ApDelay::None => "none",
-        }
-    }
-}
+use crate::vocabulary::{option_key, write_list, Named};
+pub use crate::vocabulary::{ApDelay, BootStrategy, LogLevel, Scenario};
 
 /// Everything the command line configures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,10 +36,10 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            scenario: Scenario::Boot,
-            log_level: LogLevel::Info,
-            boot: BootStrategy::Fanout,
-            ap_delay: ApDelay::Spec,
+            scenario: Scenario::default(),
+            log_level: LogLevel::default(),
+            boot: BootStrategy::default(),
+            ap_delay: ApDelay::default(),
             removed: CpuSet::new(),
             unresponsive: None,
             commands: 2000,
@@ -211,16 +49,7 @@ impl Default for Options {
 }
 
 /// The keys the kernel understands.
-const KEYS: &[&str] = &[
-    "scenario",
-    "log",
-    "boot",
-    "ap_delay",
-    "removed",
-    "unresponsive",
-    "commands",
-    "seed",
-];
+const KEYS: [&str; 8] = option_key::ALL;
 
 /// Why a command line was rejected; every variant names the offending word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,16 +87,12 @@ impl fmt::Display for CmdlineError<'_> {
                     "bad value '{value}' for kernel option '{key}' (expected "
                 )?;
                 match key {
-                    "scenario" | "log" | "boot" | "ap_delay" => f.write_str("one of: ")?,
-                    _ => {}
-                }
-                match key {
-                    "scenario" => write_list(f, Scenario::ALL.iter().map(|s| s.name()))?,
-                    "log" => write_list(f, LogLevel::ALL.iter().map(|l| l.name()))?,
-                    "boot" => write_list(f, BootStrategy::ALL.iter().map(|b| b.name()))?,
-                    "ap_delay" => write_list(f, ApDelay::ALL.iter().map(|d| d.name()))?,
-                    "removed" => f.write_str("a comma-separated list of CPU numbers")?,
-                    "commands" | "seed" => f.write_str("a number")?,
+                    option_key::SCENARIO => write_words(f, Scenario::NAMES)?,
+                    option_key::LOG => write_words(f, LogLevel::NAMES)?,
+                    option_key::BOOT => write_words(f, BootStrategy::NAMES)?,
+                    option_key::AP_DELAY => write_words(f, ApDelay::NAMES)?,
+                    option_key::REMOVED => f.write_str("a comma-separated list of CPU numbers")?,
+                    option_key::COMMANDS | option_key::SEED => f.write_str("a number")?,
                     _ => f.write_str("a CPU number")?,
                 }
                 f.write_str(")")
@@ -276,19 +101,10 @@ impl fmt::Display for CmdlineError<'_> {
     }
 }
 
-fn write_list<'a>(f: &mut fmt::Formatter<'_>, items: impl Iterator<Item = &'a str>) -> fmt::Result {
-    for (i, item) in items.enumerate() {
-        if i > 0 {
-            f.write_str(", ")?;
-        }
-        f.write_str(item)?;
-    }
-    Ok(())
-}
-
-/// The item of `all` whose name is `value`.
-fn by_name<T: Copy>(all: &[T], name: impl Fn(T) -> &'static str, value: &str) -> Option<T> {
-    all.iter().copied().find(|item| name(*item) == value)
+/// `one of: a, b, c`.
+fn write_words(f: &mut fmt::Formatter<'_>, words: &[&str]) -> fmt::Result {
+    f.write_str("one of: ")?;
+    write_list(f, words.iter().copied())
 }
 
 fn parse_cpu_list(value: &str) -> Option<CpuSet> {
@@ -305,13 +121,13 @@ fn parse_cpu_list(value: &str) -> Option<CpuSet> {
 /// Applies one `key=value` word (the key already known to be valid).
 fn apply(options: &mut Options, key: &str, value: &str) -> Option<()> {
     match key {
-        "scenario" => options.scenario = by_name(&Scenario::ALL, Scenario::name, value)?,
-        "log" => options.log_level = by_name(&LogLevel::ALL, LogLevel::name, value)?,
-        "boot" => options.boot = by_name(&BootStrategy::ALL, BootStrategy::name, value)?,
-        "ap_delay" => options.ap_delay = by_name(&ApDelay::ALL, ApDelay::name, value)?,
-        "removed" => options.removed = parse_cpu_list(value)?,
-        "commands" => options.commands = value.parse().ok()?,
-        "seed" => options.seed = value.parse().ok()?,
+        option_key::SCENARIO => options.scenario = value.parse().ok()?,
+        option_key::LOG => options.log_level = value.parse().ok()?,
+        option_key::BOOT => options.boot = value.parse().ok()?,
+        option_key::AP_DELAY => options.ap_delay = value.parse().ok()?,
+        option_key::REMOVED => options.removed = parse_cpu_list(value)?,
+        option_key::COMMANDS => options.commands = value.parse().ok()?,
+        option_key::SEED => options.seed = value.parse().ok()?,
         _ => options.unresponsive = Some(value.parse().ok()?),
     }
     Some(())

@@ -29,6 +29,8 @@
 //!   kernel's driver; it names nothing else of the kernel;
 //! - [`svm`], [`vp`], [`layout`], [`topology`], [`acpi`], [`cmdline`],
 //!   [`json`]: pure logic, tested on the host;
+//! - [`vocabulary`]: the names the kernel and `qemu-runner` share (scenarios,
+//!   option values, report keys);
 //! - `log`, `report`, `fatal`: the serial log, the report channel, faults.
 //!
 //! `docs/` tells the design as a whole.
@@ -54,6 +56,7 @@ pub mod plan;
 pub mod runtime;
 pub mod svm;
 pub mod topology;
+pub mod vocabulary;
 pub mod vp;
 
 #[cfg(target_os = "none")]

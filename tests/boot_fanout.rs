@@ -7,68 +7,65 @@ mod common;
 use std::collections::HashMap;
 
 use common::{boot, boot_cpus, boot_pass, config};
-use qemu_runner::{ApDelay, BootStrategy, Numa, RunConfig};
-use serde_json::Value;
+use qemu_runner::schema::{BootCpu, CpuBootStatus, Report};
+use qemu_runner::{ApDelay, BootStrategy, Numa, RunConfig, Scenario};
 
 /// What a passing boot must show, for `expected_nodes` as (base_vp, vp_count)
 /// pairs and the `removed` VPs.
-fn check_boot(config: &RunConfig, expected_nodes: &[(u64, u64)], removed: &[u64]) -> Value {
+fn check_boot(config: &RunConfig, expected_nodes: &[(u64, u64)], removed: &[u64]) -> Report {
     let outcome = boot_pass(config);
     let report = outcome.report.clone();
     let cpus = boot_cpus(&outcome);
     let n = u64::from(config.cpus);
     assert_eq!(cpus.len() as u64, n);
 
-    let nodes: Vec<(u64, u64)> = report["nodes"]
-        .as_array()
-        .unwrap()
+    let nodes: Vec<(u64, u64)> = report
+        .nodes
         .iter()
-        .map(|node| {
-            (
-                node["base_vp"].as_u64().unwrap(),
-                node["vp_count"].as_u64().unwrap(),
-            )
-        })
+        .flatten()
+        .map(|node| (node.base_vp.unwrap(), node.vp_count.unwrap()))
         .collect();
     assert_eq!(nodes, expected_nodes);
     let base_vps: Vec<u64> = nodes.iter().map(|(base, _)| *base).collect();
 
     let mut started = 0;
-    let by_vp: HashMap<u64, &Value> = cpus
-        .iter()
-        .map(|c| (c["vp"].as_u64().unwrap(), c))
-        .collect();
+    let by_vp: HashMap<u64, &BootCpu> = cpus.iter().map(|c| (c.vp, c)).collect();
     for cpu in cpus {
-        let vp = cpu["vp"].as_u64().unwrap();
-        let status = cpu["status"].as_str().unwrap();
+        let vp = cpu.vp;
         if base_vps.contains(&vp) || removed.contains(&vp) {
-            assert_eq!(status, "removed", "cpu {vp} must not run sidecar: {cpu}");
-            assert!(
-                cpu.get("started_by").is_none(),
-                "cpu {vp} was started: {cpu}"
+            assert_eq!(
+                cpu.status,
+                CpuBootStatus::Removed,
+                "cpu {vp} must not run sidecar: {cpu:?}"
             );
+            assert_eq!(cpu.started_by, None, "cpu {vp} was started: {cpu:?}");
         } else {
-            assert_eq!(status, "idle", "cpu {vp} did not come up: {cpu}");
-            let starter = cpu["started_by"].as_u64().unwrap();
+            assert_eq!(
+                cpu.status,
+                CpuBootStatus::Idle,
+                "cpu {vp} did not come up: {cpu:?}"
+            );
+            let starter = cpu.started_by.unwrap();
             // A starter is the BSP or a sidecar CPU that was itself up
             // before it started this one.
             if starter != 0 {
                 let parent = by_vp[&starter];
                 assert_eq!(
-                    parent["status"], "idle",
-                    "started by a CPU that is not up: {cpu}"
+                    parent.status,
+                    CpuBootStatus::Idle,
+                    "started by a CPU that is not up: {cpu:?}"
                 );
-                assert!(parent["ready_ms"].as_f64().unwrap() <= cpu["start_ms"].as_f64().unwrap());
+                assert!(parent.ready_ms.unwrap() <= cpu.start_ms.unwrap());
             }
             started += 1;
         }
     }
     // Each VP started once: one record per VP, and the count adds up.
     assert_eq!(by_vp.len() as u64, n);
-    assert_eq!(report["boot"]["sidecar_cpus"].as_u64().unwrap(), started);
-    assert_eq!(report["boot"]["failed"], 0);
+    assert_eq!(report.boot.sidecar_cpus, Some(started));
+    assert_eq!(report.boot.failed, Some(0));
 
-    let depth = report["boot"]["depth"].as_u64().unwrap();
+    let depth = report.boot.depth.unwrap();
     let bound = (n as f64).log2().ceil() as u64 + 2;
     assert!(depth <= bound, "depth {depth} > ceil(log2({n})) + 2");
     report
@@ -78,14 +75,14 @@ fn topology(cpus: u16, numa: Numa, removed: &[u16]) -> RunConfig {
     RunConfig {
         numa,
         removed: removed.to_vec(),
-        ..config("boot", cpus)
+        ..config(Scenario::Boot, cpus)
     }
 }
 
 #[test]
 fn one_cpu_has_nothing_to_start() {
-    let outcome = boot_pass(&config("boot", 1));
-    assert_eq!(outcome.report["boot"]["sidecar_cpus"], 0);
+    let outcome = boot_pass(&config(Scenario::Boot, 1));
+    assert_eq!(outcome.report.boot.sidecar_cpus, Some(0));
     assert!(outcome
         .log_lines
         .iter()
@@ -94,30 +91,31 @@ fn one_cpu_has_nothing_to_start() {
 
 #[test]
 fn two_cpus() {
-    check_boot(&config("boot", 2), &[(0, 2)], &[]);
+    check_boot(&config(Scenario::Boot, 2), &[(0, 2)], &[]);
 }
 
 #[test]
 fn four_cpus() {
-    let report = check_boot(&config("boot", 4), &[(0, 4)], &[]);
-    assert_eq!(report["boot"]["strategy"], "fanout");
-    assert_eq!(report["memory"]["per_cpu_pages"], 14);
+    let report = check_boot(&config(Scenario::Boot, 4), &[(0, 4)], &[]);
+    assert_eq!(report.boot.strategy, Some(BootStrategy::Fanout));
+    assert_eq!(report.memory.per_cpu_pages, Some(14));
 }
 
 #[test]
 fn sixteen_cpus_fan_out() {
-    let report = check_boot(&config("boot", 16), &[(0, 16)], &[]);
-    assert!(
-        report["boot"]["depth"].as_u64().unwrap() >= 2,
-        "the APs must help"
-    );
+    let report = check_boot(&config(Scenario::Boot, 16), &[(0, 16)], &[]);
+    assert!(report.boot.depth.unwrap() >= 2, "the APs must help");
 }
 
 #[test]
 fn seventy_cpus_in_one_domain_make_nodes_of_24_24_and_22() {
     // OpenHCL's split: ceil(70/32) = 3 nodes of ceil(70/3) = 24, the last
     // taking the rest; never 32, 32 and a tiny 6.
-    check_boot(&config("boot", 70), &[(0, 24), (24, 24), (48, 22)], &[]);
+    check_boot(
+        &config(Scenario::Boot, 70),
+        &[(0, 24), (24, 24), (48, 22)],
+        &[],
+    );
 }
 
 #[test]
@@ -138,44 +136,46 @@ fn node_with_every_ap_removed_gets_no_sidecar() {
         &[(0, 3), (3, 3)],
         &[4, 5],
     );
-    assert_eq!(report["nodes"][1]["pages"], 0);
-    assert!(report["nodes"][0]["pages"].as_u64().unwrap() > 0);
+    let nodes = report.nodes.unwrap();
+    assert_eq!(nodes[1].pages, Some(0));
+    assert!(nodes[0].pages.unwrap() > 0);
 }
 
 #[test]
 fn serial_and_no_delay_strategies() {
     let serial = RunConfig {
         boot: BootStrategy::Serial,
-        ..config("boot", 8)
+        ..config(Scenario::Boot, 8)
     };
     let report = check_boot(&serial, &[(0, 8)], &[]);
     assert_eq!(
-        report["boot"]["depth"], 1,
+        report.boot.depth,
+        Some(1),
         "serial: the BSP starts everyone"
     );
     let quick = RunConfig {
         ap_delay: ApDelay::None,
-        ..config("boot", 8)
+        ..config(Scenario::Boot, 8)
     };
     assert_eq!(
-        check_boot(&quick, &[(0, 8)], &[])["boot"]["ap_delay"],
-        "none"
+        check_boot(&quick, &[(0, 8)], &[]).boot.ap_delay,
+        Some(ApDelay::None)
     );
 }
 
 #[test]
 fn unresponsive_cpu_is_reported_failed_and_boot_goes_on() {
-    let mut config = config("boot", 4);
+    let mut config = config(Scenario::Boot, 4);
     config.extra_cmdline.push("unresponsive=2".into());
     let outcome = boot_pass(&config);
     let cpus = boot_cpus(&outcome);
-    assert_eq!(cpus[2]["status"], "failed");
+    assert_eq!(cpus[2].status, CpuBootStatus::Failed);
     // Given up on: REMOVED on its control page, so no driver sends it work.
-    assert_eq!(cpus[2]["control"], "REMOVED");
-    assert_eq!(cpus[1]["control"], "IDLE");
-    assert_eq!(cpus[1]["status"], "idle");
-    assert_eq!(cpus[3]["status"], "idle");
-    assert_eq!(outcome.report["boot"]["failed"], 1);
+    assert_eq!(cpus[2].control.as_deref(), Some("REMOVED"));
+    assert_eq!(cpus[1].control.as_deref(), Some("IDLE"));
+    assert_eq!(cpus[1].status, CpuBootStatus::Idle);
+    assert_eq!(cpus[3].status, CpuBootStatus::Idle);
+    assert_eq!(outcome.report.boot.failed, Some(1));
     assert!(outcome
         .log_lines
         .iter()
@@ -185,8 +185,8 @@ fn unresponsive_cpu_is_reported_failed_and_boot_goes_on() {
 #[test]
 fn a_sidecar_cpu_cannot_reach_another_cpus_pages() {
     for (scenario, what) in [
-        ("isolation-command-selftest", "command page"),
-        ("isolation-stack-selftest", "stack"),
+        (Scenario::IsolationCommandSelftest, "command page"),
+        (Scenario::IsolationStackSelftest, "stack"),
     ] {
         let outcome = boot(&config(scenario, 4));
         assert!(!outcome.passed, "{scenario} passed");

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use qemu_runner::{run, RunConfig, RunOutcome};
-use serde_json::Value;
+use qemu_runner::schema::BootCpu;
+use qemu_runner::{run, RunConfig, RunOutcome, Scenario};
 
 /// A quiet configuration for `scenario` on `cpus` CPUs.
-pub fn config(scenario: &str, cpus: u16) -> RunConfig {
+pub fn config(scenario: Scenario, cpus: u16) -> RunConfig {
     RunConfig {
         cpus,
         timeout: Duration::from_secs(120),
@@ -40,8 +40,11 @@ pub fn tail(outcome: &RunOutcome) -> String {
 }
 
 /// The report's per-CPU boot records (`boot.cpus`).
-pub fn boot_cpus(outcome: &RunOutcome) -> &Vec<Value> {
-    outcome.report["boot"]["cpus"]
-        .as_array()
+pub fn boot_cpus(outcome: &RunOutcome) -> &[BootCpu] {
+    outcome
+        .report
+        .boot
+        .cpus
+        .as_deref()
         .expect("the report lists the CPUs")
 }

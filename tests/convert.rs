@@ -6,16 +6,16 @@
 mod common;
 
 use common::{boot_pass, config};
-use qemu_runner::{ApDelay, RunConfig};
+use qemu_runner::{ApDelay, RunConfig, Scenario};
 
 fn check(config: &RunConfig, sidecar_cpus: u64) {
     let outcome = boot_pass(config);
-    let convert = &outcome.report["convert"];
-    assert_eq!(convert["vps"], sidecar_cpus);
+    let convert = outcome.report.convert.as_ref().unwrap();
+    assert_eq!(convert.vps, Some(sidecar_cpus));
     // Every other sidecar CPU is converted.
-    assert_eq!(convert["converted"], sidecar_cpus.div_ceil(2));
-    let p50 = convert["latency_cycles"]["p50"].as_u64().unwrap();
-    let max = convert["latency_cycles"]["max"].as_u64().unwrap();
+    assert_eq!(convert.converted, Some(sidecar_cpus.div_ceil(2)));
+    let latency = convert.latency_cycles.as_ref().unwrap();
+    let (p50, max) = (latency.p50.unwrap(), latency.max.unwrap());
     assert!(p50 > 0 && p50 <= max);
     let log = outcome.log_lines.join("\n");
     let converted = log.matches("converted: now a main kernel CPU").count() as u64;
@@ -30,19 +30,19 @@ fn check(config: &RunConfig, sidecar_cpus: u64) {
 /// halted (3) and while idle (5); the others compute to the end.
 #[test]
 fn running_halted_and_idle_cpus_convert() {
-    check(&config("convert", 8), 7);
+    check(&config(Scenario::Convert, 8), 7);
 }
 
 #[test]
 fn conversion_without_startup_delays() {
     let config = RunConfig {
         ap_delay: ApDelay::None,
-        ..config("convert", 4)
+        ..config(Scenario::Convert, 4)
     };
     check(&config, 3);
 }
 
 #[test]
 fn one_sidecar_cpu_converts() {
-    check(&config("convert", 2), 1);
+    check(&config(Scenario::Convert, 2), 1);
 }

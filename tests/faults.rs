@@ -6,22 +6,25 @@
 mod common;
 
 use common::{boot_pass, config};
+use qemu_runner::Scenario;
 
 #[test]
 fn a_sidecar_fault_is_contained_and_reported() {
-    let outcome = boot_pass(&config("fault-containment", 4));
-    let faults = outcome.report["faults"]
-        .as_array()
+    let outcome = boot_pass(&config(Scenario::FaultContainment, 4));
+    let faults = outcome
+        .report
+        .faults
+        .as_ref()
         .expect("the fault is on the report");
     // CPU 2's page fault and CPU 3's panic.
     assert_eq!(faults.len(), 2);
-    assert_eq!(faults[1]["cpu"], 3);
-    assert_eq!(faults[1]["panic"], true);
-    assert_eq!(faults[0]["cpu"], 2);
-    assert_eq!(faults[0]["vector"], 14);
-    assert_eq!(faults[0]["cr2"], 0x40_0000_0000u64);
-    assert!(faults[0]["rip"].as_u64().unwrap() >= 0x10_0000);
-    assert_eq!(outcome.report["fault_containment"]["working_cpus"], 1);
+    assert_eq!((faults[1].cpu, faults[1].panic), (3, true));
+    assert_eq!((faults[0].cpu, faults[0].panic), (2, false));
+    assert_eq!(faults[0].vector, Some(14));
+    assert_eq!(faults[0].cr2, Some(0x40_0000_0000));
+    assert!(faults[0].rip.unwrap() >= 0x10_0000);
+    let containment = outcome.report.fault_containment.as_ref().unwrap();
+    assert_eq!(containment.working_cpus, Some(1));
     assert!(outcome
         .log_lines
         .iter()
@@ -30,12 +33,13 @@ fn a_sidecar_fault_is_contained_and_reported() {
 
 #[test]
 fn a_fault_on_more_cpus_leaves_the_rest_working() {
-    let outcome = boot_pass(&config("fault-containment", 8));
-    assert_eq!(outcome.report["fault_containment"]["working_cpus"], 5);
+    let outcome = boot_pass(&config(Scenario::FaultContainment, 8));
+    let containment = outcome.report.fault_containment.unwrap();
+    assert_eq!(containment.working_cpus, Some(5));
     // Then CPU 5 wedges, CPU 6 ignores a STOP and CPU 7 loses its response
     // IPI: the scenario checks that each command ends with `TimedOut`
     // naming the CPU, within the client's bound, instead of hanging.
-    assert!(outcome.report["fault_containment"]["bounded_ms"].is_u64());
+    assert!(containment.bounded_ms.is_some());
     assert!(outcome.log_lines.iter().any(|l| l.contains(
         "a wedged CPU, a deaf RUN_VP and a lost response IPI each failed within the bound"
     )));

@@ -5,11 +5,12 @@
 mod common;
 
 use common::{boot_pass, config};
+use qemu_runner::Scenario;
 
 #[test]
 fn garbage_commands_are_answered_with_errors() {
-    let outcome = boot_pass(&config("garbage", 6));
-    let garbage = &outcome.report["garbage"];
-    assert_eq!(garbage["cpus"], 5);
-    assert!(garbage["commands"].as_u64().unwrap() >= 5 * 20, "{garbage}");
+    let outcome = boot_pass(&config(Scenario::Garbage, 6));
+    let garbage = outcome.report.garbage.unwrap();
+    assert_eq!(garbage.cpus, Some(5));
+    assert!(garbage.commands.unwrap() >= 5 * 20, "{garbage:?}");
 }

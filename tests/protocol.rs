@@ -5,24 +5,24 @@
 mod common;
 
 use common::{boot_pass, config};
-use qemu_runner::{Numa, RunConfig};
+use qemu_runner::{Numa, RunConfig, Scenario};
 
 #[test]
 fn every_command_on_every_cpu() {
-    let outcome = boot_pass(&config("protocol", 4));
-    let protocol = &outcome.report["protocol"];
-    assert_eq!(protocol["cpus"], 3);
+    let outcome = boot_pass(&config(Scenario::Protocol, 4));
+    let protocol = outcome.report.protocol.unwrap();
+    assert_eq!(protocol.cpus, Some(3));
     // 2 handle checks, then per CPU: 2 register, 2 translate, 8 error and
     // 3 stop checks.
-    assert_eq!(protocol["checks"], 2 + 3 * 15);
-    assert_eq!(protocol["ipis_per_command"], 2.0);
-    for key in [
-        "rtt_cycles_p50",
-        "rtt_cycles_p99",
-        "baseline_rtt_cycles_p50",
-        "service_cycles_p50",
+    assert_eq!(protocol.checks, Some(2 + 3 * 15));
+    assert_eq!(protocol.ipis_per_command, Some(2.0));
+    for (key, cycles) in [
+        ("rtt_cycles_p50", protocol.rtt_cycles_p50),
+        ("rtt_cycles_p99", protocol.rtt_cycles_p99),
+        ("baseline_rtt_cycles_p50", protocol.baseline_rtt_cycles_p50),
+        ("service_cycles_p50", protocol.service_cycles_p50),
     ] {
-        assert!(protocol[key].as_u64().unwrap() > 0, "{key}: {protocol}");
+        assert!(cycles.unwrap() > 0, "{key}: {protocol:?}");
     }
 }
 
@@ -30,8 +30,8 @@ fn every_command_on_every_cpu() {
 fn drivers_of_two_nodes() {
     let config = RunConfig {
         numa: Numa::Equal(2),
-        ..config("protocol", 6)
+        ..config(Scenario::Protocol, 6)
     };
     let outcome = boot_pass(&config);
-    assert_eq!(outcome.report["protocol"]["cpus"], 4);
+    assert_eq!(outcome.report.protocol.unwrap().cpus, Some(4));
 }

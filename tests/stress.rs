@@ -6,27 +6,28 @@
 mod common;
 
 use common::{boot_pass, config};
+use qemu_runner::Scenario;
 
 fn stress(cpus: u16, commands: u32, seed: u64) -> u64 {
-    let mut config = config("stress", cpus);
+    let mut config = config(Scenario::Stress, cpus);
     config.extra_cmdline.push(format!("commands={commands}"));
     config.extra_cmdline.push(format!("seed={seed}"));
     let outcome = boot_pass(&config);
-    let stress = &outcome.report["stress"];
-    let count = |key: &str| stress[key].as_u64().unwrap();
-    assert_eq!(count("issued"), u64::from(commands));
-    assert_eq!(count("lost"), 0);
-    assert_eq!(count("errors_unexpected"), 0);
+    let stress = outcome.report.stress.unwrap();
+    let count = |value: Option<u64>| value.unwrap();
+    assert_eq!(count(stress.issued), u64::from(commands));
+    assert_eq!(count(stress.lost), 0);
+    assert_eq!(count(stress.errors_unexpected), 0);
     assert_eq!(
-        count("completed") + count("cancelled") + count("errors_expected"),
+        count(stress.completed) + count(stress.cancelled) + count(stress.errors_expected),
         u64::from(commands)
     );
     // The mix really exercised every kind of outcome.
     assert!(
-        count("cancelled") > 0 && count("errors_expected") > 0,
-        "{stress}"
+        count(stress.cancelled) > 0 && count(stress.errors_expected) > 0,
+        "{stress:?}"
     );
-    count("sequence")
+    count(stress.sequence)
 }
 
 #[test]

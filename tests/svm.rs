@@ -6,29 +6,28 @@
 mod common;
 
 use common::{boot_pass, config};
+use qemu_runner::Scenario;
 
 #[test]
 fn demo_runs_every_guest_and_every_error_path() {
-    let outcome = boot_pass(&config("demo", 4));
+    let outcome = boot_pass(&config(Scenario::Demo, 4));
     let report = &outcome.report;
-    assert_eq!(report["vps"], 3);
+    assert_eq!(report.vps, Some(3));
+    let exits = report.exits.as_ref().unwrap();
     // Each VP: the result, 18 UART bytes, the interrupt count, the MMIO value
     // and the exit; the error paths and the computations add more.
-    assert!(
-        report["exits"]["io"].as_u64().unwrap() >= 3 * 22,
-        "{report}"
-    );
+    assert!(exits.io.unwrap() >= 3 * 22, "{exits:?}");
     // 3 MMIO reads and the read outside the VM.
-    assert_eq!(report["exits"]["memory"], 3);
-    let cancel = report["cancel_latency_cycles"]["p50"].as_u64().unwrap();
-    let tsc_hz = report["boot"]["tsc_hz"].as_u64().unwrap();
+    assert_eq!(exits.memory, Some(3));
+    let cancel = report.cancel_latency_cycles.as_ref().unwrap().p50.unwrap();
+    let tsc_hz = report.boot.tsc_hz.unwrap();
     assert!(
         cancel < tsc_hz / 10,
         "cancel p50 {cancel} cycles is over 100 ms"
     );
-    assert!(report["vmrun_roundtrip_cycles"]["p50"].as_u64().unwrap() > 0);
+    assert!(report.vmrun_roundtrip_cycles.as_ref().unwrap().p50.unwrap() > 0);
     // A STOP whose request IPI is lost on purpose still takes, re-sent.
-    assert!(report["cancel_lost_ipi_resends"].as_u64().unwrap() >= 1);
+    assert!(report.cancel_lost_ipi_resends.unwrap() >= 1);
 
     let log = outcome.log_lines.join("\n");
     for vp in 1..=3 {
@@ -49,13 +48,13 @@ fn demo_runs_every_guest_and_every_error_path() {
 
 #[test]
 fn demo_on_one_sidecar_cpu() {
-    let outcome = boot_pass(&config("demo", 2));
-    assert_eq!(outcome.report["vps"], 1);
+    let outcome = boot_pass(&config(Scenario::Demo, 2));
+    assert_eq!(outcome.report.vps, Some(1));
 }
 
 #[test]
 fn demo_on_many_cpus_in_waves() {
     // More VPs than the VMM's executor has task slots at once.
-    let outcome = boot_pass(&config("demo", 32));
-    assert_eq!(outcome.report["vps"], 31);
+    let outcome = boot_pass(&config(Scenario::Demo, 32));
+    assert_eq!(outcome.report.vps, Some(31));
 }

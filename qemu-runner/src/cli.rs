@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use qemu_runner::bench::{self, BenchError, BenchKind, BenchOptions};
 use qemu_runner::{
-    Accel, ApDelay, BootStrategy, LogLevel, Numa, RunConfig, RunOutcome, MAX_CPUS, MAX_NUMA_NODES,
-    MIN_MEMORY_MIB,
+    Accel, ApDelay, BootStrategy, LogLevel, Numa, RunConfig, RunOutcome, Scenario, MAX_CPUS,
+    MAX_NUMA_NODES, MIN_MEMORY_MIB,
 };
 
 /// How many log lines a failure shows.
@@ -34,10 +34,10 @@ pub struct Args {
     /// Guest memory in MiB (at least 32).
     #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(i64::from(MIN_MEMORY_MIB)..))]
     memory: u32,
-    /// The scenario the kernel runs (the kernel rejects unknown names):
-    /// demo (guest VPs on every sidecar CPU), boot, protocol, or a self-test.
-    #[arg(long, default_value = "demo", value_parser = parse_scenario)]
-    scenario: String,
+    /// The scenario the kernel runs: demo (guest VPs on every sidecar CPU),
+    /// boot, protocol, or a self-test.
+    #[arg(long, value_enum, default_value_t = Scenario::Demo)]
+    scenario: Scenario,
     /// Kill QEMU after this many seconds (disabled with --gdb).
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_timeout)]
     timeout: Duration,
@@ -207,7 +207,7 @@ impl Args {
         RunConfig {
             cpus: self.cpus,
             memory_mib: self.memory,
-            scenario: self.scenario.clone(),
+            scenario: self.scenario,
             timeout: self.timeout,
             accel: self.accel,
             log_level: self.log_level,
@@ -239,10 +239,6 @@ impl Args {
 
 fn parse_kernel_arg(word: &str) -> Result<String, String> {
     qemu_runner::check_kernel_word(word).map(|()| word.to_owned())
-}
-
-fn parse_scenario(name: &str) -> Result<String, String> {
-    qemu_runner::check_scenario(name).map(|()| name.to_owned())
 }
 
 fn parse_timeout(secs: &str) -> Result<Duration, String> {
@@ -315,7 +311,7 @@ fn bench_main(args: &BenchArgs) -> ExitCode {
 /// `boot.cpus` (a run that failed before the boot finished) only gets a
 /// note: the run's own verdict stands.
 fn write_timeline(outcome: &RunOutcome, path: &std::path::Path) -> Result<(), String> {
-    if outcome.report["boot"]["cpus"].as_array().is_none() {
+    if outcome.report.boot.cpus.is_none() {
         eprintln!(
             "note: no timeline written to {}: the report has no boot.cpus",
             path.display()
@@ -346,11 +342,11 @@ fn summarize(config: &RunConfig, outcome: &RunOutcome) {
     if !config.echo || outcome.timed_out {
         print_tail(outcome);
     }
-    if let Some(statuses) = outcome.report["cpu_status_at_timeout"].as_array() {
+    if let Some(statuses) = &outcome.report.cpu_status_at_timeout {
         println!("  each CPU's status when the timeout struck (read through QEMU's monitor):");
         let line: Vec<String> = statuses
             .iter()
-            .map(|s| format!("cpu {} {}", s["vp"], s["status"].as_str().unwrap_or("?")))
+            .map(|s| format!("cpu {} {}", s.vp, s.status))
             .collect();
         for chunk in line.chunks(8) {
             println!("  | {}", chunk.join(", "));
@@ -393,7 +389,7 @@ mod tests {
         // `cargo qemu` runs the demo; the library's default is `boot`.
         let expected = RunConfig {
             echo: true,
-            ..RunConfig::for_scenario("demo")
+            ..RunConfig::for_scenario(Scenario::Demo)
         };
         assert_eq!(config, expected);
     }
@@ -408,6 +404,7 @@ mod tests {
             &["--timeout", "-1"],
             &["--timeout", "soon"],
             &["--scenario", "a b"],
+            &["--scenario", "demoo"],
             &["--accel", "hvf"],
             &["--log-level", "loud"],
             &["--gdb", "0"],
@@ -461,7 +458,7 @@ mod tests {
         .unwrap();
         let config = args.config();
         assert_eq!((config.cpus, config.memory_mib), (255, 32));
-        assert_eq!(config.scenario, "hang-selftest");
+        assert_eq!(config.scenario, Scenario::HangSelftest);
         assert_eq!(config.timeout, Duration::from_millis(2500));
         assert_eq!(config.accel, Accel::Auto);
         assert_eq!(config.log_level, LogLevel::Trace);

@@ -9,6 +9,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sidecar::vocabulary::option_key;
+pub use sidecar::vocabulary::{ApDelay, BootStrategy, LogLevel, Scenario};
+
 use crate::topology::{self, Numa};
 use crate::RunnerError;
 
@@ -31,90 +34,15 @@ pub enum Accel {
     Auto,
 }
 
-/// The kernel's log level, passed as `log=LEVEL`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, clap::ValueEnum)]
-pub enum LogLevel {
-    /// Errors only.
-    Error,
-    /// Errors and warnings.
-    Warn,
-    /// The default: one line per milestone.
-    #[default]
-    Info,
-    /// Detail for debugging.
-    Debug,
-    /// Everything.
-    Trace,
-}
-
-impl LogLevel {
-    /// The word the kernel command line uses for this level.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Error => "error",
-            LogLevel::Warn => "warn",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-            LogLevel::Trace => "trace",
-        }
-    }
-}
-
-/// Who starts the sidecar CPUs, passed as `boot=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
-pub enum BootStrategy {
-    /// Every CPU that comes up helps start the rest of its node (a tree).
-    #[default]
-    Fanout,
-    /// The BSP starts every CPU itself, one after another (the baseline).
-    Serial,
-}
-
-impl BootStrategy {
-    /// Both strategies.
-    pub const ALL: [BootStrategy; 2] = [BootStrategy::Fanout, BootStrategy::Serial];
-
-    /// The word the kernel command line and the report use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BootStrategy::Fanout => "fanout",
-            BootStrategy::Serial => "serial",
-        }
-    }
-}
-
-/// The waits of the INIT-SIPI-SIPI sequence, passed as `ap_delay=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
-pub enum ApDelay {
-    /// The MP specification's waits: 10 ms after INIT, 200 µs after each SIPI.
-    #[default]
-    Spec,
-    /// No waits (QEMU does not need them).
-    None,
-}
-
-impl ApDelay {
-    /// Both choices.
-    pub const ALL: [ApDelay; 2] = [ApDelay::Spec, ApDelay::None];
-
-    /// The word the kernel command line and the report use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApDelay::Spec => "spec",
-            ApDelay::None => "none",
-        }
-    }
-}
-
 /// Kernel command-line keys the runner writes itself from [`RunConfig`]
 /// fields; `extra_cmdline` must not repeat them (the kernel rejects a key
 /// given twice). Each comes with the flag that sets it.
 pub const RUNNER_KEYS: &[(&str, &str)] = &[
-    ("scenario", "--scenario"),
-    ("log", "--log-level"),
-    ("boot", "--boot"),
-    ("ap_delay", "--ap-delay"),
-    ("removed", "--removed"),
+    (option_key::SCENARIO, "--scenario"),
+    (option_key::LOG, "--log-level"),
+    (option_key::BOOT, "--boot"),
+    (option_key::AP_DELAY, "--ap-delay"),
+    (option_key::REMOVED, "--removed"),
 ];
 
 /// One boot of the kernel in QEMU.
@@ -124,8 +52,8 @@ pub struct RunConfig {
     pub cpus: u16,
     /// Guest memory in MiB (`-m`), at least [`MIN_MEMORY_MIB`].
     pub memory_mib: u32,
-    /// The scenario the kernel runs (`scenario=NAME`); the kernel rejects unknown names.
-    pub scenario: String,
+    /// The scenario the kernel runs (`scenario=NAME`).
+    pub scenario: Scenario,
     /// Wall-clock limit for QEMU; ignored when `gdb` is set.
     pub timeout: Duration,
     /// Which engine runs the guest.
@@ -168,7 +96,7 @@ impl Default for RunConfig {
         RunConfig {
             cpus: 4,
             memory_mib: 256,
-            scenario: "boot".to_owned(),
+            scenario: Scenario::Boot,
             timeout: Duration::from_secs(60),
             accel: Accel::Tcg,
             log_level: LogLevel::Info,
@@ -190,9 +118,9 @@ impl Default for RunConfig {
 
 impl RunConfig {
     /// The default configuration running `scenario`.
-    pub fn for_scenario(scenario: &str) -> Self {
+    pub fn for_scenario(scenario: Scenario) -> Self {
         RunConfig {
-            scenario: scenario.to_owned(),
+            scenario,
             ..RunConfig::default()
         }
     }
@@ -222,7 +150,6 @@ impl RunConfig {
         if self.timeout.is_zero() {
             return bad("the timeout must be more than 0 s".to_owned());
         }
-        check_scenario(&self.scenario).map_err(RunnerError::Config)?;
         for word in &self.extra_cmdline {
             check_kernel_word(word).map_err(RunnerError::Config)?;
         }
@@ -231,17 +158,6 @@ impl RunConfig {
             .layout(self.cpus, self.memory_mib)
             .map_err(RunnerError::Config)
     }
-}
-
-/// Checks that a scenario name is one plain word (it names files too).
-pub fn check_scenario(name: &str) -> Result<(), String> {
-    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-    if name.is_empty() || !name.chars().all(plain) {
-        return Err(format!(
-            "scenario {name:?} must be letters, digits, '-' or '_'"
-        ));
-    }
-    Ok(())
 }
 
 /// Checks one extra kernel command-line word: a single `KEY=VALUE` word
@@ -294,8 +210,6 @@ mod tests {
                 timeout: Duration::ZERO,
                 ..RunConfig::default()
             },
-            RunConfig::for_scenario("two words"),
-            RunConfig::for_scenario(""),
             RunConfig {
                 extra_cmdline: vec!["a b".into()],
                 ..RunConfig::default()
@@ -351,7 +265,9 @@ mod tests {
         }
         .validate()
         .unwrap();
-        RunConfig::for_scenario("hang-selftest").validate().unwrap();
+        RunConfig::for_scenario(Scenario::HangSelftest)
+            .validate()
+            .unwrap();
         RunConfig {
             cpus: 7,
             numa: Numa::Sizes(vec![3, 4]),

@@ -3,12 +3,15 @@
 //!
 //! # The story of one run
 //!
-//! 1. [`RunConfig`] says what to boot: CPUs, memory, the scenario, the
-//!    engine, the timeout, and the shape of the machine (NUMA nodes,
-//!    removed CPUs, boot strategy and INIT-SIPI-SIPI delays). [`run`] checks
-//!    it (an impossible topology, such as node sizes that do not add up to
-//!    the CPU count or removing the BSP, is a [`RunnerError::Config`]), then
-//!    finds the QEMU binary *before* anything slow happens.
+//! 1. [`RunConfig`] says what to boot: CPUs, memory, the scenario (a
+//!    [`Scenario`], the kernel's own enum: host and kernel take their
+//!    scenario names, option values and report keys from the `sidecar`
+//!    crate's `vocabulary` module), the engine, the timeout, and the shape
+//!    of the machine (NUMA nodes, removed CPUs, boot strategy and
+//!    INIT-SIPI-SIPI delays). [`run`] checks it (an impossible topology,
+//!    such as node sizes that do not add up to the CPU count or removing
+//!    the BSP, is a [`RunnerError::Config`]), then finds the QEMU binary
+//!    *before* anything slow happens.
 //! 2. [`build_kernel`] runs a nested `cargo build --release -p sidecar
 //!    --target x86_64-unknown-none` into `target/kernel/` (its own lock, so
 //!    it never waits on the cargo that runs us), once per process.
@@ -20,8 +23,8 @@
 //!    the report channel, written to `report.txt` in the run directory.
 //! 4. The kernel ends the run by writing 0x10 (pass) or 0x11 (fail) to the
 //!    `isa-debug-exit` port, which makes QEMU exit with status 33 or 35.
-//! 5. The runner parses COM2, decides the verdict, and writes the merged
-//!    JSON report: [`RunOutcome`].
+//! 5. The runner parses COM2, decides the verdict, writes the merged JSON
+//!    report and reads it into a typed [`Report`]: [`RunOutcome`].
 //!
 //! A kernel that fails is an outcome (`passed == false`); [`RunnerError`]
 //! is only for a run that could not happen (no QEMU, a broken build, I/O).
@@ -50,7 +53,8 @@
 //! # The JSON report
 //!
 //! Written to `target/qemu-runs/<scenario>-<unix ms>-<pid>/report.json`,
-//! to `--report FILE` when given, and returned as [`RunOutcome::report`].
+//! to `--report FILE` when given, and returned as [`RunOutcome::report_json`]
+//! (typed: [`RunOutcome::report`], see [`schema`]).
 //! It is one object: every field the kernel wrote on COM2, with the
 //! runner's fields on top (the runner's win):
 //!
@@ -111,9 +115,11 @@ mod config;
 mod error;
 mod linux;
 mod monitor;
+mod process;
 mod qemu;
 mod report;
 mod run;
+pub mod schema;
 mod svg;
 mod timeline;
 mod topology;
@@ -121,7 +127,7 @@ mod verdict;
 
 pub use build::{build_kernel, kernel_elf_path, workspace_root, KERNEL_TARGET};
 pub use config::{
-    check_kernel_word, check_scenario, Accel, ApDelay, BootStrategy, LogLevel, RunConfig, MAX_CPUS,
+    check_kernel_word, Accel, ApDelay, BootStrategy, LogLevel, RunConfig, Scenario, MAX_CPUS,
     MIN_MEMORY_MIB, RUNNER_KEYS,
 };
 pub use error::RunnerError;
@@ -130,6 +136,7 @@ pub use linux::{
 };
 pub use qemu::QBOOT;
 pub use run::{run, RunOutcome};
+pub use schema::Report;
 pub use svg::{ChartPoint, ChartSeries, LineChart};
 pub use timeline::{timeline_svg, TimelineError};
 pub use topology::{

@@ -26,20 +26,16 @@
 //! [`calibrate_lpj`] measures the value with one single-CPU boot.
 
 use std::ffi::OsString;
-use std::fs::{self, File};
-use std::io::{LineWriter, Write};
-use std::os::unix::process::CommandExt;
+use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
+use crate::process::{Flow, Qemu, Watched};
 use crate::qemu::{self, Engine};
-use crate::run::{self, sys, GroupGuard};
-use crate::{Accel, RunOutcome, RunnerError, MAX_CPUS};
+use crate::run::{self, ConsoleLog};
+use crate::{Accel, Report, RunOutcome, RunnerError, Scenario, MAX_CPUS};
 
 /// Guest memory Linux gets unless told otherwise: enough for a distribution
 /// kernel with 128 CPUs and no initrd.
@@ -227,7 +223,7 @@ pub fn parse_linux_log<S: AsRef<str>>(lines: &[S]) -> LinuxLog {
 pub fn run_linux(config: &LinuxConfig) -> Result<RunOutcome, RunnerError> {
     config.validate()?;
     let qemu_bin = qemu::resolve_qemu(&config.qemu)?;
-    let engine = qemu::choose_engine(config.accel, "boot", qemu::kvm_status())?;
+    let engine = qemu::choose_engine(config.accel, Scenario::Boot, qemu::kvm_status())?;
     if !config.kernel.is_file() {
         return Err(RunnerError::KernelMissing(config.kernel.clone()));
     }
@@ -241,18 +237,44 @@ pub fn run_linux(config: &LinuxConfig) -> Result<RunOutcome, RunnerError> {
     let console = Console::run(&qemu_bin, &args, config.timeout, &log_path)?;
     let parsed = parse_linux_log(&console.lines);
     let failure = linux_failure(config, &parsed, &console);
-    let report = json!({
-        "result": if failure.is_none() { "pass" } else { "fail" },
-        "failure": failure,
+    let mut report_json = linux_report(config, engine, &parsed, &console, failure.as_deref());
+    let report = Report::read(&mut report_json, Map::new());
+    let report_path = run::write_reports(&report_json, &dir, None)?;
+    Ok(RunOutcome {
+        passed: failure.is_none(),
+        report,
+        report_json,
+        failure,
+        log_path,
+        report_path,
+        run_dir: dir,
+        log_lines: console.lines,
+        qemu_stderr: console.stderr,
+        wall: console.wall,
+        timed_out: console.timed_out,
+    })
+}
+
+/// The JSON report of a Linux run: the runner's usual fields and `linux`.
+fn linux_report(
+    config: &LinuxConfig,
+    engine: Engine,
+    parsed: &LinuxLog,
+    console: &Console,
+    failure: Option<&str>,
+) -> Value {
+    let mut report = json!({
+        "result": run::result_word(failure.is_none()),
         "scenario": "linux",
         "cpus": config.cpus,
         "memory_mib": config.memory_mib,
         "accel": engine.as_str(),
         "wall_s": run::round_ms(console.wall),
         "kernel_bytes": fs::metadata(&config.kernel).map(|m| m.len()).ok(),
-        "log": log_path,
+        "log": console.log_path,
         "qemu_exit_status": console.status,
         "timed_out": console.timed_out,
+        "report_errors": [],
         "linux": {
             "version": parsed.version,
             "cmdline": config.cmdline(),
@@ -264,25 +286,10 @@ pub fn run_linux(config: &LinuxConfig) -> Result<RunOutcome, RunnerError> {
             "lpj": parsed.lpj,
         },
     });
-    let mut report = report;
-    if failure.is_none() {
-        if let Some(map) = report.as_object_mut() {
-            map.remove("failure");
-        }
+    if let Some(reason) = failure {
+        report["failure"] = json!(reason);
     }
-    let report_path = run::write_reports(&report, &dir, None)?;
-    Ok(RunOutcome {
-        passed: failure.is_none(),
-        report,
-        failure,
-        log_path,
-        report_path,
-        run_dir: dir,
-        log_lines: console.lines,
-        qemu_stderr: console.stderr,
-        wall: console.wall,
-        timed_out: console.timed_out,
-    })
+    report
 }
 
 /// Why a Linux run does not count, if it does not.
@@ -318,83 +325,37 @@ struct Console {
     wall: Duration,
     timed_out: bool,
     status: Option<i32>,
+    log_path: PathBuf,
 }
 
 impl Console {
     /// Runs QEMU, copying its console to `log_path`, until the console shows
-    /// [`DONE_LINE`] (then QEMU is killed), QEMU exits, or `timeout` passes
-    /// (then QEMU is killed too).
+    /// [`DONE_LINE`], QEMU exits, or `timeout` passes; then kills QEMU.
     fn run(
         qemu_bin: &std::path::Path,
         args: &[OsString],
         timeout: Duration,
         log_path: &std::path::Path,
     ) -> Result<Console, RunnerError> {
-        let mut log = LineWriter::new(
-            File::create(log_path)
-                .map_err(RunnerError::io(format!("creating {}", log_path.display())))?,
-        );
-        let mut command = Command::new(qemu_bin);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        sys::die_with_parent(&mut command);
-        let start = Instant::now();
-        let mut child = command
-            .spawn()
-            .map_err(RunnerError::io(format!("starting {}", qemu_bin.display())))?;
-        let group = GroupGuard(child.id());
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (send, receive) = mpsc::channel();
-        let reader = thread::spawn(move || {
-            for line in run::read_lines(stdout) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr_reader = thread::spawn(move || run::read_lines(stderr).collect::<Vec<_>>());
-        let deadline = start + timeout;
-        let mut lines = Vec::new();
-        let mut timed_out = false;
-        let write_error = |e| RunnerError::io(format!("writing {}", log_path.display()))(e);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match receive.recv_timeout(left) {
-                Ok(line) => {
-                    writeln!(log, "{line}").map_err(write_error)?;
-                    let done = stamped(&line).is_some_and(|(_, t)| t.starts_with(DONE_LINE));
-                    lines.push(line);
-                    if done {
-                        break;
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    timed_out = true;
-                    break;
-                }
-            }
-        }
-        let wall = start.elapsed();
-        group.kill();
-        let status = child.wait().map_err(RunnerError::io("waiting for QEMU"))?;
-        run::join(reader);
-        for line in receive.try_iter() {
-            writeln!(log, "{line}").map_err(write_error)?;
-            lines.push(line);
-        }
-        log.flush().map_err(write_error)?;
+        let mut log = ConsoleLog::create(log_path, false)?;
+        let mut on_line = |line: String| {
+            let done = stamped(&line).is_some_and(|(_, text)| text.starts_with(DONE_LINE));
+            log.push(line)?;
+            Ok(if done { Flow::Stop } else { Flow::Continue })
+        };
+        let qemu = Qemu::spawn(qemu_bin, args, false)?;
+        let watched = qemu.watch(Some(qemu.deadline(timeout)), &mut on_line)?;
+        let wall = qemu.elapsed();
+        qemu.kill();
+        let status = qemu.wait(None)?.expect("no deadline");
+        let stderr = qemu.finish(&mut on_line)?;
         Ok(Console {
-            lines,
-            stderr: run::join(stderr_reader),
+            lines: log.finish()?,
+            stderr,
             wall,
-            timed_out,
+            timed_out: watched == Watched::TimedOut,
             status: status.code(),
+            log_path: log_path.to_owned(),
         })
     }
 }
@@ -409,7 +370,7 @@ pub fn calibrate_lpj(config: &LinuxConfig) -> Result<(u64, RunOutcome), RunnerEr
         ..config.clone()
     };
     let outcome = run_linux(&probe)?;
-    match outcome.report["linux"]["lpj"].as_u64() {
+    match outcome.report.linux.as_ref().and_then(|linux| linux.lpj) {
         Some(lpj) if lpj > 0 => Ok((lpj, outcome)),
         _ => Err(RunnerError::Config(format!(
             "Linux's console has no 'Calibrating delay loop ... lpj=N' line (log: {}); \
@@ -517,6 +478,7 @@ SeaBIOS or qboot noise
             wall: Duration::ZERO,
             timed_out,
             status: Some(1),
+            log_path: PathBuf::from("/k.log"),
         };
         let full = parse_linux_log(&lines(CONSOLE));
         assert_eq!(linux_failure(&config, &full, &console(false)), None);

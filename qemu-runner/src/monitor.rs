@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use crate::schema::{CpuStatusAtTimeout, Node};
 
 /// The offset of `cpu_status` in a control page.
 const CPU_STATUS_OFFSET: u64 = 64;
@@ -84,12 +84,12 @@ fn read_until_prompt(stream: &mut UnixStream) -> std::io::Result<String> {
     Ok(text)
 }
 
-/// Each CPU's last status, `(vp, name)`, read from the nodes the partial
-/// report `nodes` lists; empty if nothing could be read.
-pub(crate) fn cpu_statuses(socket: &Path, nodes: Option<&Value>) -> Vec<(u64, String)> {
-    let Some(nodes) = nodes.and_then(Value::as_array) else {
+/// Each CPU's last status, read from the nodes the partial report lists;
+/// empty if nothing could be read.
+pub(crate) fn cpu_statuses(socket: &Path, nodes: &[Node]) -> Vec<CpuStatusAtTimeout> {
+    if nodes.is_empty() {
         return Vec::new();
-    };
+    }
     let Ok(mut stream) = UnixStream::connect(socket) else {
         return Vec::new();
     };
@@ -99,8 +99,12 @@ pub(crate) fn cpu_statuses(socket: &Path, nodes: Option<&Value>) -> Vec<(u64, St
     }
     let mut statuses = Vec::new();
     for node in nodes {
-        let field = |key: &str| node[key].as_u64().unwrap_or(0);
-        let (control, base, count) = (field("control_page"), field("base_vp"), field("vp_count"));
+        let field = |value: Option<u64>| value.unwrap_or(0);
+        let (control, base, count) = (
+            field(node.control_page),
+            field(node.base_vp),
+            field(node.vp_count),
+        );
         if control == 0 || count == 0 {
             continue;
         }
@@ -113,7 +117,10 @@ pub(crate) fn cpu_statuses(socket: &Path, nodes: Option<&Value>) -> Vec<(u64, St
             .take(count as usize)
             .enumerate()
         {
-            statuses.push((base + i as u64, status_name(byte)));
+            statuses.push(CpuStatusAtTimeout {
+                vp: base + i as u64,
+                status: status_name(byte),
+            });
         }
     }
     statuses

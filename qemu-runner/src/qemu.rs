@@ -14,8 +14,10 @@ use std::fs::OpenOptions;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use sidecar::vocabulary::option_key;
+
 use crate::topology::{self, NumaNode};
-use crate::{Accel, RunConfig, RunnerError};
+use crate::{Accel, RunConfig, RunnerError, Scenario};
 
 /// The fast firmware for PVH boots, used when it is installed.
 pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
@@ -83,16 +85,10 @@ pub(crate) fn kvm_status() -> Result<(), String> {
         .map_err(|e| format!("opening /dev/kvm: {e}"))
 }
 
-/// Whether a scenario runs guest VPs, which need SVM and so TCG. Only `boot`
-/// and the `*-selftest` scenarios run none.
-pub(crate) fn needs_svm(scenario: &str) -> bool {
-    scenario != "boot" && !scenario.ends_with("-selftest")
-}
-
 /// Settles the engine; `kvm` is [`kvm_status`]'s answer.
 pub(crate) fn choose_engine(
     accel: Accel,
-    scenario: &str,
+    scenario: Scenario,
     kvm: Result<(), String>,
 ) -> Result<Engine, RunnerError> {
     match accel {
@@ -100,7 +96,8 @@ pub(crate) fn choose_engine(
         Accel::Kvm => kvm
             .map(|()| Engine::Kvm)
             .map_err(RunnerError::KvmUnavailable),
-        Accel::Auto if kvm.is_ok() && !needs_svm(scenario) => Ok(Engine::Kvm),
+        // Guest VPs need SVM, which only TCG offers here.
+        Accel::Auto if kvm.is_ok() && !scenario.runs_guests() => Ok(Engine::Kvm),
         Accel::Auto => Ok(Engine::Tcg),
     }
 }
@@ -114,10 +111,10 @@ pub(crate) fn firmware() -> Option<PathBuf> {
 /// ap_delay=DELAY`, `removed=LIST` when CPUs are removed, then the extra words.
 pub(crate) fn kernel_cmdline(config: &RunConfig) -> String {
     let mut words = vec![
-        format!("scenario={}", config.scenario),
-        format!("log={}", config.log_level.as_str()),
-        format!("boot={}", config.boot.as_str()),
-        format!("ap_delay={}", config.ap_delay.as_str()),
+        format!("{}={}", option_key::SCENARIO, config.scenario),
+        format!("{}={}", option_key::LOG, config.log_level),
+        format!("{}={}", option_key::BOOT, config.boot),
+        format!("{}={}", option_key::AP_DELAY, config.ap_delay),
     ];
     if !config.removed.is_empty() {
         words.push(topology::removed_word(&config.removed));
@@ -273,7 +270,7 @@ mod tests {
     #[test]
     fn cmdline_has_scenario_level_boot_flags_and_extras() {
         let config = RunConfig {
-            scenario: "smp-selftest".into(),
+            scenario: Scenario::HangSelftest,
             log_level: LogLevel::Trace,
             boot: BootStrategy::Serial,
             ap_delay: ApDelay::None,
@@ -283,7 +280,7 @@ mod tests {
         };
         assert_eq!(
             kernel_cmdline(&config),
-            "scenario=smp-selftest log=trace boot=serial ap_delay=none removed=3,9 unresponsive=2"
+            "scenario=hang-selftest log=trace boot=serial ap_delay=none removed=3,9 unresponsive=2"
         );
     }
 
@@ -317,31 +314,31 @@ mod tests {
     fn engine_choice() {
         let no_kvm = || Err("no /dev/kvm".to_owned());
         assert_eq!(
-            choose_engine(Accel::Tcg, "boot", Ok(())).unwrap(),
+            choose_engine(Accel::Tcg, Scenario::Boot, Ok(())).unwrap(),
             Engine::Tcg
         );
         assert_eq!(
-            choose_engine(Accel::Kvm, "vp-run", Ok(())).unwrap(),
+            choose_engine(Accel::Kvm, Scenario::Demo, Ok(())).unwrap(),
             Engine::Kvm
         );
         assert!(matches!(
-            choose_engine(Accel::Kvm, "boot", no_kvm()),
+            choose_engine(Accel::Kvm, Scenario::Boot, no_kvm()),
             Err(RunnerError::KvmUnavailable(_))
         ));
         assert_eq!(
-            choose_engine(Accel::Auto, "boot", Ok(())).unwrap(),
+            choose_engine(Accel::Auto, Scenario::Boot, Ok(())).unwrap(),
             Engine::Kvm
         );
         assert_eq!(
-            choose_engine(Accel::Auto, "smp-selftest", Ok(())).unwrap(),
+            choose_engine(Accel::Auto, Scenario::FaultSelftest, Ok(())).unwrap(),
             Engine::Kvm
         );
         assert_eq!(
-            choose_engine(Accel::Auto, "vp-run", Ok(())).unwrap(),
+            choose_engine(Accel::Auto, Scenario::Demo, Ok(())).unwrap(),
             Engine::Tcg
         );
         assert_eq!(
-            choose_engine(Accel::Auto, "boot", no_kvm()).unwrap(),
+            choose_engine(Accel::Auto, Scenario::Boot, no_kvm()).unwrap(),
             Engine::Tcg
         );
     }

@@ -17,6 +17,7 @@
 //! `report_errors`; it never stops the run. Blank lines are ignored.
 
 use serde_json::{Map, Value};
+use sidecar::vocabulary::report_key;
 
 /// What the kernel reported on COM2.
 #[derive(Debug, Default, PartialEq)]
@@ -119,7 +120,8 @@ pub(crate) fn merge(kernel: KernelReport, runner: Map<String, Value>) -> Value {
         let Some(old) = merged.insert(key.clone(), value) else {
             continue;
         };
-        if key != "result" && key != "failure" && old != merged[&key] {
+        let both_write = [report_key::RESULT, report_key::FAILURE].contains(&key.as_str());
+        if !both_write && old != merged[&key] {
             errors.push(format!(
                 "kernel field {key} is shadowed by the runner's (kept as kernel_shadowed.{key})"
             ));

@@ -1,27 +1,21 @@
-//! One boot: QEMU as a child process, its COM1 log streamed line by line,
-//! the timeout, and the outcome.
-//!
-//! QEMU runs in its own process group, so that a timeout can kill it and
-//! anything it started at once, and with a parent-death signal, so that a
-//! runner stopped by Ctrl-C or a crashed test does not leave it spinning on
-//! a shared machine. One thread reads COM1 (QEMU's stdout) into the log
-//! file, the captured lines and, with `echo`, our stdout; another collects
-//! QEMU's stderr; a third waits for the exit so that the caller's thread can
-//! wait with a timeout.
+//! One boot of sidecar: the QEMU command, the COM1 log streamed line by
+//! line, the timeout (with each CPU's status read through the monitor
+//! before the kill), and the outcome with its merged and typed report.
+//! The process itself is [`crate::process`]'s.
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, LineWriter, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::io::{self, LineWriter, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
+use sidecar::vocabulary::report_key;
 
+use crate::process::{Flow, Qemu, Watched};
 use crate::qemu::{self, Engine, Launch};
+use crate::schema::{CpuStatusAtTimeout, Node, Report};
 use crate::verdict::{self, QemuExit};
 use crate::{build, report, RunConfig, RunnerError};
 
@@ -30,8 +24,11 @@ use crate::{build, report, RunConfig, RunnerError};
 pub struct RunOutcome {
     /// Whether the run passed (see the crate docs for the exact rule).
     pub passed: bool,
-    /// The merged JSON report (schema in the crate docs).
-    pub report: Value,
+    /// The report, typed (see [`crate::schema`]).
+    pub report: Report,
+    /// The merged JSON report as written to `report.json` (schema in the
+    /// crate docs).
+    pub report_json: Value,
     /// Why the run failed; `None` when it passed.
     pub failure: Option<String>,
     /// The COM1 log file.
@@ -51,6 +48,27 @@ pub struct RunOutcome {
     pub timed_out: bool,
 }
 
+impl RunOutcome {
+    /// A passing outcome with `report_json` as its report and `log` as its
+    /// log: what the benches' tests hand their fake runners.
+    #[cfg(test)]
+    pub(crate) fn fake(report_json: Value, log: &str) -> RunOutcome {
+        RunOutcome {
+            passed: true,
+            report: serde_json::from_value(report_json.clone()).expect("a well-typed report"),
+            report_json,
+            failure: None,
+            log_path: PathBuf::from(log),
+            report_path: PathBuf::from("/runs/report.json"),
+            run_dir: PathBuf::from("/runs"),
+            log_lines: Vec::new(),
+            qemu_stderr: Vec::new(),
+            wall: Duration::from_millis(500),
+            timed_out: false,
+        }
+    }
+}
+
 /// Boots the kernel once as `config` says and reports the outcome.
 ///
 /// In order: checks the configuration, finds QEMU and settles the engine
@@ -59,7 +77,7 @@ pub struct RunOutcome {
 pub fn run(config: &RunConfig) -> Result<RunOutcome, RunnerError> {
     let numa = config.numa_layout()?;
     let qemu_bin = qemu::resolve_qemu(&config.qemu)?;
-    let engine = qemu::choose_engine(config.accel, &config.scenario, qemu::kvm_status())?;
+    let engine = qemu::choose_engine(config.accel, config.scenario, qemu::kvm_status())?;
     let kernel = match &config.kernel {
         Some(path) if path.is_file() => path.clone(),
         Some(path) => return Err(RunnerError::KernelMissing(path.clone())),
@@ -101,7 +119,7 @@ struct RunPaths {
 impl RunPaths {
     /// Picks `target/qemu-runs/<scenario>-<unix ms>-<pid>[-<n>]` and creates it.
     fn create(config: &RunConfig) -> Result<Self, RunnerError> {
-        let (dir, stem) = new_run_dir(&config.scenario)?;
+        let (dir, stem) = new_run_dir(config.scenario.name())?;
         let runs = dir.parent().unwrap_or(&dir).to_owned();
         let log = match &config.log_path {
             Some(path) => path.clone(),
@@ -148,51 +166,39 @@ struct Finished {
     log_lines: Vec<String>,
     stderr: Vec<String>,
     /// Each CPU's last status, read through the monitor at a timeout.
-    statuses: Vec<(u64, String)>,
+    statuses: Vec<CpuStatusAtTimeout>,
 }
 
-/// Runs QEMU to its end, streaming COM1 to `log_path`.
+/// Runs QEMU to its end, streaming COM1 to the log (and stdout with
+/// `echo`); at the timeout, reads the CPUs' statuses, then kills QEMU.
 fn execute(
     qemu_bin: &Path,
     args: &[std::ffi::OsString],
     config: &RunConfig,
     paths: &RunPaths,
 ) -> Result<Finished, RunnerError> {
-    let (log_path, report_txt, monitor) = (&paths.log, &paths.report_txt, &paths.monitor);
-    let log = File::create(log_path)
-        .map_err(RunnerError::io(format!("creating {}", log_path.display())))?;
-    let mut command = Command::new(qemu_bin);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    sys::die_with_parent(&mut command);
-    let start = Instant::now();
-    let mut child = command
-        .spawn()
-        .map_err(RunnerError::io(format!("starting {}", qemu_bin.display())))?;
-    let group = GroupGuard(child.id());
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let (echo, verbose) = (config.echo, config.verbose);
-    let log_reader = thread::spawn(move || stream_log(stdout, LineWriter::new(log), echo));
-    let stderr_reader = thread::spawn(move || collect_stderr(stderr, verbose));
-    let timeout = config.gdb.is_none().then_some(config.timeout);
-    let _ = fs::remove_file(monitor);
-    let last_statuses = || {
-        let text = fs::read(report_txt).unwrap_or_default();
-        let partial = report::parse(&String::from_utf8_lossy(&text));
-        crate::monitor::cpu_statuses(monitor, partial.fields.get("nodes"))
+    let mut log = ConsoleLog::create(&paths.log, config.echo)?;
+    let mut on_line = |line| log.push(line).map(|()| Flow::Continue);
+    let _ = fs::remove_file(&paths.monitor);
+    let qemu = Qemu::spawn(qemu_bin, args, config.verbose)?;
+    let deadline = (config.gdb.is_none()).then(|| qemu.deadline(config.timeout));
+    let exited = match qemu.watch(deadline, &mut on_line)? {
+        Watched::Closed => qemu.wait(deadline)?,
+        Watched::Stopped | Watched::TimedOut => None,
     };
-    let (status, timed_out, statuses) = wait(child, timeout, &group, last_statuses)?;
-    let wall = start.elapsed();
-    drop(group);
-    let _ = fs::remove_file(monitor);
-    let log_lines =
-        join(log_reader).map_err(RunnerError::io(format!("writing {}", log_path.display())))?;
-    let stderr = join(stderr_reader);
+    let timed_out = exited.is_none();
+    let (status, statuses) = match exited {
+        Some(status) => (status, Vec::new()),
+        None => {
+            let statuses = last_statuses(paths);
+            qemu.kill();
+            (qemu.wait(None)?.expect("no deadline"), statuses)
+        }
+    };
+    let wall = qemu.elapsed();
+    let _ = fs::remove_file(&paths.monitor);
+    let stderr = qemu.finish(&mut on_line)?;
+    let log_lines = log.finish()?;
     let exit = QemuExit {
         status: status.code(),
         signal: status.signal(),
@@ -208,80 +214,60 @@ fn execute(
     })
 }
 
-/// Waits for QEMU, killing its process group at the timeout (after
-/// `before_kill` read what it can). Returns the status, whether the timeout
-/// struck, and what `before_kill` read.
-fn wait<T: Default>(
-    mut child: Child,
-    timeout: Option<Duration>,
-    group: &GroupGuard,
-    before_kill: impl FnOnce() -> T,
-) -> Result<(ExitStatus, bool, T), RunnerError> {
-    let (send, receive) = mpsc::channel();
-    thread::spawn(move || send.send(child.wait()));
-    let waited = match timeout {
-        Some(limit) => receive.recv_timeout(limit).ok(),
-        None => receive.recv().ok(),
-    };
-    let (status, timed_out, read) = match waited {
-        Some(status) => (status, false, T::default()),
-        None => {
-            let read = before_kill();
-            group.kill();
-            (receive.recv().expect("the waiter always sends"), true, read)
-        }
-    };
-    let status = status.map_err(RunnerError::io("waiting for QEMU"))?;
-    Ok((status, timed_out, read))
+/// Each CPU's status when the timeout struck, from the nodes the kernel
+/// reported so far and QEMU's monitor.
+fn last_statuses(paths: &RunPaths) -> Vec<CpuStatusAtTimeout> {
+    let text = fs::read(&paths.report_txt).unwrap_or_default();
+    let partial = report::parse(&String::from_utf8_lossy(&text));
+    let nodes: Vec<Node> = partial
+        .fields
+        .get(report_key::NODES)
+        .and_then(|nodes| serde_json::from_value(nodes.clone()).ok())
+        .unwrap_or_default();
+    crate::monitor::cpu_statuses(&paths.monitor, &nodes)
 }
 
-pub(crate) fn join<T>(reader: JoinHandle<T>) -> T {
-    reader.join().expect("a stream reader panicked")
+/// The COM1 log: a file, the captured lines, and optionally our stdout.
+pub(crate) struct ConsoleLog {
+    path: PathBuf,
+    file: LineWriter<File>,
+    echo: bool,
+    lines: Vec<String>,
 }
 
-/// Copies COM1 to the log file (and stdout with `echo`), one line at a time.
-fn stream_log(com1: impl Read, mut log: impl Write, mut echo: bool) -> io::Result<Vec<String>> {
-    let mut lines = Vec::new();
-    for line in read_lines(com1) {
-        writeln!(log, "{line}")?;
-        if echo {
-            // A closed stdout (`cargo qemu | head`) stops the echo, not the run.
-            echo = writeln!(io::stdout(), "{line}").is_ok();
-        }
-        lines.push(line);
-    }
-    log.flush()?;
-    Ok(lines)
-}
-
-/// Collects QEMU's stderr, showing it live with `verbose`.
-fn collect_stderr(stderr: impl Read, verbose: bool) -> Vec<String> {
-    let lines = read_lines(stderr);
-    lines
-        .inspect(|line| {
-            if verbose {
-                eprintln!("{line}");
-            }
+impl ConsoleLog {
+    /// Creates the log file.
+    pub(crate) fn create(path: &Path, echo: bool) -> Result<Self, RunnerError> {
+        let file =
+            File::create(path).map_err(RunnerError::io(format!("creating {}", path.display())))?;
+        Ok(ConsoleLog {
+            path: path.to_owned(),
+            file: LineWriter::new(file),
+            echo,
+            lines: Vec::new(),
         })
-        .collect()
-}
+    }
 
-/// The lines of a byte stream, lossily decoded, without `\r\n`/`\n`; stops
-/// at end of stream or at the first read error.
-pub(crate) fn read_lines(stream: impl Read) -> impl Iterator<Item = String> {
-    let mut reader = BufReader::new(stream);
-    std::iter::from_fn(move || {
-        let mut bytes = Vec::new();
-        match reader.read_until(b'\n', &mut bytes) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => {
-                while bytes.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
-                    bytes.pop();
-                }
-                Some(String::from_utf8_lossy(&bytes).into_owned())
-            }
+    /// Writes one line to the file (and stdout) and keeps it.
+    pub(crate) fn push(&mut self, line: String) -> Result<(), RunnerError> {
+        writeln!(self.file, "{line}").map_err(self.write_error())?;
+        if self.echo {
+            // A closed stdout (`cargo qemu | head`) stops the echo, not the run.
+            self.echo = writeln!(io::stdout(), "{line}").is_ok();
         }
-    })
+        self.lines.push(line);
+        Ok(())
+    }
+
+    /// Flushes the file; returns every line.
+    pub(crate) fn finish(mut self) -> Result<Vec<String>, RunnerError> {
+        self.file.flush().map_err(self.write_error())?;
+        Ok(self.lines)
+    }
+
+    fn write_error(&self) -> impl FnOnce(io::Error) -> RunnerError {
+        RunnerError::io(format!("writing {}", self.path.display()))
+    }
 }
 
 /// Reads the report, decides the verdict and writes the JSON report.
@@ -295,13 +281,38 @@ fn conclude(
     let text = fs::read(&paths.report_txt).unwrap_or_default();
     let kernel_report = report::parse(&String::from_utf8_lossy(&text));
     let verdict = verdict::verdict(&finished.exit, &kernel_report);
+    let fields = runner_fields(config, engine, kernel, &paths, &finished, &verdict);
+    let mut merged = report::merge(kernel_report, fields.clone());
+    let typed = Report::read(&mut merged, fields);
+    let report_path = write_reports(&merged, &paths.dir, config.report_path.as_deref())?;
+    Ok(RunOutcome {
+        passed: verdict.is_ok(),
+        report: typed,
+        report_json: merged,
+        failure: verdict.err(),
+        log_path: paths.log,
+        report_path,
+        run_dir: paths.dir,
+        log_lines: finished.log_lines,
+        qemu_stderr: finished.stderr,
+        wall: finished.wall,
+        timed_out: finished.exit.timed_out.is_some(),
+    })
+}
+
+/// The runner's own fields of the report (the table in the crate docs).
+fn runner_fields(
+    config: &RunConfig,
+    engine: Engine,
+    kernel: &Path,
+    paths: &RunPaths,
+    finished: &Finished,
+    verdict: &Result<(), String>,
+) -> Map<String, Value> {
     let mut fields = Map::new();
     let mut put = |key: &str, value: Value| fields.insert(key.to_owned(), value);
-    put(
-        "result",
-        json!(if verdict.is_ok() { "pass" } else { "fail" }),
-    );
-    put("scenario", json!(config.scenario));
+    put(report_key::RESULT, json!(result_word(verdict.is_ok())));
+    put(report_key::SCENARIO, json!(config.scenario));
     put("cpus", json!(config.cpus));
     put("memory_mib", json!(config.memory_mib));
     put("accel", json!(engine.as_str()));
@@ -314,30 +325,21 @@ fn conclude(
     put("qemu_exit_status", json!(finished.exit.status));
     put("timed_out", json!(finished.exit.timed_out.is_some()));
     if !finished.statuses.is_empty() {
-        let statuses: Vec<Value> = finished
-            .statuses
-            .iter()
-            .map(|(vp, status)| json!({"vp": vp, "status": status}))
-            .collect();
-        put("cpu_status_at_timeout", Value::Array(statuses));
+        put("cpu_status_at_timeout", json!(finished.statuses));
     }
-    if let Err(reason) = &verdict {
-        put("failure", json!(reason));
+    if let Err(reason) = verdict {
+        put(report_key::FAILURE, json!(reason));
     }
-    let merged = report::merge(kernel_report, fields);
-    let report_path = write_reports(&merged, &paths.dir, config.report_path.as_deref())?;
-    Ok(RunOutcome {
-        passed: verdict.is_ok(),
-        report: merged,
-        failure: verdict.err(),
-        log_path: paths.log,
-        report_path,
-        run_dir: paths.dir,
-        log_lines: finished.log_lines,
-        qemu_stderr: finished.stderr,
-        wall: finished.wall,
-        timed_out: finished.exit.timed_out.is_some(),
-    })
+    fields
+}
+
+/// `pass` or `fail`, the report's `result`.
+pub(crate) fn result_word(passed: bool) -> &'static str {
+    if passed {
+        "pass"
+    } else {
+        "fail"
+    }
 }
 
 /// Writes `report.json` in the run directory and, if asked, a copy at
@@ -365,67 +367,4 @@ fn shown_path(path: &Path) -> &Path {
         .ok()
         .and_then(|cwd| path.strip_prefix(cwd).ok())
         .unwrap_or(path)
-}
-
-/// Kills QEMU's process group when dropped while armed: an early return or
-/// a panic between spawn and exit must not leave QEMU running.
-pub(crate) struct GroupGuard(pub(crate) u32);
-
-impl GroupGuard {
-    pub(crate) fn kill(&self) {
-        sys::kill_group(self.0);
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.kill();
-        }
-    }
-}
-
-/// The two Linux calls std does not wrap.
-pub(crate) mod sys {
-    use std::os::unix::process::CommandExt;
-    use std::process::Command;
-
-    const SIGKILL: i32 = 9;
-    const PR_SET_PDEATHSIG: i32 = 1;
-
-    extern "C" {
-        fn kill(pid: i32, signal: i32) -> i32;
-        fn prctl(option: i32, ...) -> i32;
-    }
-
-    /// Sends SIGKILL to the process group led by `leader`.
-    pub fn kill_group(leader: u32) {
-        let Ok(leader) = i32::try_from(leader) else {
-            return;
-        };
-        // SAFETY: kill(2) only sends a signal; a negative pid names the
-        // process group QEMU leads (it was spawned with process_group(0)).
-        // An already-dead group gives ESRCH, which is fine to ignore.
-        unsafe {
-            kill(-leader, SIGKILL);
-        }
-    }
-
-    /// Makes the child get SIGKILL when the thread that spawned it exits.
-    pub fn die_with_parent(command: &mut Command) {
-        // SAFETY: the hook runs in the forked child before exec; it makes one
-        // system call, prctl(2), which is async-signal-safe, and allocates nothing.
-        unsafe {
-            command.pre_exec(set_death_signal);
-        }
-    }
-
-    fn set_death_signal() -> std::io::Result<()> {
-        // SAFETY: PR_SET_PDEATHSIG reads one unsigned long argument, the
-        // signal number; the call touches no memory of ours.
-        match unsafe { prctl(PR_SET_PDEATHSIG, SIGKILL as u64) } {
-            0 => Ok(()),
-            _ => Err(std::io::Error::last_os_error()),
-        }
-    }
 }

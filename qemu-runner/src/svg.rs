@@ -264,87 +264,52 @@ pub struct LineChart {
 impl LineChart {
     /// The chart as an SVG document.
     pub fn to_svg(&self) -> String {
-        let (left, bottom, plot_w, plot_h) = (80.0, 60.0, 590.0, 430.0);
-        // The legend gets the room its longest name needs (about 7 px a
-        // character at 12 px), the subtitle as many lines as it needs.
-        let longest = self
-            .series
-            .iter()
-            .map(|s| s.name.chars().count())
-            .max()
-            .unwrap_or(0);
-        let right = (66.0 + 7.0 * longest as f64).max(230.0);
-        let width = left + plot_w + right;
-        let subtitle = wrap(&self.subtitle, ((width - left - 20.0) / 6.6) as usize);
-        let top = 55.0 + 15.0 * subtitle.len() as f64;
-        let height = top + plot_h + bottom;
-        let points = || self.series.iter().flat_map(|s| s.points.iter());
-        let xs: Vec<f64> = points().map(|p| p.x).collect();
-        let ys: Vec<f64> = points().flat_map(|p| [p.y, p.low, p.high]).collect();
-        let fold = |values: &[f64], init: f64, f: fn(f64, f64) -> f64| {
-            values
-                .iter()
-                .copied()
-                .filter(|v| v.is_finite())
-                .fold(init, f)
-        };
-        let (x_min, x_max) = (
-            fold(&xs, f64::INFINITY, f64::min),
-            fold(&xs, f64::NEG_INFINITY, f64::max),
-        );
-        let (y_min, y_max) = (
-            fold(&ys, f64::INFINITY, f64::min),
-            fold(&ys, f64::NEG_INFINITY, f64::max),
-        );
-        let (x_min, x_max) = match x_min.is_finite() {
-            true if x_max > x_min => (x_min, x_max),
-            true => (x_min * 0.5, x_min * 2.0 + 1.0),
-            false => (1.0, 2.0),
-        };
-        let x_of = |x: f64| -> f64 {
-            let (lo, hi, v) = match self.x_log {
-                true => (x_min.max(1e-9).log2(), x_max.log2(), x.max(1e-9).log2()),
-                false => (x_min, x_max, x),
-            };
-            let pad = 0.04 * (hi - lo);
-            left + (v - lo + pad) / (hi - lo + 2.0 * pad) * plot_w
-        };
-        let y_ticks: Vec<f64>;
-        let y_of: Box<dyn Fn(f64) -> f64> = if self.y_log {
-            let lo = match y_min.is_finite() && y_min > 0.0 {
-                true => nice_below(y_min),
-                false => 1.0,
-            };
-            let hi = match y_max.is_finite() && y_max > lo {
-                true => nice_above(y_max),
-                false => lo * 10.0,
-            };
-            y_ticks = log_ticks(lo, hi);
-            let (l, h) = (lo.log10(), hi.log10());
-            Box::new(move |y: f64| top + plot_h - (y.max(lo).log10() - l) / (h - l) * plot_h)
-        } else {
-            let max = if y_max.is_finite() && y_max > 0.0 {
-                y_max * 1.05
-            } else {
-                1.0
-            };
-            y_ticks = linear_ticks(max, 8);
-            Box::new(move |y: f64| top + plot_h - y / max * plot_h)
-        };
-
-        let mut svg = Svg::new(width, height);
+        let frame = Frame::new(self);
+        let mut svg = Svg::new(frame.width, frame.height);
+        self.draw_titles(&mut svg, &frame);
+        self.draw_axes(&mut svg, &frame);
+        for (index, series) in self.series.iter().enumerate() {
+            let style = SeriesStyle::new(index, series.dashed);
+            draw_series(&mut svg, &frame, series, &style);
+            draw_legend_entry(&mut svg, &frame, index, &series.name, &style);
+        }
+        let note_y = frame.top + 14.0 + self.series.len() as f64 * 22.0 + 10.0;
         svg.text(
-            (left, 28.0),
+            (frame.left + frame.plot_w + 20.0, note_y),
+            "dot: median; whisker: min to max",
+            r##"font-size="11" fill="#555""##,
+        );
+        svg.finish()
+    }
+
+    /// The x of every point, in series order.
+    fn xs(&self) -> Vec<f64> {
+        self.points().map(|p| p.x).collect()
+    }
+
+    fn points(&self) -> impl Iterator<Item = &ChartPoint> {
+        self.series.iter().flat_map(|s| s.points.iter())
+    }
+
+    /// The title and the subtitle's lines.
+    fn draw_titles(&self, svg: &mut Svg, frame: &Frame) {
+        svg.text(
+            (frame.left, 28.0),
             &self.title,
             r#"font-size="17" font-weight="bold""#,
         );
-        for (index, line) in subtitle.iter().enumerate() {
+        for (index, line) in frame.subtitle.iter().enumerate() {
             svg.text(
-                (left, 48.0 + 15.0 * index as f64),
+                (frame.left, 48.0 + 15.0 * index as f64),
                 line,
                 r##"font-size="12" fill="#555""##,
             );
         }
+    }
+
+    /// The plot's frame, grid lines and ticks on both axes, axis labels.
+    fn draw_axes(&self, svg: &mut Svg, frame: &Frame) {
+        let (left, top, plot_w, plot_h) = (frame.left, frame.top, frame.plot_w, frame.plot_h);
         svg.rect(
             left,
             top,
@@ -352,8 +317,8 @@ impl LineChart {
             plot_h,
             r##"fill="none" stroke="#999" stroke-width="1""##,
         );
-        for &tick in &y_ticks {
-            let y = y_of(tick);
+        for &tick in &frame.y.ticks {
+            let y = frame.y_of(tick);
             svg.line(
                 (left, y),
                 (left + plot_w, y),
@@ -366,13 +331,13 @@ impl LineChart {
             );
         }
         let mut x_ticks: Vec<f64> = match self.x_log {
-            true => xs.clone(),
-            false => linear_ticks(x_max, 10),
+            true => self.xs(),
+            false => linear_ticks(frame.x.max, 10),
         };
         x_ticks.sort_by(f64::total_cmp);
         x_ticks.dedup();
         for &tick in &x_ticks {
-            let x = x_of(tick);
+            let x = frame.x_of(tick);
             svg.line(
                 (x, top),
                 (x, top + plot_h),
@@ -385,7 +350,7 @@ impl LineChart {
             );
         }
         svg.text(
-            (left + plot_w / 2.0, height - 18.0),
+            (left + plot_w / 2.0, frame.height - 18.0),
             &self.x_label,
             r#"font-size="13" text-anchor="middle""#,
         );
@@ -399,62 +364,225 @@ impl LineChart {
                 num(label_y)
             ),
         );
+    }
+}
 
-        for (index, series) in self.series.iter().enumerate() {
-            let colour = PALETTE[index % PALETTE.len()];
-            let dash = if series.dashed {
+/// A chart's geometry: the plot area and both scales.
+struct Frame {
+    width: f64,
+    height: f64,
+    left: f64,
+    top: f64,
+    plot_w: f64,
+    plot_h: f64,
+    /// The subtitle, wrapped to the chart's width.
+    subtitle: Vec<String>,
+    x: XScale,
+    y: YScale,
+}
+
+impl Frame {
+    fn new(chart: &LineChart) -> Self {
+        let (left, bottom, plot_w, plot_h) = (80.0, 60.0, 590.0, 430.0);
+        // The legend gets the room its longest name needs (about 7 px a
+        // character at 12 px), the subtitle as many lines as it needs.
+        let longest = chart
+            .series
+            .iter()
+            .map(|s| s.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        let right = (66.0 + 7.0 * longest as f64).max(230.0);
+        let width = left + plot_w + right;
+        let subtitle = wrap(&chart.subtitle, ((width - left - 20.0) / 6.6) as usize);
+        let top = 55.0 + 15.0 * subtitle.len() as f64;
+        let ys: Vec<f64> = chart.points().flat_map(|p| [p.y, p.low, p.high]).collect();
+        Frame {
+            width,
+            height: top + plot_h + bottom,
+            left,
+            top,
+            plot_w,
+            plot_h,
+            subtitle,
+            x: XScale::new(&chart.xs(), chart.x_log),
+            y: YScale::new(&ys, chart.y_log),
+        }
+    }
+
+    fn x_of(&self, x: f64) -> f64 {
+        self.left + self.x.fraction(x) * self.plot_w
+    }
+
+    fn y_of(&self, y: f64) -> f64 {
+        self.top + self.plot_h - self.y.fraction(y) * self.plot_h
+    }
+}
+
+/// The finite `values` folded with `f` from `init`.
+fn fold_finite(values: &[f64], init: f64, f: fn(f64, f64) -> f64) -> f64 {
+    values
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(init, f)
+}
+
+/// The x axis: the data's range, base-2 log or linear, with 4% padding on
+/// both sides.
+struct XScale {
+    min: f64,
+    max: f64,
+    log: bool,
+}
+
+impl XScale {
+    fn new(xs: &[f64], log: bool) -> Self {
+        let min = fold_finite(xs, f64::INFINITY, f64::min);
+        let max = fold_finite(xs, f64::NEG_INFINITY, f64::max);
+        let (min, max) = match min.is_finite() {
+            true if max > min => (min, max),
+            true => (min * 0.5, min * 2.0 + 1.0),
+            false => (1.0, 2.0),
+        };
+        XScale { min, max, log }
+    }
+
+    /// Where `x` falls, from 0 (left) to 1 (right).
+    fn fraction(&self, x: f64) -> f64 {
+        let (lo, hi, v) = match self.log {
+            true => (
+                self.min.max(1e-9).log2(),
+                self.max.log2(),
+                x.max(1e-9).log2(),
+            ),
+            false => (self.min, self.max, x),
+        };
+        let pad = 0.04 * (hi - lo);
+        (v - lo + pad) / (hi - lo + 2.0 * pad)
+    }
+}
+
+/// The y axis: base-10 log between round values around the data, or
+/// linear from 0 to 5% above the largest value; and its ticks.
+struct YScale {
+    /// `Some((lo, hi))` for a log scale, `None` for a linear one.
+    log: Option<(f64, f64)>,
+    /// The linear scale's top.
+    max: f64,
+    ticks: Vec<f64>,
+}
+
+impl YScale {
+    fn new(ys: &[f64], log: bool) -> Self {
+        let y_min = fold_finite(ys, f64::INFINITY, f64::min);
+        let y_max = fold_finite(ys, f64::NEG_INFINITY, f64::max);
+        if log {
+            let lo = match y_min.is_finite() && y_min > 0.0 {
+                true => nice_below(y_min),
+                false => 1.0,
+            };
+            let hi = match y_max.is_finite() && y_max > lo {
+                true => nice_above(y_max),
+                false => lo * 10.0,
+            };
+            YScale {
+                log: Some((lo, hi)),
+                max: hi,
+                ticks: log_ticks(lo, hi),
+            }
+        } else {
+            let max = if y_max.is_finite() && y_max > 0.0 {
+                y_max * 1.05
+            } else {
+                1.0
+            };
+            YScale {
+                log: None,
+                max,
+                ticks: linear_ticks(max, 8),
+            }
+        }
+    }
+
+    /// Where `y` falls, from 0 (bottom) to 1 (top).
+    fn fraction(&self, y: f64) -> f64 {
+        match self.log {
+            Some((lo, hi)) => {
+                let (l, h) = (lo.log10(), hi.log10());
+                (y.max(lo).log10() - l) / (h - l)
+            }
+            None => y / self.max,
+        }
+    }
+}
+
+/// A series' colour (the palette's next) and dash pattern.
+struct SeriesStyle {
+    colour: &'static str,
+    dash: &'static str,
+}
+
+impl SeriesStyle {
+    fn new(index: usize, dashed: bool) -> Self {
+        SeriesStyle {
+            colour: PALETTE[index % PALETTE.len()],
+            dash: if dashed {
                 r#" stroke-dasharray="6 4""#
             } else {
                 ""
-            };
-            let line: Vec<(f64, f64)> = series
-                .points
-                .iter()
-                .map(|p| (x_of(p.x), y_of(p.y)))
-                .collect();
-            svg.polyline(
-                &line,
-                &format!(r#"class="series" fill="none" stroke="{colour}" stroke-width="2"{dash}"#),
-            );
-            for point in &series.points {
-                let x = x_of(point.x);
-                let (y_low, y_high) = (y_of(point.low), y_of(point.high));
-                let stroke = format!(r#"stroke="{colour}" stroke-width="1.2""#);
-                svg.line(
-                    (x, y_low),
-                    (x, y_high),
-                    &format!(r#"class="whisker" {stroke}"#),
-                );
-                svg.line((x - 4.0, y_low), (x + 4.0, y_low), &stroke);
-                svg.line((x - 4.0, y_high), (x + 4.0, y_high), &stroke);
-                svg.circle((x, y_of(point.y)), 3.5, &format!(r#"fill="{colour}""#));
-            }
-            let legend_y = top + 14.0 + index as f64 * 22.0;
-            let legend_x = left + plot_w + 20.0;
-            svg.line(
-                (legend_x, legend_y - 4.0),
-                (legend_x + 28.0, legend_y - 4.0),
-                &format!(r#"stroke="{colour}" stroke-width="2"{dash}"#),
-            );
-            svg.circle(
-                (legend_x + 14.0, legend_y - 4.0),
-                3.5,
-                &format!(r#"fill="{colour}""#),
-            );
-            svg.text(
-                (legend_x + 36.0, legend_y),
-                &series.name,
-                r#"font-size="12""#,
-            );
+            },
         }
-        let note_y = top + 14.0 + self.series.len() as f64 * 22.0 + 10.0;
-        svg.text(
-            (left + plot_w + 20.0, note_y),
-            "dot: median; whisker: min to max",
-            r##"font-size="11" fill="#555""##,
-        );
-        svg.finish()
     }
+}
+
+/// A series' line, and a dot with a min-to-max whisker at each point.
+fn draw_series(svg: &mut Svg, frame: &Frame, series: &ChartSeries, style: &SeriesStyle) {
+    let SeriesStyle { colour, dash } = style;
+    let line: Vec<(f64, f64)> = series
+        .points
+        .iter()
+        .map(|p| (frame.x_of(p.x), frame.y_of(p.y)))
+        .collect();
+    svg.polyline(
+        &line,
+        &format!(r#"class="series" fill="none" stroke="{colour}" stroke-width="2"{dash}"#),
+    );
+    for point in &series.points {
+        let x = frame.x_of(point.x);
+        let (y_low, y_high) = (frame.y_of(point.low), frame.y_of(point.high));
+        let stroke = format!(r#"stroke="{colour}" stroke-width="1.2""#);
+        svg.line(
+            (x, y_low),
+            (x, y_high),
+            &format!(r#"class="whisker" {stroke}"#),
+        );
+        svg.line((x - 4.0, y_low), (x + 4.0, y_low), &stroke);
+        svg.line((x - 4.0, y_high), (x + 4.0, y_high), &stroke);
+        svg.circle(
+            (x, frame.y_of(point.y)),
+            3.5,
+            &format!(r#"fill="{colour}""#),
+        );
+    }
+}
+
+/// The `index`-th legend line, right of the plot.
+fn draw_legend_entry(svg: &mut Svg, frame: &Frame, index: usize, name: &str, style: &SeriesStyle) {
+    let SeriesStyle { colour, dash } = style;
+    let legend_y = frame.top + 14.0 + index as f64 * 22.0;
+    let legend_x = frame.left + frame.plot_w + 20.0;
+    svg.line(
+        (legend_x, legend_y - 4.0),
+        (legend_x + 28.0, legend_y - 4.0),
+        &format!(r#"stroke="{colour}" stroke-width="2"{dash}"#),
+    );
+    svg.circle(
+        (legend_x + 14.0, legend_y - 4.0),
+        3.5,
+        &format!(r#"fill="{colour}""#),
+    );
+    svg.text((legend_x + 36.0, legend_y), name, r#"font-size="12""#);
 }
 
 /// Test helper: checks that every tag is closed, in order.

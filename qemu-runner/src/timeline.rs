@@ -14,42 +14,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde_json::Value;
+use sidecar::vocabulary::CpuBootStatus;
 
+use crate::schema::{BootCpu, Report};
 use crate::svg::{self, num, Svg, FAILED, PALETTE};
 
 /// Why a report cannot be drawn.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot draw the boot timeline: {0}")]
 pub struct TimelineError(String);
-
-/// One CPU of `boot.cpus`.
-#[derive(Debug)]
-struct Row {
-    vp: u64,
-    node: Option<u64>,
-    status: String,
-    started_by: Option<u64>,
-    start: Option<f64>,
-    ready: Option<f64>,
-}
-
-impl Row {
-    fn parse(index: usize, cpu: &Value) -> Result<Row, TimelineError> {
-        let missing = |field: &str| TimelineError(format!("boot.cpus[{index}] has no {field}"));
-        Ok(Row {
-            vp: cpu["vp"].as_u64().ok_or_else(|| missing("vp"))?,
-            node: cpu["node"].as_u64(),
-            status: cpu["status"]
-                .as_str()
-                .ok_or_else(|| missing("status"))?
-                .to_owned(),
-            started_by: cpu["started_by"].as_u64(),
-            start: cpu["start_ms"].as_f64(),
-            ready: cpu["ready_ms"].as_f64(),
-        })
-    }
-}
 
 /// The colour of the CPUs started by `starter`.
 fn colour(starter: u64) -> &'static str {
@@ -61,67 +34,126 @@ const DEFS: &str = r##"<defs><pattern id="failed-hatch" patternUnits="userSpaceO
 
 /// Draws the report's `boot.cpus` as an SVG timeline (see the module docs).
 ///
-/// Needs `boot.cpus` entries with `vp` and `status`; uses `started_by`,
-/// `start_ms`, `ready_ms` and `node` where present, `nodes[].base_vp` to
-/// tell the main kernel's CPUs from removed ones, and `boot.strategy`,
-/// `boot.ap_delay`, `boot.ready_ms`, `boot.depth` for the title.
-pub fn timeline_svg(report: &Value) -> Result<String, TimelineError> {
-    let boot = &report["boot"];
-    let cpus = boot["cpus"]
-        .as_array()
+/// Needs `boot.cpus`; uses `started_by`, `start_ms`, `ready_ms` and `node`
+/// where present, `nodes[].base_vp` to tell the main kernel's CPUs from
+/// removed ones, and `boot.strategy`, `boot.ap_delay`, `boot.ready_ms`,
+/// `boot.depth` for the title.
+pub fn timeline_svg(report: &Report) -> Result<String, TimelineError> {
+    let rows = sorted_rows(report)?;
+    let legend = legend_items(&rows);
+    let layout = Layout::new(&rows, report, layout_legend(&legend, 1000.0 - 20.0));
+    let mut svg = Svg::new(layout.width, layout.height);
+    svg.raw(DEFS);
+    draw_heading(&mut svg, report, &layout);
+    draw_row_backgrounds(&mut svg, &rows, &layout);
+    draw_time_axis(&mut svg, &layout);
+    draw_links(&mut svg, &rows, &layout);
+    let main_kernel: BTreeSet<u64> = report.base_vps().chain([0]).collect();
+    for (i, row) in rows.iter().enumerate() {
+        draw_row(&mut svg, i, row, &main_kernel, &layout);
+    }
+    if let Some(ready) = report.boot.ready_ms {
+        draw_ready_line(&mut svg, ready, &layout);
+    }
+    Ok(svg.finish())
+}
+
+/// `boot.cpus` by VP index.
+fn sorted_rows(report: &Report) -> Result<Vec<&BootCpu>, TimelineError> {
+    let cpus = report
+        .boot
+        .cpus
+        .as_ref()
         .ok_or_else(|| TimelineError("the report has no boot.cpus list".to_owned()))?;
     if cpus.is_empty() {
         return Err(TimelineError("boot.cpus is empty".to_owned()));
     }
-    let mut rows = cpus
-        .iter()
-        .enumerate()
-        .map(|(index, cpu)| Row::parse(index, cpu))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows: Vec<&BootCpu> = cpus.iter().collect();
     rows.sort_by_key(|row| row.vp);
-    let row_of: HashMap<u64, usize> = rows.iter().enumerate().map(|(i, r)| (r.vp, i)).collect();
-    let base_vps: BTreeSet<u64> = report["nodes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|node| node["base_vp"].as_u64())
-        .chain([0])
-        .collect();
-    let boot_ready = boot["ready_ms"].as_f64();
+    Ok(rows)
+}
 
-    // Geometry.
-    let n = rows.len();
-    let row_h = (640.0 / n as f64).clamp(5.0, 22.0);
-    // Labels at least 11 px apart, on every 1st, 2nd, 4th… row so that they
-    // line up with 32-CPU nodes.
-    let label_every = ((11.0 / row_h).ceil().max(1.0) as u64).next_power_of_two();
-    let (width, left, right) = (1000.0, 110.0, 20.0);
-    let plot_w = width - left - right;
-    let legend = legend_items(&rows);
-    let legend_lines = layout_legend(&legend, width - 20.0);
-    let legend_top = 64.0;
-    let plot_top = legend_top + legend_lines.len() as f64 * 18.0 + 30.0;
-    let plot_h = n as f64 * row_h;
-    let height = plot_top + plot_h + 52.0;
-    let times = rows
-        .iter()
-        .flat_map(|r| [r.start, r.ready])
-        .chain([boot_ready]);
-    let latest = times
-        .flatten()
-        .filter(|t| t.is_finite())
-        .fold(0.0, f64::max);
-    let x_max = if latest > 0.0 { latest * 1.03 } else { 1.0 };
-    let x_of = |ms: f64| left + ms.clamp(0.0, x_max) / x_max * plot_w;
-    let row_top = |i: usize| plot_top + i as f64 * row_h;
-    let centre = |i: usize| row_top(i) + row_h / 2.0;
-    let font = (row_h - 2.0).clamp(7.0, 11.0);
+/// Where everything goes.
+struct Layout<'l> {
+    width: f64,
+    height: f64,
+    /// Left edge of the plot (the labels are left of it).
+    left: f64,
+    plot_w: f64,
+    plot_top: f64,
+    plot_h: f64,
+    row_h: f64,
+    /// A label on every `label_every`-th VP.
+    label_every: u64,
+    font: f64,
+    /// The time at the right edge, in ms.
+    x_max: f64,
+    cpus: usize,
+    legend_top: f64,
+    legend: LegendLines<'l>,
+}
 
-    let mut svg = Svg::new(width, height);
-    svg.raw(DEFS);
+impl<'l> Layout<'l> {
+    fn new(rows: &[&BootCpu], report: &Report, legend: LegendLines<'l>) -> Self {
+        let n = rows.len();
+        let row_h = (640.0 / n as f64).clamp(5.0, 22.0);
+        // Labels at least 11 px apart, on every 1st, 2nd, 4th… row so that
+        // they line up with 32-CPU nodes.
+        let label_every = ((11.0 / row_h).ceil().max(1.0) as u64).next_power_of_two();
+        let (width, left, right) = (1000.0, 110.0, 20.0);
+        let legend_top = 64.0;
+        let plot_top = legend_top + legend.len() as f64 * 18.0 + 30.0;
+        let plot_h = n as f64 * row_h;
+        let latest = rows
+            .iter()
+            .flat_map(|r| [r.start_ms, r.ready_ms])
+            .chain([report.boot.ready_ms])
+            .flatten()
+            .filter(|t| t.is_finite())
+            .fold(0.0, f64::max);
+        Layout {
+            width,
+            height: plot_top + plot_h + 52.0,
+            left,
+            plot_w: width - left - right,
+            plot_top,
+            plot_h,
+            row_h,
+            label_every,
+            font: (row_h - 2.0).clamp(7.0, 11.0),
+            x_max: if latest > 0.0 { latest * 1.03 } else { 1.0 },
+            cpus: n,
+            legend_top,
+            legend,
+        }
+    }
+
+    fn x_of(&self, ms: f64) -> f64 {
+        self.left + ms.clamp(0.0, self.x_max) / self.x_max * self.plot_w
+    }
+
+    fn row_top(&self, i: usize) -> f64 {
+        self.plot_top + i as f64 * self.row_h
+    }
+
+    fn centre(&self, i: usize) -> f64 {
+        self.row_top(i) + self.row_h / 2.0
+    }
+
+    fn bottom(&self) -> f64 {
+        self.plot_top + self.plot_h
+    }
+
+    fn right(&self) -> f64 {
+        self.left + self.plot_w
+    }
+}
+
+/// Title, subtitle and legend.
+fn draw_heading(svg: &mut Svg, report: &Report, layout: &Layout<'_>) {
     svg.text(
         (10.0, 24.0),
-        &title(report, n),
+        &title(report, layout.cpus),
         r#"font-size="16" font-weight="bold""#,
     );
     svg.text(
@@ -129,20 +161,23 @@ pub fn timeline_svg(report: &Value) -> Result<String, TimelineError> {
         &subtitle(report),
         r##"font-size="12" fill="#555""##,
     );
-    draw_legend(&mut svg, &legend_lines, legend_top);
+    draw_legend(svg, &layout.legend, layout.legend_top);
+}
 
-    // Row backgrounds, labels and node boundaries.
+/// Alternate row shading, node boundaries and names, CPU labels.
+fn draw_row_backgrounds(svg: &mut Svg, rows: &[&BootCpu], layout: &Layout<'_>) {
     let mut previous_node = None;
     for (i, row) in rows.iter().enumerate() {
-        if i % 2 == 1 && row_h >= 10.0 {
-            svg.rect(left, row_top(i), plot_w, row_h, r##"fill="#f6f6f6""##);
+        if i % 2 == 1 && layout.row_h >= 10.0 {
+            let (x, y, h) = (layout.left, layout.row_top(i), layout.row_h);
+            svg.rect(x, y, layout.plot_w, h, r##"fill="#f6f6f6""##);
         }
         if row.node != previous_node {
-            let y = row_top(i);
+            let y = layout.row_top(i);
             if i > 0 {
                 svg.line(
                     (4.0, y),
-                    (left + plot_w, y),
+                    (layout.right(), y),
                     r##"stroke="#888" stroke-width="0.8" stroke-dasharray="3 3""##,
                 );
             }
@@ -152,25 +187,27 @@ pub fn timeline_svg(report: &Value) -> Result<String, TimelineError> {
             }
             previous_node = row.node;
         }
-        if row.vp % label_every == 0 {
+        if row.vp % layout.label_every == 0 {
             svg.text(
-                (left - 6.0, centre(i) + font * 0.35),
+                (layout.left - 6.0, layout.centre(i) + layout.font * 0.35),
                 &format!("cpu {}", row.vp),
-                &format!(r#"font-size="{}" text-anchor="end""#, num(font)),
+                &format!(r#"font-size="{}" text-anchor="end""#, num(layout.font)),
             );
         }
     }
+}
 
-    // The time axis: grid, ticks on top and bottom.
-    let bottom = plot_top + plot_h;
-    for tick in svg::linear_ticks(x_max, 10) {
-        let x = x_of(tick);
+/// The time axis: grid, ticks on top and bottom, frame and label.
+fn draw_time_axis(svg: &mut Svg, layout: &Layout<'_>) {
+    let (top, bottom) = (layout.plot_top, layout.bottom());
+    for tick in svg::linear_ticks(layout.x_max, 10) {
+        let x = layout.x_of(tick);
         svg.line(
-            (x, plot_top),
+            (x, top),
             (x, bottom),
             r##"stroke="#dddddd" stroke-width="0.8""##,
         );
-        for y in [plot_top - 6.0, bottom + 14.0] {
+        for y in [top - 6.0, bottom + 14.0] {
             svg.text(
                 (x, y),
                 &svg::tick_label(tick),
@@ -179,110 +216,163 @@ pub fn timeline_svg(report: &Value) -> Result<String, TimelineError> {
         }
     }
     svg.rect(
-        left,
-        plot_top,
-        plot_w,
-        plot_h,
+        layout.left,
+        top,
+        layout.plot_w,
+        layout.plot_h,
         r##"fill="none" stroke="#999" stroke-width="1""##,
     );
     svg.text(
-        (left + plot_w / 2.0, bottom + 34.0),
+        (layout.left + layout.plot_w / 2.0, bottom + 34.0),
         "milliseconds since the BSP's entry",
         r#"font-size="12" text-anchor="middle""#,
     );
+}
 
-    // Who started whom, under the bars.
+/// Who started whom: a line from the starter's ready point to the start of
+/// each bar, under the bars.
+fn draw_links(svg: &mut Svg, rows: &[&BootCpu], layout: &Layout<'_>) {
+    let row_of: HashMap<u64, usize> = rows.iter().enumerate().map(|(i, r)| (r.vp, i)).collect();
     for (i, row) in rows.iter().enumerate() {
-        let (Some(start), Some(starter)) = (row.start, row.started_by) else {
+        let (Some(start), Some(starter)) = (row.start_ms, row.started_by) else {
             continue;
         };
         let Some(&from) = row_of.get(&starter) else {
             continue;
         };
-        let from_x = rows[from].ready.map_or(x_of(start), x_of);
+        let from_x = rows[from]
+            .ready_ms
+            .map_or(layout.x_of(start), |t| layout.x_of(t));
         let attrs = format!(
             r#"class="link" stroke="{}" stroke-width="0.9" stroke-opacity="0.7""#,
             colour(starter)
         );
-        svg.line((from_x, centre(from)), (x_of(start), centre(i)), &attrs);
+        let to = (layout.x_of(start), layout.centre(i));
+        svg.line((from_x, layout.centre(from)), to, &attrs);
     }
+}
 
-    // The rows' contents.
-    let bar_h = (row_h * 0.7).max(2.0);
-    for (i, row) in rows.iter().enumerate() {
-        let bar_y = centre(i) - bar_h / 2.0;
-        let text_y = centre(i) + font * 0.35;
-        let small = format!(r#"font-size="{}""#, num(font));
-        match (row.status.as_str(), row.start, row.ready) {
-            ("removed", _, _) => {
-                let main = base_vps.contains(&row.vp);
-                let label = match (row.vp, main) {
-                    (0, _) => "main kernel (BSP)",
-                    (_, true) => "main kernel",
-                    _ => "removed",
-                };
-                svg.rect(left, bar_y, plot_w, bar_h, r##"fill="#e9e9e9""##);
-                svg.text(
-                    (left + 4.0, text_y),
-                    label,
-                    &format!(r##"class="grey" {small} fill="#777" font-style="italic""##),
-                );
-            }
-            ("failed", start, _) => {
-                let x = x_of(start.unwrap_or(0.0));
-                let attrs = format!(
-                    r#"class="failed" fill="url(#failed-hatch)" stroke="{FAILED}" stroke-width="1""#
-                );
-                let tip = match start {
-                    Some(start) => format!(
-                        "cpu {}: started at {start:.3} ms, never came up (failed)",
-                        row.vp
-                    ),
-                    None => format!("cpu {}: failed", row.vp),
-                };
-                titled_rect(&mut svg, (x, bar_y, left + plot_w - x, bar_h), &attrs, &tip);
-                if row_h >= 9.0 {
-                    let attrs = format!(r#"{small} fill="{FAILED}" text-anchor="end""#);
-                    svg.text((left + plot_w - 4.0, text_y - 1.0), "failed", &attrs);
-                }
-            }
-            (_, Some(start), Some(ready)) => {
-                let starter = row.started_by.unwrap_or(0);
-                let x = x_of(start);
-                let width = (x_of(ready) - x).max(1.0);
-                let tip = format!(
-                    "cpu {}: started by cpu {starter} at {start:.3} ms, ready at {ready:.3} ms ({:.3} ms)",
-                    row.vp,
-                    ready - start
-                );
-                let attrs = format!(r#"class="bar" fill="{}""#, colour(starter));
-                titled_rect(&mut svg, (x, bar_y, width, bar_h), &attrs, &tip);
-                svg.circle((x, centre(i)), (row_h * 0.3).min(2.2), r##"fill="#222""##);
-            }
-            (status, _, _) => {
-                svg.text(
-                    (left + 4.0, text_y),
-                    &format!("{status}, no times"),
-                    &format!(r##"{small} fill="#777""##),
-                );
-            }
+/// One row's content: a grey main-kernel or removed row, a hatched failed
+/// bar, a started CPU's bar, or a note that there are no times.
+fn draw_row(
+    svg: &mut Svg,
+    i: usize,
+    row: &BootCpu,
+    main_kernel: &BTreeSet<u64>,
+    layout: &Layout<'_>,
+) {
+    let bar_h = (layout.row_h * 0.7).max(2.0);
+    let bar = RowBar {
+        y: layout.centre(i) - bar_h / 2.0,
+        h: bar_h,
+        text_y: layout.centre(i) + layout.font * 0.35,
+        small: format!(r#"font-size="{}""#, num(layout.font)),
+    };
+    match (row.status, row.start_ms, row.ready_ms) {
+        (CpuBootStatus::Removed, _, _) => {
+            let label = match (row.vp, main_kernel.contains(&row.vp)) {
+                (0, _) => "main kernel (BSP)",
+                (_, true) => "main kernel",
+                _ => "removed",
+            };
+            draw_grey_row(svg, label, &bar, layout);
+        }
+        (CpuBootStatus::Failed, start, _) => draw_failed_bar(svg, row.vp, start, &bar, layout),
+        (CpuBootStatus::Idle, Some(start), Some(ready)) => {
+            let starter = row.started_by.unwrap_or(0);
+            draw_started_bar(svg, (row.vp, starter), (start, ready), &bar, layout);
+            let radius = (layout.row_h * 0.3).min(2.2);
+            svg.circle(
+                (layout.x_of(start), layout.centre(i)),
+                radius,
+                r##"fill="#222""##,
+            );
+        }
+        (status @ CpuBootStatus::Idle, _, _) => {
+            svg.text(
+                (layout.left + 4.0, bar.text_y),
+                &format!("{status}, no times"),
+                &format!(r##"{} fill="#777""##, bar.small),
+            );
         }
     }
+}
 
-    if let Some(ready) = boot_ready {
-        let x = x_of(ready);
-        svg.line(
-            (x, plot_top - 16.0),
-            (x, bottom),
-            r##"stroke="#222" stroke-width="1.2" stroke-dasharray="5 3""##,
-        );
-        svg.text(
-            (x - 4.0, plot_top - 19.0),
-            &format!("all ready: {ready:.1} ms"),
-            r#"font-size="11" text-anchor="end" font-weight="bold""#,
-        );
+/// A row's bar: where it goes and the attributes of its small text.
+struct RowBar {
+    y: f64,
+    h: f64,
+    text_y: f64,
+    small: String,
+}
+
+/// A grey row across the plot with its label (main kernel or removed).
+fn draw_grey_row(svg: &mut Svg, label: &str, bar: &RowBar, layout: &Layout<'_>) {
+    svg.rect(
+        layout.left,
+        bar.y,
+        layout.plot_w,
+        bar.h,
+        r##"fill="#e9e9e9""##,
+    );
+    svg.text(
+        (layout.left + 4.0, bar.text_y),
+        label,
+        &format!(
+            r##"class="grey" {} fill="#777" font-style="italic""##,
+            bar.small
+        ),
+    );
+}
+
+/// A hatched bar from the CPU's start (or 0) to the right edge.
+fn draw_failed_bar(svg: &mut Svg, vp: u64, start: Option<f64>, bar: &RowBar, layout: &Layout<'_>) {
+    let x = layout.x_of(start.unwrap_or(0.0));
+    let attrs =
+        format!(r#"class="failed" fill="url(#failed-hatch)" stroke="{FAILED}" stroke-width="1""#);
+    let tip = match start {
+        Some(start) => format!("cpu {vp}: started at {start:.3} ms, never came up (failed)"),
+        None => format!("cpu {vp}: failed"),
+    };
+    let width = layout.right() - x;
+    titled_rect(svg, (x, bar.y, width, bar.h), &attrs, &tip);
+    if layout.row_h >= 9.0 {
+        let attrs = format!(r#"{} fill="{FAILED}" text-anchor="end""#, bar.small);
+        svg.text((layout.right() - 4.0, bar.text_y - 1.0), "failed", &attrs);
     }
-    Ok(svg.finish())
+}
+
+/// A bar in the starter's colour from INIT sent to the CPU ready.
+fn draw_started_bar(
+    svg: &mut Svg,
+    (vp, starter): (u64, u64),
+    (start, ready): (f64, f64),
+    bar: &RowBar,
+    layout: &Layout<'_>,
+) {
+    let x = layout.x_of(start);
+    let width = (layout.x_of(ready) - x).max(1.0);
+    let tip = format!(
+        "cpu {vp}: started by cpu {starter} at {start:.3} ms, ready at {ready:.3} ms ({:.3} ms)",
+        ready - start
+    );
+    let attrs = format!(r#"class="bar" fill="{}""#, colour(starter));
+    titled_rect(svg, (x, bar.y, width, bar.h), &attrs, &tip);
+}
+
+/// The dashed line at `boot.ready_ms`.
+fn draw_ready_line(svg: &mut Svg, ready: f64, layout: &Layout<'_>) {
+    let x = layout.x_of(ready);
+    svg.line(
+        (x, layout.plot_top - 16.0),
+        (x, layout.bottom()),
+        r##"stroke="#222" stroke-width="1.2" stroke-dasharray="5 3""##,
+    );
+    svg.text(
+        (x - 4.0, layout.plot_top - 19.0),
+        &format!("all ready: {ready:.1} ms"),
+        r#"font-size="11" text-anchor="end" font-weight="bold""#,
+    );
 }
 
 /// A rectangle with a hover text.
@@ -298,32 +388,30 @@ fn titled_rect(svg: &mut Svg, (x, y, w, h): (f64, f64, f64, f64), attrs: &str, t
 }
 
 /// `sidecar boot: fanout, spec delays, 8 CPUs: ready in 76.1 ms, depth 3`.
-fn title(report: &Value, cpus: usize) -> String {
-    let boot = &report["boot"];
-    let word = |key: &str| boot[key].as_str().unwrap_or("?").to_owned();
-    let ready = boot["ready_ms"]
-        .as_f64()
+fn title(report: &Report, cpus: usize) -> String {
+    let boot = &report.boot;
+    let word = |name: Option<&'static str>| name.unwrap_or("?");
+    let ready = boot
+        .ready_ms
         .map_or("?".to_owned(), |ms| format!("{ms:.1} ms"));
-    let depth = boot["depth"]
-        .as_u64()
-        .map_or("?".to_owned(), |d| d.to_string());
+    let depth = boot.depth.map_or("?".to_owned(), |d| d.to_string());
     format!(
         "sidecar boot: {}, {} delays, {cpus} CPUs: ready in {ready}, depth {depth}",
-        word("strategy"),
-        word("ap_delay")
+        word(boot.strategy.map(|s| s.name())),
+        word(boot.ap_delay.map(|d| d.name()))
     )
 }
 
 /// Counts and what the marks mean.
-fn subtitle(report: &Value) -> String {
-    let count = |value: &Value| value.as_u64().map_or("?".to_owned(), |n| n.to_string());
-    let nodes = report["nodes"].as_array().map_or(1, Vec::len);
+fn subtitle(report: &Report) -> String {
+    let count = |value: Option<u64>| value.map_or("?".to_owned(), |n| n.to_string());
+    let nodes = report.nodes.as_ref().map_or(1, Vec::len);
     let plural = if nodes == 1 { "" } else { "s" };
     format!(
         "{} sidecar CPUs, {} failed, {nodes} node{plural}. Bar: INIT sent (dot) to CPU up, \
          coloured by its starter; line: from the starter's ready point (the BSP's row for the BSP).",
-        count(&report["boot"]["sidecar_cpus"]),
-        count(&report["boot"]["failed"]),
+        count(report.boot.sidecar_cpus),
+        count(report.boot.failed),
     )
 }
 
@@ -336,10 +424,10 @@ enum Swatch {
 
 /// The legend: one entry per palette colour in use (naming its starters),
 /// then failed and main kernel/removed when present.
-fn legend_items(rows: &[Row]) -> Vec<(Swatch, String)> {
+fn legend_items(rows: &[&BootCpu]) -> Vec<(Swatch, String)> {
     let mut by_colour: BTreeMap<usize, BTreeSet<u64>> = BTreeMap::new();
     for row in rows {
-        if let (Some(starter), Some(_)) = (row.started_by, row.start) {
+        if let (Some(starter), Some(_)) = (row.started_by, row.start_ms) {
             let index = (starter % PALETTE.len() as u64) as usize;
             by_colour.entry(index).or_default().insert(starter);
         }
@@ -363,17 +451,20 @@ fn legend_items(rows: &[Row]) -> Vec<(Swatch, String)> {
             (Swatch::Colour(PALETTE[index]), label)
         })
         .collect();
-    if rows.iter().any(|r| r.status == "failed") {
+    if rows.iter().any(|r| r.status == CpuBootStatus::Failed) {
         items.push((Swatch::Failed, "failed (never came up)".to_owned()));
     }
-    if rows.iter().any(|r| r.status == "removed") {
+    if rows.iter().any(|r| r.status == CpuBootStatus::Removed) {
         items.push((Swatch::Grey, "main kernel / removed".to_owned()));
     }
     items
 }
 
-/// Places legend entries on lines no wider than `width`: (x, entry) per line.
-fn layout_legend(items: &[(Swatch, String)], width: f64) -> Vec<Vec<(f64, &(Swatch, String))>> {
+/// Legend entries placed on lines: (x, entry) per line.
+type LegendLines<'a> = Vec<Vec<(f64, &'a (Swatch, String))>>;
+
+/// Places legend entries on lines no wider than `width`.
+fn layout_legend(items: &[(Swatch, String)], width: f64) -> LegendLines<'_> {
     let mut lines: Vec<Vec<(f64, &(Swatch, String))>> = vec![Vec::new()];
     let mut x = 10.0;
     for item in items {
@@ -389,7 +480,7 @@ fn layout_legend(items: &[(Swatch, String)], width: f64) -> Vec<Vec<(f64, &(Swat
     lines
 }
 
-fn draw_legend(svg: &mut Svg, lines: &[Vec<(f64, &(Swatch, String))>], top: f64) {
+fn draw_legend(svg: &mut Svg, lines: &LegendLines<'_>, top: f64) {
     for (index, line) in lines.iter().enumerate() {
         let y = top + index as f64 * 18.0;
         for (x, (swatch, label)) in line {
@@ -410,10 +501,14 @@ fn draw_legend(svg: &mut Svg, lines: &[Vec<(f64, &(Swatch, String))>], top: f64)
 mod tests {
     use super::*;
     use crate::svg::check_balanced;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn report() -> Value {
-        json!({
+    fn typed(json: Value) -> Report {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn report() -> Report {
+        typed(json!({
             "boot": {
                 "strategy": "fanout", "ap_delay": "spec", "ready_ms": 76.088, "depth": 2,
                 "sidecar_cpus": 4, "failed": 1,
@@ -431,7 +526,7 @@ mod tests {
                 {"index": 0, "base_vp": 0, "vp_count": 4, "sidecar_cpus": 3, "pages": 49},
                 {"index": 1, "base_vp": 4, "vp_count": 3, "sidecar_cpus": 1, "pages": 25},
             ]
-        })
+        }))
     }
 
     #[test]
@@ -502,7 +597,7 @@ mod tests {
             })
             .collect();
         let report = json!({"boot": {"cpus": cpus}, "nodes": [{"base_vp": 0}, {"base_vp": 32}]});
-        let svg = timeline_svg(&report).unwrap();
+        let svg = timeline_svg(&typed(report)).unwrap();
         check_balanced(&svg).unwrap();
         assert_eq!(svg.matches(r#"class="bar""#).count(), 253);
         assert!(svg.contains(">cpu 252<") && svg.contains(">cpu 32<"));
@@ -518,13 +613,15 @@ mod tests {
 
     #[test]
     fn reports_without_cpus_are_errors() {
-        let err = timeline_svg(&json!({"result": "fail"})).unwrap_err();
+        let err = timeline_svg(&typed(json!({"result": "fail"}))).unwrap_err();
         assert_eq!(
             err.to_string(),
             "cannot draw the boot timeline: the report has no boot.cpus list"
         );
-        assert!(timeline_svg(&json!({"boot": {"cpus": []}})).is_err());
-        let err = timeline_svg(&json!({"boot": {"cpus": [{"status": "idle"}]}})).unwrap_err();
-        assert!(err.to_string().contains("boot.cpus[0] has no vp"), "{err}");
+        assert!(timeline_svg(&typed(json!({"boot": {"cpus": []}}))).is_err());
+        // An entry without its VP does not even make a report.
+        let entry = json!({"boot": {"cpus": [{"status": "idle"}]}});
+        let err = serde_json::from_value::<Report>(entry).unwrap_err();
+        assert!(err.to_string().contains("missing field `vp`"), "{err}");
     }
 }

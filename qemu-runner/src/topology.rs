@@ -176,7 +176,7 @@ fn check_removed_list(removed: &[u16]) -> Result<(), String> {
 
 /// The kernel's `removed=` value: the VP indexes joined by commas.
 pub(crate) fn removed_word(removed: &[u16]) -> String {
-    let mut word = "removed=".to_owned();
+    let mut word = format!("{}=", sidecar::vocabulary::option_key::REMOVED);
     for (i, vp) in removed.iter().enumerate() {
         let comma = if i == 0 { "" } else { "," };
         let _ = write!(word, "{comma}{vp}");

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use sidecar::vocabulary::report_key;
+
 use crate::report::KernelReport;
 
 /// QEMU's exit status when the kernel writes 0x10 (pass) to `isa-debug-exit`.
@@ -32,9 +34,9 @@ pub(crate) fn verdict(exit: &QemuExit, report: &KernelReport) -> Result<(), Stri
     if let Some(limit) = exit.timed_out {
         return Err(format!("timeout after {} s", limit.as_secs_f64()));
     }
-    let kernel_reason = report.str_field("failure").map(str::to_owned);
+    let kernel_reason = report.str_field(report_key::FAILURE).map(str::to_owned);
     match exit.status {
-        Some(EXIT_PASS) => match report.str_field("result") {
+        Some(EXIT_PASS) => match report.str_field(report_key::RESULT) {
             Some("pass") => Ok(()),
             Some("fail") => Err(kernel_reason.unwrap_or_else(|| {
                 "the kernel reported result=fail with no failure reason".to_owned()

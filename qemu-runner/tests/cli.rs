@@ -115,3 +115,21 @@ fn flag_syntax_errors_name_the_flag() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_misspelt_scenario_lists_the_scenarios_before_any_build() {
+    // An empty PATH: had the runner looked for QEMU or cargo, it would say so.
+    let empty = std::env::temp_dir().join("qemu-runner-empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, stderr) = run(runner(&["--scenario", "demoo"]).env("PATH", &empty));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("error: invalid value 'demoo' for '--scenario <SCENARIO>'"),
+        "{stderr}"
+    );
+    // Every scenario the kernel knows, from the one list both sides build from.
+    for scenario in sidecar::vocabulary::Scenario::ALL {
+        assert!(stderr.contains(scenario.name()), "{scenario}: {stderr}");
+    }
+    assert!(!stderr.contains("qemu-system-x86_64"), "{stderr}");
+}

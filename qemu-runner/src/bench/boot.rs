@@ -4,13 +4,15 @@
 //! and without the MP specification's INIT-SIPI-SIPI delays.
 
 use serde_json::{json, Map, Value};
+use sidecar::vocabulary::report_key;
 
 use super::{
-    cell, cells_phrase, check_boot, markdown_table, plan_counts, Bench, BenchOptions, Case,
-    CaseResult, Metric, Stats,
+    cell, cells_phrase, cpu_chart, cpu_counts, cpu_series, find, markdown_table, plan_counts,
+    runs_phrase, series_name, Bench, BenchOptions, Case, CaseResult, Metric, Series, Stats,
+    ALL_SERIES,
 };
-use crate::svg::{ChartPoint, ChartSeries, LineChart};
-use crate::{ApDelay, BootStrategy, RunOutcome};
+use crate::schema::need;
+use crate::{ApDelay, BootStrategy, Report, Scenario};
 
 /// The CPU counts of the full plan (255 is the most TCG offers).
 pub const CPU_COUNTS: [u16; 7] = [4, 8, 16, 32, 64, 128, 255];
@@ -18,54 +20,37 @@ pub const CPU_COUNTS: [u16; 7] = [4, 8, 16, 32, 64, 128, 255];
 /// The CPU counts of `--quick`.
 pub const QUICK_CPU_COUNTS: [u16; 2] = [4, 16];
 
-/// Guest memory for every case. Plenty: the node regions cost 14 pages
-/// (56 KiB) per CPU, 14 MiB at 255 CPUs.
-pub const MEMORY_MIB: u32 = 256;
-
-/// Runs per case unless `--runs` or `--quick` says otherwise.
-pub const DEFAULT_RUNS: u32 = 5;
-
 const METRICS: &[Metric] = &[
-    Metric {
-        key: "ready_ms",
-        unit: "ms",
-    },
-    Metric {
-        key: "depth",
-        unit: "",
-    },
-    Metric {
-        key: "wall_s",
-        unit: "s",
-    },
-];
-
-/// The series of the chart and the columns of the table, in order.
-const SERIES: [(BootStrategy, ApDelay); 4] = [
-    (BootStrategy::Fanout, ApDelay::Spec),
-    (BootStrategy::Serial, ApDelay::Spec),
-    (BootStrategy::Fanout, ApDelay::None),
-    (BootStrategy::Serial, ApDelay::None),
+    Metric::new("ready_ms", "ms"),
+    Metric::new("depth", ""),
+    Metric::new("wall_s", "s"),
 ];
 
 /// The `boot` benchmark.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BootBench;
 
-fn find(results: &[CaseResult], cpus: u16, series: (BootStrategy, ApDelay)) -> Option<&CaseResult> {
-    results.iter().find(|r| {
-        r.case.params["cpus"] == cpus
-            && r.case.params["strategy"] == series.0.as_str()
-            && r.case.params["ap_delay"] == series.1.as_str()
-    })
+fn result(results: &[CaseResult], cpus: u16, series: Series) -> Option<&CaseResult> {
+    find(results, cpus, |r| r.case.starts(series))
 }
 
-fn series_name((strategy, delay): (BootStrategy, ApDelay)) -> String {
-    let delays = match delay {
-        ApDelay::Spec => "spec delays",
-        ApDelay::None => "no delays",
-    };
-    format!("{}, {delays}", strategy.as_str())
+/// Checks that the kernel started the CPUs the way the case asked.
+fn check_series(case: &Case, report: &Report) -> Result<(), String> {
+    let asked = case.guest.sidecar().map(|c| (c.boot, c.ap_delay));
+    let (strategy, delay) = (report.boot.strategy, report.boot.ap_delay);
+    let word = |name: Option<&str>| name.unwrap_or("nothing").to_owned();
+    match asked {
+        Some((boot, ap_delay)) if (strategy, delay) != (Some(boot), Some(ap_delay)) => {
+            Err(format!(
+                "asked for {boot} with {ap_delay} delays, but the kernel reports {}={} and {}={}",
+                report_key::BOOT_STRATEGY,
+                word(strategy.map(BootStrategy::name)),
+                report_key::BOOT_AP_DELAY,
+                word(delay.map(ApDelay::name)),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 impl Bench for BootBench {
@@ -78,150 +63,88 @@ impl Bench for BootBench {
         for cpus in plan_counts(options, &CPU_COUNTS, &QUICK_CPU_COUNTS)? {
             for strategy in BootStrategy::ALL {
                 for delay in ApDelay::ALL {
-                    cases.push(Case::sidecar(
-                        format!("n={cpus} {} {}", strategy.as_str(), delay.as_str()),
-                        options,
-                        "boot",
-                        cpus,
-                        (strategy, delay),
-                        MEMORY_MIB,
-                        &[],
-                    ));
+                    let label = format!("n={cpus} {strategy} {delay}");
+                    let series = (strategy, delay);
+                    cases.push(Case::sidecar(label, options, Scenario::Boot, cpus, series));
                 }
             }
         }
         Ok(cases)
     }
 
-    fn runs(&self, options: &BenchOptions) -> u32 {
-        options.runs_or(DEFAULT_RUNS)
-    }
-
     fn metrics(&self) -> &'static [Metric] {
         METRICS
     }
 
-    fn measure(&self, case: &Case, outcome: &RunOutcome) -> Result<Vec<f64>, String> {
-        let report = &outcome.report;
-        let boot = &report["boot"];
-        let ready = boot["ready_ms"]
-            .as_f64()
-            .ok_or("the report has no boot.ready_ms")?;
-        let depth = boot["depth"]
-            .as_f64()
-            .ok_or("the report has no boot.depth")?;
-        let wall = report["wall_s"]
-            .as_f64()
-            .ok_or("the report has no wall_s")?;
-        check_boot(report)?;
-        for key in ["strategy", "ap_delay"] {
-            if boot[key] != case.params[key] {
-                return Err(format!(
-                    "asked for {key}={}, but the kernel reports boot.{key}={}",
-                    case.params[key], boot[key]
-                ));
-            }
-        }
-        Ok(vec![ready, depth, wall])
+    fn measure(&self, case: &Case, report: &Report) -> Result<Vec<f64>, String> {
+        let ready = need(report.boot.ready_ms, report_key::BOOT_READY_MS)?;
+        let depth = need(report.boot.depth, report_key::BOOT_DEPTH)?;
+        let wall = need(report.wall_s, "wall_s")?;
+        report.check_boot()?;
+        check_series(case, report)?;
+        Ok(vec![ready, depth as f64, wall])
     }
 
-    fn facts(&self, outcome: &RunOutcome) -> Map<String, Value> {
-        let report = &outcome.report;
+    fn facts(&self, report: &Report) -> Map<String, Value> {
         let mut facts = Map::new();
-        facts.insert(
-            "per_cpu_pages".into(),
-            report["memory"]["per_cpu_pages"].clone(),
-        );
-        facts.insert(
-            "total_pages".into(),
-            report["memory"]["total_pages"].clone(),
-        );
-        facts.insert(
-            "sidecar_cpus".into(),
-            report["boot"]["sidecar_cpus"].clone(),
-        );
-        let nodes = report["nodes"].as_array().map(Vec::len);
-        facts.insert("nodes".into(), json!(nodes));
+        facts.insert("per_cpu_pages".into(), json!(report.memory.per_cpu_pages));
+        facts.insert("total_pages".into(), json!(report.memory.total_pages));
+        facts.insert("sidecar_cpus".into(), json!(report.boot.sidecar_cpus));
+        facts.insert("nodes".into(), json!(report.nodes.as_ref().map(Vec::len)));
         facts
     }
 
     fn charts(&self, results: &[CaseResult]) -> Vec<(String, String)> {
-        let runs = results.first().map_or(0, |r| r.stats[0].runs.len());
-        let series = SERIES
+        let series = ALL_SERIES
             .iter()
             .map(|&series| {
-                let mut points: Vec<ChartPoint> = results
-                    .iter()
-                    .filter(|r| {
-                        r.case.params["strategy"] == series.0.as_str()
-                            && r.case.params["ap_delay"] == series.1.as_str()
-                    })
-                    .map(|r| {
-                        let stats = &r.stats[0];
-                        ChartPoint {
-                            x: r.case.params["cpus"].as_f64().unwrap_or(0.0),
-                            y: stats.median,
-                            low: stats.min,
-                            high: stats.max,
-                        }
-                    })
-                    .filter(|p| p.y.is_finite())
-                    .collect();
-                points.sort_by(|a, b| a.x.total_cmp(&b.x));
-                ChartSeries {
-                    name: series_name(series),
-                    dashed: series.1 == ApDelay::None,
-                    points,
-                }
+                let name = series_name(series);
+                let dashed = series.1 == ApDelay::None;
+                cpu_series(&name, dashed, results, |r| r.case.starts(series), 0, 1.0)
             })
             .collect();
-        let chart = LineChart {
-            title: "sidecar boot: time until every sidecar CPU is ready".to_owned(),
-            subtitle: format!(
+        let chart = cpu_chart(
+            "sidecar boot: time until every sidecar CPU is ready",
+            format!(
                 "boot.ready_ms (guest TSC, from the BSP's entry) under QEMU TCG; \
-                 median of {runs} run{}, whiskers min to max; log-log scales",
-                if runs == 1 { "" } else { "s" }
+                 {}, whiskers min to max; log-log scales",
+                runs_phrase(results)
             ),
-            x_label: "CPUs (-smp)".to_owned(),
-            y_label: "ms until all sidecar CPUs are ready".to_owned(),
-            x_log: true,
-            y_log: true,
+            "ms until all sidecar CPUs are ready",
             series,
-        };
+        );
         vec![("boot_ready.svg".to_owned(), chart.to_svg())]
     }
 
     fn summary(&self, results: &[CaseResult]) -> String {
-        let mut counts: Vec<u16> = results
-            .iter()
-            .filter_map(|r| r.case.params["cpus"].as_u64())
-            .filter_map(|n| u16::try_from(n).ok())
-            .collect();
-        counts.dedup();
         let cell = |stats: &Stats| cell(stats, 1);
         let ratio = |n: u16, delay: ApDelay| {
-            let serial = find(results, n, (BootStrategy::Serial, delay))?;
-            let fanout = find(results, n, (BootStrategy::Fanout, delay))?;
+            let serial = result(results, n, (BootStrategy::Serial, delay))?;
+            let fanout = result(results, n, (BootStrategy::Fanout, delay))?;
             Some(serial.stats[0].median / fanout.stats[0].median)
         };
         let mut header = vec!["CPUs".to_owned()];
-        header.extend(SERIES.iter().map(|&s| format!("{} (ms)", series_name(s))));
+        header.extend(
+            ALL_SERIES
+                .iter()
+                .map(|&s| format!("{} (ms)", series_name(s))),
+        );
         header.push("serial/fanout, spec".to_owned());
         header.push("serial/fanout, none".to_owned());
         header.push("fanout depth (spec)".to_owned());
-        let rows: Vec<Vec<String>> = counts
-            .iter()
-            .map(|&n| {
+        let rows: Vec<Vec<String>> = cpu_counts(results)
+            .into_iter()
+            .map(|n| {
                 let mut row = vec![n.to_string()];
-                for series in SERIES {
+                for series in ALL_SERIES {
                     row.push(
-                        find(results, n, series).map_or("–".to_owned(), |r| cell(&r.stats[0])),
+                        result(results, n, series).map_or("–".to_owned(), |r| cell(&r.stats[0])),
                     );
                 }
                 for delay in ApDelay::ALL {
                     row.push(ratio(n, delay).map_or("–".to_owned(), |x| format!("{x:.1}×")));
                 }
-                let depth = find(results, n, SERIES[0]).map(|r| r.stats[1].median);
+                let depth = result(results, n, ALL_SERIES[0]).map(|r| r.stats[1].median);
                 row.push(depth.map_or("–".to_owned(), |d| format!("{d:.0}")));
                 row
             })

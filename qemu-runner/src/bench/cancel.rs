@@ -14,13 +14,15 @@
 //! runs with min–max spread, in µs (the run's `boot.tsc_hz`).
 
 use serde_json::{json, Map, Value};
+use sidecar::vocabulary::report_key as key;
 
 use super::{
-    cell, cells_phrase, check_boot, cpu_counts, cpu_series, markdown_table, micros, plan_counts,
-    runs_phrase, Bench, BenchOptions, Case, CaseResult, Metric,
+    cell, cells_phrase, cpu_chart, cpu_counts, cpu_series, find, markdown_table, per_cpu_count,
+    plan_counts, runs_phrase, tsc_fact, Bench, BenchOptions, Case, CaseResult, Metric, Stats,
+    DEFAULT_SERIES,
 };
-use crate::svg::LineChart;
-use crate::{ApDelay, BootStrategy, RunOutcome};
+use crate::schema::Latency;
+use crate::{ApDelay, BootStrategy, Report, Scenario};
 
 /// CPU counts of the demo's cases (the stops go to the first sidecar CPU;
 /// the others run their VPs meanwhile).
@@ -32,36 +34,44 @@ pub const CONVERT_CPU_COUNTS: [u16; 3] = [4, 8, 16];
 /// CPU counts of `--quick`, for both.
 pub const QUICK_CPU_COUNTS: [u16; 1] = [4];
 
-/// Runs per case unless `--runs` or `--quick` says otherwise.
-pub const DEFAULT_RUNS: u32 = 5;
-
-/// Guest memory for every case.
-pub const MEMORY_MIB: u32 = 256;
-
 const P50: usize = 0;
 const MAX: usize = 1;
 
-const METRICS: &[Metric] = &[
-    Metric {
-        key: "p50_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "max_us",
-        unit: "µs",
-    },
-];
+const METRICS: &[Metric] = &[Metric::new("p50_us", "µs"), Metric::new("max_us", "µs")];
 
 /// The `cancel` benchmark.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CancelBench;
 
 fn is_convert(result: &CaseResult, delay: ApDelay) -> bool {
-    result.case.is("scenario", "convert") && result.case.is("ap_delay", delay.as_str())
+    result.case.runs(Scenario::Convert) && result.case.starts((BootStrategy::Fanout, delay))
 }
 
 fn is_demo(result: &CaseResult) -> bool {
-    result.case.is("scenario", "demo")
+    result.case.runs(Scenario::Demo)
+}
+
+/// The latency a case measures, with the keys that name its parts.
+fn latency<'r>(case: &Case, report: &'r Report) -> (Option<&'r Latency>, [&'static str; 2]) {
+    match case.runs(Scenario::Convert) {
+        true => (
+            report
+                .convert
+                .as_ref()
+                .and_then(|c| c.latency_cycles.as_ref()),
+            [
+                key::CONVERT_LATENCY_CYCLES_P50,
+                key::CONVERT_LATENCY_CYCLES_MAX,
+            ],
+        ),
+        false => (
+            report.cancel_latency_cycles.as_ref(),
+            [
+                key::CANCEL_LATENCY_CYCLES_P50,
+                key::CANCEL_LATENCY_CYCLES_MAX,
+            ],
+        ),
+    }
 }
 
 impl Bench for CancelBench {
@@ -70,98 +80,81 @@ impl Bench for CancelBench {
     }
 
     fn cases(&self, options: &BenchOptions) -> Result<Vec<Case>, String> {
-        let mut cases = Vec::new();
-        for cpus in plan_counts(options, &DEMO_CPU_COUNTS, &QUICK_CPU_COUNTS)? {
-            cases.push(Case::sidecar(
-                format!("n={cpus} demo cancel"),
-                options,
-                "demo",
-                cpus,
-                (BootStrategy::Fanout, ApDelay::Spec),
-                MEMORY_MIB,
-                &[("latency", json!("cancel_latency_cycles"))],
-            ));
-        }
+        let demo = (&DEMO_CPU_COUNTS[..], &QUICK_CPU_COUNTS[..]);
+        let mut cases: Vec<Case> =
+            per_cpu_count(options, demo, Scenario::Demo, DEFAULT_SERIES, "demo cancel")?
+                .into_iter()
+                .map(|case| case.with_param("latency", json!("cancel_latency_cycles")))
+                .collect();
         for cpus in plan_counts(options, &CONVERT_CPU_COUNTS, &QUICK_CPU_COUNTS)? {
             for delay in ApDelay::ALL {
-                cases.push(Case::sidecar(
-                    format!("n={cpus} convert {}", delay.as_str()),
-                    options,
-                    "convert",
-                    cpus,
-                    (BootStrategy::Fanout, delay),
-                    MEMORY_MIB,
-                    &[("latency", json!("convert.latency_cycles"))],
-                ));
+                let label = format!("n={cpus} convert {delay}");
+                let series = (BootStrategy::Fanout, delay);
+                let case = Case::sidecar(label, options, Scenario::Convert, cpus, series);
+                cases.push(case.with_param("latency", json!("convert.latency_cycles")));
             }
         }
         Ok(cases)
-    }
-
-    fn runs(&self, options: &BenchOptions) -> u32 {
-        options.runs_or(DEFAULT_RUNS)
     }
 
     fn metrics(&self) -> &'static [Metric] {
         METRICS
     }
 
-    fn measure(&self, case: &Case, outcome: &RunOutcome) -> Result<Vec<f64>, String> {
-        let report = &outcome.report;
-        check_boot(report)?;
-        let path = case.params["latency"].as_str().unwrap_or_default();
-        if case.is("scenario", "convert") {
-            match report["convert"]["converted"].as_u64() {
+    fn measure(&self, case: &Case, report: &Report) -> Result<Vec<f64>, String> {
+        report.check_boot()?;
+        if case.runs(Scenario::Convert) {
+            match report.convert.as_ref().and_then(|c| c.converted) {
                 Some(n) if n > 0 => {}
-                _ => return Err("the run converted no CPU (convert.converted)".to_owned()),
+                _ => {
+                    return Err(format!(
+                        "the run converted no CPU ({})",
+                        key::CONVERT_CONVERTED
+                    ))
+                }
             }
         }
+        let (latency, [p50_key, max_key]) = latency(case, report);
+        let none = Latency::default();
+        let latency = latency.unwrap_or(&none);
         Ok(vec![
-            micros(report, &format!("{path}.p50"))?,
-            micros(report, &format!("{path}.max"))?,
+            report.micros(latency.p50, p50_key)?,
+            report.micros(latency.max, max_key)?,
         ])
     }
 
-    fn facts(&self, outcome: &RunOutcome) -> Map<String, Value> {
-        let report = &outcome.report;
-        let mut facts = Map::new();
-        facts.insert("tsc_hz".into(), report["boot"]["tsc_hz"].clone());
-        if let Some(converted) = report["convert"]["converted"].as_u64() {
+    fn facts(&self, report: &Report) -> Map<String, Value> {
+        let mut facts = tsc_fact(report);
+        if let Some(converted) = report.convert.as_ref().and_then(|c| c.converted) {
             facts.insert("converted".into(), json!(converted));
         }
         facts
     }
 
     fn charts(&self, results: &[CaseResult]) -> Vec<(String, String)> {
-        let cancel = LineChart {
-            title: "sidecar cancel latency: STOP written → RUN_VP completed".to_owned(),
-            subtitle: format!(
+        let cancel = cpu_chart(
+            "sidecar cancel latency: STOP written → RUN_VP completed",
+            format!(
                 "demo scenario, 11 stops of a spinning guest on the first sidecar CPU per \
                  run, QEMU TCG; {}, whiskers min to max over runs",
                 runs_phrase(results)
             ),
-            x_label: "CPUs (-smp)".to_owned(),
-            y_label: "µs".to_owned(),
-            x_log: true,
-            y_log: true,
-            series: vec![
+            "µs",
+            vec![
                 cpu_series("p50 of the run", false, results, is_demo, P50, 1.0),
                 cpu_series("max of the run", true, results, is_demo, MAX, 1.0),
             ],
-        };
+        );
         let ms = 1e-3;
-        let convert = LineChart {
-            title: "sidecar conversion latency: REMOVE written → main-kernel code".to_owned(),
-            subtitle: format!(
+        let convert = cpu_chart(
+            "sidecar conversion latency: REMOVE written → main-kernel code",
+            format!(
                 "convert scenario (every other sidecar CPU converts, all at once), QEMU TCG; \
                  {}, whiskers min to max over runs",
                 runs_phrase(results)
             ),
-            x_label: "CPUs (-smp)".to_owned(),
-            y_label: "ms".to_owned(),
-            x_log: true,
-            y_log: true,
-            series: vec![
+            "ms",
+            vec![
                 cpu_series(
                     "p50, spec delays",
                     false,
@@ -195,7 +188,7 @@ impl Bench for CancelBench {
                     ms,
                 ),
             ],
-        };
+        );
         vec![
             ("cancel_latency.svg".to_owned(), cancel.to_svg()),
             ("convert_latency.svg".to_owned(), convert.to_svg()),
@@ -208,7 +201,7 @@ impl Bench for CancelBench {
             .iter()
             .map(|r| {
                 vec![
-                    format!("{}", r.case.cpus()),
+                    r.case.cpus().to_string(),
                     cell(&r.stats[P50], 1),
                     cell(&r.stats[MAX], 1),
                 ]
@@ -226,20 +219,15 @@ impl Bench for CancelBench {
             convert_header.push(format!("p50, {delay} (ms)"));
             convert_header.push(format!("max, {delay} (ms)"));
         }
-        let in_ms = |stats: &super::Stats| {
-            let scaled =
-                super::Stats::of(&stats.runs.iter().map(|v| v / 1000.0).collect::<Vec<_>>());
+        let in_ms = |stats: &Stats| {
+            let scaled = Stats::of(&stats.runs.iter().map(|v| v / 1000.0).collect::<Vec<_>>());
             cell(&scaled, 1)
         };
         let convert_rows: Vec<Vec<String>> = cpu_counts(results)
             .into_iter()
             .filter_map(|n| {
-                let find = |delay| {
-                    results
-                        .iter()
-                        .find(|r| is_convert(r, delay) && r.case.params["cpus"] == json!(n))
-                };
-                let (spec, none) = (find(ApDelay::Spec)?, find(ApDelay::None)?);
+                let convert = |delay| find(results, n, |r| is_convert(r, delay));
+                let (spec, none) = (convert(ApDelay::Spec)?, convert(ApDelay::None)?);
                 Some(vec![
                     n.to_string(),
                     spec.facts

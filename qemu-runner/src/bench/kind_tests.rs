@@ -2,13 +2,12 @@
 //! fake runner whose reports look like the kernel's and Linux's: no QEMU.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::json;
 
 use super::*;
 use crate::svg::check_balanced;
-use crate::{ApDelay, BootStrategy};
+use crate::{ApDelay, BootStrategy, Scenario};
 
 /// The fake TSC: 2 GHz, so 2000 cycles are 1 µs.
 const TSC_HZ: u64 = 2_000_000_000;
@@ -74,7 +73,7 @@ fn fake_report(guest: &Guest) -> Value {
     let mut report = json!({
         "result": "pass", "wall_s": 0.5, "scenario": config.scenario,
         "boot": {
-            "strategy": config.boot.as_str(), "ap_delay": config.ap_delay.as_str(),
+            "strategy": config.boot, "ap_delay": config.ap_delay,
             "ready_ms": ready, "depth": 2, "failed": 0, "sidecar_cpus": n - pages.len() as u64,
             "tsc_hz": TSC_HZ,
             "cpus": [
@@ -86,8 +85,8 @@ fn fake_report(guest: &Guest) -> Value {
         "nodes": nodes,
         "memory": {"per_cpu_pages": 14, "total_pages": pages.iter().sum::<u64>()},
     });
-    match config.scenario.as_str() {
-        "protocol" => {
+    match config.scenario {
+        Scenario::Protocol => {
             report["protocol"] = json!({
                 "rtt_cycles_p50": 80_000, "rtt_cycles_p99": 160_000,
                 "baseline_rtt_cycles_p50": 76_000, "baseline_rtt_cycles_p99": 150_000,
@@ -96,14 +95,14 @@ fn fake_report(guest: &Guest) -> Value {
                 "ipis_per_command": 2.0, "iterations": 2000, "checks": 47, "cpus": n - 1,
             })
         }
-        "demo" => {
+        Scenario::Demo => {
             report["vps"] = json!(n - 1);
             report["exits"] = json!({"io": 23 * (n - 1), "memory": n - 1, "other": 0});
             report["cancel_latency_cycles"] = json!({"p50": 200_000, "max": 1_000_000});
             report["vmrun_roundtrip_cycles"] =
                 json!({"p50": 100_000 * n, "p99": 400_000 * n, "samples": 20 * (n - 1)});
         }
-        "convert" => {
+        Scenario::Convert => {
             let latency = match config.ap_delay {
                 ApDelay::Spec => 40_000_000,
                 ApDelay::None => 16_000_000,
@@ -119,18 +118,7 @@ fn fake_report(guest: &Guest) -> Value {
 }
 
 fn fake_outcome(guest: &Guest) -> RunOutcome {
-    RunOutcome {
-        passed: true,
-        report: fake_report(guest),
-        failure: None,
-        log_path: PathBuf::from("/runs/fake.log"),
-        report_path: PathBuf::from("/runs/report.json"),
-        run_dir: PathBuf::from("/runs"),
-        log_lines: Vec::new(),
-        qemu_stderr: Vec::new(),
-        wall: Duration::from_millis(500),
-        timed_out: false,
-    }
+    RunOutcome::fake(fake_report(guest), "/runs/fake.log")
 }
 
 /// Runs `kinds` with the fake runner; returns the results and the progress text.
@@ -204,7 +192,7 @@ fn plans_of_every_kind() {
             let cpus = case.guest.sidecar().unwrap().cpus;
             assert!(cpus >= 4, "{}", case.label);
             assert!(
-                cpus <= 16 || !case.is("scenario", "convert"),
+                cpus <= 16 || !case.runs(Scenario::Convert),
                 "{}",
                 case.label
             );
@@ -235,7 +223,7 @@ fn linux_cases_boot_linux_with_the_options_lpj() {
     assert_eq!(linux.memory_mib, 1024);
     assert_eq!(linux.kernel, PathBuf::from("/boot/vmlinuz-test"));
     assert_eq!(cases[0].params["os"], "linux");
-    assert!(cases[1..].iter().all(|c| c.is("os", "sidecar")));
+    assert!(cases[1..].iter().all(|c| c.params["os"] == "sidecar"));
     let err = BenchKind::Linux
         .bench()
         .cases(&options(true, false))
@@ -421,36 +409,34 @@ fn linux_beside_sidecar() {
 
 #[test]
 fn missing_numbers_abort_with_the_field() {
-    type Spoil = fn(&mut Value);
+    type Spoil = fn(&mut Report);
     let cases: [(BenchKind, &str, Spoil); 5] = [
         (BenchKind::Protocol, "the report has no boot.tsc_hz", |r| {
-            r["boot"].as_object_mut().unwrap().remove("tsc_hz");
+            r.boot.tsc_hz = None
         }),
         (
             BenchKind::Cancel,
             "the report has no cancel_latency_cycles.max",
             |r| {
-                if let Some(c) = r.get_mut("cancel_latency_cycles") {
-                    c.as_object_mut().unwrap().remove("max");
+                if let Some(c) = &mut r.cancel_latency_cycles {
+                    c.max = None;
                 }
             },
         ),
         (BenchKind::Vmrun, "1 sidecar CPUs failed to come up", |r| {
-            r["boot"]["failed"] = json!(1)
+            r.boot.failed = Some(1)
         }),
         (
             BenchKind::Pages,
             "the report has no memory.total_pages",
-            |r| {
-                r["memory"].as_object_mut().unwrap().remove("total_pages");
-            },
+            |r| r.memory.total_pages = None,
         ),
         (
             BenchKind::Linux,
             "the report has no linux.percpu_pages",
             |r| {
-                if let Some(linux) = r.get_mut("linux") {
-                    linux.as_object_mut().unwrap().remove("percpu_pages");
+                if let Some(linux) = &mut r.linux {
+                    linux.percpu_pages = None;
                 }
             },
         ),
@@ -473,8 +459,8 @@ fn missing_numbers_abort_with_the_field() {
     }
     let mut runner = |guest: &Guest| {
         let mut outcome = fake_outcome(guest);
-        if let Some(convert) = outcome.report.get_mut("convert") {
-            convert["converted"] = json!(0);
+        if let Some(convert) = &mut outcome.report.convert {
+            convert.converted = Some(0);
         }
         Ok(outcome)
     };

@@ -22,14 +22,17 @@
 use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
+use sidecar::vocabulary::report_key as key;
 
 use super::{
-    cell, cells_phrase, check_boot, cpu_counts, cpu_series, markdown_table, number, plan_counts,
-    runs_phrase, Bench, BenchOptions, Case, CaseResult, Guest, Metric, OPENHCL_PAGES_PER_CPU,
+    cell, cells_phrase, cpu_chart, cpu_counts, cpu_series, find, markdown_table, plan_counts,
+    reference_series, runs_phrase, Bench, BenchOptions, Case, CaseResult, Guest, Metric, Series,
+    ALL_SERIES, OPENHCL_PAGES_PER_CPU,
 };
 use crate::linux::{LinuxConfig, LINUX_MEMORY_MIB};
-use crate::svg::{ChartPoint, ChartSeries, LineChart};
-use crate::{ApDelay, BootStrategy, RunOutcome};
+use crate::schema::{need, LinuxFacts};
+use crate::svg::LineChart;
+use crate::{ApDelay, Report, Scenario};
 
 /// What `cargo qemu bench linux` says without a kernel.
 pub(crate) const NEEDS_KERNEL: &str = "the linux bench needs --linux-kernel PATH: a Linux \
@@ -42,41 +45,15 @@ pub const CPU_COUNTS: [u16; 6] = [4, 8, 16, 32, 64, 128];
 /// CPU counts of `--quick`.
 pub const QUICK_CPU_COUNTS: [u16; 1] = [4];
 
-/// Runs per case unless `--runs` or `--quick` says otherwise.
-pub const DEFAULT_RUNS: u32 = 5;
-
-/// sidecar's guest memory (as in the boot bench).
-pub const SIDECAR_MEMORY_MIB: u32 = 256;
-
 const BRINGUP: usize = 0;
 const APS: usize = 1;
 const PAGES: usize = 2;
 
 const METRICS: &[Metric] = &[
-    Metric {
-        key: "bringup_ms",
-        unit: "ms",
-    },
-    Metric {
-        key: "aps_ms",
-        unit: "ms",
-    },
-    Metric {
-        key: "pages_per_cpu",
-        unit: "pages",
-    },
-    Metric {
-        key: "wall_s",
-        unit: "s",
-    },
-];
-
-/// sidecar's series, in chart and table order.
-const SIDECAR: [(BootStrategy, ApDelay); 4] = [
-    (BootStrategy::Fanout, ApDelay::Spec),
-    (BootStrategy::Serial, ApDelay::Spec),
-    (BootStrategy::Fanout, ApDelay::None),
-    (BootStrategy::Serial, ApDelay::None),
+    Metric::new("bringup_ms", "ms"),
+    Metric::new("aps_ms", "ms"),
+    Metric::new("pages_per_cpu", "pages"),
+    Metric::new("wall_s", "s"),
 ];
 
 /// The Linux boot of `cpus` CPUs that `options` ask for.
@@ -93,26 +70,42 @@ pub(crate) fn config(options: &BenchOptions, kernel: PathBuf, cpus: u16) -> Linu
     }
 }
 
+/// The case booting Linux as `linux` says.
+fn linux_case(linux: LinuxConfig) -> Case {
+    let params = json!({
+        "cpus": linux.cpus,
+        "os": "linux",
+        "memory_mib": linux.memory_mib,
+        "cmdline": linux.cmdline(),
+    });
+    Case {
+        label: format!("n={} linux", linux.cpus),
+        params: params.as_object().cloned().unwrap_or_default(),
+        guest: Guest::Linux(linux),
+    }
+}
+
 /// The `linux` benchmark.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LinuxBench;
 
 fn is_linux(result: &CaseResult) -> bool {
-    result.case.is("os", "linux")
+    matches!(result.case.guest, Guest::Linux(_))
 }
 
-fn is_sidecar(result: &CaseResult, (strategy, delay): (BootStrategy, ApDelay)) -> bool {
-    result.case.is("os", "sidecar")
-        && result.case.is("strategy", strategy.as_str())
-        && result.case.is("ap_delay", delay.as_str())
+fn is_sidecar(result: &CaseResult, series: Series) -> bool {
+    result.case.starts(series)
 }
 
-fn sidecar_name((strategy, delay): (BootStrategy, ApDelay)) -> String {
-    let delays = match delay {
-        ApDelay::Spec => "spec delays",
-        ApDelay::None => "no delays",
-    };
-    format!("sidecar {}, {delays}", strategy.as_str())
+fn sidecar_name(series: Series) -> String {
+    format!("sidecar {}", super::series_name(series))
+}
+
+/// Linux's version, from the facts of any case.
+fn linux_version(results: &[CaseResult]) -> Option<&str> {
+    results
+        .iter()
+        .find_map(|r| r.facts.get("linux_version").and_then(Value::as_str))
 }
 
 impl Bench for LinuxBench {
@@ -127,82 +120,60 @@ impl Bench for LinuxBench {
             .ok_or_else(|| NEEDS_KERNEL.to_owned())?;
         let mut cases = Vec::new();
         for cpus in plan_counts(options, &CPU_COUNTS, &QUICK_CPU_COUNTS)? {
-            let linux = config(options, kernel.clone(), cpus);
-            let mut params = Map::new();
-            params.insert("cpus".into(), json!(cpus));
-            params.insert("os".into(), json!("linux"));
-            params.insert("memory_mib".into(), json!(linux.memory_mib));
-            params.insert("cmdline".into(), json!(linux.cmdline()));
-            cases.push(Case {
-                label: format!("n={cpus} linux"),
-                params,
-                guest: Guest::Linux(linux),
-            });
-            for series in SIDECAR {
-                cases.push(Case::sidecar(
-                    format!(
-                        "n={cpus} sidecar {} {}",
-                        series.0.as_str(),
-                        series.1.as_str()
-                    ),
-                    options,
-                    "boot",
-                    cpus,
-                    series,
-                    SIDECAR_MEMORY_MIB,
-                    &[("os", json!("sidecar"))],
-                ));
+            cases.push(linux_case(config(options, kernel.clone(), cpus)));
+            for series in ALL_SERIES {
+                let label = format!("n={cpus} sidecar {} {}", series.0, series.1);
+                let case = Case::sidecar(label, options, Scenario::Boot, cpus, series);
+                cases.push(case.with_param("os", json!("sidecar")));
             }
         }
         Ok(cases)
-    }
-
-    fn runs(&self, options: &BenchOptions) -> u32 {
-        options.runs_or(DEFAULT_RUNS)
     }
 
     fn metrics(&self) -> &'static [Metric] {
         METRICS
     }
 
-    fn measure(&self, case: &Case, outcome: &RunOutcome) -> Result<Vec<f64>, String> {
-        let report = &outcome.report;
-        let wall = number(report, "wall_s")?;
-        if case.is("os", "linux") {
-            let bringup = number(report, "linux.bringup_ms")?;
-            let pages = number(report, "linux.percpu_pages")?;
+    fn measure(&self, case: &Case, report: &Report) -> Result<Vec<f64>, String> {
+        let wall = need(report.wall_s, "wall_s")?;
+        if let Guest::Linux(_) = case.guest {
+            let linux = report.linux.clone().unwrap_or_default();
+            let bringup = need(linux.bringup_ms, "linux.bringup_ms")?;
+            let pages = f64::from(need(linux.percpu_pages, "linux.percpu_pages")?);
             return Ok(vec![bringup, bringup, pages, wall]);
         }
-        check_boot(report)?;
-        let ready = number(report, "boot.ready_ms")?;
-        let first_start = report["boot"]["cpus"]
-            .as_array()
-            .into_iter()
+        report.check_boot()?;
+        let ready = need(report.boot.ready_ms, key::BOOT_READY_MS)?;
+        let first_start = report
+            .boot
+            .cpus
+            .iter()
             .flatten()
-            .filter_map(|cpu| cpu["start_ms"].as_f64())
+            .filter_map(|cpu| cpu.start_ms)
             .reduce(f64::min)
             .ok_or("the report's boot.cpus has no start_ms")?;
-        let pages = number(report, "memory.per_cpu_pages")?;
+        let pages = need(report.memory.per_cpu_pages, key::MEMORY_PER_CPU_PAGES)? as f64;
         Ok(vec![ready, ready - first_start, pages, wall])
     }
 
-    fn facts(&self, outcome: &RunOutcome) -> Map<String, Value> {
-        let report = &outcome.report;
+    fn facts(&self, report: &Report) -> Map<String, Value> {
         let mut facts = Map::new();
-        if let Some(linux) = report.get("linux") {
-            for key in ["version", "lpj", "cpus_up"] {
-                facts.insert(format!("linux_{key}"), linux[key].clone());
-            }
+        if let Some(LinuxFacts {
+            version,
+            lpj,
+            cpus_up,
+            ..
+        }) = &report.linux
+        {
+            facts.insert("linux_version".into(), json!(version));
+            facts.insert("linux_lpj".into(), json!(lpj));
+            facts.insert("linux_cpus_up".into(), json!(cpus_up));
         }
         facts
     }
 
     fn charts(&self, results: &[CaseResult]) -> Vec<(String, String)> {
-        let version = results
-            .iter()
-            .find_map(|r| r.facts.get("linux_version").and_then(Value::as_str))
-            .unwrap_or("?")
-            .to_owned();
+        let version = linux_version(results).unwrap_or("?").to_owned();
         let linux_name = format!("Linux {version}: smp bring-up");
         let mut series = vec![cpu_series(
             &linux_name,
@@ -212,7 +183,7 @@ impl Bench for LinuxBench {
             BRINGUP,
             1.0,
         )];
-        for s in SIDECAR {
+        for s in ALL_SERIES {
             series.push(cpu_series(
                 &format!("{}: ready_ms", sidecar_name(s)),
                 s.1 == ApDelay::None,
@@ -222,60 +193,44 @@ impl Bench for LinuxBench {
                 1.0,
             ));
         }
-        let boot = LineChart {
-            title: "Linux's SMP bring-up beside sidecar's boot, same QEMU".to_owned(),
-            subtitle: format!(
+        let boot = cpu_chart(
+            "Linux's SMP bring-up beside sidecar's boot, same QEMU",
+            format!(
                 "Linux: 'Bringing up secondary CPUs' → 'Brought up' (lpj= given); sidecar: \
                  boot.ready_ms (BSP entry → all ready); TCG; {}, whiskers min–max",
                 runs_phrase(results)
             ),
-            x_label: "CPUs (-smp)".to_owned(),
-            y_label: "ms".to_owned(),
-            x_log: true,
-            y_log: true,
+            "ms",
             series,
-        };
-        let flat = |name: &str, y: f64| ChartSeries {
-            name: name.to_owned(),
-            dashed: true,
-            points: cpu_counts(results)
-                .into_iter()
-                .map(|n| ChartPoint {
-                    x: f64::from(n),
-                    y,
-                    low: y,
-                    high: y,
-                })
-                .collect(),
-        };
+        );
         let pages = LineChart {
-            title: "Memory per CPU: Linux's per-CPU area beside sidecar's pages".to_owned(),
-            subtitle: "Linux: 'percpu: Embedded N pages/cpu' (the per-CPU data area only; \
-                       stacks come on top); sidecar: memory.per_cpu_pages; 4 KiB pages"
-                .to_owned(),
-            x_label: "CPUs (-smp)".to_owned(),
-            y_label: "4 KiB pages per CPU".to_owned(),
-            x_log: true,
             y_log: false,
-            series: vec![
-                cpu_series(
-                    &format!("Linux {version}: percpu"),
-                    false,
-                    results,
-                    is_linux,
-                    PAGES,
-                    1.0,
-                ),
-                cpu_series(
-                    "sidecar: per_cpu_pages",
-                    false,
-                    results,
-                    |r| is_sidecar(r, SIDECAR[0]),
-                    PAGES,
-                    1.0,
-                ),
-                flat("OpenHCL sidecar: 13", OPENHCL_PAGES_PER_CPU),
-            ],
+            ..cpu_chart(
+                "Memory per CPU: Linux's per-CPU area beside sidecar's pages",
+                "Linux: 'percpu: Embedded N pages/cpu' (the per-CPU data area only; \
+                 stacks come on top); sidecar: memory.per_cpu_pages; 4 KiB pages"
+                    .to_owned(),
+                "4 KiB pages per CPU",
+                vec![
+                    cpu_series(
+                        &format!("Linux {version}: percpu"),
+                        false,
+                        results,
+                        is_linux,
+                        PAGES,
+                        1.0,
+                    ),
+                    cpu_series(
+                        "sidecar: per_cpu_pages",
+                        false,
+                        results,
+                        |r| is_sidecar(r, ALL_SERIES[0]),
+                        PAGES,
+                        1.0,
+                    ),
+                    reference_series("OpenHCL sidecar: 13", results, |_| OPENHCL_PAGES_PER_CPU),
+                ],
+            )
         };
         vec![
             ("linux_boot.svg".to_owned(), boot.to_svg()),
@@ -284,13 +239,13 @@ impl Bench for LinuxBench {
     }
 
     fn summary(&self, results: &[CaseResult]) -> String {
-        let find = |n: u16, select: &dyn Fn(&CaseResult) -> bool| {
-            results
-                .iter()
-                .find(|r| r.case.params["cpus"] == json!(n) && select(r))
-        };
+        let find = |n: u16, select: &dyn Fn(&CaseResult) -> bool| find(results, n, select);
         let mut header = vec!["CPUs".to_owned(), "Linux bring-up (ms)".to_owned()];
-        header.extend(SIDECAR.iter().map(|&s| format!("{} (ms)", sidecar_name(s))));
+        header.extend(
+            ALL_SERIES
+                .iter()
+                .map(|&s| format!("{} (ms)", sidecar_name(s))),
+        );
         header.push("sidecar fanout, none: first INIT → ready (ms)".to_owned());
         header.push("sidecar serial, none: first INIT → ready (ms)".to_owned());
         header.push("Linux ÷ sidecar fanout none (ready_ms)".to_owned());
@@ -304,15 +259,15 @@ impl Bench for LinuxBench {
                     n.to_string(),
                     linux.map_or_else(dash, |r| cell(&r.stats[BRINGUP], 1)),
                 ];
-                for s in SIDECAR {
+                for s in ALL_SERIES {
                     let sidecar = find(n, &|r| is_sidecar(r, s));
                     row.push(sidecar.map_or_else(dash, |r| cell(&r.stats[BRINGUP], 1)));
                 }
-                for s in [SIDECAR[2], SIDECAR[3]] {
+                for s in [ALL_SERIES[2], ALL_SERIES[3]] {
                     let sidecar = find(n, &|r| is_sidecar(r, s));
                     row.push(sidecar.map_or_else(dash, |r| cell(&r.stats[APS], 1)));
                 }
-                let fanout_none = find(n, &|r| is_sidecar(r, SIDECAR[2]));
+                let fanout_none = find(n, &|r| is_sidecar(r, ALL_SERIES[2]));
                 row.push(match (linux, fanout_none) {
                     (Some(l), Some(f)) => {
                         format!("{:.2}×", l.stats[BRINGUP].median / f.stats[BRINGUP].median)
@@ -325,15 +280,12 @@ impl Bench for LinuxBench {
                 row.push(format!(
                     "{}, {}",
                     pages(linux),
-                    pages(find(n, &|r| is_sidecar(r, SIDECAR[0])))
+                    pages(find(n, &|r| is_sidecar(r, ALL_SERIES[0])))
                 ));
                 row
             })
             .collect();
-        let version = results
-            .iter()
-            .find_map(|r| r.facts.get("linux_version").and_then(Value::as_str))
-            .unwrap_or("?");
+        let version = linux_version(results).unwrap_or("?");
         let lpj = results
             .iter()
             .find_map(|r| r.facts.get("linux_lpj").and_then(Value::as_u64))

@@ -52,8 +52,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 
 use crate::linux::{calibrate_lpj, run_linux, LinuxConfig};
-use crate::svg::{ChartPoint, ChartSeries};
-use crate::{build, RunConfig, RunOutcome, RunnerError};
+use crate::svg::{ChartPoint, ChartSeries, LineChart};
+use crate::{build, ApDelay, BootStrategy, Report, RunConfig, RunOutcome, RunnerError, Scenario};
 
 pub use boot::BootBench;
 pub use cancel::CancelBench;
@@ -196,54 +196,96 @@ pub struct Case {
 }
 
 impl Case {
-    /// A case booting sidecar: `config` is `options.base` with `cpus`,
-    /// `scenario`, `boot`, `ap_delay` and `memory_mib` set and the echo off;
-    /// `params` get `cpus`, `scenario`, `strategy`, `ap_delay` and
-    /// `memory_mib` on top of `extra`.
+    /// A case booting sidecar: `options.base` with `cpus`, `scenario`, the
+    /// start-up `series` and [`SIDECAR_MEMORY_MIB`], the echo off; the
+    /// `params` name them (`cpus`, `scenario`, `strategy`, `ap_delay`,
+    /// `memory_mib`).
     pub fn sidecar(
         label: String,
         options: &BenchOptions,
-        scenario: &str,
+        scenario: Scenario,
         cpus: u16,
-        (boot, ap_delay): (crate::BootStrategy, crate::ApDelay),
-        memory_mib: u32,
-        extra: &[(&str, Value)],
+        (boot, ap_delay): Series,
     ) -> Case {
         let config = RunConfig {
             cpus,
-            memory_mib,
-            scenario: scenario.to_owned(),
+            memory_mib: SIDECAR_MEMORY_MIB,
+            scenario,
             boot,
             ap_delay,
             echo: false,
             ..options.base.clone()
         };
-        let mut params = Map::new();
-        params.insert("cpus".into(), json!(cpus));
-        params.insert("scenario".into(), json!(scenario));
-        params.insert("strategy".into(), json!(boot.as_str()));
-        params.insert("ap_delay".into(), json!(ap_delay.as_str()));
-        params.insert("memory_mib".into(), json!(memory_mib));
-        for (key, value) in extra {
-            params.insert((*key).to_owned(), value.clone());
-        }
+        let params = json!({
+            "cpus": cpus,
+            "scenario": scenario,
+            "strategy": boot,
+            "ap_delay": ap_delay,
+            "memory_mib": SIDECAR_MEMORY_MIB,
+        });
         Case {
             label,
-            params,
+            params: params.as_object().cloned().unwrap_or_default(),
             guest: Guest::Sidecar(config),
         }
     }
 
-    /// The CPU count of the case (its `cpus` parameter).
-    pub fn cpus(&self) -> f64 {
-        self.params["cpus"].as_f64().unwrap_or(f64::NAN)
+    /// The case with one more parameter for `bench.json`.
+    pub fn with_param(mut self, key: &str, value: Value) -> Case {
+        self.params.insert(key.to_owned(), value);
+        self
     }
 
-    /// Whether parameter `key` is `value`.
-    pub fn is(&self, key: &str, value: &str) -> bool {
-        self.params.get(key).and_then(Value::as_str) == Some(value)
+    /// The CPU count it boots.
+    pub fn cpus(&self) -> u16 {
+        match &self.guest {
+            Guest::Sidecar(config) => config.cpus,
+            Guest::Linux(config) => config.cpus,
+        }
+    }
+
+    /// Whether it boots sidecar with `scenario`.
+    pub fn runs(&self, scenario: Scenario) -> bool {
+        self.guest.sidecar().is_some_and(|c| c.scenario == scenario)
+    }
+
+    /// Whether it boots sidecar with the start-up `series`.
+    pub fn starts(&self, (boot, ap_delay): Series) -> bool {
+        self.guest
+            .sidecar()
+            .is_some_and(|c| c.boot == boot && c.ap_delay == ap_delay)
     }
 }
+
+/// A way to start the sidecar CPUs: who starts them and with which waits.
+pub type Series = (BootStrategy, ApDelay);
+
+/// The default start-up: fan-out with the specification's waits.
+pub const DEFAULT_SERIES: Series = (BootStrategy::Fanout, ApDelay::Spec);
+
+/// Every start-up, in chart and table order.
+pub const ALL_SERIES: [Series; 4] = [
+    (BootStrategy::Fanout, ApDelay::Spec),
+    (BootStrategy::Serial, ApDelay::Spec),
+    (BootStrategy::Fanout, ApDelay::None),
+    (BootStrategy::Serial, ApDelay::None),
+];
+
+/// `fanout, spec delays`, for legends and table headers.
+pub(crate) fn series_name((strategy, delay): Series) -> String {
+    let delays = match delay {
+        ApDelay::Spec => "spec delays",
+        ApDelay::None => "no delays",
+    };
+    format!("{strategy}, {delays}")
+}
+
+/// Guest memory of every sidecar case: plenty (the node regions cost 14
+/// pages, 56 KiB, per CPU: 14 MiB at 255 CPUs).
+pub const SIDECAR_MEMORY_MIB: u32 = 256;
+
+/// Runs per case unless `--runs` or `--quick` says otherwise.
+pub const DEFAULT_RUNS: u32 = 5;
 
 /// A number read from each run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,6 +296,13 @@ pub struct Metric {
     pub unit: &'static str,
 }
 
+impl Metric {
+    /// The metric `key`, in `unit`.
+    pub const fn new(key: &'static str, unit: &'static str) -> Metric {
+        Metric { key, unit }
+    }
+}
+
 /// One kind of benchmark.
 pub trait Bench {
     /// The kind's name: `bench.json` key and file prefix.
@@ -262,17 +311,21 @@ pub trait Bench {
     /// The cases to run, in order.
     fn cases(&self, options: &BenchOptions) -> Result<Vec<Case>, String>;
 
-    /// Runs per case.
-    fn runs(&self, options: &BenchOptions) -> u32;
+    /// Runs per case: [`DEFAULT_RUNS`] unless `--runs` or `--quick` says
+    /// otherwise.
+    fn runs(&self, options: &BenchOptions) -> u32 {
+        options.runs_or(DEFAULT_RUNS)
+    }
 
     /// The metrics each run yields; the first is the headline.
     fn metrics(&self) -> &'static [Metric];
 
-    /// Reads one run: a value per metric, or why the run does not count.
-    fn measure(&self, case: &Case, outcome: &RunOutcome) -> Result<Vec<f64>, String>;
+    /// Reads one run's report: a value per metric, or why the run does
+    /// not count.
+    fn measure(&self, case: &Case, report: &Report) -> Result<Vec<f64>, String>;
 
     /// Facts about a case that do not vary between runs (the last run's).
-    fn facts(&self, _outcome: &RunOutcome) -> Map<String, Value> {
+    fn facts(&self, _report: &Report) -> Map<String, Value> {
         Map::new()
     }
 
@@ -456,6 +509,61 @@ pub fn run_with(
     runner: &mut Runner<'_>,
     progress: &mut dyn Write,
 ) -> Result<Results, BenchError> {
+    let plans = plan(benches, options)?;
+    let total = plans.iter().map(Plan::run_count).sum();
+    let mut session = Session {
+        options,
+        runner,
+        progress: Progress::new(progress, total),
+    };
+    let mut kinds = Map::new();
+    let mut files = Vec::new();
+    let mut summaries = Vec::new();
+    let mut failed_total = 0;
+    for (bench, plan) in benches.iter().zip(plans) {
+        let runs = plan.runs;
+        let results = session.run_kind(bench.as_ref(), plan)?;
+        let charts = bench.charts(&results);
+        let (summary, failed) = summary_with_failures(bench.as_ref(), runs, &results);
+        failed_total += failed;
+        kinds.insert(
+            bench.name().to_owned(),
+            kind_json(bench.as_ref(), runs, &results, &charts),
+        );
+        files.extend(charts);
+        files.push((format!("{}.md", bench.name()), summary.clone()));
+        summaries.push(summary);
+    }
+    let json = json!({
+        "command": options.command,
+        "machine": machine,
+        "elapsed_s": (session.progress.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        "order": "interleaved rounds: run 1 of every case, then run 2, ...",
+        "failed_runs": failed_total,
+        "benches": kinds,
+    });
+    Ok(Results {
+        json,
+        files,
+        summaries,
+        failed_runs: failed_total,
+    })
+}
+
+/// One kind's cases and runs per case.
+struct Plan {
+    cases: Vec<Case>,
+    runs: u32,
+}
+
+impl Plan {
+    fn run_count(&self) -> u32 {
+        self.cases.len() as u32 * self.runs
+    }
+}
+
+/// Every kind's plan, checked before anything runs.
+fn plan(benches: &[Box<dyn Bench>], options: &BenchOptions) -> Result<Vec<Plan>, BenchError> {
     let mut plans = Vec::new();
     for bench in benches {
         let cases = bench.cases(options).map_err(BenchError::Plan)?;
@@ -468,133 +576,172 @@ pub fn run_with(
         for case in &cases {
             case.guest.validate()?;
         }
-        plans.push((cases, bench.runs(options)));
+        let runs = bench.runs(options);
+        plans.push(Plan { cases, runs });
     }
-    let total: u32 = plans
-        .iter()
-        .map(|(cases, runs)| cases.len() as u32 * runs)
-        .sum();
-    let started = Instant::now();
-    let mut done = 0;
-    let mut kinds = Map::new();
-    let mut files = Vec::new();
-    let mut summaries = Vec::new();
-    let mut failed_total = 0;
-    for (bench, (cases, runs)) in benches.iter().zip(plans) {
-        let metrics = bench.metrics();
-        let mut values: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); metrics.len()]; cases.len()];
-        let mut facts = vec![Map::new(); cases.len()];
-        let mut failed_runs: Vec<Vec<FailedRun>> = vec![Vec::new(); cases.len()];
-        for run in 1..=runs {
-            for (index, case) in cases.iter().enumerate() {
-                done += 1;
-                let failed = |reason: String, log: &Path| BenchError::RunFailed {
-                    label: case.label.clone(),
-                    run,
-                    runs,
-                    reason,
-                    log: log.to_owned(),
-                };
-                let outcome = runner(&case.guest)?;
-                let measured = match &outcome.failure {
-                    Some(reason) => Err(reason.clone()),
-                    None => bench.measure(case, &outcome),
-                };
-                let measured = match measured {
-                    Ok(measured) => measured,
-                    Err(reason) if options.keep_going => {
-                        let _ = writeln!(
-                            progress,
-                            "[{done}/{total}] {} run {run}/{runs}: FAILED: {reason} (log: {}) \
-                             (elapsed {})",
-                            case.label,
-                            outcome.log_path.display(),
-                            elapsed(started.elapsed())
-                        );
-                        failed_runs[index].push(FailedRun {
-                            run,
-                            reason,
-                            log: outcome.log_path.clone(),
-                        });
-                        continue;
-                    }
-                    Err(reason) => return Err(failed(reason, &outcome.log_path)),
-                };
-                let headline = match metrics[0].unit {
-                    "" => format!("{}: {:.1}", metrics[0].key, measured[0]),
-                    unit => format!("{:.1} {unit}", measured[0]),
-                };
-                let _ = writeln!(
-                    progress,
-                    "[{done}/{total}] {} run {run}/{runs}: {headline} (elapsed {})",
-                    case.label,
-                    elapsed(started.elapsed())
-                );
-                for (slot, value) in values[index].iter_mut().zip(measured) {
-                    slot.push(value);
-                }
-                facts[index] = bench.facts(&outcome);
+    Ok(plans)
+}
+
+/// The progress lines: `[done/total] ... (elapsed 1m12s)`.
+struct Progress<'a> {
+    out: &'a mut dyn Write,
+    done: u32,
+    total: u32,
+    started: Instant,
+}
+
+impl<'a> Progress<'a> {
+    fn new(out: &'a mut dyn Write, total: u32) -> Self {
+        Progress {
+            out,
+            done: 0,
+            total,
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts a run and prints its line.
+    fn run_line(&mut self, what: &str) {
+        self.done += 1;
+        let _ = writeln!(
+            self.out,
+            "[{}/{}] {what} (elapsed {})",
+            self.done,
+            self.total,
+            elapsed(self.started.elapsed())
+        );
+    }
+}
+
+/// What a bench session runs with.
+struct Session<'s, 'r> {
+    options: &'s BenchOptions,
+    runner: &'s mut Runner<'r>,
+    progress: Progress<'s>,
+}
+
+/// One case's runs so far.
+#[derive(Default)]
+struct Collected {
+    /// Per metric, each counted run's value.
+    values: Vec<Vec<f64>>,
+    facts: Map<String, Value>,
+    failed: Vec<FailedRun>,
+}
+
+impl Session<'_, '_> {
+    /// Runs every case of `plan` `plan.runs` times in interleaved rounds.
+    fn run_kind(&mut self, bench: &dyn Bench, plan: Plan) -> Result<Vec<CaseResult>, BenchError> {
+        let metrics = bench.metrics().len();
+        let mut collected: Vec<Collected> = plan
+            .cases
+            .iter()
+            .map(|_| Collected {
+                values: vec![Vec::new(); metrics],
+                ..Collected::default()
+            })
+            .collect();
+        for run in 1..=plan.runs {
+            for (case, into) in plan.cases.iter().zip(&mut collected) {
+                self.run_once(bench, case, (run, plan.runs), into)?;
             }
         }
-        let results: Vec<CaseResult> = cases
+        Ok(plan
+            .cases
             .into_iter()
-            .zip(values)
-            .zip(facts)
-            .zip(failed_runs)
-            .map(|(((case, values), facts), failed)| CaseResult {
+            .zip(collected)
+            .map(|(case, collected)| CaseResult {
                 case,
-                stats: values.iter().map(|v| Stats::of(v)).collect(),
-                facts,
-                failed,
+                stats: collected.values.iter().map(|v| Stats::of(v)).collect(),
+                facts: collected.facts,
+                failed: collected.failed,
             })
-            .collect();
-        let charts = bench.charts(&results);
-        let mut summary = bench.summary(&results);
-        let failures: Vec<String> = results
-            .iter()
-            .flat_map(|r| {
-                r.failed.iter().map(|f| {
-                    format!(
-                        "- {} run {}/{runs}: {} (log: `{}`)\n",
-                        r.case.label,
-                        f.run,
-                        f.reason,
-                        f.log.display()
-                    )
-                })
-            })
-            .collect();
-        if !failures.is_empty() {
-            failed_total += failures.len();
-            summary.push_str(&format!(
-                "\nFailed runs, left out of the numbers above ({} of {}):\n\n{}",
-                failures.len(),
-                results.len() * runs as usize,
-                failures.concat()
-            ));
-        }
-        kinds.insert(
-            bench.name().to_owned(),
-            kind_json(bench.as_ref(), runs, &results, &charts),
-        );
-        files.extend(charts);
-        files.push((format!("{}.md", bench.name()), summary.clone()));
-        summaries.push(summary);
+            .collect())
     }
-    let json = json!({
-        "command": options.command,
-        "machine": machine,
-        "elapsed_s": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-        "order": "interleaved rounds: run 1 of every case, then run 2, ...",
-        "failed_runs": failed_total,
-        "benches": kinds,
-    });
-    Ok(Results {
-        json,
-        files,
-        summaries,
-        failed_runs: failed_total,
-    })
+
+    /// Boots `case` once and records its numbers (or, with `keep_going`,
+    /// its failure) in `into`; without `keep_going` a failure ends the bench.
+    fn run_once(
+        &mut self,
+        bench: &dyn Bench,
+        case: &Case,
+        (run, runs): (u32, u32),
+        into: &mut Collected,
+    ) -> Result<(), BenchError> {
+        let outcome = (self.runner)(&case.guest)?;
+        let measured = match &outcome.failure {
+            Some(reason) => Err(reason.clone()),
+            None => bench.measure(case, &outcome.report),
+        };
+        let which = format!("{} run {run}/{runs}", case.label);
+        match measured {
+            Ok(values) => {
+                let headline = headline(&bench.metrics()[0], values[0]);
+                self.progress.run_line(&format!("{which}: {headline}"));
+                for (slot, value) in into.values.iter_mut().zip(values) {
+                    slot.push(value);
+                }
+                into.facts = bench.facts(&outcome.report);
+                Ok(())
+            }
+            Err(reason) if self.options.keep_going => {
+                let log = outcome.log_path.display();
+                self.progress
+                    .run_line(&format!("{which}: FAILED: {reason} (log: {log})"));
+                into.failed.push(FailedRun {
+                    run,
+                    reason,
+                    log: outcome.log_path.clone(),
+                });
+                Ok(())
+            }
+            Err(reason) => Err(BenchError::RunFailed {
+                label: case.label.clone(),
+                run,
+                runs,
+                reason,
+                log: outcome.log_path.clone(),
+            }),
+        }
+    }
+}
+
+/// A run's headline number for its progress line: `113.4 ms`, or
+/// `rtt_ratio: 1.1` for a metric without a unit.
+fn headline(metric: &Metric, value: f64) -> String {
+    match metric.unit {
+        "" => format!("{}: {value:.1}", metric.key),
+        unit => format!("{value:.1} {unit}"),
+    }
+}
+
+/// The kind's summary, with its failed runs listed at the end; and how
+/// many failed.
+fn summary_with_failures(bench: &dyn Bench, runs: u32, results: &[CaseResult]) -> (String, usize) {
+    let mut summary = bench.summary(results);
+    let failures: Vec<String> = results
+        .iter()
+        .flat_map(|r| {
+            r.failed.iter().map(|f| {
+                format!(
+                    "- {} run {}/{runs}: {} (log: `{}`)\n",
+                    r.case.label,
+                    f.run,
+                    f.reason,
+                    f.log.display()
+                )
+            })
+        })
+        .collect();
+    if !failures.is_empty() {
+        summary.push_str(&format!(
+            "\nFailed runs, left out of the numbers above ({} of {}):\n\n{}",
+            failures.len(),
+            results.len() * runs as usize,
+            failures.concat()
+        ));
+    }
+    (summary, failures.len())
 }
 
 /// The results of [`run_with`], before they are written.
@@ -791,30 +938,53 @@ pub(crate) fn plan_counts(
     }
 }
 
-/// The number at the dotted `path` of a report (`boot.tsc_hz`).
-pub(crate) fn number(report: &Value, path: &str) -> Result<f64, String> {
-    path.split('.')
-        .try_fold(report, |value, key| value.get(key))
-        .and_then(Value::as_f64)
-        .ok_or_else(|| format!("the report has no {path}"))
+/// One sidecar case per CPU count of the plan (`full`, or `quick` with
+/// `--quick`): `scenario` with the start-up `series`, labelled `n=N what`.
+pub(crate) fn per_cpu_count(
+    options: &BenchOptions,
+    (full, quick): (&[u16], &[u16]),
+    scenario: Scenario,
+    series: Series,
+    what: &str,
+) -> Result<Vec<Case>, String> {
+    Ok(plan_counts(options, full, quick)?
+        .into_iter()
+        .map(|cpus| Case::sidecar(format!("n={cpus} {what}"), options, scenario, cpus, series))
+        .collect())
 }
 
-/// The TSC cycles at `path` in microseconds, with the run's `boot.tsc_hz`.
-pub(crate) fn micros(report: &Value, path: &str) -> Result<f64, String> {
-    let hz = number(report, "boot.tsc_hz")?;
-    if hz <= 0.0 {
-        return Err(format!("boot.tsc_hz is {hz}"));
-    }
-    Ok(number(report, path)? / hz * 1e6)
+/// The `tsc_hz` fact of kinds whose numbers are TSC cycles.
+pub(crate) fn tsc_fact(report: &Report) -> Map<String, Value> {
+    let mut facts = Map::new();
+    facts.insert("tsc_hz".into(), json!(report.boot.tsc_hz));
+    facts
 }
 
-/// Checks that every sidecar CPU came up (`boot.failed == 0`).
-pub(crate) fn check_boot(report: &Value) -> Result<(), String> {
-    match report["boot"]["failed"].as_u64() {
-        Some(0) => Ok(()),
-        Some(n) => Err(format!("{n} sidecar CPUs failed to come up (boot.failed)")),
-        None => Err("the report has no boot.failed".to_owned()),
+/// A chart over CPU counts, log-log, as most kinds draw.
+pub(crate) fn cpu_chart(
+    title: &str,
+    subtitle: String,
+    y_label: &str,
+    series: Vec<ChartSeries>,
+) -> LineChart {
+    LineChart {
+        title: title.to_owned(),
+        subtitle,
+        x_label: "CPUs (-smp)".to_owned(),
+        y_label: y_label.to_owned(),
+        x_log: true,
+        y_log: true,
+        series,
     }
+}
+
+/// The one result of `results` for `cpus` CPUs that `select` picks.
+pub(crate) fn find(
+    results: &[CaseResult],
+    cpus: u16,
+    select: impl Fn(&CaseResult) -> bool,
+) -> Option<&CaseResult> {
+    results.iter().find(|r| r.case.cpus() == cpus && select(r))
 }
 
 /// `median (min–max)` with `decimals` digits, or the median alone when
@@ -846,7 +1016,7 @@ pub(crate) fn cpu_series(
         .map(|r| {
             let stats = &r.stats[metric];
             ChartPoint {
-                x: r.case.cpus(),
+                x: f64::from(r.case.cpus()),
                 y: stats.median * scale,
                 low: stats.min * scale,
                 high: stats.max * scale,
@@ -862,13 +1032,35 @@ pub(crate) fn cpu_series(
     }
 }
 
+/// A dashed reference line over the CPU counts of `results`, at `value`
+/// of each count.
+pub(crate) fn reference_series(
+    name: &str,
+    results: &[CaseResult],
+    value: impl Fn(u16) -> f64,
+) -> ChartSeries {
+    let points = cpu_counts(results)
+        .into_iter()
+        .map(|n| {
+            let y = value(n);
+            ChartPoint {
+                x: f64::from(n),
+                y,
+                low: y,
+                high: y,
+            }
+        })
+        .collect();
+    ChartSeries {
+        name: name.to_owned(),
+        dashed: true,
+        points,
+    }
+}
+
 /// The CPU counts of `results`, in order, each once.
 pub(crate) fn cpu_counts(results: &[CaseResult]) -> Vec<u16> {
-    let mut counts: Vec<u16> = results
-        .iter()
-        .filter_map(|r| r.case.params["cpus"].as_u64())
-        .filter_map(|n| u16::try_from(n).ok())
-        .collect();
+    let mut counts: Vec<u16> = results.iter().map(|r| r.case.cpus()).collect();
     counts.sort_unstable();
     counts.dedup();
     counts
@@ -882,8 +1074,6 @@ pub(crate) fn runs_phrase(results: &[CaseResult]) -> String {
     }
 }
 
-#[cfg(test)]
-mod kind_tests;
 /// `median (min–max) of 5 runs per cell`, for table captions.
 pub(crate) fn cells_phrase(results: &[CaseResult]) -> String {
     match results.first().map_or(0, |r| r.stats[0].runs.len()) {
@@ -892,5 +1082,7 @@ pub(crate) fn cells_phrase(results: &[CaseResult]) -> String {
     }
 }
 
+#[cfg(test)]
+mod kind_tests;
 #[cfg(test)]
 mod tests;

@@ -9,13 +9,14 @@
 //! use fan-out without delays, the fastest start.
 
 use serde_json::{json, Map, Value};
+use sidecar::vocabulary::report_key as key;
 
 use super::{
-    check_boot, cpu_counts, cpu_series, markdown_table, number, plan_counts, Bench, BenchOptions,
+    cpu_chart, cpu_series, markdown_table, per_cpu_count, reference_series, Bench, BenchOptions,
     Case, CaseResult, Metric,
 };
-use crate::svg::{ChartPoint, ChartSeries, LineChart};
-use crate::{ApDelay, BootStrategy, RunOutcome};
+use crate::schema::need;
+use crate::{ApDelay, BootStrategy, Report, Scenario};
 
 /// OpenHCL's sidecar: pages per CPU (its `sidecar_defs` layout).
 pub const OPENHCL_PAGES_PER_CPU: f64 = 13.0;
@@ -26,9 +27,6 @@ pub const CPU_COUNTS: [u16; 7] = [4, 8, 16, 32, 64, 128, 255];
 /// CPU counts of `--quick`.
 pub const QUICK_CPU_COUNTS: [u16; 3] = [4, 16, 64];
 
-/// Guest memory for every case.
-pub const MEMORY_MIB: u32 = 256;
-
 const PER_CPU: usize = 0;
 const TOTAL: usize = 1;
 const SIDECAR_CPUS: usize = 2;
@@ -36,52 +34,16 @@ const NODES: usize = 3;
 const PER_SIDECAR_CPU: usize = 4;
 
 const METRICS: &[Metric] = &[
-    Metric {
-        key: "per_cpu_pages",
-        unit: "pages",
-    },
-    Metric {
-        key: "total_pages",
-        unit: "pages",
-    },
-    Metric {
-        key: "sidecar_cpus",
-        unit: "",
-    },
-    Metric {
-        key: "nodes",
-        unit: "",
-    },
-    Metric {
-        key: "pages_per_sidecar_cpu",
-        unit: "pages",
-    },
+    Metric::new("per_cpu_pages", "pages"),
+    Metric::new("total_pages", "pages"),
+    Metric::new("sidecar_cpus", ""),
+    Metric::new("nodes", ""),
+    Metric::new("pages_per_sidecar_cpu", "pages"),
 ];
 
 /// The `pages` benchmark.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PagesBench;
-
-/// A flat reference line at `y` over the CPU counts of `results`, times
-/// the CPU count when `per_cpu` is false.
-fn reference(name: &str, results: &[CaseResult], y: f64, per_cpu: bool) -> ChartSeries {
-    ChartSeries {
-        name: name.to_owned(),
-        dashed: true,
-        points: cpu_counts(results)
-            .into_iter()
-            .map(|n| {
-                let value = if per_cpu { y } else { y * f64::from(n) };
-                ChartPoint {
-                    x: f64::from(n),
-                    y: value,
-                    low: value,
-                    high: value,
-                }
-            })
-            .collect(),
-    }
-}
 
 impl Bench for PagesBench {
     fn name(&self) -> &'static str {
@@ -89,23 +51,12 @@ impl Bench for PagesBench {
     }
 
     fn cases(&self, options: &BenchOptions) -> Result<Vec<Case>, String> {
-        let counts = plan_counts(options, &CPU_COUNTS, &QUICK_CPU_COUNTS)?;
-        Ok(counts
-            .into_iter()
-            .map(|cpus| {
-                Case::sidecar(
-                    format!("n={cpus} pages"),
-                    options,
-                    "boot",
-                    cpus,
-                    (BootStrategy::Fanout, ApDelay::None),
-                    MEMORY_MIB,
-                    &[],
-                )
-            })
-            .collect())
+        let counts = (&CPU_COUNTS[..], &QUICK_CPU_COUNTS[..]);
+        let fastest = (BootStrategy::Fanout, ApDelay::None);
+        per_cpu_count(options, counts, Scenario::Boot, fastest, "pages")
     }
 
+    /// The layout does not vary between runs: one unless `--runs` asks.
     fn runs(&self, options: &BenchOptions) -> u32 {
         options.runs.unwrap_or(1).max(1)
     }
@@ -114,16 +65,12 @@ impl Bench for PagesBench {
         METRICS
     }
 
-    fn measure(&self, _case: &Case, outcome: &RunOutcome) -> Result<Vec<f64>, String> {
-        let report = &outcome.report;
-        check_boot(report)?;
-        let per_cpu = number(report, "memory.per_cpu_pages")?;
-        let total = number(report, "memory.total_pages")?;
-        let sidecar_cpus = number(report, "boot.sidecar_cpus")?;
-        let nodes = report["nodes"]
-            .as_array()
-            .ok_or("the report has no nodes")?
-            .len() as f64;
+    fn measure(&self, _case: &Case, report: &Report) -> Result<Vec<f64>, String> {
+        report.check_boot()?;
+        let per_cpu = need(report.memory.per_cpu_pages, key::MEMORY_PER_CPU_PAGES)? as f64;
+        let total = need(report.memory.total_pages, key::MEMORY_TOTAL_PAGES)? as f64;
+        let sidecar_cpus = need(report.boot.sidecar_cpus, key::BOOT_SIDECAR_CPUS)? as f64;
+        let nodes = need(report.nodes.as_ref(), key::NODES)?.len() as f64;
         let per_sidecar_cpu = match sidecar_cpus > 0.0 {
             true => total / sidecar_cpus,
             false => 0.0,
@@ -131,30 +78,26 @@ impl Bench for PagesBench {
         Ok(vec![per_cpu, total, sidecar_cpus, nodes, per_sidecar_cpu])
     }
 
-    fn facts(&self, outcome: &RunOutcome) -> Map<String, Value> {
+    fn facts(&self, report: &Report) -> Map<String, Value> {
+        let pages: Vec<Option<u64>> = report.nodes.iter().flatten().map(|n| n.pages).collect();
         let mut facts = Map::new();
-        let pages: Vec<Value> = outcome.report["nodes"]
-            .as_array()
-            .map(|nodes| nodes.iter().map(|n| n["pages"].clone()).collect())
-            .unwrap_or_default();
         facts.insert("node_pages".into(), json!(pages));
         facts
     }
 
     fn charts(&self, results: &[CaseResult]) -> Vec<(String, String)> {
         let all = |_: &CaseResult| true;
-        let chart = LineChart {
-            title: "sidecar memory: pages per CPU and in total".to_owned(),
-            subtitle: "memory.per_cpu_pages and memory.total_pages of boot runs (4 KiB pages; \
-                       the layout, not a timing), beside OpenHCL's 13 pages per CPU; log scales"
+        let chart = cpu_chart(
+            "sidecar memory: pages per CPU and in total",
+            "memory.per_cpu_pages and memory.total_pages of boot runs (4 KiB pages; \
+             the layout, not a timing), beside OpenHCL's 13 pages per CPU; log scales"
                 .to_owned(),
-            x_label: "CPUs (-smp)".to_owned(),
-            y_label: "4 KiB pages".to_owned(),
-            x_log: true,
-            y_log: true,
-            series: vec![
+            "4 KiB pages",
+            vec![
                 cpu_series("sidecar: total pages", false, results, all, TOTAL, 1.0),
-                reference("OpenHCL: 13 × CPUs", results, OPENHCL_PAGES_PER_CPU, false),
+                reference_series("OpenHCL: 13 × CPUs", results, |n| {
+                    OPENHCL_PAGES_PER_CPU * f64::from(n)
+                }),
                 cpu_series(
                     "sidecar: total / sidecar CPUs",
                     false,
@@ -171,9 +114,9 @@ impl Bench for PagesBench {
                     PER_CPU,
                     1.0,
                 ),
-                reference("OpenHCL: 13 per CPU", results, OPENHCL_PAGES_PER_CPU, true),
+                reference_series("OpenHCL: 13 per CPU", results, |_| OPENHCL_PAGES_PER_CPU),
             ],
-        };
+        );
         vec![("pages.svg".to_owned(), chart.to_svg())]
     }
 
@@ -195,14 +138,14 @@ impl Bench for PagesBench {
             .map(|r| {
                 let s = |i: usize| r.stats[i].median;
                 vec![
-                    format!("{}", r.case.cpus()),
+                    r.case.cpus().to_string(),
                     format!("{:.0}", s(NODES)),
                     format!("{:.0}", s(SIDECAR_CPUS)),
                     format!("{:.0}", s(PER_CPU)),
                     format!("{:.0}", s(TOTAL)),
                     format!("{:.0}", s(TOTAL) * 4.0),
                     format!("{:.2}", s(PER_SIDECAR_CPU)),
-                    format!("{:.0}", OPENHCL_PAGES_PER_CPU * r.case.cpus()),
+                    format!("{:.0}", OPENHCL_PAGES_PER_CPU * f64::from(r.case.cpus())),
                 ]
             })
             .collect();

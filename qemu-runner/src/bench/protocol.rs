@@ -10,13 +10,15 @@
 //! `boot.tsc_hz`.
 
 use serde_json::{json, Map, Value};
+use sidecar::vocabulary::report_key as key;
 
 use super::{
-    cell, cells_phrase, check_boot, cpu_counts, cpu_series, markdown_table, micros, number,
-    plan_counts, runs_phrase, Bench, BenchOptions, Case, CaseResult, Metric,
+    cell, cells_phrase, cpu_chart, cpu_counts, cpu_series, find, markdown_table, per_cpu_count,
+    runs_phrase, tsc_fact, Bench, BenchOptions, Case, CaseResult, Metric, DEFAULT_SERIES,
 };
+use crate::schema::{need, Protocol};
 use crate::svg::LineChart;
-use crate::{ApDelay, BootStrategy, RunOutcome};
+use crate::{Report, Scenario};
 
 /// CPU counts of the full plan: CPUs 1 and 2 are measured, the others idle
 /// (more idle virtual CPUs, more host threads for QEMU to schedule).
@@ -24,12 +26,6 @@ pub const CPU_COUNTS: [u16; 5] = [4, 8, 16, 32, 64];
 
 /// CPU counts of `--quick`.
 pub const QUICK_CPU_COUNTS: [u16; 1] = [4];
-
-/// Runs per case unless `--runs` or `--quick` says otherwise.
-pub const DEFAULT_RUNS: u32 = 5;
-
-/// Guest memory for every case.
-pub const MEMORY_MIB: u32 = 256;
 
 /// Metric indexes, in [`METRICS`] order.
 mod m {
@@ -47,50 +43,17 @@ mod m {
 }
 
 const METRICS: &[Metric] = &[
-    Metric {
-        key: "rtt_p50_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "rtt_p99_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "baseline_rtt_p50_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "baseline_rtt_p99_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "rtt_ratio",
-        unit: "",
-    },
-    Metric {
-        key: "service_p50_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "baseline_service_p50_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "service_ratio",
-        unit: "",
-    },
-    Metric {
-        key: "ipis_per_command",
-        unit: "",
-    },
-    Metric {
-        key: "rtt_p50_cycles",
-        unit: "cycles",
-    },
-    Metric {
-        key: "baseline_rtt_p50_cycles",
-        unit: "cycles",
-    },
+    Metric::new("rtt_p50_us", "µs"),
+    Metric::new("rtt_p99_us", "µs"),
+    Metric::new("baseline_rtt_p50_us", "µs"),
+    Metric::new("baseline_rtt_p99_us", "µs"),
+    Metric::new("rtt_ratio", ""),
+    Metric::new("service_p50_us", "µs"),
+    Metric::new("baseline_service_p50_us", "µs"),
+    Metric::new("service_ratio", ""),
+    Metric::new("ipis_per_command", ""),
+    Metric::new("rtt_p50_cycles", "cycles"),
+    Metric::new("baseline_rtt_p50_cycles", "cycles"),
 ];
 
 /// The `protocol` benchmark.
@@ -103,58 +66,60 @@ impl Bench for ProtocolBench {
     }
 
     fn cases(&self, options: &BenchOptions) -> Result<Vec<Case>, String> {
-        let counts = plan_counts(options, &CPU_COUNTS, &QUICK_CPU_COUNTS)?;
-        Ok(counts
-            .into_iter()
-            .map(|cpus| {
-                Case::sidecar(
-                    format!("n={cpus} protocol"),
-                    options,
-                    "protocol",
-                    cpus,
-                    (BootStrategy::Fanout, ApDelay::Spec),
-                    MEMORY_MIB,
-                    &[],
-                )
-            })
-            .collect())
-    }
-
-    fn runs(&self, options: &BenchOptions) -> u32 {
-        options.runs_or(DEFAULT_RUNS)
+        let counts = (&CPU_COUNTS[..], &QUICK_CPU_COUNTS[..]);
+        per_cpu_count(
+            options,
+            counts,
+            Scenario::Protocol,
+            DEFAULT_SERIES,
+            "protocol",
+        )
     }
 
     fn metrics(&self) -> &'static [Metric] {
         METRICS
     }
 
-    fn measure(&self, _case: &Case, outcome: &RunOutcome) -> Result<Vec<f64>, String> {
-        let report = &outcome.report;
-        check_boot(report)?;
-        let us = |key: &str| micros(report, &format!("protocol.{key}"));
-        let plain = |key: &str| number(report, &format!("protocol.{key}"));
+    fn measure(&self, _case: &Case, report: &Report) -> Result<Vec<f64>, String> {
+        report.check_boot()?;
+        let none = Protocol::default();
+        let p = report.protocol.as_ref().unwrap_or(&none);
+        let us = |cycles, key| report.micros(cycles, key);
+        let plain = |value: Option<f64>, key| need(value, key);
+        let cycles = |value: Option<u64>, key| need(value, key).map(|c| c as f64);
         Ok(vec![
-            us("rtt_cycles_p50")?,
-            us("rtt_cycles_p99")?,
-            us("baseline_rtt_cycles_p50")?,
-            us("baseline_rtt_cycles_p99")?,
-            plain("rtt_ratio")?,
-            us("service_cycles_p50")?,
-            us("baseline_service_cycles_p50")?,
-            plain("service_ratio")?,
-            plain("ipis_per_command")?,
-            plain("rtt_cycles_p50")?,
-            plain("baseline_rtt_cycles_p50")?,
+            us(p.rtt_cycles_p50, key::PROTOCOL_RTT_CYCLES_P50)?,
+            us(p.rtt_cycles_p99, key::PROTOCOL_RTT_CYCLES_P99)?,
+            us(
+                p.baseline_rtt_cycles_p50,
+                key::PROTOCOL_BASELINE_RTT_CYCLES_P50,
+            )?,
+            us(
+                p.baseline_rtt_cycles_p99,
+                key::PROTOCOL_BASELINE_RTT_CYCLES_P99,
+            )?,
+            plain(p.rtt_ratio, key::PROTOCOL_RTT_RATIO)?,
+            us(p.service_cycles_p50, key::PROTOCOL_SERVICE_CYCLES_P50)?,
+            us(
+                p.baseline_service_cycles_p50,
+                key::PROTOCOL_BASELINE_SERVICE_CYCLES_P50,
+            )?,
+            plain(p.service_ratio, key::PROTOCOL_SERVICE_RATIO)?,
+            plain(p.ipis_per_command, key::PROTOCOL_IPIS_PER_COMMAND)?,
+            cycles(p.rtt_cycles_p50, key::PROTOCOL_RTT_CYCLES_P50)?,
+            cycles(
+                p.baseline_rtt_cycles_p50,
+                key::PROTOCOL_BASELINE_RTT_CYCLES_P50,
+            )?,
         ])
     }
 
-    fn facts(&self, outcome: &RunOutcome) -> Map<String, Value> {
-        let report = &outcome.report;
-        let mut facts = Map::new();
-        facts.insert("tsc_hz".into(), report["boot"]["tsc_hz"].clone());
-        for key in ["iterations", "checks", "cpus"] {
-            facts.insert(format!("protocol_{key}"), report["protocol"][key].clone());
-        }
+    fn facts(&self, report: &Report) -> Map<String, Value> {
+        let mut facts = tsc_fact(report);
+        let p = report.protocol.clone().unwrap_or_default();
+        facts.insert("protocol_iterations".into(), json!(p.iterations));
+        facts.insert("protocol_checks".into(), json!(p.checks));
+        facts.insert("protocol_cpus".into(), json!(p.cpus));
         facts
     }
 
@@ -195,17 +160,17 @@ impl Bench for ProtocolBench {
             ),
         ];
         let chart = LineChart {
-            title: "sidecar command round trip: executor against the plain loop".to_owned(),
-            subtitle: format!(
-                "GET_VP_REGISTERS (1 register), QEMU TCG; each run's p50 over 2000 \
-                 commands, {} per point, whiskers min to max over runs",
-                runs_phrase(results)
-            ),
             x_label: "CPUs (-smp; CPU 1 runs the executor, CPU 2 the plain loop)".to_owned(),
-            y_label: "µs".to_owned(),
-            x_log: true,
-            y_log: true,
-            series,
+            ..cpu_chart(
+                "sidecar command round trip: executor against the plain loop",
+                format!(
+                    "GET_VP_REGISTERS (1 register), QEMU TCG; each run's p50 over 2000 \
+                     commands, {} per point, whiskers min to max over runs",
+                    runs_phrase(results)
+                ),
+                "µs",
+                series,
+            )
         };
         vec![("protocol_rtt.svg".to_owned(), chart.to_svg())]
     }
@@ -228,7 +193,7 @@ impl Bench for ProtocolBench {
         let rows: Vec<Vec<String>> = cpu_counts(results)
             .into_iter()
             .filter_map(|n| {
-                let r = results.iter().find(|r| r.case.params["cpus"] == json!(n))?;
+                let r = find(results, n, |_| true)?;
                 let s = &r.stats;
                 Some(vec![
                     n.to_string(),

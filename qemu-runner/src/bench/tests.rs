@@ -33,29 +33,19 @@ fn fake_outcome(guest: &Guest) -> RunOutcome {
         ApDelay::None => 0.5,
     };
     let (ready, depth) = match config.boot {
-        crate::BootStrategy::Fanout => (per_start * n.log2(), n.log2().ceil()),
-        crate::BootStrategy::Serial => (per_start * n, 1.0),
+        crate::BootStrategy::Fanout => (per_start * n.log2(), n.log2().ceil() as u64),
+        crate::BootStrategy::Serial => (per_start * n, 1),
     };
-    RunOutcome {
-        passed: true,
-        report: json!({
-            "result": "pass", "wall_s": 0.5,
-            "boot": {
-                "strategy": config.boot.as_str(), "ap_delay": config.ap_delay.as_str(),
-                "ready_ms": ready, "depth": depth, "failed": 0, "sidecar_cpus": config.cpus - 1,
-            },
-            "nodes": [{"index": 0}],
-            "memory": {"per_cpu_pages": 12, "total_pages": 12 * u32::from(config.cpus)},
-        }),
-        failure: None,
-        log_path: PathBuf::from("/runs/boot.log"),
-        report_path: PathBuf::from("/runs/report.json"),
-        run_dir: PathBuf::from("/runs"),
-        log_lines: Vec::new(),
-        qemu_stderr: Vec::new(),
-        wall: Duration::from_millis(500),
-        timed_out: false,
-    }
+    let report = json!({
+        "result": "pass", "wall_s": 0.5,
+        "boot": {
+            "strategy": config.boot, "ap_delay": config.ap_delay,
+            "ready_ms": ready, "depth": depth, "failed": 0, "sidecar_cpus": config.cpus - 1,
+        },
+        "nodes": [{"index": 0}],
+        "memory": {"per_cpu_pages": 12, "total_pages": 12 * u32::from(config.cpus)},
+    });
+    RunOutcome::fake(report, "/runs/boot.log")
 }
 
 fn boot_only() -> Vec<Box<dyn Bench>> {
@@ -75,7 +65,7 @@ fn full_plan_is_seven_counts_two_strategies_two_delays_five_runs() {
         .all(|c| c.memory_mib == 256 && !c.echo));
     assert!(cases.iter().all(|c| c.guest.validate().is_ok()));
     let up_to_100 = BootBench.cases(&options(false, None, 100)).unwrap();
-    assert_eq!(up_to_100.last().unwrap().cpus(), 64.0);
+    assert_eq!(up_to_100.last().unwrap().cpus(), 64);
     assert_eq!(BootBench.runs(&options(true, None, 255)), 1);
     assert_eq!(BootBench.runs(&options(true, Some(3), 255)), 3);
 }
@@ -275,17 +265,18 @@ fn a_case_whose_runs_all_failed_shows_as_failed() {
 
 #[test]
 fn a_run_without_numbers_or_with_failed_cpus_aborts() {
-    type Spoil = fn(&mut Value);
+    type Spoil = fn(&mut Report);
     let cases: [(&str, Spoil); 3] = [
         ("the report has no boot.ready_ms", |r| {
-            r["boot"].as_object_mut().unwrap().remove("ready_ms");
+            r.boot.ready_ms = None
         }),
         ("1 sidecar CPUs failed to come up", |r| {
-            r["boot"]["failed"] = json!(1)
+            r.boot.failed = Some(1)
         }),
         (
-            "asked for strategy=\"fanout\", but the kernel reports",
-            |r| r["boot"]["strategy"] = json!("serial"),
+            "asked for fanout with spec delays, but the kernel reports \
+             boot.strategy=serial and boot.ap_delay=spec",
+            |r| r.boot.strategy = Some(crate::BootStrategy::Serial),
         ),
     ];
     for (message, spoil) in cases {

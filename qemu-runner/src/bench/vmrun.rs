@@ -8,14 +8,16 @@
 //! Each run reports p50 and p99 over its samples; the bench gives their
 //! medians over runs with min–max spread, in µs (the run's `boot.tsc_hz`).
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+use sidecar::vocabulary::report_key as key;
 
 use super::{
-    cell, cells_phrase, check_boot, cpu_series, markdown_table, micros, number, plan_counts,
-    runs_phrase, Bench, BenchOptions, Case, CaseResult, Metric,
+    cell, cells_phrase, cpu_chart, cpu_series, markdown_table, per_cpu_count, runs_phrase,
+    tsc_fact, Bench, BenchOptions, Case, CaseResult, Metric, DEFAULT_SERIES,
 };
+use crate::schema::{need, Percentiles};
 use crate::svg::LineChart;
-use crate::{ApDelay, BootStrategy, RunOutcome};
+use crate::{Report, Scenario};
 
 /// CPU counts of the full plan (VPs = CPUs − 1).
 pub const CPU_COUNTS: [u16; 5] = [4, 8, 16, 32, 64];
@@ -23,34 +25,16 @@ pub const CPU_COUNTS: [u16; 5] = [4, 8, 16, 32, 64];
 /// CPU counts of `--quick`.
 pub const QUICK_CPU_COUNTS: [u16; 1] = [4];
 
-/// Runs per case unless `--runs` or `--quick` says otherwise.
-pub const DEFAULT_RUNS: u32 = 5;
-
-/// Guest memory for every case.
-pub const MEMORY_MIB: u32 = 256;
-
 const P50: usize = 0;
 const P99: usize = 1;
 const SAMPLES: usize = 2;
 const IO_EXITS: usize = 3;
 
 const METRICS: &[Metric] = &[
-    Metric {
-        key: "p50_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "p99_us",
-        unit: "µs",
-    },
-    Metric {
-        key: "samples",
-        unit: "",
-    },
-    Metric {
-        key: "io_exits",
-        unit: "",
-    },
+    Metric::new("p50_us", "µs"),
+    Metric::new("p99_us", "µs"),
+    Metric::new("samples", ""),
+    Metric::new("io_exits", ""),
 ];
 
 /// The `vmrun` benchmark.
@@ -63,67 +47,56 @@ impl Bench for VmrunBench {
     }
 
     fn cases(&self, options: &BenchOptions) -> Result<Vec<Case>, String> {
-        let counts = plan_counts(options, &CPU_COUNTS, &QUICK_CPU_COUNTS)?;
-        Ok(counts
-            .into_iter()
-            .map(|cpus| {
-                Case::sidecar(
-                    format!("n={cpus} demo vmrun"),
-                    options,
-                    "demo",
-                    cpus,
-                    (BootStrategy::Fanout, ApDelay::Spec),
-                    MEMORY_MIB,
-                    &[],
-                )
-            })
-            .collect())
-    }
-
-    fn runs(&self, options: &BenchOptions) -> u32 {
-        options.runs_or(DEFAULT_RUNS)
+        let counts = (&CPU_COUNTS[..], &QUICK_CPU_COUNTS[..]);
+        per_cpu_count(
+            options,
+            counts,
+            Scenario::Demo,
+            DEFAULT_SERIES,
+            "demo vmrun",
+        )
     }
 
     fn metrics(&self) -> &'static [Metric] {
         METRICS
     }
 
-    fn measure(&self, _case: &Case, outcome: &RunOutcome) -> Result<Vec<f64>, String> {
-        let report = &outcome.report;
-        check_boot(report)?;
+    fn measure(&self, _case: &Case, report: &Report) -> Result<Vec<f64>, String> {
+        report.check_boot()?;
+        let none = Percentiles::default();
+        let trip = report.vmrun_roundtrip_cycles.as_ref().unwrap_or(&none);
+        let io = report.exits.as_ref().and_then(|e| e.io);
         Ok(vec![
-            micros(report, "vmrun_roundtrip_cycles.p50")?,
-            micros(report, "vmrun_roundtrip_cycles.p99")?,
-            number(report, "vmrun_roundtrip_cycles.samples")?,
-            number(report, "exits.io")?,
+            report.micros(trip.p50, key::VMRUN_ROUNDTRIP_CYCLES_P50)?,
+            report.micros(trip.p99, key::VMRUN_ROUNDTRIP_CYCLES_P99)?,
+            need(trip.samples, key::VMRUN_ROUNDTRIP_CYCLES_SAMPLES)? as f64,
+            need(io, key::EXITS_IO)? as f64,
         ])
     }
 
-    fn facts(&self, outcome: &RunOutcome) -> Map<String, Value> {
-        let report = &outcome.report;
-        let mut facts = Map::new();
-        facts.insert("tsc_hz".into(), report["boot"]["tsc_hz"].clone());
-        facts.insert("vps".into(), report["vps"].clone());
+    fn facts(&self, report: &Report) -> Map<String, Value> {
+        let mut facts = tsc_fact(report);
+        facts.insert("vps".into(), json!(report.vps));
         facts
     }
 
     fn charts(&self, results: &[CaseResult]) -> Vec<(String, String)> {
         let all = |_: &CaseResult| true;
         let chart = LineChart {
-            title: "sidecar VMRUN round trip through the VMM".to_owned(),
-            subtitle: format!(
-                "demo scenario: I/O intercept received → SET_VP_REGISTERS → RUN_VP → next \
-                 intercept, QEMU TCG; {}, whiskers min to max over runs",
-                runs_phrase(results)
-            ),
             x_label: "CPUs (-smp; one VP per sidecar CPU, one VMM on the BSP)".to_owned(),
-            y_label: "µs".to_owned(),
-            x_log: true,
-            y_log: true,
-            series: vec![
-                cpu_series("p50 of the run", false, results, all, P50, 1.0),
-                cpu_series("p99 of the run", true, results, all, P99, 1.0),
-            ],
+            ..cpu_chart(
+                "sidecar VMRUN round trip through the VMM",
+                format!(
+                    "demo scenario: I/O intercept received → SET_VP_REGISTERS → RUN_VP → next \
+                     intercept, QEMU TCG; {}, whiskers min to max over runs",
+                    runs_phrase(results)
+                ),
+                "µs",
+                vec![
+                    cpu_series("p50 of the run", false, results, all, P50, 1.0),
+                    cpu_series("p99 of the run", true, results, all, P99, 1.0),
+                ],
+            )
         };
         vec![("vmrun_roundtrip.svg".to_owned(), chart.to_svg())]
     }
@@ -136,7 +109,7 @@ impl Bench for VmrunBench {
             .iter()
             .map(|r| {
                 vec![
-                    format!("{}", r.case.cpus()),
+                    r.case.cpus().to_string(),
                     r.facts.get("vps").map_or("–".to_owned(), Value::to_string),
                     cell(&r.stats[P50], 1),
                     cell(&r.stats[P99], 1),
