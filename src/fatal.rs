@@ -6,6 +6,7 @@
 //! message), the reason on the report channel, then QEMU's fail exit code.
 //! A second fault while reporting the first exits at once.
 
+use crate::vocabulary::report_key;
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -79,8 +80,8 @@ fn contain(frame: &TrapFrame) -> ! {
         "exception {mnemonic} ({name}, vector {vector}) on sidecar cpu {cpu}: rip {rip:#x}, \
          cr2 {cr2:#x}; contained: the CPU leaves sidecar, the run goes on"
     ));
-    crate::report::json(
-        "faults[]",
+    crate::report::append(
+        report_key::FAULTS,
         format_args!("{{\"cpu\":{cpu},\"vector\":{vector},\"rip\":{rip},\"cr2\":{cr2}}}"),
     );
     // SAFETY: this is the fault handler, on a CPU in its runtime (checked
@@ -124,7 +125,10 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         crate::log::write_fatal(format_args!(
             "panic on sidecar cpu {cpu}: {message}; contained: the CPU leaves sidecar, the run goes on"
         ));
-        crate::report::json("faults[]", format_args!("{{\"cpu\":{cpu},\"panic\":true}}"));
+        crate::report::append(
+            report_key::FAULTS,
+            format_args!("{{\"cpu\":{cpu},\"panic\":true}}"),
+        );
         // SAFETY: the panic handler, on a CPU in its runtime (checked
         // above); the code that panicked never runs again.
         unsafe { crate::runtime::fault::contain(format_args!("cpu {cpu}: panic: {message}")) };

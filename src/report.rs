@@ -2,8 +2,10 @@
 //!
 //! One line per fact: `KEY=JSON`, where `KEY` is a dotted path
 //! (`boot.ready_ms=12.5`) and `KEY[]=JSON` appends to an array. The schema is
-//! in `docs/report.md`. Every run ends with `result="pass"` or
-//! `result="fail"` (with `failure="reason"`), written by [`finish`].
+//! in `docs/report.md`; every key is a constant of
+//! [`crate::vocabulary::report_key`], the list the runner reads the report
+//! back with. Every run ends with `result="pass"` or `result="fail"` (with
+//! `failure="reason"`), written by [`finish`].
 
 use core::fmt::{self, Write};
 
@@ -11,6 +13,7 @@ use spin::Mutex;
 
 use crate::arch::x86_64::port::{exit_qemu, ExitCode, Uart, COM2};
 use crate::json;
+use crate::vocabulary::report_key;
 
 static COM2_UART: Mutex<Uart> = Mutex::new(Uart::new(COM2));
 
@@ -30,6 +33,15 @@ fn line(uart: &mut Uart, key: &str, value: impl FnOnce(&mut Uart) -> fmt::Result
 pub fn json(key: &str, args: fmt::Arguments<'_>) {
     x86_64::instructions::interrupts::without_interrupts(|| {
         line(&mut COM2_UART.lock(), key, |uart| uart.write_fmt(args));
+    });
+}
+
+/// Appends the JSON value `args` to the array at `key` (`key[]=value`).
+pub fn append(key: &str, args: fmt::Arguments<'_>) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut uart = COM2_UART.lock();
+        let _ = uart.write_str(key);
+        line(&mut uart, "[]", |uart| uart.write_fmt(args));
     });
 }
 
@@ -53,13 +65,15 @@ pub fn finish(failure: Option<fmt::Arguments<'_>>) -> ! {
     let mut uart = crate::log::lock_for_fatal(&COM2_UART);
     match failure {
         None => {
-            line(&mut uart, "result", |u| u.write_str("\"pass\""));
+            line(&mut uart, report_key::RESULT, |u| u.write_str("\"pass\""));
             drop(uart);
             exit_qemu(ExitCode::Pass)
         }
         Some(reason) => {
-            line(&mut uart, "failure", |u| json::write_string(u, reason));
-            line(&mut uart, "result", |u| u.write_str("\"fail\""));
+            line(&mut uart, report_key::FAILURE, |u| {
+                json::write_string(u, reason)
+            });
+            line(&mut uart, report_key::RESULT, |u| u.write_str("\"fail\""));
             drop(uart);
             exit_qemu(ExitCode::Fail)
         }

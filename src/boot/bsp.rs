@@ -15,6 +15,7 @@ use crate::cmdline::{self, Options};
 use crate::fatal::boot_error;
 use crate::plan::{self, MachinePlan, StartOptions};
 use crate::topology::{FirmwareCpu, Topology};
+use crate::vocabulary::report_key;
 use crate::{report, runtime, scenario, MAX_CPUS};
 use x86_64::VirtAddr;
 
@@ -54,10 +55,10 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
         options.scenario.name()
     );
     report::string(
-        "kernel.version",
+        report_key::KERNEL_VERSION,
         format_args!("{}", env!("CARGO_PKG_VERSION")),
     );
-    report::number("kernel.entry_tsc", entry_tsc);
+    report::number(report_key::KERNEL_ENTRY_TSC, entry_tsc);
 
     let machine = read_acpi(&start_info);
     log_machine(&machine);
@@ -193,5 +194,5 @@ fn log_machine(machine: &AcpiInfo) {
             entry.apic_id, entry.processor_uid, entry.enabled, entry.proximity_domain
         );
     }
-    report::number("acpi.cpus", enabled as u64);
+    report::number(report_key::ACPI_CPUS, enabled as u64);
 }

@@ -23,6 +23,7 @@ use crate::arch::x86_64::{apic, cpu, time};
 use crate::cmdline::{ApDelay, BootStrategy};
 use crate::plan;
 use crate::topology::Role;
+use crate::vocabulary::CpuBootStatus;
 use crate::MAX_CPUS;
 
 /// The page the AP trampoline is copied to (physical 0x8000); a startup IPI
@@ -140,28 +141,6 @@ pub fn ap_help(me: u32, node: u32) {
     }
 }
 
-/// How each sidecar CPU ended up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// It came up and stored IDLE.
-    Idle,
-    /// It did not come up within the timeout.
-    Failed,
-    /// Not a sidecar CPU (a base VP or a removed CPU).
-    Removed,
-}
-
-impl Outcome {
-    /// The outcome's name in the report.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Outcome::Idle => "idle",
-            Outcome::Failed => "failed",
-            Outcome::Removed => "removed",
-        }
-    }
-}
-
 /// How long a CPU may take from INIT to IDLE before it counts as failed.
 const CPU_TIMEOUT_US: u64 = 2_000_000;
 /// How long the BSP waits in all, whatever happens to the starters.
@@ -190,9 +169,9 @@ fn status_of(vp: u32) -> CpuStatus {
 /// Gives up on `vp`, which missed its timeout: RUN becomes REMOVED on its
 /// control page, so the main kernel's driver never sends it a command. If
 /// the CPU stored IDLE just before, it made it after all: `Idle`.
-fn give_up_on(vp: u32) -> Outcome {
+fn give_up_on(vp: u32) -> CpuBootStatus {
     let Some(status) = status_byte(vp) else {
-        return Outcome::Failed;
+        return CpuBootStatus::Failed;
     };
     match status.compare_exchange(
         CpuStatus::RUN,
@@ -200,8 +179,8 @@ fn give_up_on(vp: u32) -> Outcome {
         Ordering::AcqRel,
         Ordering::Acquire,
     ) {
-        Ok(_) => Outcome::Failed,
-        Err(_) => Outcome::Idle,
+        Ok(_) => CpuBootStatus::Failed,
+        Err(_) => CpuBootStatus::Idle,
     }
 }
 
@@ -209,7 +188,7 @@ fn give_up_on(vp: u32) -> Outcome {
 /// CPU's outcome by VP index. A CPU that timed out is marked REMOVED on its
 /// control page; should it come up later, it finds REMOVED instead of RUN
 /// and parks without entering sidecar (see `boot::ap`).
-pub fn wait_for_all() -> heapless::Vec<Outcome, MAX_CPUS> {
+pub fn wait_for_all() -> heapless::Vec<CpuBootStatus, MAX_CPUS> {
     let plan = plan::get();
     let began = cpu::rdtsc();
     let cpu_timeout = time::us_to_ticks(CPU_TIMEOUT_US);
@@ -217,11 +196,11 @@ pub fn wait_for_all() -> heapless::Vec<Outcome, MAX_CPUS> {
     let mut outcomes = heapless::Vec::new();
     for cpu in &plan.topology.cpus {
         let outcome = if cpu.role != Role::Sidecar {
-            Outcome::Removed
+            CpuBootStatus::Removed
         } else {
             loop {
                 if status_of(cpu.vp) != CpuStatus::RUN {
-                    break Outcome::Idle;
+                    break CpuBootStatus::Idle;
                 }
                 let now = cpu::rdtsc();
                 let started = RECORDS[cpu.vp as usize].start_tsc.load(Ordering::Acquire);

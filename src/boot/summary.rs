@@ -1,14 +1,16 @@
 //! The boot's outcome, for the log and the report: who started whom, when
 //! each CPU was up, how deep the fan-out tree grew, and what memory it cost.
 
+use crate::vocabulary::report_key;
 use core::sync::atomic::Ordering;
 
 use crate::arch::x86_64::time;
-use crate::boot::fanout::{self, Outcome, NOT_STARTED, RECORDS};
+use crate::boot::fanout::{self, NOT_STARTED, RECORDS};
 use crate::boot::prepare::Prepared;
 use crate::layout::{NodeRegion, PAGES_PER_CPU};
 use crate::plan;
 use crate::report;
+use crate::vocabulary::CpuBootStatus;
 use crate::MAX_CPUS;
 
 /// What the scenarios need to know about the boot.
@@ -46,7 +48,7 @@ fn depth(vp: usize) -> u32 {
     depth
 }
 
-fn report_cpus(entry_tsc: u64, outcomes: &[Outcome]) {
+fn report_cpus(entry_tsc: u64, outcomes: &[CpuBootStatus]) {
     for (cpu, outcome) in plan::get().topology.cpus.iter().zip(outcomes) {
         let record = &RECORDS[cpu.vp as usize];
         let starter = record.started_by.load(Ordering::Acquire);
@@ -74,7 +76,7 @@ fn report_cpus(entry_tsc: u64, outcomes: &[Outcome]) {
                 ),
             );
         }
-        if *outcome == Outcome::Idle {
+        if *outcome == CpuBootStatus::Idle {
             let _ = core::fmt::write(
                 &mut line,
                 format_args!(",\"ready_ms\":{}", ms(entry_tsc, up)),
@@ -83,7 +85,7 @@ fn report_cpus(entry_tsc: u64, outcomes: &[Outcome]) {
         if let Some(status) = fanout::control_status(cpu.vp) {
             let _ = core::fmt::write(&mut line, format_args!(",\"control\":\"{status:?}\""));
         }
-        report::json("boot.cpus[]", format_args!("{line}}}"));
+        report::append(report_key::BOOT_CPUS, format_args!("{line}}}"));
     }
 }
 
@@ -93,32 +95,32 @@ fn report_nodes(prepared: &Prepared) {
         // The control page's physical address lets the runner read the
         // CPUs' status bytes from outside when a run hangs.
         let control = region.map_or(0, |r| r.control_page());
-        report::json(
-            "nodes[]",
+        report::append(
+            report_key::NODES,
             format_args!(
                 "{{\"index\":{},\"base_vp\":{},\"vp_count\":{},\"sidecar_cpus\":{},\"pages\":{},\"control_page\":{}}}",
                 node.index, node.base_vp, node.vp_count, node.sidecar_count, pages, control
             ),
         );
     }
-    report::number("memory.per_cpu_pages", PAGES_PER_CPU);
-    report::number("memory.total_pages", prepared.total_pages);
+    report::number(report_key::MEMORY_PER_CPU_PAGES, PAGES_PER_CPU);
+    report::number(report_key::MEMORY_TOTAL_PAGES, prepared.total_pages);
 }
 
 /// Logs and reports the boot; returns what the scenarios need.
-pub fn summarize(entry_tsc: u64, outcomes: &[Outcome], prepared: &Prepared) -> BootSummary {
+pub fn summarize(entry_tsc: u64, outcomes: &[CpuBootStatus], prepared: &Prepared) -> BootSummary {
     let plan = plan::get();
     let mut last_idle = entry_tsc;
     let mut max_depth = 0;
     let mut unexpected_failures = 0;
     for (cpu, outcome) in plan.topology.cpus.iter().zip(outcomes) {
         match outcome {
-            Outcome::Idle => {
+            CpuBootStatus::Idle => {
                 last_idle =
                     last_idle.max(RECORDS[cpu.vp as usize].idle_tsc.load(Ordering::Acquire));
                 max_depth = max_depth.max(depth(cpu.vp as usize));
             }
-            Outcome::Failed => {
+            CpuBootStatus::Failed => {
                 error!(
                     "cpu {} (APIC ID {}) did not come up: marked failed, boot goes on without it",
                     cpu.vp, cpu.apic_id
@@ -127,11 +129,14 @@ pub fn summarize(entry_tsc: u64, outcomes: &[Outcome], prepared: &Prepared) -> B
                     unexpected_failures += 1;
                 }
             }
-            Outcome::Removed => {}
+            CpuBootStatus::Removed => {}
         }
     }
     let ready = ms(entry_tsc, last_idle);
-    let idle = outcomes.iter().filter(|o| **o == Outcome::Idle).count();
+    let idle = outcomes
+        .iter()
+        .filter(|o| **o == CpuBootStatus::Idle)
+        .count();
     info!(
         "{idle} of {} sidecar CPUs ready in {ready} ms ({}, {} delays, depth {max_depth})",
         plan.topology.sidecar_count(),
@@ -139,17 +144,26 @@ pub fn summarize(entry_tsc: u64, outcomes: &[Outcome], prepared: &Prepared) -> B
         plan.start.delay.name()
     );
     report::string(
-        "boot.strategy",
+        report_key::BOOT_STRATEGY,
         format_args!("{}", plan.start.strategy.name()),
     );
-    report::string("boot.ap_delay", format_args!("{}", plan.start.delay.name()));
-    report::json("boot.ready_ms", format_args!("{ready}"));
-    report::number("boot.tsc_hz", time::tsc_hz());
-    report::number("boot.depth", u64::from(max_depth));
-    report::number("boot.sidecar_cpus", plan.topology.sidecar_count() as u64);
+    report::string(
+        report_key::BOOT_AP_DELAY,
+        format_args!("{}", plan.start.delay.name()),
+    );
+    report::json(report_key::BOOT_READY_MS, format_args!("{ready}"));
+    report::number(report_key::BOOT_TSC_HZ, time::tsc_hz());
+    report::number(report_key::BOOT_DEPTH, u64::from(max_depth));
     report::number(
-        "boot.failed",
-        outcomes.iter().filter(|o| **o == Outcome::Failed).count() as u64,
+        report_key::BOOT_SIDECAR_CPUS,
+        plan.topology.sidecar_count() as u64,
+    );
+    report::number(
+        report_key::BOOT_FAILED,
+        outcomes
+            .iter()
+            .filter(|o| **o == CpuBootStatus::Failed)
+            .count() as u64,
     );
     report_cpus(entry_tsc, outcomes);
     report_nodes(prepared);

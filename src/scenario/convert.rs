@@ -13,6 +13,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::{client_failure, sidecar_cpus, Failure};
+use crate::vocabulary::report_key;
 use core::cell::Cell;
 use core::sync::atomic::Ordering;
 
@@ -262,9 +263,9 @@ pub async fn run(spawner: MainSpawner) -> Result<(), Failure> {
         time::ticks_to_us(p50),
         time::ticks_to_us(max)
     );
-    report::number("convert.converted", converted as u64);
-    report::number("convert.vps", count as u64);
-    report::number("convert.latency_cycles.p50", p50);
-    report::number("convert.latency_cycles.max", max);
+    report::number(report_key::CONVERT_CONVERTED, converted as u64);
+    report::number(report_key::CONVERT_VPS, count as u64);
+    report::number(report_key::CONVERT_LATENCY_CYCLES_P50, p50);
+    report::number(report_key::CONVERT_LATENCY_CYCLES_MAX, max);
     Ok(())
 }

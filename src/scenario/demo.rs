@@ -13,6 +13,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::{client_failure, sidecar_cpus, Failure};
+use crate::vocabulary::report_key;
 use core::cell::Cell;
 use core::sync::atomic::Ordering;
 
@@ -130,7 +131,7 @@ async fn cancel_latency(cpu: &SidecarCpu, rounds: usize) -> Result<(u64, u64), F
                 "vp {vp}: a STOP with a lost IPI took without a re-send"
             );
             info!("vp {vp}: a STOP whose IPI was lost took after {resends} re-sent IPI(s)");
-            report::number("cancel_lost_ipi_resends", u64::from(resends));
+            report::number(report_key::CANCEL_LOST_IPI_RESENDS, u64::from(resends));
             continue;
         }
         *sample = done - stopped_at.get();
@@ -237,19 +238,22 @@ pub async fn run(spawner: crate::main_kernel::MainSpawner) -> Result<(), Failure
     error_paths(&first).await?;
 
     let totals = *TOTALS.lock();
-    report::number("vps", count as u64);
-    report::number("exits.io", u64::from(totals.io));
-    report::number("exits.memory", u64::from(totals.memory));
-    report::number("exits.other", u64::from(totals.other));
-    report::number("cancel_latency_cycles.p50", cancel_p50);
-    report::number("cancel_latency_cycles.max", cancel_max);
+    report::number(report_key::VPS, count as u64);
+    report::number(report_key::EXITS_IO, u64::from(totals.io));
+    report::number(report_key::EXITS_MEMORY, u64::from(totals.memory));
+    report::number(report_key::EXITS_OTHER, u64::from(totals.other));
+    report::number(report_key::CANCEL_LATENCY_CYCLES_P50, cancel_p50);
+    report::number(report_key::CANCEL_LATENCY_CYCLES_MAX, cancel_max);
     let mut round_trips = vmm::IO_ROUND_TRIPS.lock();
     if !round_trips.is_empty() {
         round_trips.sort_unstable();
         let n = round_trips.len();
-        report::number("vmrun_roundtrip_cycles.p50", round_trips[n / 2]);
-        report::number("vmrun_roundtrip_cycles.p99", round_trips[n * 99 / 100]);
-        report::number("vmrun_roundtrip_cycles.samples", n as u64);
+        report::number(report_key::VMRUN_ROUNDTRIP_CYCLES_P50, round_trips[n / 2]);
+        report::number(
+            report_key::VMRUN_ROUNDTRIP_CYCLES_P99,
+            round_trips[n * 99 / 100],
+        );
+        report::number(report_key::VMRUN_ROUNDTRIP_CYCLES_SAMPLES, n as u64);
         info!(
             "demo: I/O exit round trip p50 {} us over {n} exits",
             time::ticks_to_us(round_trips[n / 2])

@@ -14,6 +14,7 @@
 // Failures are one-line strings by value: there is no allocator to box them.
 #![allow(clippy::result_large_err)]
 
+use crate::vocabulary::report_key;
 use futures_util::future::join;
 
 use crate::abi::{CpuStatus, HvRegisterAssoc, HvX64RegisterName as Name, SidecarCommand};
@@ -116,7 +117,7 @@ pub async fn run() -> Result<(), Failure> {
         }
         others += 1;
     }
-    report::number("fault_containment.working_cpus", others);
+    report::number(report_key::FAULT_CONTAINMENT_WORKING_CPUS, others);
     if sidecar_vps().any(|vp| vp == 7) {
         bounded_failures().await?;
     }
@@ -195,7 +196,7 @@ async fn bounded_failures() -> Result<(), Failure> {
     }
     let waited_ms = crate::arch::x86_64::time::ticks_to_us(rdtsc() - began) / 1000;
     info!("fault-containment: a wedged CPU, a deaf RUN_VP and a lost response IPI each failed within the bound ({waited_ms} ms in all)");
-    report::number("fault_containment.bounded_ms", waited_ms);
+    report::number(report_key::FAULT_CONTAINMENT_BOUNDED_MS, waited_ms);
     client::set_bounds(client::COMMAND_BOUND_US, client::STOP_BOUND_US);
     Ok(())
 }

@@ -29,6 +29,7 @@
 
 use super::rng::Rng;
 use super::{sidecar_cpus, Failure};
+use crate::vocabulary::report_key;
 use core::fmt::Write;
 
 use crate::abi::{
@@ -307,7 +308,7 @@ pub async fn run() -> Result<(), Failure> {
         commands += garbage_on(&cpu).await?;
     }
     info!("garbage: {commands} bad commands on {count} sidecar CPUs, each answered with an error; every CPU stayed usable");
-    report::number("garbage.commands", u64::from(commands));
-    report::number("garbage.cpus", count as u64);
+    report::number(report_key::GARBAGE_COMMANDS, u64::from(commands));
+    report::number(report_key::GARBAGE_CPUS, count as u64);
     Ok(())
 }

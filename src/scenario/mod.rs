@@ -60,6 +60,7 @@ use crate::boot::summary::BootSummary;
 use crate::cmdline::{Options, Scenario};
 use crate::plan;
 use crate::report;
+use crate::vocabulary::report_key;
 
 pub use hooks::runtime_hooks;
 
@@ -70,7 +71,7 @@ const UNMAPPED_ADDRESS: u64 = 0x40_0000_0000;
 /// up, and ends the run.
 pub fn run(options: Options, boot: &BootSummary) -> ! {
     let scenario = options.scenario;
-    report::string("scenario", format_args!("{}", scenario.name()));
+    report::string(report_key::SCENARIO, format_args!("{}", scenario.name()));
     match scenario {
         Scenario::Boot if boot.unexpected_failures > 0 => report::finish(Some(format_args!(
             "{} CPUs did not come up",

@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::{sidecar_cpus, Failure};
+use crate::vocabulary::report_key;
 use core::sync::atomic::Ordering;
 
 use futures_util::future::join;
@@ -281,10 +282,16 @@ async fn same_cpu_baseline(cpu: &SidecarCpu, executor_p50: u64) -> Result<(), Fa
     }
     let (base50, base99) = percentiles(&mut SAMPLES.lock()[1]);
     let ratio = executor_p50 * 1000 / base50.max(1);
-    report::number("protocol.same_cpu_baseline_rtt_cycles_p50", base50);
-    report::number("protocol.same_cpu_baseline_rtt_cycles_p99", base99);
+    report::number(
+        report_key::PROTOCOL_SAME_CPU_BASELINE_RTT_CYCLES_P50,
+        base50,
+    );
+    report::number(
+        report_key::PROTOCOL_SAME_CPU_BASELINE_RTT_CYCLES_P99,
+        base99,
+    );
     report::json(
-        "protocol.same_cpu_rtt_ratio",
+        report_key::PROTOCOL_SAME_CPU_RTT_RATIO,
         format_args!("{}.{:03}", ratio / 1000, ratio % 1000),
     );
     info!(
@@ -337,14 +344,14 @@ async fn benchmark() -> Result<(), Failure> {
     }
     let mut samples = SAMPLES.lock();
     let (service50, _) = percentiles(&mut samples[2]);
-    report::number("protocol.service_cycles_p50", service50);
+    report::number(report_key::PROTOCOL_SERVICE_CYCLES_P50, service50);
     let (p50, p99) = percentiles(&mut samples[0]);
-    report::number("protocol.iterations", ITERATIONS as u64);
-    report::number("protocol.rtt_cycles_p50", p50);
-    report::number("protocol.rtt_cycles_p99", p99);
+    report::number(report_key::PROTOCOL_ITERATIONS, ITERATIONS as u64);
+    report::number(report_key::PROTOCOL_RTT_CYCLES_P50, p50);
+    report::number(report_key::PROTOCOL_RTT_CYCLES_P99, p99);
     let per_command_x1000 = ipis * 1000 / ITERATIONS as u64;
     report::json(
-        "protocol.ipis_per_command",
+        report_key::PROTOCOL_IPIS_PER_COMMAND,
         format_args!(
             "{}.{:03}",
             per_command_x1000 / 1000,
@@ -359,18 +366,21 @@ async fn benchmark() -> Result<(), Failure> {
     );
     if plain.is_some() {
         let (base50, base99) = percentiles(&mut samples[1]);
-        report::number("protocol.baseline_rtt_cycles_p50", base50);
-        report::number("protocol.baseline_rtt_cycles_p99", base99);
+        report::number(report_key::PROTOCOL_BASELINE_RTT_CYCLES_P50, base50);
+        report::number(report_key::PROTOCOL_BASELINE_RTT_CYCLES_P99, base99);
         let ratio = p50 * 1000 / base50.max(1);
         report::json(
-            "protocol.rtt_ratio",
+            report_key::PROTOCOL_RTT_RATIO,
             format_args!("{}.{:03}", ratio / 1000, ratio % 1000),
         );
         let (base_service50, _) = percentiles(&mut samples[3]);
-        report::number("protocol.baseline_service_cycles_p50", base_service50);
+        report::number(
+            report_key::PROTOCOL_BASELINE_SERVICE_CYCLES_P50,
+            base_service50,
+        );
         let service_ratio = service50 * 1000 / base_service50.max(1);
         report::json(
-            "protocol.service_ratio",
+            report_key::PROTOCOL_SERVICE_RATIO,
             format_args!("{}.{:03}", service_ratio / 1000, service_ratio % 1000),
         );
         info!("plain-loop round trip on cpu 2: p50 {base50} cycles, p99 {base99} cycles");
@@ -398,7 +408,7 @@ pub async fn run() -> Result<(), Failure> {
         checks += check_stop(&cpu).await?;
     }
     info!("protocol: {checks} checks passed on {count} sidecar CPUs");
-    report::number("protocol.cpus", count as u64);
-    report::number("protocol.checks", checks as u64);
+    report::number(report_key::PROTOCOL_CPUS, count as u64);
+    report::number(report_key::PROTOCOL_CHECKS, checks as u64);
     benchmark().await
 }

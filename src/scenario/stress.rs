@@ -14,6 +14,7 @@
 // Failures are one-line strings by value: there is no allocator to box them.
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
+use crate::vocabulary::report_key;
 use core::cell::Cell;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -317,17 +318,23 @@ pub async fn run(spawner: MainSpawner, commands: u32, seed: u64) -> Result<(), F
     let tally = *TALLY.lock();
     let accounted =
         tally.completed + tally.cancelled + tally.errors_expected + tally.errors_unexpected;
-    report::number("stress.issued", tally.issued);
-    report::number("stress.completed", tally.completed);
-    report::number("stress.cancelled", tally.cancelled);
-    report::number("stress.errors_expected", tally.errors_expected);
-    report::number("stress.errors_unexpected", tally.errors_unexpected);
+    report::number(report_key::STRESS_ISSUED, tally.issued);
+    report::number(report_key::STRESS_COMPLETED, tally.completed);
+    report::number(report_key::STRESS_CANCELLED, tally.cancelled);
+    report::number(report_key::STRESS_ERRORS_EXPECTED, tally.errors_expected);
     report::number(
-        "stress.lost",
+        report_key::STRESS_ERRORS_UNEXPECTED,
+        tally.errors_unexpected,
+    );
+    report::number(
+        report_key::STRESS_LOST,
         tally.lost + tally.issued.saturating_sub(accounted + tally.lost),
     );
-    report::number("stress.cpus", vps.len() as u64);
-    report::number("stress.sequence", SEQUENCE.load(Ordering::Relaxed));
+    report::number(report_key::STRESS_CPUS, vps.len() as u64);
+    report::number(
+        report_key::STRESS_SEQUENCE,
+        SEQUENCE.load(Ordering::Relaxed),
+    );
     info!(
         "stress: {tally:?} on {} CPUs ({tasks} VMM tasks)",
         vps.len()
