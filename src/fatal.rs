@@ -6,7 +6,6 @@
 //! message), the reason on the report channel, then QEMU's fail exit code.
 //! A second fault while reporting the first exits at once.
 
-use crate::vocabulary::report_key;
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -16,6 +15,7 @@ use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::interrupts::TrapFrame;
 use crate::arch::x86_64::port::{exit_qemu, ExitCode};
 use crate::arch::x86_64::vectors::exception_name;
+use crate::vocabulary::report_key;
 
 const NO_CPU: u32 = u32::MAX;
 

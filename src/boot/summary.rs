@@ -1,7 +1,6 @@
 //! The boot's outcome, for the log and the report: who started whom, when
 //! each CPU was up, how deep the fan-out tree grew, and what memory it cost.
 
-use crate::vocabulary::report_key;
 use core::sync::atomic::Ordering;
 
 use crate::arch::x86_64::time;
@@ -10,6 +9,7 @@ use crate::boot::prepare::Prepared;
 use crate::layout::{NodeRegion, PAGES_PER_CPU};
 use crate::plan;
 use crate::report;
+use crate::vocabulary::report_key;
 use crate::vocabulary::CpuBootStatus;
 use crate::MAX_CPUS;
 

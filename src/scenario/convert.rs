@@ -13,7 +13,6 @@
 #![allow(clippy::result_large_err)]
 
 use super::{client_failure, sidecar_cpus, Failure};
-use crate::vocabulary::report_key;
 use core::cell::Cell;
 use core::sync::atomic::Ordering;
 
@@ -28,6 +27,7 @@ use crate::report;
 use crate::vmm::devices::{mmio_value, Devices, Reports, UART_LINES};
 use crate::vmm::guests::{expected_compute, Program};
 use crate::vmm::{self, ExitCounts, VpEnd};
+use crate::vocabulary::report_key;
 
 /// Rounds of the computation: long enough to still run when the VMM
 /// converts its CPU.

@@ -13,13 +13,12 @@
 #![allow(clippy::result_large_err)]
 
 use super::{client_failure, sidecar_cpus, Failure};
-use crate::vocabulary::report_key;
 use core::cell::Cell;
 use core::sync::atomic::Ordering;
 
 use futures_util::future::join;
 
-use crate::abi::{HvRegisterAssoc, HvX64RegisterName as Name};
+use crate::abi::{CommandPage, HvRegisterAssoc, HvX64RegisterName as Name, SidecarCommand};
 use crate::arch::x86_64::cpu::rdtsc;
 use crate::arch::x86_64::time;
 use crate::main_kernel::client::{ClientError, SidecarCpu};
@@ -28,6 +27,7 @@ use crate::report;
 use crate::vmm::devices::{mmio_value, Devices, UART_LINES};
 use crate::vmm::guests::{Program, OUTSIDE_GPA, WAKE_VECTOR};
 use crate::vmm::{self, ExitCounts, VpEnd};
+use crate::vocabulary::report_key;
 
 /// Exit counts over all VPs.
 static TOTALS: spin::Mutex<ExitCounts> = spin::Mutex::new(ExitCounts {
@@ -188,6 +188,7 @@ async fn error_paths(cpu: &SidecarCpu) -> Result<(), Failure> {
         }
         other => fail!("vp {vp}: a bad VMCB state gave {other:?}"),
     }
+    bad_mxcsr(cpu).await?;
     let registers = vmm::start_registers(Program::Compute, vp, 12345, 1000);
     let mut devices = Devices::new(vp);
     let end = vmm::run_vp(cpu, &mut devices, &mut counts, &registers)
@@ -200,6 +201,39 @@ async fn error_paths(cpu: &SidecarCpu) -> Result<(), Failure> {
         devices.reports.result
     );
     Ok(())
+}
+
+/// A RUN_VP whose `cpu_context` holds an MXCSR with reserved bits (which
+/// the main kernel writes and FXRSTOR would fault on) must be a command
+/// error, not a fault of the sidecar CPU; the MXCSR is then put back.
+async fn bad_mxcsr(cpu: &SidecarCpu) -> Result<(), Failure> {
+    let vp = cpu.vp();
+    let mut good = 0;
+    let run_with_bad_mxcsr = |page: &mut CommandPage| {
+        good = page.cpu_context.fx_state.mxcsr;
+        page.cpu_context.fx_state.mxcsr = good | 0x8000_0000;
+        page.command = SidecarCommand::RUN_VP;
+        Ok(())
+    };
+    match cpu.command(run_with_bad_mxcsr, |_| ()).await {
+        Err(ClientError::Failed { message, .. }) if message.contains("MXCSR") => {
+            info!("vp {vp}: a reserved MXCSR bit was refused: {message}");
+        }
+        other => fail!("vp {vp}: a reserved MXCSR bit gave {other:?}"),
+    }
+    let put_back = |page: &mut CommandPage| {
+        page.cpu_context.fx_state.mxcsr = good;
+        page.command = SidecarCommand::GET_VP_REGISTERS;
+        page.set_registers_request(
+            SidecarCommand::GET_VP_REGISTERS,
+            crate::abi::HvInputVtl::CURRENT_VTL,
+            &[HvRegisterAssoc::new(Name::Rip, 0u64)],
+        )
+        .map_err(|_| ClientError::BadRequest("one register"))
+    };
+    cpu.command(put_back, |_| ())
+        .await
+        .map_err(|err| client_failure(vp, "putting MXCSR back", err))
 }
 
 /// The scenario.

@@ -14,7 +14,6 @@
 // Failures are one-line strings by value: there is no allocator to box them.
 #![allow(clippy::result_large_err)]
 
-use crate::vocabulary::report_key;
 use futures_util::future::join;
 
 use crate::abi::{CpuStatus, HvRegisterAssoc, HvX64RegisterName as Name, SidecarCommand};
@@ -28,6 +27,7 @@ use crate::topology::Role;
 use crate::vmm::devices::Devices;
 use crate::vmm::guests::{expected_compute, Program};
 use crate::vmm::{self, ExitCounts, VpEnd};
+use crate::vocabulary::report_key;
 
 use super::hooks::{
     DEAF_TO_STOP_COMMAND, FAULT_COMMAND, NO_RESPONSE_COMMAND, PANIC_COMMAND, WEDGE_COMMAND,

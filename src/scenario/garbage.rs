@@ -29,7 +29,6 @@
 
 use super::rng::Rng;
 use super::{sidecar_cpus, Failure};
-use crate::vocabulary::report_key;
 use core::fmt::Write;
 
 use crate::abi::{
@@ -39,6 +38,7 @@ use crate::abi::{
 };
 use crate::main_kernel::client::{ClientError, SidecarCpu};
 use crate::report;
+use crate::vocabulary::report_key;
 use crate::vp::registers::SUPPORTED;
 
 /// Bad commands sent to each sidecar CPU.

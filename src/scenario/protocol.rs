@@ -7,7 +7,6 @@
 #![allow(clippy::result_large_err)]
 
 use super::{sidecar_cpus, Failure};
-use crate::vocabulary::report_key;
 use core::sync::atomic::Ordering;
 
 use futures_util::future::join;
@@ -23,6 +22,7 @@ use crate::main_kernel::{clock, driver};
 use crate::plan;
 use crate::report;
 use crate::runtime::this_cpu::SERVICE_CYCLES;
+use crate::vocabulary::report_key;
 
 /// Round trips measured per CPU.
 const ITERATIONS: usize = 2000;

@@ -14,7 +14,6 @@
 // Failures are one-line strings by value: there is no allocator to box them.
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
-use crate::vocabulary::report_key;
 use core::cell::Cell;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +31,7 @@ use crate::topology::Role;
 use crate::vmm::devices::{mmio_value, Devices};
 use crate::vmm::guests::{expected_compute, Program, WAKE_VECTOR};
 use crate::vmm::{self, ExitCounts, VpEnd};
+use crate::vocabulary::report_key;
 
 use super::protocol::{write_guest_page_tables, GUEST_CR3, MAPPED_GPA, MAPPED_GVA};
 use super::rng::Rng;
