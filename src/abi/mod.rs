@@ -57,9 +57,11 @@
 //! While a command runs, the driver may change `RUN` to `STOP` (a
 //! compare-exchange, since the CPU may finish at the same moment); `RUN_VP`
 //! then returns with [`RunVpResponse::intercept`] = 0. A CPU that finds
-//! `STOP` before starting still runs the command (as OpenHCL's sidecar does),
-//! since there is no generic way to report that it was cancelled before it
-//! ran.
+//! `STOP` before it took the command does not run a `RUN_VP`: it takes it
+//! and completes it with `intercept` = 0, as if it had been stopped at once.
+//! Any other command ignores the `STOP` and runs: it is short and ends by
+//! itself, and a `STOP` meant for a `RUN_VP` that raced with the driver's
+//! next command must not cancel that command.
 //!
 //! Nothing in the pages is trusted by the other side: every value read from
 //! a page is representable (the enumerations are newtypes, not Rust enums), so

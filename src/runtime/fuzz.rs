@@ -51,19 +51,6 @@ use crate::abi::{
 use crate::vp::registers::SUPPORTED;
 use crate::vp::{GuestMemory, VpState};
 
-/// Known bug in `commands::set_registers`: a SET whose target-VTL byte has a
-/// reserved bit set (bits 5–7) but still means VTL 0 (`USE_TARGET_VTL` clear,
-/// or set with VTL 0), e.g. `0x20` or `0x30`, is answered with "unsupported
-/// target VTL" *and* sets the registers. The validation in `set_registers`
-/// checks only `target_vtl().unwrap_or(0) == 0`, while `check_vtl`, which
-/// writes the error, also rejects reserved bits.
-///
-/// While this is `true` the model expects that behaviour (and counts the
-/// cases) so that the rest of the properties keep running; once the bug is
-/// fixed, set it to `false` and drop the `#[ignore]` of
-/// [`set_with_reserved_vtl_bits_changes_nothing`].
-const SET_IGNORES_RESERVED_VTL_BITS: bool = false;
-
 // === The generator ===
 
 /// xorshift64* (Vigna): small, fast, deterministic, good enough to fuzz.
@@ -372,11 +359,6 @@ fn vtl_is_valid(vtl: u8) -> bool {
     vtl & 0xE0 == 0 && (vtl & 0x10 == 0 || vtl & 0x0F == 0)
 }
 
-/// The VTL bytes [`SET_IGNORES_RESERVED_VTL_BITS`] is about.
-fn vtl_means_zero_with_reserved_bits(vtl: u8) -> bool {
-    vtl & 0xE0 != 0 && (vtl & 0x10 == 0 || vtl & 0x0F == 0)
-}
-
 /// What the command code must do with one page.
 #[derive(Debug)]
 enum Expect {
@@ -404,8 +386,6 @@ struct RegisterEffect {
     filled: usize,
     /// The status the header must end with, if the model pins it.
     status: Option<u16>,
-    /// SET: the registers are written.
-    applied: bool,
 }
 
 /// Per-kind counters, to show the generator reaches every path.
@@ -426,7 +406,6 @@ struct Stats {
     bad_vtl: u64,
     unknown_name: u64,
     random_request_area: u64,
-    known_bug_reserved_vtl_set: u64,
     full_checks: u64,
 }
 
@@ -445,10 +424,6 @@ fn expect(request: &Request, command: SidecarCommand, shadow: &Shadow, memory: &
             let vtl = request[VTL];
             let unknown = (0..count).find(|&i| !is_supported(Name(u32_at(request, slot(i)))));
             let vtl_ok = vtl_is_valid(vtl);
-            let applied = !get
-                && unknown.is_none()
-                && (vtl_ok
-                    || (SET_IGNORES_RESERVED_VTL_BITS && vtl_means_zero_with_reserved_bits(vtl)));
             let status = match (unknown, vtl_ok) {
                 (None, true) => Some(HV_STATUS_SUCCESS),
                 (Some(_), _) => Some(HV_STATUS_INVALID_PARAMETER),
@@ -461,7 +436,6 @@ fn expect(request: &Request, command: SidecarCommand, shadow: &Shadow, memory: &
                 count,
                 filled: if get { unknown.unwrap_or(count) } else { 0 },
                 status,
-                applied,
             };
             if !vtl_ok {
                 Expect::Error {
@@ -926,24 +900,11 @@ impl Fuzzer {
                 match registers {
                     Some(effect) => {
                         self.check_register_effect(&effect, request, after, &where_);
-                        if effect.applied {
-                            self.stats.known_bug_reserved_vtl_set += 1;
-                            let before = self.shadow.values.clone();
-                            self.apply_set(request, effect.count);
-                            assert!(
-                                registers_changed || self.shadow.values == before,
-                                "a failed SET with VTL byte {:#x} changed no register: the bug \
-                                 SET_IGNORES_RESERVED_VTL_BITS describes is fixed; set it to \
-                                 false and un-ignore set_with_reserved_vtl_bits_changes_nothing",
-                                request[VTL]
-                            );
-                        } else {
-                            assert!(
-                                !registers_changed,
-                                "a failed command changed the VP: {}",
-                                where_()
-                            );
-                        }
+                        assert!(
+                            !registers_changed,
+                            "a failed command changed the VP: {}",
+                            where_()
+                        );
                         self.count_error(&message);
                     }
                     None => {
@@ -1285,7 +1246,10 @@ fn fuzz_commands_million() {
     std::println!("{:#?}", stats[0]);
 }
 
-/// The minimal page for the bug [`SET_IGNORES_RESERVED_VTL_BITS`] describes.
+/// A SET whose target-VTL byte has a reserved bit (5–7) set but still means
+/// VTL 0 (here `0x20`) is refused and changes nothing: the validation once
+/// checked only the VTL number, answering with an error *and* setting the
+/// registers.
 #[test]
 fn set_with_reserved_vtl_bits_changes_nothing() {
     let mut page: Box<CommandPage> = Box::default();

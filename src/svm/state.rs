@@ -1,6 +1,5 @@
 //! Moving a VP's state between the protocol's places (the VP-state block
-//! [`VpState`] and `cpu_context`) and the VMCB, and reading and writing its
-//! registers by name while the VMCB holds them ([`VmcbVp`]).
+//! [`VpState`] and `cpu_context`) and the VMCB.
 //!
 //! While sidecar runs a VP with SVM, the VMCB is the authoritative copy of
 //! everything it has a field for; the VP-state block is brought up to date
@@ -29,10 +28,10 @@
 //! short from EXITINTINFO back to EVENTINJ, so EVENTINJ is the one place to
 //! look.
 
-use crate::abi::{CpuContextX64, HvRegisterValue, HvX64RegisterName as Name};
-use crate::vp::{RegisterError, VpRegisters, VpState};
+use crate::abi::CpuContextX64;
+use crate::vp::VpState;
 
-use super::vmcb::{event, Vmcb, VmcbSave, VmcbSegment, EFER_SVME, INTERRUPT_SHADOW};
+use super::vmcb::{event, Vmcb, VmcbSegment, EFER_SVME, INTERRUPT_SHADOW};
 
 // === Pending interruption ↔ EVENTINJ ===
 
@@ -205,177 +204,11 @@ impl Vmcb {
     }
 }
 
-// === impl VmcbVp ===
-
-/// A VP whose registers live in a VMCB, readable and writable by Hyper-V
-/// name (for GET/SET_VP_REGISTERS while the VMCB is authoritative).
-///
-/// Where each register lives: RAX, RSP, RIP, RFLAGS, CR0, CR2, CR3, CR4, DR7,
-/// EFER, the segment, table and system MSR registers in the state save area;
-/// CR8 in V_TPR; the pending interruption in EVENTINJ; the interrupt shadow
-/// in the control area. The other general registers are in `context`; XCR0,
-/// `PendingEvent0` and the NMI-masked bit of `InterruptState` in `state`.
-///
-/// Values the VMCB cannot hold are narrowed on `set`: CR8 to 4 bits,
-/// segment attributes to the packed 12 bits (Hyper-V's reserved bits 8–11
-/// dropped), a pending interruption as [`eventinj_from_pending`] describes;
-/// EFER.SVME is hidden from `get` and ignored by `set`. Setting SS, CR0 or
-/// RFLAGS recomputes the VMCB's CPL.
-pub struct VmcbVp<'a> {
-    /// The VMCB.
-    pub vmcb: &'a mut Vmcb,
-    /// The general registers VMRUN does not switch (RAX and CR2 here are
-    /// ignored: the VMCB's are used).
-    pub context: &'a mut CpuContextX64,
-    /// The VP-state block, for the registers the VMCB has no field for.
-    pub state: &'a mut VpState,
-}
-
-/// The index in `cpu_context.gps` of a general register that lives there
-/// (not RAX and not CR2, which live in the VMCB).
-fn context_index(name: Name) -> Option<usize> {
-    Some(match name {
-        Name::Rcx => CpuContextX64::RCX,
-        Name::Rdx => CpuContextX64::RDX,
-        Name::Rbx => CpuContextX64::RBX,
-        Name::Rbp => CpuContextX64::RBP,
-        Name::Rsi => CpuContextX64::RSI,
-        Name::Rdi => CpuContextX64::RDI,
-        _ if (Name::R8.0..=Name::R15.0).contains(&name.0) => {
-            CpuContextX64::R8 + (name.0 - Name::R8.0) as usize
-        }
-        _ => return None,
-    })
-}
-
-/// Defines `$get` and `$get_mut`, which find the state save area field of
-/// type `$ty` that holds a register, by name.
-macro_rules! save_area_fields {
-    ($get:ident, $get_mut:ident, $ty:ty { $($name:ident => $field:ident,)* }) => {
-        fn $get(save: &VmcbSave, name: Name) -> Option<$ty> {
-            Some(match name {
-                $( Name::$name => save.$field, )*
-                _ => return None,
-            })
-        }
-
-        fn $get_mut(save: &mut VmcbSave, name: Name) -> Option<&mut $ty> {
-            Some(match name {
-                $( Name::$name => &mut save.$field, )*
-                _ => return None,
-            })
-        }
-    };
-}
-
-// The registers the state save area holds unchanged.
-save_area_fields!(save_u64, save_u64_mut, u64 {
-    Rax => rax,
-    Rsp => rsp,
-    Rip => rip,
-    Rflags => rflags,
-    Cr0 => cr0,
-    Cr2 => cr2,
-    Cr3 => cr3,
-    Cr4 => cr4,
-    Dr7 => dr7,
-    KernelGsBase => kernel_gs_base,
-    Pat => g_pat,
-    SysenterCs => sysenter_cs,
-    SysenterEip => sysenter_eip,
-    SysenterEsp => sysenter_esp,
-    Star => star,
-    Lstar => lstar,
-    Cstar => cstar,
-    Sfmask => sfmask,
-});
-
-// The segment and table registers.
-save_area_fields!(save_segment, save_segment_mut, VmcbSegment {
-    Es => es,
-    Cs => cs,
-    Ss => ss,
-    Ds => ds,
-    Fs => fs,
-    Gs => gs,
-    Ldtr => ldtr,
-    Tr => tr,
-    Gdtr => gdtr,
-    Idtr => idtr,
-});
-
-impl VpRegisters for VmcbVp<'_> {
-    fn get(&self, name: Name) -> Result<HvRegisterValue, RegisterError> {
-        if let Some(index) = context_index(name) {
-            return Ok(self.context.gps[index].into());
-        }
-        if let Some(value) = save_u64(&self.vmcb.save, name) {
-            return Ok(value.into());
-        }
-        if let Some(segment) = save_segment(&self.vmcb.save, name) {
-            return Ok(match name {
-                Name::Gdtr | Name::Idtr => segment.to_table().into(),
-                _ => segment.to_hv().into(),
-            });
-        }
-        let state = &*self.state;
-        Ok(match name {
-            Name::Cr8 => self.vmcb.cr8().into(),
-            Name::Efer => (self.vmcb.save.efer & !EFER_SVME).into(),
-            Name::PendingInterruption => pending_from_eventinj(self.vmcb.control.event_inj).into(),
-            Name::InterruptState => ((state.interrupt_state & !INTERRUPT_STATE_SHADOW)
-                | u64::from(self.vmcb.interrupt_shadow()))
-            .into(),
-            Name::Xfem => state.xfem.into(),
-            Name::PendingEvent0 => HvRegisterValue(state.pending_event0),
-            _ => return Err(RegisterError::UnknownName(name)),
-        })
-    }
-
-    fn set(&mut self, name: Name, value: HvRegisterValue) -> Result<(), RegisterError> {
-        if let Some(index) = context_index(name) {
-            self.context.gps[index] = value.as_u64();
-            return Ok(());
-        }
-        let save = &mut self.vmcb.save;
-        if let Some(field) = save_u64_mut(save, name) {
-            *field = value.as_u64();
-        } else if let Some(field) = save_segment_mut(save, name) {
-            *field = match name {
-                Name::Gdtr | Name::Idtr => VmcbSegment::from_table(value.as_table()),
-                _ => VmcbSegment::from_hv(value.as_segment()),
-            };
-        } else {
-            match name {
-                Name::Cr8 => self.vmcb.set_cr8(value.as_u64()),
-                Name::Efer => save.efer = value.as_u64() | EFER_SVME,
-                Name::PendingInterruption => {
-                    self.vmcb.control.event_inj = eventinj_from_pending(value.as_u64());
-                }
-                Name::InterruptState => {
-                    let bits = value.as_u64();
-                    self.vmcb
-                        .set_interrupt_shadow(bits & INTERRUPT_STATE_SHADOW != 0);
-                    self.state.interrupt_state = bits & !INTERRUPT_STATE_SHADOW;
-                }
-                Name::Xfem => self.state.xfem = value.as_u64(),
-                Name::PendingEvent0 => self.state.pending_event0 = value.0,
-                _ => return Err(RegisterError::UnknownName(name)),
-            }
-        }
-        if matches!(name, Name::Ss | Name::Cr0 | Name::Rflags) {
-            self.vmcb.save.cpl = self.vmcb.save.implied_cpl();
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::abi::{HvX64SegmentRegister, HvX64TableRegister};
     use crate::svm::vmcb::{CR0_PE, V_INTR_MASKING};
-    use crate::vp::registers::SUPPORTED;
 
     fn segment(selector: u16, attributes: u16) -> HvX64SegmentRegister {
         HvX64SegmentRegister {
@@ -520,110 +353,5 @@ mod tests {
         // Not pending: nothing, whatever the other bits say.
         assert_eq!(eventinj_from_pending(pending(3, 14, Some(1)) & !1), 0);
         assert_eq!(pending_from_eventinj((3 << 8) | 14), 0);
-    }
-
-    /// A value register `name` can hold exactly, distinct for each `i`.
-    fn representable(name: Name, i: usize) -> HvRegisterValue {
-        let n = i as u64 + 1;
-        match name {
-            Name::Es
-            | Name::Cs
-            | Name::Ss
-            | Name::Ds
-            | Name::Fs
-            | Name::Gs
-            | Name::Ldtr
-            | Name::Tr => HvX64SegmentRegister {
-                base: (n << 32) | n,
-                limit: 0x1_0000 * n as u32,
-                selector: n as u16 * 8,
-                // Bits 8–11 are reserved in Hyper-V's format.
-                attributes: 0xA0FB ^ (n as u16 & 0xF0FF),
-            }
-            .into(),
-            Name::Idtr | Name::Gdtr => HvX64TableRegister {
-                pad: [0; 3],
-                limit: n as u16 * 0x100 + 7,
-                base: 0xFFFF_8000_0000_0000 | n << 12,
-            }
-            .into(),
-            Name::Cr8 => (n & 0xF).into(),
-            Name::Efer => (0xD01 ^ (n << 16)).into(),
-            Name::PendingInterruption => (PENDING_INTERRUPTION_PENDING
-                | (3 << PENDING_INTERRUPTION_TYPE_SHIFT)
-                | PENDING_INTERRUPTION_DELIVER_ERROR_CODE
-                | (n << PENDING_INTERRUPTION_VECTOR_SHIFT)
-                | (n << 40))
-                .into(),
-            Name::InterruptState => 0x3u64.into(),
-            Name::PendingEvent0 => HvRegisterValue(((n as u128) << 100) | n as u128),
-            _ => ((n * 0x0101_0101_0101) | (n << 56)).into(),
-        }
-    }
-
-    #[test]
-    fn every_supported_register_round_trips_through_the_vmcb() {
-        let mut vmcb = Vmcb::zeroed();
-        let mut context = CpuContextX64::default();
-        let mut state = VpState::default();
-        let mut vp = VmcbVp {
-            vmcb: &mut vmcb,
-            context: &mut context,
-            state: &mut state,
-        };
-        for (i, &name) in SUPPORTED.iter().enumerate() {
-            vp.set(name, representable(name, i)).unwrap();
-        }
-        for (i, &name) in SUPPORTED.iter().enumerate() {
-            assert_eq!(vp.get(name).unwrap(), representable(name, i), "{name:?}");
-        }
-        // RAX and CR2 went to the VMCB, not the context.
-        assert_eq!(context.gps[CpuContextX64::RAX], 0);
-        assert_eq!(context.gps[CpuContextX64::CR2], 0);
-        assert_ne!(vmcb.save.rax, 0);
-        assert_ne!(vmcb.save.cr2, 0);
-        assert_eq!(vmcb.save.efer & EFER_SVME, EFER_SVME);
-    }
-
-    #[test]
-    fn registers_land_in_their_vmcb_fields() {
-        let mut vmcb = Vmcb::zeroed();
-        let mut context = CpuContextX64::default();
-        let mut state = VpState::default();
-        let mut vp = VmcbVp {
-            vmcb: &mut vmcb,
-            context: &mut context,
-            state: &mut state,
-        };
-        vp.set(Name::Cr0, CR0_PE.into()).unwrap();
-        vp.set(Name::Ss, segment(0x2B, 0xC0F3).into()).unwrap();
-        vp.set(Name::Rax, 0xAAu64.into()).unwrap();
-        vp.set(Name::Rbx, 0xBBu64.into()).unwrap();
-        vp.set(Name::Efer, EFER_SVME.into()).unwrap();
-        assert_eq!(vp.get(Name::Efer).unwrap().as_u64(), 0);
-        assert_eq!(vmcb.save.cpl, 3);
-        assert_eq!(vmcb.save.ss.attrib, 0x0CF3);
-        assert_eq!(vmcb.save.rax, 0xAA);
-        assert_eq!(context.gps[CpuContextX64::RBX], 0xBB);
-        assert_eq!(vmcb.save.efer, EFER_SVME);
-    }
-
-    #[test]
-    fn unknown_names_are_errors() {
-        let mut vmcb = Vmcb::zeroed();
-        let mut context = CpuContextX64::default();
-        let mut state = VpState::default();
-        let mut vp = VmcbVp {
-            vmcb: &mut vmcb,
-            context: &mut context,
-            state: &mut state,
-        };
-        for bad in [0, 0x2_0012, 0x5_0000, 0x9_0000, u32::MAX] {
-            assert_eq!(
-                vp.get(Name(bad)),
-                Err(RegisterError::UnknownName(Name(bad)))
-            );
-            assert!(vp.set(Name(bad), 0u64.into()).is_err());
-        }
     }
 }
