@@ -11,6 +11,7 @@ use crate::abi::{
     CommandPage, HvInputVtl, HvStatus, HvX64RegisterName, SidecarCommand, TranslateGvaRequest,
     TranslateGvaResponse, TranslateGvaResult, TranslateGvaResultCode,
 };
+use crate::layout::PAGE_SIZE;
 use crate::vp::registers::SoftVp;
 use crate::vp::{translate_gva, GuestMemory, PagingState, VpRegisters, VpState};
 
@@ -154,12 +155,12 @@ fn set_registers(page: &mut CommandPage, vp: &mut impl VpRegisters) {
 
 fn paging_state(vp: &impl VpRegisters) -> PagingState {
     let read = |name| vp.get(name).map_or(0, |value| value.as_u64());
-    PagingState {
-        cr0: read(HvX64RegisterName::Cr0),
-        cr3: read(HvX64RegisterName::Cr3),
-        cr4: read(HvX64RegisterName::Cr4),
-        efer: read(HvX64RegisterName::Efer),
-    }
+    PagingState::from_raw(
+        read(HvX64RegisterName::Cr0),
+        read(HvX64RegisterName::Cr3),
+        read(HvX64RegisterName::Cr4),
+        read(HvX64RegisterName::Efer),
+    )
 }
 
 fn translate(page: &mut CommandPage, vp: &impl VpRegisters, memory: &mut impl GuestMemory) {
@@ -181,7 +182,7 @@ fn translate(page: &mut CommandPage, vp: &impl VpRegisters, memory: &mut impl Gu
             response.output.translation_result.result = TranslateGvaResult(u64::from(err.code.0));
             page.set_error_fmt(format_args!(
                 "translating GVA {:#x}: {err}",
-                request.gvn.wrapping_mul(4096)
+                request.gvn.wrapping_mul(PAGE_SIZE)
             ));
         }
     }

@@ -43,11 +43,15 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
+use x86_64::registers::control::{Cr0Flags, Cr4Flags};
+use x86_64::registers::model_specific::EferFlags;
+
 use super::commands::{execute, Outcome};
 use crate::abi::{
     bytes_of, bytes_of_mut, CommandPage, HvX64RegisterName as Name, SidecarCommand,
     TranslateGvaResultCode as Code, REQUEST_DATA_SIZE,
 };
+use crate::arch::x86_64::paging::{PageTableFlags as Entry, ADDRESS_MASK, PAGE_SIZE};
 use crate::vp::registers::SUPPORTED;
 use crate::vp::{GuestMemory, VpState};
 
@@ -98,26 +102,28 @@ impl Rng {
 
 // === Guest memory ===
 
-const CR0_PE: u64 = 1;
-const CR0_WP: u64 = 1 << 16;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
-const EFER_NXE: u64 = 1 << 11;
+// The model computes with raw register and entry bits; their values come from
+// the `x86_64` crate like everywhere else.
+const CR0_PE: u64 = Cr0Flags::PROTECTED_MODE_ENABLE.bits();
+const CR0_WP: u64 = Cr0Flags::WRITE_PROTECT.bits();
+const CR0_PG: u64 = Cr0Flags::PAGING.bits();
+const CR4_PAE: u64 = Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits();
+const EFER_LME: u64 = EferFlags::LONG_MODE_ENABLE.bits();
+const EFER_LMA: u64 = EferFlags::LONG_MODE_ACTIVE.bits();
+const EFER_NXE: u64 = EferFlags::NO_EXECUTE_ENABLE.bits();
 
-const PRESENT: u64 = 1;
-const WRITABLE: u64 = 1 << 1;
-const USER: u64 = 1 << 2;
-const ACCESSED: u64 = 1 << 5;
-const DIRTY: u64 = 1 << 6;
-const LARGE: u64 = 1 << 7;
-const NO_EXECUTE: u64 = 1 << 63;
-const FRAME: u64 = 0x000F_FFFF_FFFF_F000;
+const PRESENT: u64 = Entry::PRESENT.bits();
+const WRITABLE: u64 = Entry::WRITABLE.bits();
+const USER: u64 = Entry::USER_ACCESSIBLE.bits();
+const ACCESSED: u64 = Entry::ACCESSED.bits();
+const DIRTY: u64 = Entry::DIRTY.bits();
+const LARGE: u64 = Entry::HUGE_PAGE.bits();
+const NO_EXECUTE: u64 = Entry::NO_EXECUTE.bits();
+const FRAME: u64 = ADDRESS_MASK;
 
 /// Pages of guest memory: small, so that random frames often land in it.
 const PAGES: u64 = 8;
-const MEMORY_SIZE: u64 = PAGES * 4096;
+const MEMORY_SIZE: u64 = PAGES * PAGE_SIZE;
 
 /// Guest memory of [`PAGES`] pages that logs every write.
 struct Memory {
@@ -197,7 +203,7 @@ fn reference_translate(
     gvn: u64,
     flags: u64,
 ) -> (Result<u64, Code>, bool) {
-    let Some(gva) = gvn.checked_mul(4096).filter(|&gva| is_canonical(gva)) else {
+    let Some(gva) = gvn.checked_mul(PAGE_SIZE).filter(|&gva| is_canonical(gva)) else {
         return (Err(Code::PAGE_NOT_PRESENT), false);
     };
     if paging.cr0 & CR0_PG == 0 {
@@ -543,7 +549,7 @@ fn register_value(rng: &mut Rng, name: Name, cr3: u64) -> u128 {
             EFER_LMA | EFER_LME | EFER_NXE,
             [EFER_LMA | EFER_LME, EFER_LME, junk],
         ),
-        Name::Cr3 => (cr3, [cr3 | (junk & 0xFFF), junk & (PAGES * 4096 - 1), junk]),
+        Name::Cr3 => (cr3, [cr3 | (junk & 0xFFF), junk & (MEMORY_SIZE - 1), junk]),
         _ => return rng.wide(),
     };
     u128::from(if sane { sane_value } else { rng.pick(&odd) })
@@ -593,8 +599,8 @@ fn entry(rng: &mut Rng, frame: u64, level: u64) -> u64 {
 /// outside it, some looping back.
 fn frame(rng: &mut Rng, current: u64, cr3: u64) -> u64 {
     match rng.below(100) {
-        0..=84 => rng.below(PAGES) * 4096,
-        85..=90 => (PAGES + rng.below(1 << 30)) * 4096,
+        0..=84 => rng.below(PAGES) * PAGE_SIZE,
+        85..=90 => (PAGES + rng.below(1 << 30)) * PAGE_SIZE,
         91..=94 => current,
         _ => cr3 & FRAME,
     }
@@ -1118,7 +1124,7 @@ impl Fuzzer {
         self.stats.sessions += 1;
         self.rng.fill(bytes_of_mut(&mut self.state));
         self.rng.fill(bytes_of_mut(&mut self.page.cpu_context));
-        let cr3 = self.rng.below(PAGES) * 4096;
+        let cr3 = self.rng.below(PAGES) * PAGE_SIZE;
         let mut values: Vec<(Name, u128)> = SUPPORTED
             .iter()
             .map(|&name| (name, register_value(&mut self.rng, name, cr3)))

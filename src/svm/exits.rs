@@ -22,6 +22,9 @@
 //! in `crate::abi` yet (CPUID, exception intercepts): sidecar does not
 //! enable those intercepts, and reports any other exit as an error.
 
+use x86_64::registers::control::Cr0Flags;
+use x86_64::registers::model_specific::EferFlags;
+
 use crate::abi::{
     CpuContextX64, HvCacheType, HvInterceptAccessType, HvMessage, HvMessageType, HvX64HaltMessage,
     HvX64InterceptMessageHeader, HvX64IoPortAccessInfo, HvX64IoPortInterceptMessage,
@@ -33,7 +36,7 @@ use super::exit_code::{
     VMEXIT_HLT, VMEXIT_INIT, VMEXIT_INTR, VMEXIT_IOIO, VMEXIT_MSR, VMEXIT_NMI, VMEXIT_NPF,
     VMEXIT_PAUSE, VMEXIT_SHUTDOWN, VMEXIT_SMI, VMEXIT_VINTR,
 };
-use super::vmcb::{event, Vmcb, CR0_PE, EFER_LMA};
+use super::vmcb::{event, Vmcb};
 use super::ExitCode;
 
 // === EXITINFO1 layouts ===
@@ -148,10 +151,10 @@ fn intercept_header(
 ) -> HvX64InterceptMessageHeader {
     let save = &vmcb.save;
     let mut state = u16::from(save.cpl & 0x3);
-    if save.cr0 & CR0_PE != 0 {
+    if Cr0Flags::from_bits_retain(save.cr0).contains(Cr0Flags::PROTECTED_MODE_ENABLE) {
         state |= HvX64VpExecutionState::CR0_PE;
     }
-    if save.efer & EFER_LMA != 0 {
+    if EferFlags::from_bits_retain(save.efer).contains(EferFlags::LONG_MODE_ACTIVE) {
         state |= HvX64VpExecutionState::EFER_LMA;
     }
     // An event was being delivered when the exit came (or is queued again
@@ -286,7 +289,10 @@ mod tests {
             ..vmcb.save.ds
         };
         vmcb.save.cr0 = 0x8000_0011;
-        vmcb.save.efer = EFER_SVME | EFER_LMA | (1 << 8);
+        vmcb.save.efer = (EferFlags::SECURE_VIRTUAL_MACHINE_ENABLE
+            | EferFlags::LONG_MODE_ACTIVE
+            | EferFlags::LONG_MODE_ENABLE)
+            .bits();
         vmcb.save.rip = 0x1000;
         vmcb.save.rflags = 0x202;
         vmcb.save.rax = 0xAB;

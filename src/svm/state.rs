@@ -208,7 +208,8 @@ impl Vmcb {
 mod tests {
     use super::*;
     use crate::abi::{HvX64SegmentRegister, HvX64TableRegister};
-    use crate::svm::vmcb::{CR0_PE, V_INTR_MASKING};
+    use crate::svm::vmcb::V_INTR_MASKING;
+    use x86_64::registers::control::Cr0Flags;
 
     fn segment(selector: u16, attributes: u16) -> HvX64SegmentRegister {
         HvX64SegmentRegister {
@@ -303,7 +304,7 @@ mod tests {
         assert_eq!(vmcb.save.cs.attrib, 0x9B);
         assert_eq!(vmcb.save.efer, EFER_SVME);
         assert_eq!(vmcb.control.event_inj, 0);
-        assert_eq!(vmcb.save.cr0 & CR0_PE, 0);
+        assert_eq!(vmcb.save.cr0 & Cr0Flags::PROTECTED_MODE_ENABLE.bits(), 0);
     }
 
     #[test]

@@ -33,6 +33,10 @@
 //! 0x0C9B, Hyper-V 0xC09B). [`vmcb_attributes`] and [`hv_attributes`]
 //! convert.
 
+use x86_64::registers::control::{Cr0Flags, Cr4Flags};
+use x86_64::registers::model_specific::EferFlags;
+use x86_64::registers::rflags::RFlags;
+
 use crate::abi::{HvX64SegmentRegister, HvX64TableRegister, Pod};
 
 // === Intercept bits ===
@@ -224,23 +228,7 @@ pub const VIRTUALIZED_VMSAVE_VMLOAD: u64 = 1 << 1;
 
 /// EFER.SVME (bit 12): SVM enabled. Must be set in the *guest's* EFER in the
 /// VMCB for VMRUN to succeed (APM 15.5.1; QEMU checks it too).
-pub const EFER_SVME: u64 = 1 << 12;
-/// EFER.LMA (bit 10): long mode active.
-pub const EFER_LMA: u64 = 1 << 10;
-/// EFER.LME (bit 8): long mode enabled.
-pub const EFER_LME: u64 = 1 << 8;
-/// CR0.PE (bit 0): protected mode.
-pub const CR0_PE: u64 = 1 << 0;
-/// CR0.PG (bit 31): paging.
-pub const CR0_PG: u64 = 1 << 31;
-/// CR0.CD (bit 30): caching disabled.
-pub const CR0_CD: u64 = 1 << 30;
-/// CR0.NW (bit 29): not write-through.
-pub const CR0_NW: u64 = 1 << 29;
-/// CR4.PAE (bit 5).
-pub const CR4_PAE: u64 = 1 << 5;
-/// RFLAGS.VM (bit 17): virtual-8086 mode.
-pub const RFLAGS_VM: u64 = 1 << 17;
+pub const EFER_SVME: u64 = EferFlags::SECURE_VIRTUAL_MACHINE_ENABLE.bits();
 
 // === Event injection ===
 
@@ -698,21 +686,28 @@ impl Vmcb {
     /// [`VMEXIT_INVALID`]: super::exit_code::VMEXIT_INVALID
     pub fn vmrun_problem(&self) -> Option<&'static str> {
         let save = &self.save;
+        let cr0 = Cr0Flags::from_bits_retain(save.cr0);
+        let cr4 = Cr4Flags::from_bits_retain(save.cr4);
+        let efer = EferFlags::from_bits_retain(save.efer);
+        let long_mode_paging =
+            efer.contains(EferFlags::LONG_MODE_ENABLE) && cr0.contains(Cr0Flags::PAGING);
         Some(if self.control.intercept_misc2 & misc2::VMRUN == 0 {
             "the VMRUN intercept is not set"
         } else if self.control.guest_asid == 0 {
             "the guest ASID is 0"
-        } else if save.efer & EFER_SVME == 0 {
+        } else if !efer.contains(EferFlags::SECURE_VIRTUAL_MACHINE_ENABLE) {
             "the guest EFER.SVME is 0"
-        } else if save.cr0 & CR0_NW != 0 && save.cr0 & CR0_CD == 0 {
+        } else if cr0.contains(Cr0Flags::NOT_WRITE_THROUGH)
+            && !cr0.contains(Cr0Flags::CACHE_DISABLE)
+        {
             "CR0.NW is set without CR0.CD"
         } else if save.cr0 >> 32 != 0 {
             "CR0 bits 32-63 are not zero"
         } else if save.dr6 >> 32 != 0 || save.dr7 >> 32 != 0 {
             "DR6 or DR7 bits 32-63 are not zero"
-        } else if save.efer & EFER_LME != 0 && save.cr0 & CR0_PG != 0 && save.cr4 & CR4_PAE == 0 {
+        } else if long_mode_paging && !cr4.contains(Cr4Flags::PHYSICAL_ADDRESS_EXTENSION) {
             "EFER.LME and CR0.PG are set with CR4.PAE clear"
-        } else if save.efer & EFER_LME != 0 && save.cr0 & CR0_PG != 0 && save.cr0 & CR0_PE == 0 {
+        } else if long_mode_paging && !cr0.contains(Cr0Flags::PROTECTED_MODE_ENABLE) {
             "EFER.LME and CR0.PG are set with CR0.PE clear"
         } else {
             return None;
@@ -725,9 +720,9 @@ impl VmcbSave {
     /// otherwise SS.DPL (which equals CPL whenever SS is loaded
     /// architecturally; KVM makes the same choice).
     pub const fn implied_cpl(&self) -> u8 {
-        if self.cr0 & CR0_PE == 0 {
+        if self.cr0 & Cr0Flags::PROTECTED_MODE_ENABLE.bits() == 0 {
             0
-        } else if self.rflags & RFLAGS_VM != 0 {
+        } else if self.rflags & RFlags::VIRTUAL_8086_MODE.bits() != 0 {
             3
         } else {
             self.ss.dpl()
@@ -880,6 +875,9 @@ mod tests {
     use super::*;
     use crate::abi::bytes_of;
 
+    const CR0_PE: u64 = Cr0Flags::PROTECTED_MODE_ENABLE.bits();
+    const CR0_PG: u64 = Cr0Flags::PAGING.bits();
+
     #[test]
     fn attribute_conversion_matches_known_values() {
         // 32-bit code and data, TR and LDTR: the VMCB values QEMU accepts
@@ -971,10 +969,10 @@ mod tests {
         assert_eq!(vmcb.vmrun_problem(), Some("the guest EFER.SVME is 0"));
         vmcb.save.efer = EFER_SVME;
         assert_eq!(vmcb.vmrun_problem(), None);
-        vmcb.save.efer |= EFER_LME;
+        vmcb.save.efer |= EferFlags::LONG_MODE_ENABLE.bits();
         vmcb.save.cr0 = CR0_PG | CR0_PE;
         assert!(vmcb.vmrun_problem().unwrap().contains("CR4.PAE"));
-        vmcb.save.cr4 = CR4_PAE;
+        vmcb.save.cr4 = Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits();
         assert_eq!(vmcb.vmrun_problem(), None);
     }
 
@@ -987,7 +985,7 @@ mod tests {
         assert_eq!(vmcb.save.implied_cpl(), 3);
         vmcb.save.ss.attrib = 0x0C93;
         assert_eq!(vmcb.save.implied_cpl(), 0);
-        vmcb.save.rflags = RFLAGS_VM;
+        vmcb.save.rflags = RFlags::VIRTUAL_8086_MODE.bits();
         assert_eq!(vmcb.save.implied_cpl(), 3);
     }
 

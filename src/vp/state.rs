@@ -3,6 +3,8 @@
 
 use core::sync::atomic::AtomicU32;
 
+use x86_64::registers::control::Cr0Flags;
+
 use crate::abi::{HvX64SegmentRegister, HvX64TableRegister, Pod};
 
 /// `VpState::magic`: "SCVP" and layout version 1.
@@ -87,7 +89,9 @@ impl VpState {
             magic: VP_STATE_MAGIC,
             rip: 0xFFF0,
             rflags: 0x2,
-            cr0: 0x6000_0010,
+            // CD, NW and ET: caches off, as after RESET (0x6000_0010).
+            cr0: (Cr0Flags::CACHE_DISABLE | Cr0Flags::NOT_WRITE_THROUGH | Cr0Flags::EXTENSION_TYPE)
+                .bits(),
             pat: 0x0007_0406_0007_0406,
             xfem: 1,
             dr7: 0x400,
