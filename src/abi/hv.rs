@@ -10,7 +10,9 @@
 
 use core::fmt;
 
-use super::{named_consts, Pod};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
+
+use super::named_consts;
 
 // === Status and VTL ===
 
@@ -54,7 +56,9 @@ impl HvStatus {
 /// The target VTL of a register request (`HV_INPUT_VTL`): bits 0–3 the VTL,
 /// bit 4 (0x10) "use the target VTL"; zero means the VTL the VP runs in.
 #[repr(transparent)]
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvInputVtl(pub u8);
 
 impl HvInputVtl {
@@ -194,7 +198,9 @@ named_consts! {
 
 /// A register value: 16 bytes, interpreted according to the register name.
 #[repr(C, align(16))]
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvRegisterValue(pub u128);
 
 impl HvRegisterValue {
@@ -247,7 +253,9 @@ impl fmt::Debug for HvRegisterValue {
 /// One register of a GET/SET_VP_REGISTERS request (`HV_REGISTER_ASSOC`):
 /// name u32 @0, padding @4:12, value u128 @16; 32 bytes, align 16.
 #[repr(C, align(16))]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvRegisterAssoc {
     /// Which register.
     pub name: HvX64RegisterName,
@@ -271,7 +279,9 @@ impl HvRegisterAssoc {
 /// A segment register's value (`HV_X64_SEGMENT_REGISTER`): base u64 @0,
 /// limit u32 @8, selector u16 @12, attributes u16 @14.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64SegmentRegister {
     /// The segment base.
     pub base: u64,
@@ -307,7 +317,9 @@ impl HvX64SegmentRegister {
 /// A table register's value (`HV_X64_TABLE_REGISTER`, for GDTR and IDTR):
 /// padding @0:6, limit u16 @6, base u64 @8.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64TableRegister {
     /// Padding, zero.
     pub pad: [u16; 3],
@@ -342,7 +354,9 @@ impl HvX64TableRegister {
 /// The control flags of TRANSLATE_GVA (`HV_TRANSLATE_GVA_CONTROL_FLAGS`): what
 /// access to validate and how.
 #[repr(transparent)]
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct TranslateGvaControlFlagsX64(pub u64);
 
 impl TranslateGvaControlFlagsX64 {
@@ -413,7 +427,9 @@ named_consts! {
 /// The result word of a translation (`HV_TRANSLATE_GVA_RESULT`): the result
 /// code in bits 0–31, the cache type in bits 32–39, "overlay page" in bit 40.
 #[repr(transparent)]
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct TranslateGvaResult(pub u64);
 
 impl TranslateGvaResult {
@@ -447,7 +463,9 @@ impl fmt::Debug for TranslateGvaResult {
 /// reserved @8, event_info @16:32 (`HV_X64_PENDING_EVENT`, the event to inject
 /// when the translation failed), 48 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct TranslateGvaResultExX64 {
     /// The result code and flags.
     pub result: TranslateGvaResult,
@@ -460,7 +478,9 @@ pub struct TranslateGvaResultExX64 {
 /// The output of TranslateVirtualAddressEx: translation_result @0:48,
 /// gpa_page @48, reserved @56; 64 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct TranslateVirtualAddressExOutputX64 {
     /// The result.
     pub translation_result: TranslateGvaResultExX64,
@@ -500,7 +520,9 @@ named_consts! {
 /// A message's flags byte: bit 0 "message pending" (another message is
 /// queued behind this one).
 #[repr(transparent)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvMessageFlags(pub u8);
 
 impl HvMessageFlags {
@@ -516,7 +538,9 @@ impl HvMessageFlags {
 /// A message header (`HV_MESSAGE_HEADER`): type u32 @0, payload size u8 @4,
 /// flags u8 @5, reserved u16 @6, id u64 @8; 16 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvMessageHeader {
     /// The message type.
     pub typ: HvMessageType,
@@ -537,7 +561,7 @@ pub const HV_MESSAGE_PAYLOAD_SIZE: usize = 240;
 /// bytes, align 16. The sidecar CPU copies the intercept message here when a
 /// VP exits for an intercept.
 #[repr(C, align(16))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct HvMessage {
     /// The header.
     pub header: HvMessageHeader,
@@ -547,15 +571,15 @@ pub struct HvMessage {
 
 impl Default for HvMessage {
     fn default() -> Self {
-        super::zeroed()
+        Self::new_zeroed()
     }
 }
 
 impl HvMessage {
     /// A message of type `typ` carrying `payload`.
-    pub fn new<T: Pod>(typ: HvMessageType, id: u64, payload: &T) -> Self {
+    pub fn new<T: IntoBytes + Immutable>(typ: HvMessageType, id: u64, payload: &T) -> Self {
         const { assert!(size_of::<T>() <= HV_MESSAGE_PAYLOAD_SIZE) };
-        let bytes = super::bytes_of(payload);
+        let bytes = payload.as_bytes();
         let mut message = Self {
             header: HvMessageHeader {
                 typ,
@@ -580,34 +604,31 @@ impl HvMessage {
     /// The payload viewed as `T` (for example
     /// [`HvX64IoPortInterceptMessage`] when `header.typ` says so). Any bytes
     /// are a valid `T`; check the type first to get a meaningful one.
-    pub fn payload_as<T: Pod>(&self) -> &T {
-        const {
-            assert!(size_of::<T>() <= HV_MESSAGE_PAYLOAD_SIZE);
-            // The payload is at offset 16 of a 16-aligned struct.
-            assert!(align_of::<T>() <= 16);
-        };
-        let ptr = self.payload_buffer.as_ptr().cast::<T>();
-        // SAFETY: the payload starts 16 bytes into a 16-byte-aligned
-        // `HvMessage`, so `ptr` is aligned for any `T` of alignment ≤ 16; `T`
-        // fits in the 240-byte buffer (both checked at compile time above);
-        // `T: Pod` is valid for any bytes; the shared borrow of `self` keeps
-        // the bytes alive and unchanged for the returned lifetime.
-        unsafe { &*ptr }
+    pub fn payload_as<T: FromBytes + KnownLayout + Immutable>(&self) -> &T {
+        const { assert_fits_payload::<T>() };
+        match T::ref_from_prefix(&self.payload_buffer) {
+            Ok((payload, _)) => payload,
+            // The payload starts 16 bytes into a 16-aligned message and `T`
+            // fits its size and alignment (checked at compile time above).
+            Err(_) => unreachable!("payload types fit the payload buffer"),
+        }
     }
 
     /// The payload viewed as a mutable `T`; see [`HvMessage::payload_as`].
-    pub fn payload_as_mut<T: Pod>(&mut self) -> &mut T {
-        const {
-            assert!(size_of::<T>() <= HV_MESSAGE_PAYLOAD_SIZE);
-            assert!(align_of::<T>() <= 16);
-        };
-        let ptr = self.payload_buffer.as_mut_ptr().cast::<T>();
-        // SAFETY: as in `payload_as`: aligned, in bounds, any bytes are a
-        // valid `T`; the exclusive borrow of `self` makes the returned
-        // reference the only access path, and whatever `T` the caller writes
-        // leaves bytes that are valid for `[u8; 240]`.
-        unsafe { &mut *ptr }
+    pub fn payload_as_mut<T: FromBytes + IntoBytes + KnownLayout>(&mut self) -> &mut T {
+        const { assert_fits_payload::<T>() };
+        match T::mut_from_prefix(&mut self.payload_buffer) {
+            Ok((payload, _)) => payload,
+            Err(_) => unreachable!("payload types fit the payload buffer"),
+        }
     }
+}
+
+/// Compile-time check that a `T` fits the payload's size and alignment (it
+/// is at offset 16 of a 16-aligned message).
+const fn assert_fits_payload<T>() {
+    assert!(size_of::<T>() <= HV_MESSAGE_PAYLOAD_SIZE);
+    assert!(align_of::<T>() <= 16);
 }
 
 named_consts! {
@@ -624,7 +645,9 @@ named_consts! {
 
 /// The VP's execution state at an intercept (`HV_X64_VP_EXECUTION_STATE`).
 #[repr(transparent)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64VpExecutionState(pub u16);
 
 impl HvX64VpExecutionState {
@@ -659,7 +682,9 @@ impl HvX64VpExecutionState {
 /// The header every x64 intercept payload starts with
 /// (`HV_X64_INTERCEPT_MESSAGE_HEADER`); 40 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64InterceptMessageHeader {
     /// The VP that exited.
     pub vp_index: u32,
@@ -691,7 +716,9 @@ impl HvX64InterceptMessageHeader {
 
 /// An I/O port access's size and kind (`HV_X64_IO_PORT_ACCESS_INFO`).
 #[repr(transparent)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64IoPortAccessInfo(pub u8);
 
 impl HvX64IoPortAccessInfo {
@@ -718,7 +745,9 @@ impl HvX64IoPortAccessInfo {
 
 /// An I/O port intercept (`HV_X64_IO_PORT_INTERCEPT_MESSAGE`); 128 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64IoPortInterceptMessage {
     /// The common header; its access type says IN (read) or OUT (write).
     pub header: HvX64InterceptMessageHeader,
@@ -765,7 +794,9 @@ named_consts! {
 /// Which addresses of a memory intercept are valid
 /// (`HV_X64_MEMORY_ACCESS_INFO`).
 #[repr(transparent)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64MemoryAccessInfo(pub u8);
 
 impl HvX64MemoryAccessInfo {
@@ -788,7 +819,9 @@ impl HvX64MemoryAccessInfo {
 /// A memory intercept (unmapped GPA or GPA intercept,
 /// `HV_X64_MEMORY_INTERCEPT_MESSAGE`); 80 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64MemoryInterceptMessage {
     /// The common header; its access type says read, write or execute.
     pub header: HvX64InterceptMessageHeader,
@@ -812,7 +845,9 @@ pub struct HvX64MemoryInterceptMessage {
 
 /// An MSR intercept (`HV_X64_MSR_INTERCEPT_MESSAGE`); 64 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64MsrInterceptMessage {
     /// The common header; read for RDMSR, write for WRMSR.
     pub header: HvX64InterceptMessageHeader,
@@ -828,7 +863,9 @@ pub struct HvX64MsrInterceptMessage {
 
 /// A halt exit: the intercept header only; 40 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64HaltMessage {
     /// The common header.
     pub header: HvX64InterceptMessageHeader,
@@ -837,7 +874,9 @@ pub struct HvX64HaltMessage {
 /// An unrecoverable exception (triple fault): the intercept header only; 40
 /// bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64UnrecoverableExceptionMessage {
     /// The common header.
     pub header: HvX64InterceptMessageHeader,

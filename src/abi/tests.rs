@@ -7,6 +7,7 @@ use std::format;
 use std::string::{String, ToString};
 
 use super::*;
+use zerocopy::{FromBytes, IntoBytes};
 
 #[test]
 fn status_and_command_names() {
@@ -244,7 +245,7 @@ fn register_request_round_trip() {
     assert_eq!(page.command, SidecarCommand::SET_VP_REGISTERS);
 
     // The bytes land where the reference says.
-    let bytes = bytes_of(&page.request_data);
+    let bytes = page.request_data.as_bytes();
     assert_eq!(&bytes[0..2], &3u16.to_le_bytes());
     assert_eq!(bytes[2], 0x12);
     assert_eq!(&bytes[16..20], &0x2_0010u32.to_le_bytes());
@@ -316,7 +317,7 @@ fn translate_gva_round_trip() {
     assert!(!request
         .control_flags
         .contains(TranslateGvaControlFlagsX64::VALIDATE_EXECUTE));
-    assert_eq!(&bytes_of(&page.request_data)[8..16], &0x83u64.to_le_bytes());
+    assert_eq!(&page.request_data.as_bytes()[8..16], &0x83u64.to_le_bytes());
 
     let response = page.request_mut::<TranslateGvaResponse>();
     response.status = HvStatus::SUCCESS;
@@ -324,7 +325,7 @@ fn translate_gva_round_trip() {
         u64::from(TranslateGvaResultCode::PAGE_NOT_PRESENT.0) | 6 << 32 | 1 << 40,
     );
     response.output.gpa_page = 0xABCDE;
-    let bytes = bytes_of(&page.request_data);
+    let bytes = page.request_data.as_bytes();
     assert_eq!(&bytes[16..20], &1u32.to_le_bytes());
     assert_eq!(&bytes[64..72], &0xABCDEu64.to_le_bytes());
     let result = page
@@ -392,7 +393,7 @@ fn message_round_trip() {
     assert!(back.access_info.rep_prefix() && !back.access_info.string_op());
 
     // Byte positions from the reference, relative to the message.
-    let bytes = bytes_of(&message);
+    let bytes = message.as_bytes();
     assert_eq!(&bytes[0..4], &0x8001_0000u32.to_le_bytes());
     assert_eq!(bytes[4], 128);
     assert_eq!(&bytes[16..20], &7u32.to_le_bytes());
@@ -403,9 +404,9 @@ fn message_round_trip() {
     assert_eq!(&bytes[16 + 104..16 + 112], &3u64.to_le_bytes());
 
     // Through raw bytes and back.
-    let copy: HvMessage = read_from_prefix(bytes).unwrap();
+    let (copy, _) = HvMessage::read_from_prefix(bytes).unwrap();
     assert_eq!(copy, message);
-    assert!(read_from_prefix::<HvMessage>(&bytes[..255]).is_none());
+    assert!(HvMessage::read_from_prefix(&bytes[..255]).is_err());
 
     let mut message = HvMessage::default();
     message.header.typ = HvMessageType::HvMessageTypeMsrIntercept;
@@ -445,7 +446,7 @@ fn register_value_conversions() {
     };
     assert_eq!(
         segment.to_u128().to_le_bytes().as_slice(),
-        bytes_of(&segment)
+        segment.as_bytes()
     );
     assert_eq!(HvX64SegmentRegister::from_u128(segment.to_u128()), segment);
     let table = HvX64TableRegister {
@@ -453,7 +454,7 @@ fn register_value_conversions() {
         limit: 0x4455,
         base: 0x6677_8899_AABB_CCDD,
     };
-    assert_eq!(table.to_u128().to_le_bytes().as_slice(), bytes_of(&table));
+    assert_eq!(table.to_u128().to_le_bytes().as_slice(), table.as_bytes());
     assert_eq!(HvX64TableRegister::from_u128(table.to_u128()), table);
     assert_eq!(HvRegisterValue::from(7u64).as_u64(), 7);
     assert_eq!(HvInputVtl::CURRENT_VTL.target_vtl(), None);
@@ -468,7 +469,7 @@ fn cpu_context_layout() {
     page.cpu_context.gps[CpuContextX64::R15] = 15;
     page.cpu_context.fx_state.mxcsr = 0x1F80;
     page.cpu_context.fx_state.xmm[15] = [0xAB; 16];
-    let bytes = bytes_of(&*page);
+    let bytes = page.as_bytes();
     assert_eq!(&bytes[0x10 + 32..0x10 + 40], &0xDEAD_B000u64.to_le_bytes());
     assert_eq!(&bytes[0x10 + 120..0x10 + 128], &15u64.to_le_bytes());
     assert_eq!(
@@ -478,8 +479,8 @@ fn cpu_context_layout() {
     assert_eq!(bytes[0x10 + 128 + 160 + 15 * 16], 0xAB);
 
     let mut page = Box::<CommandPage>::default();
-    bytes_of_mut(&mut *page)[0x610] = 1;
+    page.as_mut_bytes()[0x610] = 1;
     assert_eq!(page.request::<RunVpResponse>().intercept, 1);
-    bytes_of_mut(&mut *page)[0] = 4;
+    page.as_mut_bytes()[0] = 4;
     assert_eq!(page.command, SidecarCommand::TRANSLATE_GVA);
 }

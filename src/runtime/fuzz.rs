@@ -46,10 +46,12 @@ use std::vec::Vec;
 use x86_64::registers::control::{Cr0Flags, Cr4Flags};
 use x86_64::registers::model_specific::EferFlags;
 
+use zerocopy::IntoBytes;
+
 use super::commands::{execute, Outcome};
 use crate::abi::{
-    bytes_of, bytes_of_mut, CommandPage, HvX64RegisterName as Name, SidecarCommand,
-    TranslateGvaResultCode as Code, REQUEST_DATA_SIZE,
+    CommandPage, HvX64RegisterName as Name, SidecarCommand, TranslateGvaResultCode as Code,
+    REQUEST_DATA_SIZE,
 };
 use crate::arch::x86_64::paging::{PageTableFlags as Entry, ADDRESS_MASK, PAGE_SIZE};
 use crate::vp::registers::SUPPORTED;
@@ -759,7 +761,7 @@ fn scramble(rng: &mut Rng, page: &mut CommandPage) {
     if rng.percent(5) {
         rng.fill(&mut page.padding);
         rng.fill(&mut page.reserved);
-        rng.fill(bytes_of_mut(&mut page.intercept_message));
+        rng.fill(page.intercept_message.as_mut_bytes());
     }
 }
 
@@ -768,7 +770,7 @@ fn scramble(rng: &mut Rng, page: &mut CommandPage) {
 fn untouchable(page: &CommandPage) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     (
         page.padding.to_vec(),
-        bytes_of(&page.intercept_message).to_vec(),
+        page.intercept_message.as_bytes().to_vec(),
         page.reserved.to_vec(),
     )
 }
@@ -811,7 +813,7 @@ impl Fuzzer {
 
         let page = &mut *self.page;
         page.command = command;
-        bytes_of_mut(&mut page.request_data).copy_from_slice(request);
+        page.request_data.as_mut_bytes().copy_from_slice(request);
         scramble(&mut self.rng, page);
         let state_before = self.state;
         let context_before = page.cpu_context;
@@ -823,7 +825,7 @@ impl Fuzzer {
         let seed = self.seed;
         let where_ = || describe(seed, case, command, request);
         let page = &*self.page;
-        let after: Request = bytes_of(&page.request_data).try_into().unwrap();
+        let after: Request = page.request_data.as_bytes().try_into().unwrap();
         let after = &after;
         assert_eq!(
             page.command,
@@ -1122,8 +1124,8 @@ impl Fuzzer {
     /// a random value, and fresh page tables.
     fn new_session(&mut self) {
         self.stats.sessions += 1;
-        self.rng.fill(bytes_of_mut(&mut self.state));
-        self.rng.fill(bytes_of_mut(&mut self.page.cpu_context));
+        self.rng.fill(self.state.as_mut_bytes());
+        self.rng.fill(self.page.cpu_context.as_mut_bytes());
         let cr3 = self.rng.below(PAGES) * PAGE_SIZE;
         let mut values: Vec<(Name, u128)> = SUPPORTED
             .iter()
@@ -1261,7 +1263,7 @@ fn set_with_reserved_vtl_bits_changes_nothing() {
     let mut page: Box<CommandPage> = Box::default();
     let mut state = VpState::default();
     page.command = SidecarCommand::SET_VP_REGISTERS;
-    let request = bytes_of_mut(&mut page.request_data);
+    let request = page.request_data.as_mut_bytes();
     request[COUNT] = 1;
     request[VTL] = 0x20;
     request[slot(0)..slot(0) + 4].copy_from_slice(&Name::Rip.0.to_le_bytes());

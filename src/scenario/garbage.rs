@@ -30,10 +30,12 @@
 use super::{sidecar_cpus, Failure};
 use core::fmt::Write;
 
+use zerocopy::IntoBytes;
+
 use crate::abi::{
-    bytes_of_mut, CommandPage, GetSetVpRegisterRequest, HvInputVtl, HvRegisterAssoc,
-    HvRegisterValue, HvStatus, HvX64RegisterName as Name, SidecarCommand,
-    TranslateGvaControlFlagsX64, TranslateGvaRequest, MAX_REGISTERS_PER_REQUEST,
+    CommandPage, GetSetVpRegisterRequest, HvInputVtl, HvRegisterAssoc, HvRegisterValue, HvStatus,
+    HvX64RegisterName as Name, SidecarCommand, TranslateGvaControlFlagsX64, TranslateGvaRequest,
+    MAX_REGISTERS_PER_REQUEST,
 };
 use crate::main_kernel::client::{ClientError, SidecarCpu};
 use crate::report;
@@ -133,7 +135,7 @@ fn write_garbage(page: &mut CommandPage, kind: Kind, seed: u64, what: &mut Descr
     let mut rng = Rng::new(seed);
     // Whatever the driver side left in the page: junk everywhere the
     // request goes, and a stale error the CPU must clear.
-    rng.fill(bytes_of_mut(&mut page.request_data));
+    rng.fill(page.request_data.as_mut_bytes());
     page.has_error = rng.next() as u8;
     page.error.set("stale error left by the driver");
     let registers = if rng.below(2) == 0 {

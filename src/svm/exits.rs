@@ -261,13 +261,14 @@ fn memory_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::{bytes_of, HvX64SegmentRegister};
+    use crate::abi::HvX64SegmentRegister;
     use crate::svm::exit_code::{VMEXIT_CPUID, VMEXIT_INVALID, VMEXIT_VMRUN};
     use crate::svm::vmcb::{VmcbSegment, EFER_SVME, V_INTR_MASKING};
+    use zerocopy::{FromZeros, IntoBytes};
 
     /// A 64-bit guest at CPL 0 stopped at RIP 0x1000.
     fn vmcb(exit_code: u64, info1: u64, info2: u64) -> Vmcb {
-        let mut vmcb = Vmcb::zeroed();
+        let mut vmcb = Vmcb::new_zeroed();
         vmcb.control.exit_code = exit_code;
         vmcb.control.exit_info1 = info1;
         vmcb.control.exit_info2 = info2;
@@ -514,7 +515,7 @@ mod tests {
     #[test]
     fn message_is_a_whole_hv_message() {
         let message = intercept_message(&vmcb(0x78, 0, 0), &context(), 7).unwrap();
-        let bytes = bytes_of(&message);
+        let bytes = message.as_bytes();
         assert_eq!(bytes.len(), 256);
         assert_eq!(&bytes[0..4], &0x8001_0007u32.to_le_bytes());
         assert_eq!(bytes[4], 40);

@@ -210,6 +210,7 @@ mod tests {
     use crate::abi::{HvX64SegmentRegister, HvX64TableRegister};
     use crate::svm::vmcb::V_INTR_MASKING;
     use x86_64::registers::control::Cr0Flags;
+    use zerocopy::FromZeros;
 
     fn segment(selector: u16, attributes: u16) -> HvX64SegmentRegister {
         HvX64SegmentRegister {
@@ -273,7 +274,7 @@ mod tests {
     #[test]
     fn state_round_trips_through_the_vmcb() {
         let state = sample_state();
-        let mut vmcb = Vmcb::zeroed();
+        let mut vmcb = Vmcb::new_zeroed();
         vmcb.control.v_intr = V_INTR_MASKING;
         vmcb.load_state(&state);
         assert_eq!(vmcb.save.efer, 0x500 | EFER_SVME);
@@ -297,7 +298,7 @@ mod tests {
 
     #[test]
     fn real_mode_reset_state_loads() {
-        let mut vmcb = Vmcb::zeroed();
+        let mut vmcb = Vmcb::new_zeroed();
         vmcb.load_state(&VpState::reset());
         assert_eq!(vmcb.save.cpl, 0);
         assert_eq!(vmcb.save.cs.base, 0xFFFF_0000);
@@ -312,7 +313,7 @@ mod tests {
         let mut context = CpuContextX64::default();
         context.gps[CpuContextX64::RAX] = 0xAA;
         context.gps[CpuContextX64::CR2] = 0xC2;
-        let mut vmcb = Vmcb::zeroed();
+        let mut vmcb = Vmcb::new_zeroed();
         vmcb.load_context(&context);
         assert_eq!((vmcb.save.rax, vmcb.save.cr2), (0xAA, 0xC2));
         let mut out = CpuContextX64::default();

@@ -37,7 +37,9 @@ use x86_64::registers::control::{Cr0Flags, Cr4Flags};
 use x86_64::registers::model_specific::EferFlags;
 use x86_64::registers::rflags::RFlags;
 
-use crate::abi::{HvX64SegmentRegister, HvX64TableRegister, Pod};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::abi::{HvX64SegmentRegister, HvX64TableRegister};
 
 // === Intercept bits ===
 
@@ -334,7 +336,9 @@ pub const SIDECAR_MISC2: u32 =
 /// already applied), base @8; 16 bytes. GDTR and IDTR use only limit and
 /// base.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct VmcbSegment {
     /// The selector.
     pub selector: u16,
@@ -410,7 +414,7 @@ impl VmcbSegment {
 /// The control area: bytes 0x000–0x3FF of the VMCB (APM table B-1). The
 /// host writes it before VMRUN; the processor writes the exit fields.
 #[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct VmcbControl {
     /// 0x000: bits 0–15 intercept reads of CR0–15, bits 16–31 writes
     /// ([`intercept_cr_read`], [`intercept_cr_write`]).
@@ -509,7 +513,7 @@ pub struct VmcbControl {
 /// offsets below are relative to the VMCB's start). VMRUN loads the guest
 /// from it; #VMEXIT stores the guest into it.
 #[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct VmcbSave {
     /// 0x400.
     pub es: VmcbSegment,
@@ -604,7 +608,7 @@ pub struct VmcbSave {
 
 /// A whole VMCB: one page, page-aligned.
 #[repr(C, align(4096))]
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Vmcb {
     /// 0x000–0x3FF: what the guest may do; the exit information.
     pub control: VmcbControl,
@@ -612,26 +616,7 @@ pub struct Vmcb {
     pub save: VmcbSave,
 }
 
-// SAFETY: `VmcbSegment` is `repr(C)` of u16, u16, u32, u64 at offsets 0, 2,
-// 4, 8: no padding; every bit pattern is valid.
-unsafe impl Pod for VmcbSegment {}
-// SAFETY: `repr(C)` of integers, integer arrays and `VmcbSegment`s; the
-// offset assertions below pin every field contiguously (each starts where
-// the previous one ends) and the size to 0x400, so there is no padding.
-unsafe impl Pod for VmcbControl {}
-// SAFETY: as for `VmcbControl`; the size is 0xC00, fields contiguous.
-unsafe impl Pod for VmcbSave {}
-// SAFETY: two `Pod` halves of 0x400 and 0xC00 bytes at offsets 0 and 0x400,
-// total 4096 = the alignment: no padding.
-unsafe impl Pod for Vmcb {}
-
 impl Vmcb {
-    /// An all-zero VMCB (no intercepts, no state), usable in a `static`.
-    pub const fn zeroed() -> Self {
-        // SAFETY: `Vmcb` is `Pod` (see above): all zeros is a valid value.
-        unsafe { core::mem::zeroed() }
-    }
-
     /// Sets up the control area the way sidecar runs its guests: the
     /// [`SIDECAR_MISC1`] and [`SIDECAR_MISC2`] intercepts, address space
     /// `asid` (not 0), nested paging with root `n_cr3`, the permission maps
@@ -873,7 +858,7 @@ const _: () = {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::bytes_of;
+    use zerocopy::{FromZeros, IntoBytes};
 
     const CR0_PE: u64 = Cr0Flags::PROTECTED_MODE_ENABLE.bits();
     const CR0_PG: u64 = Cr0Flags::PAGING.bits();
@@ -915,12 +900,12 @@ mod tests {
 
     #[test]
     fn bytes_land_at_the_apm_offsets() {
-        let mut vmcb = Vmcb::zeroed();
+        let mut vmcb = Vmcb::new_zeroed();
         vmcb.control.exit_code = 0x7B;
         vmcb.save.efer = EFER_SVME;
         vmcb.save.cs.selector = 0x8;
         vmcb.save.cpl = 3;
-        let bytes = bytes_of(&vmcb);
+        let bytes = vmcb.as_bytes();
         assert_eq!(bytes.len(), 4096);
         assert_eq!(bytes[0x70], 0x7B);
         assert_eq!(bytes[0x4D1], 0x10); // EFER bit 12
@@ -930,7 +915,7 @@ mod tests {
 
     #[test]
     fn cr8_lives_in_v_tpr() {
-        let mut vmcb = Vmcb::zeroed();
+        let mut vmcb = Vmcb::new_zeroed();
         vmcb.control.v_intr = V_INTR_MASKING | V_IRQ;
         vmcb.set_cr8(0x1F);
         assert_eq!(vmcb.cr8(), 0xF);
@@ -944,7 +929,7 @@ mod tests {
 
     #[test]
     fn interrupted_event_is_requeued() {
-        let mut vmcb = Vmcb::zeroed();
+        let mut vmcb = Vmcb::new_zeroed();
         let pf = event::VALID
             | event::ERROR_CODE_VALID
             | (event::TYPE_EXCEPTION << event::TYPE_SHIFT)
@@ -961,7 +946,7 @@ mod tests {
 
     #[test]
     fn vmrun_problems_are_named() {
-        let mut vmcb = Vmcb::zeroed();
+        let mut vmcb = Vmcb::new_zeroed();
         assert_eq!(vmcb.vmrun_problem(), Some("the VMRUN intercept is not set"));
         vmcb.control.intercept_misc2 = misc2::VMRUN;
         assert_eq!(vmcb.vmrun_problem(), Some("the guest ASID is 0"));
@@ -978,7 +963,7 @@ mod tests {
 
     #[test]
     fn implied_cpl_follows_the_mode() {
-        let mut vmcb = Vmcb::zeroed();
+        let mut vmcb = Vmcb::new_zeroed();
         vmcb.save.ss.attrib = 0x0CF3; // DPL 3
         assert_eq!(vmcb.save.implied_cpl(), 0); // real mode
         vmcb.save.cr0 = CR0_PE;
@@ -1030,7 +1015,7 @@ mod tests {
 
     #[test]
     fn init_control_passes_the_vmrun_checks() {
-        let mut vmcb = Vmcb::zeroed();
+        let mut vmcb = Vmcb::new_zeroed();
         vmcb.set_cr8(5);
         vmcb.save.efer = EFER_SVME;
         vmcb.init_control(1, 0x7_0000, 0x10_0000, 0x20_0000);

@@ -5,7 +5,10 @@ use core::sync::atomic::AtomicU32;
 
 use x86_64::registers::control::Cr0Flags;
 
-use crate::abi::{HvX64SegmentRegister, HvX64TableRegister, Pod};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::abi::{HvX64SegmentRegister, HvX64TableRegister};
+use crate::layout::PAGE_SIZE;
 
 /// `VpState::magic`: "SCVP" and layout version 1.
 pub const VP_STATE_MAGIC: u64 = 0x0001_5056_4353;
@@ -18,7 +21,9 @@ pub const VP_STATE_MAGIC: u64 = 0x0001_5056_4353;
 /// only when the CPU's status is not `RUN` (and takes it over for good when
 /// the CPU is removed).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[allow(missing_docs)]
 pub struct VpState {
     /// [`VP_STATE_MAGIC`] once initialised.
@@ -60,13 +65,8 @@ pub struct VpState {
     pub pending_event0: u128,
 }
 
-// SAFETY: `VpState` is `repr(C)` of integers and `repr(C)` integer structs
-// with no padding (every field is 8- or 16-byte sized at an aligned offset),
-// so any bytes are a valid value.
-unsafe impl Pod for VpState {}
-
 const _: () = assert!(core::mem::size_of::<VpState>() == 20 * 8 + 10 * 16 + 2 * 8 + 16);
-const _: () = assert!(core::mem::size_of::<VpState>() <= 4096);
+const _: () = assert!(core::mem::size_of::<VpState>() as u64 <= PAGE_SIZE);
 
 /// 32-bit flat code segment attributes (the packed format: type, S, DPL, P,
 /// then AVL, L, D/B, G in bits 12..16).
@@ -138,4 +138,4 @@ pub struct RegisterPage {
 /// [`RegisterPage::interrupt_request`]: a request is present.
 pub const INTERRUPT_REQUEST_VALID: u32 = 1 << 8;
 
-const _: () = assert!(core::mem::size_of::<RegisterPage>() <= 4096);
+const _: () = assert!(core::mem::size_of::<RegisterPage>() as u64 <= PAGE_SIZE);
