@@ -104,6 +104,16 @@ macro_rules! named_consts {
         impl $name {
             $( $(#[$const_meta])* pub const $const_name: Self = Self($value); )*
 
+            /// The value of the raw integer `bits` (for bitfields that hold one).
+            pub const fn from_bits(bits: $repr) -> Self {
+                Self(bits)
+            }
+
+            /// The raw integer.
+            pub const fn into_bits(self) -> $repr {
+                self.0
+            }
+
             /// The name of the constant with this value, or `None` for a value
             /// this crate does not name.
             pub const fn name(self) -> Option<&'static str> {
@@ -122,7 +132,7 @@ macro_rules! named_consts {
         }
     };
 }
-use named_consts;
+pub(crate) use named_consts;
 
 // === Plain old data ===
 //

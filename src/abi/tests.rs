@@ -321,7 +321,7 @@ fn translate_gva_round_trip() {
 
     let response = page.request_mut::<TranslateGvaResponse>();
     response.status = HvStatus::SUCCESS;
-    response.output.translation_result.result = TranslateGvaResult(
+    response.output.translation_result.result = TranslateGvaResult::from_bits(
         u64::from(TranslateGvaResultCode::PAGE_NOT_PRESENT.0) | 6 << 32 | 1 << 40,
     );
     response.output.gpa_page = 0xABCDE;
@@ -355,11 +355,10 @@ fn message_round_trip() {
     let io = HvX64IoPortInterceptMessage {
         header: HvX64InterceptMessageHeader {
             vp_index: 7,
-            instruction_length_and_cr8: 0x21,
+            instruction_length_and_cr8: HvX64InstructionLengthAndCr8::from_bits(0x21),
             intercept_access_type: HvInterceptAccessType::WRITE,
-            execution_state: HvX64VpExecutionState(
-                HvX64VpExecutionState::CR0_PE | HvX64VpExecutionState::EFER_LMA,
-            ),
+            // CR0.PE (bit 2) and EFER.LMA (bit 4).
+            execution_state: HvX64VpExecutionState::from_bits(0x4 | 0x10),
             cs_segment: HvX64SegmentRegister {
                 base: 0,
                 limit: 0xFFFF_FFFF,
@@ -370,7 +369,8 @@ fn message_round_trip() {
             rflags: 0x2,
         },
         port_number: 0x3F8,
-        access_info: HvX64IoPortAccessInfo(1 | HvX64IoPortAccessInfo::REP_PREFIX),
+        // One byte (bits 0–2), REP (bit 4).
+        access_info: HvX64IoPortAccessInfo::from_bits(0x11),
         instruction_byte_count: 1,
         rax: u64::from(b'A'),
         rcx: 3,
@@ -389,6 +389,8 @@ fn message_round_trip() {
     assert_eq!(back.header.cr8(), 2);
     assert_eq!(back.header.execution_state.cpl(), 0);
     assert!(back.header.execution_state.efer_lma());
+    assert!(back.header.execution_state.cr0_pe());
+    assert!(!back.header.execution_state.interruption_pending());
     assert_eq!(back.access_info.access_size(), 1);
     assert!(back.access_info.rep_prefix() && !back.access_info.string_op());
 
@@ -422,7 +424,7 @@ fn message_round_trip() {
     let mut message = HvMessage::default();
     let mem = message.payload_as_mut::<HvX64MemoryInterceptMessage>();
     mem.guest_physical_address = 0xFEE0_0000;
-    mem.memory_access_info = HvX64MemoryAccessInfo(HvX64MemoryAccessInfo::GVA_VALID);
+    mem.memory_access_info = HvX64MemoryAccessInfo::from_bits(0x1); // GVA valid
     assert_eq!(
         &message.payload_buffer[56..64],
         &0xFEE0_0000u64.to_le_bytes()

@@ -72,8 +72,7 @@ pub fn execute_on(
 /// Whether `vtl` names VTL 0 (the current one, or VTL 0 explicitly) with no
 /// reserved bits set: sidecar runs guests in VTL 0 only.
 fn vtl_supported(vtl: HvInputVtl) -> bool {
-    let no_reserved_bits = vtl.0 & !(HvInputVtl::USE_TARGET_VTL | 0xF) == 0;
-    no_reserved_bits && matches!(vtl.target_vtl(), None | Some(0))
+    vtl.reserved() == 0 && matches!(vtl.target_vtl(), None | Some(0))
 }
 
 /// Sets the error for an unsupported VTL; `false` if it is one.
@@ -83,7 +82,7 @@ fn check_vtl(page: &mut CommandPage, vtl: HvInputVtl) -> bool {
         false => {
             page.set_error_fmt(format_args!(
                 "unsupported target VTL {:#x} (sidecar runs VTL 0 only)",
-                vtl.0
+                vtl.into_bits()
             ));
             false
         }
@@ -175,11 +174,11 @@ fn translate(page: &mut CommandPage, vp: &impl VpRegisters, memory: &mut impl Gu
     match result {
         Ok(translation) => {
             response.output.translation_result.result =
-                TranslateGvaResult(u64::from(TranslateGvaResultCode::SUCCESS.0));
+                TranslateGvaResult::with_code(TranslateGvaResultCode::SUCCESS);
             response.output.gpa_page = translation.gpa_page;
         }
         Err(err) => {
-            response.output.translation_result.result = TranslateGvaResult(u64::from(err.code.0));
+            response.output.translation_result.result = TranslateGvaResult::with_code(err.code);
             page.set_error_fmt(format_args!(
                 "translating GVA {:#x}: {err}",
                 request.gvn.wrapping_mul(PAGE_SIZE)

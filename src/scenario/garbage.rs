@@ -180,10 +180,12 @@ fn write_garbage(page: &mut CommandPage, kind: Kind, seed: u64, what: &mut Descr
                     let vtl = rng.next() as u8;
                     let ok = vtl & 0xE0 == 0 && (vtl & 0x10 == 0 || vtl & 0x0F == 0);
                     if !ok {
-                        break HvInputVtl(vtl);
+                        break HvInputVtl::from_bits(vtl);
                     }
                 },
-                _ => HvInputVtl(0x10 | (1 + rng.below(15) as u8) | (rng.next() as u8 & 0xE0)),
+                _ => HvInputVtl::from_bits(
+                    0x10 | (1 + rng.below(15) as u8) | (rng.next() as u8 & 0xE0),
+                ),
             };
             let bad = (kind == Kind::UnknownName).then(|| rng.below(count as u64) as usize);
             let mut list = [HvRegisterAssoc::new(Name::Rax, 0u64); MAX_REGISTERS_PER_REQUEST];
@@ -213,7 +215,7 @@ fn write_garbage(page: &mut CommandPage, kind: Kind, seed: u64, what: &mut Descr
                     let _ = write!(
                         what,
                         "{verb} of {count} registers for VTL byte {:#x}",
-                        vtl.0
+                        vtl.into_bits()
                     );
                 }
             }

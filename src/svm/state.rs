@@ -28,28 +28,12 @@
 //! short from EXITINTINFO back to EVENTINJ, so EVENTINJ is the one place to
 //! look.
 
-use crate::abi::CpuContextX64;
+use crate::abi::{CpuContextX64, HvX64InterruptStateRegister, HvX64PendingInterruptionRegister};
 use crate::vp::VpState;
 
-use super::vmcb::{event, Vmcb, VmcbSegment, EFER_SVME, INTERRUPT_SHADOW};
+use super::vmcb::{EventInjection, EventType, Vmcb, VmcbSegment, EFER_SVME};
 
 // === Pending interruption ↔ EVENTINJ ===
-
-/// `HvRegisterPendingInterruption` bit 0: an interruption is pending.
-pub const PENDING_INTERRUPTION_PENDING: u64 = 1 << 0;
-/// Bits 1–3: the interruption type (0 interrupt, 2 NMI, 3 exception, 4
-/// software interrupt, 5 privileged software exception, 6 software
-/// exception).
-pub const PENDING_INTERRUPTION_TYPE_SHIFT: u32 = 1;
-/// Bit 4: deliver the error code.
-pub const PENDING_INTERRUPTION_DELIVER_ERROR_CODE: u64 = 1 << 4;
-/// Bits 16–31: the vector.
-pub const PENDING_INTERRUPTION_VECTOR_SHIFT: u32 = 16;
-/// Bits 32–63: the error code.
-pub const PENDING_INTERRUPTION_ERROR_CODE_SHIFT: u32 = 32;
-
-/// `HvRegisterInterruptState` bit 0: interrupt shadow.
-pub const INTERRUPT_STATE_SHADOW: u64 = 1 << 0;
 
 /// The EVENTINJ value for a Hyper-V pending interruption (0 if none is
 /// pending).
@@ -61,39 +45,49 @@ pub const INTERRUPT_STATE_SHADOW: u64 = 1 << 0;
 /// instruction length and "nested event" bits have no EVENTINJ field and are
 /// dropped, and only the low 8 bits of the vector are kept.
 pub const fn eventinj_from_pending(pending: u64) -> u64 {
-    if pending & PENDING_INTERRUPTION_PENDING == 0 {
+    let pending = HvX64PendingInterruptionRegister::from_bits(pending);
+    if !pending.interruption_pending() {
         return 0;
     }
-    let typ = match (pending >> PENDING_INTERRUPTION_TYPE_SHIFT) & 0x7 {
-        0 => event::TYPE_INTR,
-        2 => event::TYPE_NMI,
-        4 => event::TYPE_SOFTWARE_INT,
-        _ => event::TYPE_EXCEPTION,
+    let event_type = match pending.interruption_type() {
+        0 => EventType::INTR,
+        2 => EventType::NMI,
+        4 => EventType::SOFTWARE_INT,
+        _ => EventType::EXCEPTION,
     };
-    let vector = (pending >> PENDING_INTERRUPTION_VECTOR_SHIFT) & event::VECTOR_MASK;
-    let mut value = event::VALID | (typ << event::TYPE_SHIFT) | vector;
-    if pending & PENDING_INTERRUPTION_DELIVER_ERROR_CODE != 0 {
-        // The error code is in bits 32–63 in both formats.
-        value |= event::ERROR_CODE_VALID | (pending & 0xFFFF_FFFF_0000_0000);
-    }
-    value
+    let deliver_error_code = pending.deliver_error_code();
+    EventInjection::new()
+        .with_valid(true)
+        .with_event_type(event_type)
+        .with_vector(pending.interruption_vector() as u8)
+        .with_error_code_valid(deliver_error_code)
+        .with_error_code(if deliver_error_code {
+            pending.error_code()
+        } else {
+            0
+        })
+        .into_bits()
 }
 
 /// The Hyper-V pending interruption for an EVENTINJ or EXITINTINFO value
 /// (0 if its valid bit is clear).
 pub const fn pending_from_eventinj(eventinj: u64) -> u64 {
-    if eventinj & event::VALID == 0 {
+    let event = EventInjection::from_bits(eventinj);
+    if !event.valid() {
         return 0;
     }
-    let typ = (eventinj & event::TYPE_MASK) >> event::TYPE_SHIFT;
-    let vector = eventinj & event::VECTOR_MASK;
-    let mut value = PENDING_INTERRUPTION_PENDING
-        | (typ << PENDING_INTERRUPTION_TYPE_SHIFT)
-        | (vector << PENDING_INTERRUPTION_VECTOR_SHIFT);
-    if eventinj & event::ERROR_CODE_VALID != 0 {
-        value |= PENDING_INTERRUPTION_DELIVER_ERROR_CODE | (eventinj & 0xFFFF_FFFF_0000_0000);
-    }
-    value
+    let error_code_valid = event.error_code_valid();
+    HvX64PendingInterruptionRegister::new()
+        .with_interruption_pending(true)
+        .with_interruption_type(event.event_type().into_bits())
+        .with_interruption_vector(event.vector() as u16)
+        .with_deliver_error_code(error_code_valid)
+        .with_error_code(if error_code_valid {
+            event.error_code()
+        } else {
+            0
+        })
+        .into_bits()
 }
 
 // === impl Vmcb: state ===
@@ -135,7 +129,9 @@ impl Vmcb {
         save.idtr = VmcbSegment::from_table(state.idtr);
         save.cpl = save.implied_cpl();
         self.set_cr8(state.cr8);
-        self.set_interrupt_shadow(state.interrupt_state & INTERRUPT_STATE_SHADOW != 0);
+        self.set_interrupt_shadow(
+            HvX64InterruptStateRegister::from_bits(state.interrupt_state).interrupt_shadow(),
+        );
         self.control.event_inj = eventinj_from_pending(state.pending_interruption);
     }
 
@@ -173,8 +169,9 @@ impl Vmcb {
         state.gdtr = save.gdtr.to_table();
         state.idtr = save.idtr.to_table();
         state.cr8 = self.cr8();
-        state.interrupt_state =
-            (state.interrupt_state & !INTERRUPT_STATE_SHADOW) | u64::from(self.interrupt_shadow());
+        state.interrupt_state = HvX64InterruptStateRegister::from_bits(state.interrupt_state)
+            .with_interrupt_shadow(self.interrupt_shadow())
+            .into_bits();
         state.pending_interruption = pending_from_eventinj(self.control.event_inj);
     }
 
@@ -194,13 +191,12 @@ impl Vmcb {
 
     /// Whether the guest is in an interrupt shadow.
     pub const fn interrupt_shadow(&self) -> bool {
-        self.control.interrupt_shadow & INTERRUPT_SHADOW != 0
+        self.control.interrupt_shadow.interrupt_shadow()
     }
 
     /// Sets or clears the guest's interrupt shadow.
     pub fn set_interrupt_shadow(&mut self, shadow: bool) {
-        let bits = &mut self.control.interrupt_shadow;
-        *bits = (*bits & !INTERRUPT_SHADOW) | if shadow { INTERRUPT_SHADOW } else { 0 };
+        self.control.interrupt_shadow.set_interrupt_shadow(shadow);
     }
 }
 
@@ -208,7 +204,7 @@ impl Vmcb {
 mod tests {
     use super::*;
     use crate::abi::{HvX64SegmentRegister, HvX64TableRegister};
-    use crate::svm::vmcb::V_INTR_MASKING;
+    use crate::svm::vmcb::VirtualInterruptControl;
     use x86_64::registers::control::Cr0Flags;
     use zerocopy::FromZeros;
 
@@ -261,11 +257,8 @@ mod tests {
                 limit: 0x37,
                 base: 0x4000,
             },
-            pending_interruption: PENDING_INTERRUPTION_PENDING
-                | (3 << PENDING_INTERRUPTION_TYPE_SHIFT)
-                | PENDING_INTERRUPTION_DELIVER_ERROR_CODE
-                | (14 << PENDING_INTERRUPTION_VECTOR_SHIFT)
-                | (0x6 << PENDING_INTERRUPTION_ERROR_CODE_SHIFT),
+            // A #PF (type 3, vector 14) with error code 6.
+            pending_interruption: 0x6_000E_0017,
             interrupt_state: 0x3,
             ..VpState::reset()
         }
@@ -275,13 +268,13 @@ mod tests {
     fn state_round_trips_through_the_vmcb() {
         let state = sample_state();
         let mut vmcb = Vmcb::new_zeroed();
-        vmcb.control.v_intr = V_INTR_MASKING;
+        vmcb.control.v_intr = VirtualInterruptControl::new().with_v_intr_masking(true);
         vmcb.load_state(&state);
         assert_eq!(vmcb.save.efer, 0x500 | EFER_SVME);
-        assert_eq!(vmcb.save.cs.attrib, 0x0A9B);
+        assert_eq!(vmcb.save.cs.attrib.into_bits(), 0x0A9B);
         assert_eq!(vmcb.save.cpl, 3);
         assert_eq!(vmcb.cr8(), 7);
-        assert_eq!(vmcb.control.v_intr & V_INTR_MASKING, V_INTR_MASKING);
+        assert!(vmcb.control.v_intr.v_intr_masking());
         assert!(vmcb.interrupt_shadow());
         assert_eq!(vmcb.control.event_inj, 0x6_8000_0B0E);
 
@@ -302,7 +295,7 @@ mod tests {
         vmcb.load_state(&VpState::reset());
         assert_eq!(vmcb.save.cpl, 0);
         assert_eq!(vmcb.save.cs.base, 0xFFFF_0000);
-        assert_eq!(vmcb.save.cs.attrib, 0x9B);
+        assert_eq!(vmcb.save.cs.attrib.into_bits(), 0x9B);
         assert_eq!(vmcb.save.efer, EFER_SVME);
         assert_eq!(vmcb.control.event_inj, 0);
         assert_eq!(vmcb.save.cr0 & Cr0Flags::PROTECTED_MODE_ENABLE.bits(), 0);
@@ -323,24 +316,29 @@ mod tests {
 
     #[test]
     fn pending_interruption_converts_both_ways() {
-        let pending = |typ: u64, vector: u64, error: Option<u32>| {
-            let mut value = PENDING_INTERRUPTION_PENDING
-                | (typ << PENDING_INTERRUPTION_TYPE_SHIFT)
-                | (vector << PENDING_INTERRUPTION_VECTOR_SHIFT);
-            if let Some(code) = error {
-                value |= PENDING_INTERRUPTION_DELIVER_ERROR_CODE | (u64::from(code) << 32);
-            }
-            value
+        let pending = |typ: u8, vector: u16, error: Option<u32>| {
+            HvX64PendingInterruptionRegister::new()
+                .with_interruption_pending(true)
+                .with_interruption_type(typ)
+                .with_interruption_vector(vector)
+                .with_deliver_error_code(error.is_some())
+                .with_error_code(error.unwrap_or(0))
+                .into_bits()
         };
+        // EVENTINJ: valid (bit 31), error code valid (bit 11), type (bits
+        // 8–10), vector (bits 0–7), error code (bits 32–63).
+        const VALID: u64 = 1 << 31;
+        const ERROR_CODE_VALID: u64 = 1 << 11;
+        assert_eq!(pending(3, 14, Some(6)), 0x6_000E_0017);
         // (Hyper-V, EVENTINJ) pairs that convert exactly.
         let cases = [
-            (pending(0, 0x30, None), event::VALID | 0x30),
-            (pending(2, 2, None), event::VALID | (2 << 8) | 2),
+            (pending(0, 0x30, None), VALID | 0x30),
+            (pending(2, 2, None), VALID | (2 << 8) | 2),
             (
                 pending(3, 13, Some(0x18)),
-                event::VALID | event::ERROR_CODE_VALID | (3 << 8) | 13 | (0x18 << 32),
+                VALID | ERROR_CODE_VALID | (3 << 8) | 13 | (0x18 << 32),
             ),
-            (pending(4, 0x80, None), event::VALID | (4 << 8) | 0x80),
+            (pending(4, 0x80, None), VALID | (4 << 8) | 0x80),
             (0, 0),
         ];
         for (hv, svm) in cases {
@@ -350,7 +348,7 @@ mod tests {
         // A software exception (INT3) is injected as an exception.
         assert_eq!(
             eventinj_from_pending(pending(6, 3, None)),
-            event::VALID | (3 << 8) | 3
+            VALID | (3 << 8) | 3
         );
         // Not pending: nothing, whatever the other bits say.
         assert_eq!(eventinj_from_pending(pending(3, 14, Some(1)) & !1), 0);
