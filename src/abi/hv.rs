@@ -344,22 +344,14 @@ pub struct HvX64SegmentRegister {
 }
 
 impl HvX64SegmentRegister {
-    /// The register's 16 bytes as a little-endian u128.
+    /// The register's 16 bytes as a (little-endian) u128.
     pub const fn to_u128(self) -> u128 {
-        self.base as u128
-            | (self.limit as u128) << 64
-            | (self.selector as u128) << 96
-            | (self.attributes as u128) << 112
+        zerocopy::transmute!(self)
     }
 
-    /// The register stored in a little-endian u128.
+    /// The register stored in a (little-endian) u128.
     pub const fn from_u128(value: u128) -> Self {
-        Self {
-            base: value as u64,
-            limit: (value >> 64) as u32,
-            selector: (value >> 96) as u16,
-            attributes: (value >> 112) as u16,
-        }
+        zerocopy::transmute!(value)
     }
 }
 
@@ -379,22 +371,14 @@ pub struct HvX64TableRegister {
 }
 
 impl HvX64TableRegister {
-    /// The register's 16 bytes as a little-endian u128.
+    /// The register's 16 bytes as a (little-endian) u128.
     pub const fn to_u128(self) -> u128 {
-        (self.pad[0] as u128)
-            | (self.pad[1] as u128) << 16
-            | (self.pad[2] as u128) << 32
-            | (self.limit as u128) << 48
-            | (self.base as u128) << 64
+        zerocopy::transmute!(self)
     }
 
-    /// The register stored in a little-endian u128.
+    /// The register stored in a (little-endian) u128.
     pub const fn from_u128(value: u128) -> Self {
-        Self {
-            pad: [value as u16, (value >> 16) as u16, (value >> 32) as u16],
-            limit: (value >> 48) as u16,
-            base: (value >> 64) as u64,
-        }
+        zerocopy::transmute!(value)
     }
 }
 
