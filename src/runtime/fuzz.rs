@@ -19,6 +19,8 @@
 //!   message saying what was wrong; a valid one with `has_error == 0`;
 //! - a valid GET returns exactly what the shadow holds (the values earlier
 //!   SETs stored), and writes nothing but the values and the status;
+//! - every GET or SET with a readable count ends with status SUCCESS, or
+//!   INVALID_PARAMETER for a bad VTL or an unknown name;
 //! - a SET with any fault (too many registers, a bad VTL, one unknown name)
 //!   changes no register: `VpState` and `cpu_context` compare equal before
 //!   and after; a valid SET changes the registers it names and nothing
@@ -392,8 +394,8 @@ struct RegisterEffect {
     count: usize,
     /// GET: slots `..filled` get their value.
     filled: usize,
-    /// The status the header must end with, if the model pins it.
-    status: Option<u16>,
+    /// The status the header must end with.
+    status: u16,
 }
 
 /// Per-kind counters, to show the generator reaches every path.
@@ -432,12 +434,11 @@ fn expect(request: &Request, command: SidecarCommand, shadow: &Shadow, memory: &
             let vtl = request[VTL];
             let unknown = (0..count).find(|&i| !is_supported(Name(u32_at(request, slot(i)))));
             let vtl_ok = vtl_is_valid(vtl);
-            let status = match (unknown, vtl_ok) {
-                (None, true) => Some(HV_STATUS_SUCCESS),
-                (Some(_), _) => Some(HV_STATUS_INVALID_PARAMETER),
-                // A GET with a bad VTL still reads SUCCESS; the model does
-                // not pin it either way.
-                (None, false) => None,
+            // A bad VTL or an unknown name fails the request, GET or SET.
+            let status = if unknown.is_none() && vtl_ok {
+                HV_STATUS_SUCCESS
+            } else {
+                HV_STATUS_INVALID_PARAMETER
             };
             let effect = RegisterEffect {
                 get,
@@ -1044,9 +1045,12 @@ impl Fuzzer {
         after: &Request,
         where_: &dyn Fn() -> String,
     ) {
-        if let Some(status) = effect.status {
-            assert_eq!(u16_at(after, STATUS), status, "header status: {}", where_());
-        }
+        assert_eq!(
+            u16_at(after, STATUS),
+            effect.status,
+            "header status: {}",
+            where_()
+        );
         let mut expected = *request;
         expected[STATUS..STATUS + 2].copy_from_slice(&after[STATUS..STATUS + 2]);
         if effect.get {
