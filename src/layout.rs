@@ -12,8 +12,8 @@
 //! [`NodeRegion`] computes that layout; it is pure arithmetic, tested on the
 //! host.
 
-/// Size of a page.
-pub const PAGE_SIZE: u64 = 4096;
+pub use crate::arch::x86_64::paging::PAGE_SIZE;
+use crate::arch::x86_64::paging::{ENTRIES_PER_TABLE, LARGE_PAGE_SIZE};
 
 /// Base of the per-CPU window: the start of the second PML4 slot (512 GiB),
 /// far from the identity-mapped low memory the kernel image lives in.
@@ -24,8 +24,9 @@ pub const WINDOW_BASE: u64 = 512 << 30;
 /// same shared tables map it on every CPU, as all VPs share one VM.
 pub const GUEST_WINDOW_BASE: u64 = 1 << 40;
 
-/// The most guest memory the window maps (one page directory of 2 MiB pages).
-pub const MAX_GUEST_MEMORY: u64 = 1 << 30;
+/// The most guest memory a VM has: what one page directory of 2 MiB pages
+/// maps (1 GiB), both in the guest window and in the nested page tables.
+pub const MAX_GUEST_MEMORY: u64 = ENTRIES_PER_TABLE as u64 * LARGE_PAGE_SIZE;
 
 /// The pages of the per-CPU window, by page index from [`WINDOW_BASE`].
 /// Unlisted indexes are unmapped: they are the guard pages.
@@ -68,7 +69,7 @@ pub mod window {
 pub const STACK_PAGES: u64 = 4;
 
 // The whole window fits in one page table (2 MiB).
-const _: () = assert!(window::STACK + STACK_PAGES <= 512);
+const _: () = assert!(window::STACK + STACK_PAGES <= ENTRIES_PER_TABLE as u64);
 
 /// Pages per CPU shared with the main kernel: the command page and the
 /// register page.

@@ -10,7 +10,10 @@
 
 use core::fmt;
 
-use super::{named_consts, Pod};
+use bitfield_struct::bitfield;
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
+
+use super::named_consts;
 
 // === Status and VTL ===
 
@@ -51,27 +54,36 @@ impl HvStatus {
     }
 }
 
-/// The target VTL of a register request (`HV_INPUT_VTL`): bits 0–3 the VTL,
-/// bit 4 (0x10) "use the target VTL"; zero means the VTL the VP runs in.
-#[repr(transparent)]
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct HvInputVtl(pub u8);
+/// The target VTL of a register request (`HV_INPUT_VTL`): zero means the
+/// VTL the VP runs in.
+#[bitfield(u8, debug = false)]
+#[derive(PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct HvInputVtl {
+    /// Bits 0–3: the target VTL, if `use_target_vtl` is set.
+    #[bits(4)]
+    pub target_vtl_value: u8,
+    /// Bit 4: the request names its VTL in `target_vtl_value`.
+    pub use_target_vtl: bool,
+    /// Bits 5–7: reserved, zero.
+    #[bits(3)]
+    pub reserved: u8,
+}
 
 impl HvInputVtl {
     /// The VTL the VP is currently running in.
-    pub const CURRENT_VTL: Self = Self(0);
-    /// Bit 4: the low bits name the target VTL.
-    pub const USE_TARGET_VTL: u8 = 0x10;
+    pub const CURRENT_VTL: Self = Self::new();
 
     /// Targets VTL `vtl` (only its low 4 bits are used).
     pub const fn target(vtl: u8) -> Self {
-        Self(Self::USE_TARGET_VTL | (vtl & 0xF))
+        Self::new()
+            .with_use_target_vtl(true)
+            .with_target_vtl_value(vtl & 0xF)
     }
 
     /// The explicit target VTL, or `None` for the current VTL.
     pub const fn target_vtl(self) -> Option<u8> {
-        if self.0 & Self::USE_TARGET_VTL != 0 {
-            Some(self.0 & 0xF)
+        if self.use_target_vtl() {
+            Some(self.target_vtl_value())
         } else {
             None
         }
@@ -192,9 +204,52 @@ named_consts! {
     }
 }
 
+/// The value of `HvRegisterPendingInterruption`
+/// (`HV_X64_PENDING_INTERRUPTION_REGISTER`): an event to deliver at the VP's
+/// next entry.
+#[bitfield(u64)]
+#[derive(PartialEq, Eq, Hash)]
+pub struct HvX64PendingInterruptionRegister {
+    /// Bit 0: an interruption is pending.
+    pub interruption_pending: bool,
+    /// Bits 1–3: the type (0 interrupt, 2 NMI, 3 exception, 4 software
+    /// interrupt, 5 privileged software exception, 6 software exception).
+    #[bits(3)]
+    pub interruption_type: u8,
+    /// Bit 4: deliver `error_code`.
+    pub deliver_error_code: bool,
+    /// Bits 5–8: the instruction length (software interrupts and
+    /// exceptions).
+    #[bits(4)]
+    pub instruction_length: u8,
+    /// Bit 9: a nested event.
+    pub nested_event: bool,
+    #[bits(6)]
+    __: u8,
+    /// Bits 16–31: the vector.
+    pub interruption_vector: u16,
+    /// Bits 32–63: the error code.
+    pub error_code: u32,
+}
+
+/// The value of `HvRegisterInterruptState`
+/// (`HV_X64_INTERRUPT_STATE_REGISTER`).
+#[bitfield(u64)]
+#[derive(PartialEq, Eq, Hash)]
+pub struct HvX64InterruptStateRegister {
+    /// Bit 0: in an interrupt shadow (right after STI or MOV SS).
+    pub interrupt_shadow: bool,
+    /// Bit 1: NMIs are masked.
+    pub nmi_masked: bool,
+    #[bits(62)]
+    __: u64,
+}
+
 /// A register value: 16 bytes, interpreted according to the register name.
 #[repr(C, align(16))]
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvRegisterValue(pub u128);
 
 impl HvRegisterValue {
@@ -247,7 +302,9 @@ impl fmt::Debug for HvRegisterValue {
 /// One register of a GET/SET_VP_REGISTERS request (`HV_REGISTER_ASSOC`):
 /// name u32 @0, padding @4:12, value u128 @16; 32 bytes, align 16.
 #[repr(C, align(16))]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvRegisterAssoc {
     /// Which register.
     pub name: HvX64RegisterName,
@@ -271,7 +328,9 @@ impl HvRegisterAssoc {
 /// A segment register's value (`HV_X64_SEGMENT_REGISTER`): base u64 @0,
 /// limit u32 @8, selector u16 @12, attributes u16 @14.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64SegmentRegister {
     /// The segment base.
     pub base: u64,
@@ -285,29 +344,23 @@ pub struct HvX64SegmentRegister {
 }
 
 impl HvX64SegmentRegister {
-    /// The register's 16 bytes as a little-endian u128.
+    /// The register's 16 bytes as a (little-endian) u128.
     pub const fn to_u128(self) -> u128 {
-        self.base as u128
-            | (self.limit as u128) << 64
-            | (self.selector as u128) << 96
-            | (self.attributes as u128) << 112
+        zerocopy::transmute!(self)
     }
 
-    /// The register stored in a little-endian u128.
+    /// The register stored in a (little-endian) u128.
     pub const fn from_u128(value: u128) -> Self {
-        Self {
-            base: value as u64,
-            limit: (value >> 64) as u32,
-            selector: (value >> 96) as u16,
-            attributes: (value >> 112) as u16,
-        }
+        zerocopy::transmute!(value)
     }
 }
 
 /// A table register's value (`HV_X64_TABLE_REGISTER`, for GDTR and IDTR):
 /// padding @0:6, limit u16 @6, base u64 @8.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64TableRegister {
     /// Padding, zero.
     pub pad: [u16; 3],
@@ -318,22 +371,14 @@ pub struct HvX64TableRegister {
 }
 
 impl HvX64TableRegister {
-    /// The register's 16 bytes as a little-endian u128.
+    /// The register's 16 bytes as a (little-endian) u128.
     pub const fn to_u128(self) -> u128 {
-        (self.pad[0] as u128)
-            | (self.pad[1] as u128) << 16
-            | (self.pad[2] as u128) << 32
-            | (self.limit as u128) << 48
-            | (self.base as u128) << 64
+        zerocopy::transmute!(self)
     }
 
-    /// The register stored in a little-endian u128.
+    /// The register stored in a (little-endian) u128.
     pub const fn from_u128(value: u128) -> Self {
-        Self {
-            pad: [value as u16, (value >> 16) as u16, (value >> 32) as u16],
-            limit: (value >> 48) as u16,
-            base: (value >> 64) as u64,
-        }
+        zerocopy::transmute!(value)
     }
 }
 
@@ -342,7 +387,9 @@ impl HvX64TableRegister {
 /// The control flags of TRANSLATE_GVA (`HV_TRANSLATE_GVA_CONTROL_FLAGS`): what
 /// access to validate and how.
 #[repr(transparent)]
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct TranslateGvaControlFlagsX64(pub u64);
 
 impl TranslateGvaControlFlagsX64 {
@@ -410,36 +457,26 @@ named_consts! {
     }
 }
 
-/// The result word of a translation (`HV_TRANSLATE_GVA_RESULT`): the result
-/// code in bits 0–31, the cache type in bits 32–39, "overlay page" in bit 40.
-#[repr(transparent)]
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct TranslateGvaResult(pub u64);
-
-impl TranslateGvaResult {
-    /// Bits 0–31.
-    pub const fn result_code(self) -> TranslateGvaResultCode {
-        TranslateGvaResultCode(self.0 as u32)
-    }
-
+/// The result word of a translation (`HV_TRANSLATE_GVA_RESULT`).
+#[bitfield(u64)]
+#[derive(PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct TranslateGvaResult {
+    /// Bits 0–31: success, or why the translation failed.
+    #[bits(32)]
+    pub result_code: TranslateGvaResultCode,
     /// Bits 32–39: the memory type of the page.
-    pub const fn cache_type(self) -> u8 {
-        (self.0 >> 32) as u8
-    }
-
+    pub cache_type: u8,
     /// Bit 40: the GPA is an overlay page.
-    pub const fn overlay_page(self) -> bool {
-        self.0 & (1 << 40) != 0
-    }
+    pub overlay_page: bool,
+    /// Bits 41–63: reserved.
+    #[bits(23)]
+    __: u32,
 }
 
-impl fmt::Debug for TranslateGvaResult {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TranslateGvaResult")
-            .field("result_code", &self.result_code())
-            .field("cache_type", &self.cache_type())
-            .field("overlay_page", &self.overlay_page())
-            .finish()
+impl TranslateGvaResult {
+    /// A result with only its code set.
+    pub const fn with_code(code: TranslateGvaResultCode) -> Self {
+        Self::new().with_result_code(code)
     }
 }
 
@@ -447,7 +484,9 @@ impl fmt::Debug for TranslateGvaResult {
 /// reserved @8, event_info @16:32 (`HV_X64_PENDING_EVENT`, the event to inject
 /// when the translation failed), 48 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct TranslateGvaResultExX64 {
     /// The result code and flags.
     pub result: TranslateGvaResult,
@@ -460,7 +499,9 @@ pub struct TranslateGvaResultExX64 {
 /// The output of TranslateVirtualAddressEx: translation_result @0:48,
 /// gpa_page @48, reserved @56; 64 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct TranslateVirtualAddressExOutputX64 {
     /// The result.
     pub translation_result: TranslateGvaResultExX64,
@@ -497,26 +538,23 @@ named_consts! {
     }
 }
 
-/// A message's flags byte: bit 0 "message pending" (another message is
-/// queued behind this one).
-#[repr(transparent)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct HvMessageFlags(pub u8);
-
-impl HvMessageFlags {
-    /// Bit 0.
-    pub const MESSAGE_PENDING: u8 = 0x1;
-
-    /// Whether another message is pending.
-    pub const fn message_pending(self) -> bool {
-        self.0 & Self::MESSAGE_PENDING != 0
-    }
+/// A message's flags byte (`HV_MESSAGE_FLAGS`).
+#[bitfield(u8)]
+#[derive(PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct HvMessageFlags {
+    /// Bit 0: another message is queued behind this one.
+    pub message_pending: bool,
+    /// Bits 1–7: reserved.
+    #[bits(7)]
+    __: u8,
 }
 
 /// A message header (`HV_MESSAGE_HEADER`): type u32 @0, payload size u8 @4,
 /// flags u8 @5, reserved u16 @6, id u64 @8; 16 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvMessageHeader {
     /// The message type.
     pub typ: HvMessageType,
@@ -537,7 +575,7 @@ pub const HV_MESSAGE_PAYLOAD_SIZE: usize = 240;
 /// bytes, align 16. The sidecar CPU copies the intercept message here when a
 /// VP exits for an intercept.
 #[repr(C, align(16))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct HvMessage {
     /// The header.
     pub header: HvMessageHeader,
@@ -547,21 +585,21 @@ pub struct HvMessage {
 
 impl Default for HvMessage {
     fn default() -> Self {
-        super::zeroed()
+        Self::new_zeroed()
     }
 }
 
 impl HvMessage {
     /// A message of type `typ` carrying `payload`.
-    pub fn new<T: Pod>(typ: HvMessageType, id: u64, payload: &T) -> Self {
+    pub fn new<T: IntoBytes + Immutable>(typ: HvMessageType, id: u64, payload: &T) -> Self {
         const { assert!(size_of::<T>() <= HV_MESSAGE_PAYLOAD_SIZE) };
-        let bytes = super::bytes_of(payload);
+        let bytes = payload.as_bytes();
         let mut message = Self {
             header: HvMessageHeader {
                 typ,
                 // At most 240 (checked above), so the cast is lossless.
                 len: bytes.len() as u8,
-                flags: HvMessageFlags(0),
+                flags: HvMessageFlags::new(),
                 rsvd: 0,
                 id,
             },
@@ -580,34 +618,31 @@ impl HvMessage {
     /// The payload viewed as `T` (for example
     /// [`HvX64IoPortInterceptMessage`] when `header.typ` says so). Any bytes
     /// are a valid `T`; check the type first to get a meaningful one.
-    pub fn payload_as<T: Pod>(&self) -> &T {
-        const {
-            assert!(size_of::<T>() <= HV_MESSAGE_PAYLOAD_SIZE);
-            // The payload is at offset 16 of a 16-aligned struct.
-            assert!(align_of::<T>() <= 16);
-        };
-        let ptr = self.payload_buffer.as_ptr().cast::<T>();
-        // SAFETY: the payload starts 16 bytes into a 16-byte-aligned
-        // `HvMessage`, so `ptr` is aligned for any `T` of alignment ≤ 16; `T`
-        // fits in the 240-byte buffer (both checked at compile time above);
-        // `T: Pod` is valid for any bytes; the shared borrow of `self` keeps
-        // the bytes alive and unchanged for the returned lifetime.
-        unsafe { &*ptr }
+    pub fn payload_as<T: FromBytes + KnownLayout + Immutable>(&self) -> &T {
+        const { assert_fits_payload::<T>() };
+        match T::ref_from_prefix(&self.payload_buffer) {
+            Ok((payload, _)) => payload,
+            // The payload starts 16 bytes into a 16-aligned message and `T`
+            // fits its size and alignment (checked at compile time above).
+            Err(_) => unreachable!("payload types fit the payload buffer"),
+        }
     }
 
     /// The payload viewed as a mutable `T`; see [`HvMessage::payload_as`].
-    pub fn payload_as_mut<T: Pod>(&mut self) -> &mut T {
-        const {
-            assert!(size_of::<T>() <= HV_MESSAGE_PAYLOAD_SIZE);
-            assert!(align_of::<T>() <= 16);
-        };
-        let ptr = self.payload_buffer.as_mut_ptr().cast::<T>();
-        // SAFETY: as in `payload_as`: aligned, in bounds, any bytes are a
-        // valid `T`; the exclusive borrow of `self` makes the returned
-        // reference the only access path, and whatever `T` the caller writes
-        // leaves bytes that are valid for `[u8; 240]`.
-        unsafe { &mut *ptr }
+    pub fn payload_as_mut<T: FromBytes + IntoBytes + KnownLayout>(&mut self) -> &mut T {
+        const { assert_fits_payload::<T>() };
+        match T::mut_from_prefix(&mut self.payload_buffer) {
+            Ok((payload, _)) => payload,
+            Err(_) => unreachable!("payload types fit the payload buffer"),
+        }
     }
+}
+
+/// Compile-time check that a `T` fits the payload's size and alignment (it
+/// is at offset 16 of a 16-aligned message).
+const fn assert_fits_payload<T>() {
+    assert!(size_of::<T>() <= HV_MESSAGE_PAYLOAD_SIZE);
+    assert!(align_of::<T>() <= 16);
 }
 
 named_consts! {
@@ -623,48 +658,59 @@ named_consts! {
 }
 
 /// The VP's execution state at an intercept (`HV_X64_VP_EXECUTION_STATE`).
-#[repr(transparent)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct HvX64VpExecutionState(pub u16);
+#[bitfield(u16)]
+#[derive(PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct HvX64VpExecutionState {
+    /// Bits 0–1: the current privilege level.
+    #[bits(2)]
+    pub cpl: u8,
+    /// Bit 2: CR0.PE, protected mode.
+    pub cr0_pe: bool,
+    /// Bit 3: CR0.AM, alignment checks.
+    pub cr0_am: bool,
+    /// Bit 4: EFER.LMA, long mode active.
+    pub efer_lma: bool,
+    /// Bit 5: a debugger is active.
+    pub debug_active: bool,
+    /// Bit 6: an interruption was being delivered.
+    pub interruption_pending: bool,
+    /// Bits 7–10: the VTL the VP ran in.
+    #[bits(4)]
+    pub vtl: u8,
+    /// Bit 11: in an SGX enclave.
+    pub enclave_mode: bool,
+    /// Bit 12: in an interrupt shadow.
+    pub interrupt_shadow: bool,
+    /// Bit 13: a virtualization fault is being delivered.
+    pub virtualization_fault_active: bool,
+    /// Bits 14–15: reserved.
+    #[bits(2)]
+    __: u8,
+}
 
-impl HvX64VpExecutionState {
-    /// CR0.PE: protected mode.
-    pub const CR0_PE: u16 = 0x4;
-    /// EFER.LMA: long mode active.
-    pub const EFER_LMA: u16 = 0x10;
-    /// An interruption was being delivered.
-    pub const INTERRUPTION_PENDING: u16 = 0x40;
-
-    /// The current privilege level (bits 0–1).
-    pub const fn cpl(self) -> u8 {
-        (self.0 & 0x3) as u8
-    }
-
-    /// Whether CR0.PE is set.
-    pub const fn cr0_pe(self) -> bool {
-        self.0 & Self::CR0_PE != 0
-    }
-
-    /// Whether EFER.LMA is set.
-    pub const fn efer_lma(self) -> bool {
-        self.0 & Self::EFER_LMA != 0
-    }
-
-    /// Whether an interruption was pending.
-    pub const fn interruption_pending(self) -> bool {
-        self.0 & Self::INTERRUPTION_PENDING != 0
-    }
+/// An intercept's instruction length and CR8, packed in one byte.
+#[bitfield(u8)]
+#[derive(PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct HvX64InstructionLengthAndCr8 {
+    /// Bits 0–3: the intercepted instruction's length in bytes.
+    #[bits(4)]
+    pub instruction_length: u8,
+    /// Bits 4–7: CR8 (the task priority) at the exit.
+    #[bits(4)]
+    pub cr8: u8,
 }
 
 /// The header every x64 intercept payload starts with
 /// (`HV_X64_INTERCEPT_MESSAGE_HEADER`); 40 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64InterceptMessageHeader {
     /// The VP that exited.
     pub vp_index: u32,
-    /// The instruction length in bits 0–3, CR8 in bits 4–7.
-    pub instruction_length_and_cr8: u8,
+    /// The instruction length and CR8.
+    pub instruction_length_and_cr8: HvX64InstructionLengthAndCr8,
     /// The kind of access.
     pub intercept_access_type: HvInterceptAccessType,
     /// CPL, mode and pending-interruption bits.
@@ -678,47 +724,38 @@ pub struct HvX64InterceptMessageHeader {
 }
 
 impl HvX64InterceptMessageHeader {
-    /// The intercepted instruction's length in bytes (bits 0–3).
+    /// The intercepted instruction's length in bytes.
     pub const fn instruction_len(&self) -> u8 {
-        self.instruction_length_and_cr8 & 0xF
+        self.instruction_length_and_cr8.instruction_length()
     }
 
-    /// CR8 at the exit (bits 4–7).
+    /// CR8 at the exit.
     pub const fn cr8(&self) -> u8 {
-        self.instruction_length_and_cr8 >> 4
+        self.instruction_length_and_cr8.cr8()
     }
 }
 
 /// An I/O port access's size and kind (`HV_X64_IO_PORT_ACCESS_INFO`).
-#[repr(transparent)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct HvX64IoPortAccessInfo(pub u8);
-
-impl HvX64IoPortAccessInfo {
+#[bitfield(u8)]
+#[derive(PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct HvX64IoPortAccessInfo {
+    /// Bits 0–2: the access size in bytes (1, 2 or 4).
+    #[bits(3)]
+    pub access_size: u8,
     /// Bit 3: a string instruction (INS/OUTS).
-    pub const STRING_OP: u8 = 0x8;
+    pub string_op: bool,
     /// Bit 4: with a REP prefix.
-    pub const REP_PREFIX: u8 = 0x10;
-
-    /// The access size in bytes (bits 0–2: 1, 2 or 4).
-    pub const fn access_size(self) -> u8 {
-        self.0 & 0x7
-    }
-
-    /// Whether it is a string instruction.
-    pub const fn string_op(self) -> bool {
-        self.0 & Self::STRING_OP != 0
-    }
-
-    /// Whether it has a REP prefix.
-    pub const fn rep_prefix(self) -> bool {
-        self.0 & Self::REP_PREFIX != 0
-    }
+    pub rep_prefix: bool,
+    /// Bits 5–7: reserved.
+    #[bits(3)]
+    __: u8,
 }
 
 /// An I/O port intercept (`HV_X64_IO_PORT_INTERCEPT_MESSAGE`); 128 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64IoPortInterceptMessage {
     /// The common header; its access type says IN (read) or OUT (write).
     pub header: HvX64InterceptMessageHeader,
@@ -764,31 +801,28 @@ named_consts! {
 
 /// Which addresses of a memory intercept are valid
 /// (`HV_X64_MEMORY_ACCESS_INFO`).
-#[repr(transparent)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct HvX64MemoryAccessInfo(pub u8);
-
-impl HvX64MemoryAccessInfo {
+#[bitfield(u8)]
+#[derive(PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct HvX64MemoryAccessInfo {
     /// Bit 0: `guest_virtual_address` is valid.
-    pub const GVA_VALID: u8 = 0x1;
+    pub gva_valid: bool,
     /// Bit 1: the GVA→GPA translation is valid.
-    pub const GVA_GPA_VALID: u8 = 0x2;
-
-    /// Whether the GVA is valid.
-    pub const fn gva_valid(self) -> bool {
-        self.0 & Self::GVA_VALID != 0
-    }
-
-    /// Whether the GVA→GPA translation is valid.
-    pub const fn gva_gpa_valid(self) -> bool {
-        self.0 & Self::GVA_GPA_VALID != 0
-    }
+    pub gva_gpa_valid: bool,
+    /// Bit 2: a hypercall's output is pending.
+    pub hypercall_output_pending: bool,
+    /// Bit 3: the TLB is locked and no overlay applies.
+    pub tlb_locked_no_overlay: bool,
+    /// Bits 4–7: reserved.
+    #[bits(4)]
+    __: u8,
 }
 
 /// A memory intercept (unmapped GPA or GPA intercept,
 /// `HV_X64_MEMORY_INTERCEPT_MESSAGE`); 80 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64MemoryInterceptMessage {
     /// The common header; its access type says read, write or execute.
     pub header: HvX64InterceptMessageHeader,
@@ -812,7 +846,9 @@ pub struct HvX64MemoryInterceptMessage {
 
 /// An MSR intercept (`HV_X64_MSR_INTERCEPT_MESSAGE`); 64 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64MsrInterceptMessage {
     /// The common header; read for RDMSR, write for WRMSR.
     pub header: HvX64InterceptMessageHeader,
@@ -828,7 +864,9 @@ pub struct HvX64MsrInterceptMessage {
 
 /// A halt exit: the intercept header only; 40 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64HaltMessage {
     /// The common header.
     pub header: HvX64InterceptMessageHeader,
@@ -837,7 +875,9 @@ pub struct HvX64HaltMessage {
 /// An unrecoverable exception (triple fault): the intercept header only; 40
 /// bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvX64UnrecoverableExceptionMessage {
     /// The common header.
     pub header: HvX64InterceptMessageHeader,

@@ -57,9 +57,11 @@
 //! While a command runs, the driver may change `RUN` to `STOP` (a
 //! compare-exchange, since the CPU may finish at the same moment); `RUN_VP`
 //! then returns with [`RunVpResponse::intercept`] = 0. A CPU that finds
-//! `STOP` before starting still runs the command (as OpenHCL's sidecar does),
-//! since there is no generic way to report that it was cancelled before it
-//! ran.
+//! `STOP` before it took the command does not run a `RUN_VP`: it takes it
+//! and completes it with `intercept` = 0, as if it had been stopped at once.
+//! Any other command ignores the `STOP` and runs: it is short and ends by
+//! itself, and a `STOP` meant for a `RUN_VP` that raced with the driver's
+//! next command must not cancel that command.
 //!
 //! Nothing in the pages is trusted by the other side: every value read from
 //! a page is representable (the enumerations are newtypes, not Rust enums), so
@@ -72,6 +74,8 @@ mod tests;
 
 use core::fmt;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
 pub use hv::*;
 
@@ -88,11 +92,27 @@ macro_rules! named_consts {
         $(#[$meta])*
         #[repr(transparent)]
         #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(
+            zerocopy::FromBytes,
+            zerocopy::IntoBytes,
+            zerocopy::Immutable,
+            zerocopy::KnownLayout,
+        )]
         pub struct $name(pub $repr);
 
         #[allow(non_upper_case_globals)]
         impl $name {
             $( $(#[$const_meta])* pub const $const_name: Self = Self($value); )*
+
+            /// The value of the raw integer `bits` (for bitfields that hold one).
+            pub const fn from_bits(bits: $repr) -> Self {
+                Self(bits)
+            }
+
+            /// The raw integer.
+            pub const fn into_bits(self) -> $repr {
+                self.0
+            }
 
             /// The name of the constant with this value, or `None` for a value
             /// this crate does not name.
@@ -110,64 +130,20 @@ macro_rules! named_consts {
                 }
             }
         }
-
-        // SAFETY: a `repr(transparent)` newtype over an integer: no padding,
-        // and every bit pattern is a valid value.
-        unsafe impl $crate::abi::Pod for $name {}
     };
 }
-use named_consts;
+pub(crate) use named_consts;
 
 // === Plain old data ===
-
-/// Types that may be viewed as, and built from, raw page bytes.
-///
-/// # Safety
-///
-/// Implement only for `repr(C)` or `repr(transparent)` types that have no
-/// implicit padding and contain only integers and arrays or structs of
-/// `Pod` types (no `bool`, `char`, enum, reference, pointer or atomic), so
-/// that every bit pattern is a valid value and every byte of a value is
-/// initialised.
-pub unsafe trait Pod: Sized + 'static {}
-
-/// An all-zero `T`.
-pub fn zeroed<T: Pod>() -> T {
-    // SAFETY: `T: Pod` is valid for every bit pattern, all zeros included.
-    unsafe { core::mem::zeroed() }
-}
-
-/// The bytes of `value`.
-pub fn bytes_of<T: Pod>(value: &T) -> &[u8] {
-    // SAFETY: `T: Pod` has no padding, so all `size_of::<T>()` bytes behind
-    // the reference are initialised; u8 has alignment 1; the shared borrow
-    // keeps them alive and unchanged for the returned lifetime.
-    unsafe { core::slice::from_raw_parts(core::ptr::from_ref(value).cast::<u8>(), size_of::<T>()) }
-}
-
-/// The bytes of `value`, writable.
-pub fn bytes_of_mut<T: Pod>(value: &mut T) -> &mut [u8] {
-    // SAFETY: as in `bytes_of`; in addition, `T: Pod` is valid for any bytes
-    // the caller writes, and the exclusive borrow makes the slice the only
-    // access path for its lifetime.
-    unsafe {
-        core::slice::from_raw_parts_mut(core::ptr::from_mut(value).cast::<u8>(), size_of::<T>())
-    }
-}
-
-/// A copy of the `T` at the start of `bytes`, or `None` if `bytes` is too
-/// short. `bytes` need not be aligned.
-pub fn read_from_prefix<T: Pod>(bytes: &[u8]) -> Option<T> {
-    let bytes = bytes.get(..size_of::<T>())?;
-    // SAFETY: `bytes` holds `size_of::<T>()` initialised bytes;
-    // `read_unaligned` needs no alignment; `T: Pod` is valid for any bytes.
-    Some(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
-}
+//
+// Every type a page holds as plain data derives zerocopy's `FromBytes` (any
+// bytes are a valid value: the other side of the page could have written
+// anything), `IntoBytes` (no padding: every byte is initialised), `Immutable`
+// and `KnownLayout`. zerocopy checks those claims at compile time, so the
+// views below (`CommandPage::request`, `HvMessage::payload_as`, …) need no
+// `unsafe`.
 
 // === Control page ===
-
-/// The size of every shared page.
-pub const PAGE_SIZE: usize = 4096;
 
 /// How many CPUs one control page can describe.
 pub const MAX_CPUS_PER_NODE: usize = 4032;
@@ -375,7 +351,7 @@ pub const REQUEST_DATA_SIZE: usize = REQUEST_DATA_LEN * size_of::<u128>();
 /// Owned by the driver while the CPU's status is `IDLE`, by the sidecar CPU
 /// while it is `RUN` or `STOP` (see the module docs).
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct CommandPage {
     /// The command to run (driver); reset to `NONE` when taken (CPU).
     pub command: SidecarCommand,
@@ -397,7 +373,7 @@ pub struct CommandPage {
 
 impl Default for CommandPage {
     fn default() -> Self {
-        zeroed()
+        Self::new_zeroed()
     }
 }
 
@@ -423,26 +399,23 @@ impl CommandPage {
     }
 
     /// `request_data` viewed as the request or response type `T`.
-    pub fn request<T: Pod>(&self) -> &T {
+    pub fn request<T: FromBytes + KnownLayout + Immutable>(&self) -> &T {
         const { assert_fits_request_data::<T>() };
-        let ptr = self.request_data.as_ptr().cast::<T>();
-        // SAFETY: `request_data` is a 16-byte-aligned array of 1024 bytes and
-        // `T` has alignment ≤ 16 and size ≤ 1024 (checked at compile time
-        // above), so `ptr` is aligned and `T` in bounds; `T: Pod` is valid for
-        // any bytes; the shared borrow of `self` keeps them alive and
-        // unchanged.
-        unsafe { &*ptr }
+        match T::ref_from_prefix(self.request_data.as_bytes()) {
+            Ok((request, _)) => request,
+            // `request_data` is 16-aligned and 1024 bytes long; `T` fits
+            // both (checked at compile time above).
+            Err(_) => unreachable!("request types fit request_data"),
+        }
     }
 
     /// `request_data` viewed as a mutable `T`.
-    pub fn request_mut<T: Pod>(&mut self) -> &mut T {
+    pub fn request_mut<T: FromBytes + IntoBytes + KnownLayout>(&mut self) -> &mut T {
         const { assert_fits_request_data::<T>() };
-        let ptr = self.request_data.as_mut_ptr().cast::<T>();
-        // SAFETY: as in `request`: aligned, in bounds, valid for any bytes; a
-        // `T: Pod` has no padding, so whatever the caller writes leaves
-        // initialised bytes, valid for `[u128; 64]`; the exclusive borrow of
-        // `self` makes this the only access path.
-        unsafe { &mut *ptr }
+        match T::mut_from_prefix(self.request_data.as_mut_bytes()) {
+            Ok((request, _)) => request,
+            Err(_) => unreachable!("request types fit request_data"),
+        }
     }
 
     /// The GET/SET_VP_REGISTERS request: its header and its `count`
@@ -451,13 +424,11 @@ impl CommandPage {
         let header = self.request::<GetSetVpRegisterRequest>();
         let count = checked_register_count(header.count)?;
         let (_, rest) = self.request_data.split_at(REGISTERS_START);
-        let ptr = rest.as_ptr().cast::<HvRegisterAssoc>();
-        // SAFETY: `rest` is the 63 u128s after the 16-byte header, 16-byte
-        // aligned like `HvRegisterAssoc`; `count` ≤ 31 registers of 32 bytes
-        // take at most 992 of its 1008 bytes; `HvRegisterAssoc: Pod` is valid
-        // for any bytes; the slice borrows `self` immutably, as `header` does.
-        let registers = unsafe { core::slice::from_raw_parts(ptr, count) };
-        Ok((header, registers))
+        match <[HvRegisterAssoc]>::ref_from_prefix_with_elems(rest.as_bytes(), count) {
+            Ok((registers, _)) => Ok((header, registers)),
+            // `rest` is 16-aligned and holds 31 registers; `count` ≤ 31.
+            Err(_) => unreachable!("31 registers fit request_data"),
+        }
     }
 
     /// The GET/SET_VP_REGISTERS request, writable (GET fills the values in
@@ -467,20 +438,13 @@ impl CommandPage {
     ) -> Result<(&mut GetSetVpRegisterRequest, &mut [HvRegisterAssoc]), AbiError> {
         let count = checked_register_count(self.request::<GetSetVpRegisterRequest>().count)?;
         let (head, rest) = self.request_data.split_at_mut(REGISTERS_START);
-        let header_ptr = head.as_mut_ptr().cast::<GetSetVpRegisterRequest>();
-        let registers_ptr = rest.as_mut_ptr().cast::<HvRegisterAssoc>();
-        // SAFETY: `head` is the first u128 (16 bytes, 16-aligned), exactly one
-        // `GetSetVpRegisterRequest`; `rest` holds `count` ≤ 31 registers as in
-        // `registers`. The two come from `split_at_mut`, so they do not
-        // overlap, and both borrow `self` exclusively. Both types are `Pod`,
-        // so any bytes are valid and any write leaves valid `u128`s.
-        let (header, registers) = unsafe {
-            (
-                &mut *header_ptr,
-                core::slice::from_raw_parts_mut(registers_ptr, count),
-            )
-        };
-        Ok((header, registers))
+        let header = GetSetVpRegisterRequest::mut_from_bytes(head.as_mut_bytes());
+        let registers = <[HvRegisterAssoc]>::mut_from_prefix_with_elems(rest.as_mut_bytes(), count);
+        match (header, registers) {
+            (Ok(header), Ok((registers, _))) => Ok((header, registers)),
+            // As in `registers`; `head` is exactly one 16-byte header.
+            _ => unreachable!("the header and 31 registers fit request_data"),
+        }
     }
 
     /// Writes a GET/SET_VP_REGISTERS request for `registers` (the driver,
@@ -529,7 +493,7 @@ const fn assert_fits_request_data<T>() {
 
 /// A failure message: `len` bytes of UTF-8 in `buf`. 256 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct CommandError {
     /// The message's length in bytes (at most 255).
     pub len: u8,
@@ -617,7 +581,7 @@ impl fmt::Debug for CommandError {
 /// (with CR2 in RSP's slot, since the hypervisor keeps RSP itself) and the
 /// FXSAVE image. 1024 bytes, align 16.
 #[repr(C, align(16))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct CpuContextX64 {
     /// RAX, RCX, RDX, RBX, CR2, RBP, RSI, RDI, R8–R15; index with the
     /// associated constants ([`CpuContextX64::RAX`], …).
@@ -630,7 +594,7 @@ pub struct CpuContextX64 {
 
 impl Default for CpuContextX64 {
     fn default() -> Self {
-        zeroed()
+        Self::new_zeroed()
     }
 }
 
@@ -671,7 +635,7 @@ impl CpuContextX64 {
 
 /// The 512-byte FXSAVE image (64-bit format). Align 16.
 #[repr(C, align(16))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Fxsave {
     /// x87 control word.
     pub fcw: u16,
@@ -712,7 +676,9 @@ pub const MAX_REGISTERS_PER_REQUEST: usize =
 /// `request_data`, followed by `count` [`HvRegisterAssoc`]s. 16 bytes, align
 /// 16 (so that the registers after it are aligned).
 #[repr(C, align(16))]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GetSetVpRegisterRequest {
     /// How many registers follow (driver).
     pub count: u16,
@@ -728,7 +694,9 @@ pub struct GetSetVpRegisterRequest {
 
 /// A TRANSLATE_GVA request. 16 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct TranslateGvaRequest {
     /// The guest virtual page number (the GVA >> 12).
     pub gvn: u64,
@@ -738,7 +706,9 @@ pub struct TranslateGvaRequest {
 
 /// A TRANSLATE_GVA response, written over the request. 80 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct TranslateGvaResponse {
     /// The hypercall's result.
     pub status: HvStatus,
@@ -750,7 +720,9 @@ pub struct TranslateGvaResponse {
 
 /// A RUN_VP response, in the first byte of `request_data`. 1 byte.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct RunVpResponse {
     /// 1 if the VP stopped for an intercept (whose message is in
     /// `intercept_message`), 0 if `STOP` stopped it.
@@ -790,70 +762,6 @@ impl fmt::Display for AbiError {
 }
 
 impl core::error::Error for AbiError {}
-
-// === Pod implementations ===
-
-macro_rules! impl_pod_for_integers {
-    ($($ty:ty),*) => {
-        $(
-            // SAFETY: an integer has no padding and no invalid bit patterns.
-            unsafe impl Pod for $ty {}
-        )*
-    };
-}
-
-impl_pod_for_integers!(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128);
-
-// SAFETY: an array's elements follow each other with no gaps (the element
-// size is a multiple of its alignment), and every element is valid for every
-// bit pattern.
-unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
-
-/// Implements [`Pod`] for structs whose layout assertions (below) show they
-/// are `repr(C)`, padding-free and made of `Pod` fields.
-macro_rules! impl_pod {
-    ($($ty:ty),* $(,)?) => {
-        $(
-            // SAFETY: `repr(C)` (or `transparent`), every field is an integer,
-            // an integer array or a `Pod` type, and the layout assertions at
-            // the bottom of `abi/mod.rs` place each field right after the
-            // previous one and the last one at the end: there is no padding.
-            unsafe impl Pod for $ty {}
-        )*
-    };
-}
-
-impl_pod!(
-    CommandPage,
-    CommandError,
-    CpuContextX64,
-    Fxsave,
-    GetSetVpRegisterRequest,
-    TranslateGvaRequest,
-    TranslateGvaResponse,
-    RunVpResponse,
-    HvInputVtl,
-    HvRegisterValue,
-    HvRegisterAssoc,
-    HvX64SegmentRegister,
-    HvX64TableRegister,
-    TranslateGvaControlFlagsX64,
-    TranslateGvaResult,
-    TranslateGvaResultExX64,
-    TranslateVirtualAddressExOutputX64,
-    HvMessageFlags,
-    HvMessageHeader,
-    HvMessage,
-    HvX64VpExecutionState,
-    HvX64InterceptMessageHeader,
-    HvX64IoPortAccessInfo,
-    HvX64IoPortInterceptMessage,
-    HvX64MemoryAccessInfo,
-    HvX64MemoryInterceptMessage,
-    HvX64MsrInterceptMessage,
-    HvX64HaltMessage,
-    HvX64UnrecoverableExceptionMessage,
-);
 
 // === Layout assertions ===
 

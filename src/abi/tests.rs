@@ -7,6 +7,7 @@ use std::format;
 use std::string::{String, ToString};
 
 use super::*;
+use zerocopy::{FromBytes, IntoBytes};
 
 #[test]
 fn status_and_command_names() {
@@ -244,7 +245,7 @@ fn register_request_round_trip() {
     assert_eq!(page.command, SidecarCommand::SET_VP_REGISTERS);
 
     // The bytes land where the reference says.
-    let bytes = bytes_of(&page.request_data);
+    let bytes = page.request_data.as_bytes();
     assert_eq!(&bytes[0..2], &3u16.to_le_bytes());
     assert_eq!(bytes[2], 0x12);
     assert_eq!(&bytes[16..20], &0x2_0010u32.to_le_bytes());
@@ -316,15 +317,15 @@ fn translate_gva_round_trip() {
     assert!(!request
         .control_flags
         .contains(TranslateGvaControlFlagsX64::VALIDATE_EXECUTE));
-    assert_eq!(&bytes_of(&page.request_data)[8..16], &0x83u64.to_le_bytes());
+    assert_eq!(&page.request_data.as_bytes()[8..16], &0x83u64.to_le_bytes());
 
     let response = page.request_mut::<TranslateGvaResponse>();
     response.status = HvStatus::SUCCESS;
-    response.output.translation_result.result = TranslateGvaResult(
+    response.output.translation_result.result = TranslateGvaResult::from_bits(
         u64::from(TranslateGvaResultCode::PAGE_NOT_PRESENT.0) | 6 << 32 | 1 << 40,
     );
     response.output.gpa_page = 0xABCDE;
-    let bytes = bytes_of(&page.request_data);
+    let bytes = page.request_data.as_bytes();
     assert_eq!(&bytes[16..20], &1u32.to_le_bytes());
     assert_eq!(&bytes[64..72], &0xABCDEu64.to_le_bytes());
     let result = page
@@ -354,11 +355,10 @@ fn message_round_trip() {
     let io = HvX64IoPortInterceptMessage {
         header: HvX64InterceptMessageHeader {
             vp_index: 7,
-            instruction_length_and_cr8: 0x21,
+            instruction_length_and_cr8: HvX64InstructionLengthAndCr8::from_bits(0x21),
             intercept_access_type: HvInterceptAccessType::WRITE,
-            execution_state: HvX64VpExecutionState(
-                HvX64VpExecutionState::CR0_PE | HvX64VpExecutionState::EFER_LMA,
-            ),
+            // CR0.PE (bit 2) and EFER.LMA (bit 4).
+            execution_state: HvX64VpExecutionState::from_bits(0x4 | 0x10),
             cs_segment: HvX64SegmentRegister {
                 base: 0,
                 limit: 0xFFFF_FFFF,
@@ -369,7 +369,8 @@ fn message_round_trip() {
             rflags: 0x2,
         },
         port_number: 0x3F8,
-        access_info: HvX64IoPortAccessInfo(1 | HvX64IoPortAccessInfo::REP_PREFIX),
+        // One byte (bits 0–2), REP (bit 4).
+        access_info: HvX64IoPortAccessInfo::from_bits(0x11),
         instruction_byte_count: 1,
         rax: u64::from(b'A'),
         rcx: 3,
@@ -388,11 +389,13 @@ fn message_round_trip() {
     assert_eq!(back.header.cr8(), 2);
     assert_eq!(back.header.execution_state.cpl(), 0);
     assert!(back.header.execution_state.efer_lma());
+    assert!(back.header.execution_state.cr0_pe());
+    assert!(!back.header.execution_state.interruption_pending());
     assert_eq!(back.access_info.access_size(), 1);
     assert!(back.access_info.rep_prefix() && !back.access_info.string_op());
 
     // Byte positions from the reference, relative to the message.
-    let bytes = bytes_of(&message);
+    let bytes = message.as_bytes();
     assert_eq!(&bytes[0..4], &0x8001_0000u32.to_le_bytes());
     assert_eq!(bytes[4], 128);
     assert_eq!(&bytes[16..20], &7u32.to_le_bytes());
@@ -403,9 +406,9 @@ fn message_round_trip() {
     assert_eq!(&bytes[16 + 104..16 + 112], &3u64.to_le_bytes());
 
     // Through raw bytes and back.
-    let copy: HvMessage = read_from_prefix(bytes).unwrap();
+    let (copy, _) = HvMessage::read_from_prefix(bytes).unwrap();
     assert_eq!(copy, message);
-    assert!(read_from_prefix::<HvMessage>(&bytes[..255]).is_none());
+    assert!(HvMessage::read_from_prefix(&bytes[..255]).is_err());
 
     let mut message = HvMessage::default();
     message.header.typ = HvMessageType::HvMessageTypeMsrIntercept;
@@ -421,7 +424,7 @@ fn message_round_trip() {
     let mut message = HvMessage::default();
     let mem = message.payload_as_mut::<HvX64MemoryInterceptMessage>();
     mem.guest_physical_address = 0xFEE0_0000;
-    mem.memory_access_info = HvX64MemoryAccessInfo(HvX64MemoryAccessInfo::GVA_VALID);
+    mem.memory_access_info = HvX64MemoryAccessInfo::from_bits(0x1); // GVA valid
     assert_eq!(
         &message.payload_buffer[56..64],
         &0xFEE0_0000u64.to_le_bytes()
@@ -445,7 +448,7 @@ fn register_value_conversions() {
     };
     assert_eq!(
         segment.to_u128().to_le_bytes().as_slice(),
-        bytes_of(&segment)
+        segment.as_bytes()
     );
     assert_eq!(HvX64SegmentRegister::from_u128(segment.to_u128()), segment);
     let table = HvX64TableRegister {
@@ -453,7 +456,7 @@ fn register_value_conversions() {
         limit: 0x4455,
         base: 0x6677_8899_AABB_CCDD,
     };
-    assert_eq!(table.to_u128().to_le_bytes().as_slice(), bytes_of(&table));
+    assert_eq!(table.to_u128().to_le_bytes().as_slice(), table.as_bytes());
     assert_eq!(HvX64TableRegister::from_u128(table.to_u128()), table);
     assert_eq!(HvRegisterValue::from(7u64).as_u64(), 7);
     assert_eq!(HvInputVtl::CURRENT_VTL.target_vtl(), None);
@@ -468,7 +471,7 @@ fn cpu_context_layout() {
     page.cpu_context.gps[CpuContextX64::R15] = 15;
     page.cpu_context.fx_state.mxcsr = 0x1F80;
     page.cpu_context.fx_state.xmm[15] = [0xAB; 16];
-    let bytes = bytes_of(&*page);
+    let bytes = page.as_bytes();
     assert_eq!(&bytes[0x10 + 32..0x10 + 40], &0xDEAD_B000u64.to_le_bytes());
     assert_eq!(&bytes[0x10 + 120..0x10 + 128], &15u64.to_le_bytes());
     assert_eq!(
@@ -478,8 +481,8 @@ fn cpu_context_layout() {
     assert_eq!(bytes[0x10 + 128 + 160 + 15 * 16], 0xAB);
 
     let mut page = Box::<CommandPage>::default();
-    bytes_of_mut(&mut *page)[0x610] = 1;
+    page.as_mut_bytes()[0x610] = 1;
     assert_eq!(page.request::<RunVpResponse>().intercept, 1);
-    bytes_of_mut(&mut *page)[0] = 4;
+    page.as_mut_bytes()[0] = 4;
     assert_eq!(page.command, SidecarCommand::TRANSLATE_GVA);
 }

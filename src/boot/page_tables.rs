@@ -17,15 +17,22 @@
 use core::ops::Range;
 
 use crate::arch::x86_64::paging::{
-    table_indexes, PageTable, CACHE_DISABLE, NO_EXECUTE, PRESENT, WRITABLE, WRITE_THROUGH,
+    entry, entry_address, entry_flags, table_indexes, PageTable, PageTableFlags as Flags,
+    LARGE_PAGE_SIZE,
 };
-use crate::layout::{window, PAGE_SIZE, STACK_PAGES};
+use crate::layout::{window, GUEST_WINDOW_BASE, MAX_GUEST_MEMORY, PAGE_SIZE, STACK_PAGES};
 
 /// Flags of an entry that points at a lower-level table: the leaf entries
 /// decide the permissions.
-const TABLE: u64 = PRESENT | WRITABLE;
+const TABLE: Flags = Flags::PRESENT.union(Flags::WRITABLE);
 /// A page of private data: writable, never executable.
-const DATA: u64 = PRESENT | WRITABLE | NO_EXECUTE;
+const DATA: Flags = TABLE.union(Flags::NO_EXECUTE);
+/// Code: read-only, executable.
+const CODE: Flags = Flags::PRESENT;
+/// Read-only data.
+const READ_ONLY: Flags = Flags::PRESENT.union(Flags::NO_EXECUTE);
+/// Device registers: data, uncached.
+const DEVICE: Flags = DATA.union(Flags::NO_CACHE).union(Flags::WRITE_THROUGH);
 
 /// The kernel image's sections, as physical (= virtual) address ranges.
 #[derive(Clone, Debug)]
@@ -81,39 +88,40 @@ impl SharedTables {
         apic: u64,
     ) -> Result<(), ImageTooLarge> {
         // The image must lie in the first 2 MiB, the one page table we give it.
-        if image.data.end > 2 << 20 {
+        if image.data.end > LARGE_PAGE_SIZE {
             return Err(ImageTooLarge {
                 end: image.data.end,
             });
         }
-        let table = |field: u64| (phys + field * PAGE_SIZE) | TABLE;
+        let table = |field: u64| entry(phys + field * PAGE_SIZE, TABLE);
         *self = Self::new();
         self.pdpt.entries[0] = table(1);
         self.image_pd.entries[0] = table(2);
-        map_range(&mut self.image_pt, &image.text, PRESENT);
-        map_range(&mut self.image_pt, &image.rodata, PRESENT | NO_EXECUTE);
+        map_range(&mut self.image_pt, &image.text, CODE);
+        map_range(&mut self.image_pt, &image.rodata, READ_ONLY);
         map_range(&mut self.image_pt, &image.data, DATA);
 
         let [_, apic_pdpt, apic_pd, apic_pt] = table_indexes(apic);
         self.pdpt.entries[apic_pdpt] = table(3);
         self.device_pd.entries[apic_pd] = table(4);
-        self.device_pt.entries[apic_pt] = apic | DATA | CACHE_DISABLE | WRITE_THROUGH;
+        self.device_pt.entries[apic_pt] = entry(apic, DEVICE);
         Ok(())
     }
 
     /// Maps `size` bytes (2 MiB multiple, at most
-    /// [`MAX_GUEST_MEMORY`](crate::layout::MAX_GUEST_MEMORY)) of guest memory
+    /// [`MAX_GUEST_MEMORY`]) of guest memory
     /// at host physical `guest_base` (2 MiB aligned) into the guest window,
     /// given the tables' own physical address `phys`.
     pub fn map_guest_memory(&mut self, phys: u64, guest_base: u64, size: u64) {
-        const LARGE: u64 = 2 << 20;
-        assert!(guest_base.is_multiple_of(LARGE) && size.is_multiple_of(LARGE));
-        assert!(size <= crate::layout::MAX_GUEST_MEMORY);
-        let [_, slot, _, _] = table_indexes(crate::layout::GUEST_WINDOW_BASE);
-        self.guest_pdpt.entries[slot] = (phys + 6 * PAGE_SIZE) | TABLE;
-        for i in 0..size / LARGE {
-            self.guest_pd.entries[i as usize] =
-                (guest_base + i * LARGE) | DATA | crate::arch::x86_64::paging::HUGE_PAGE;
+        assert!(guest_base.is_multiple_of(LARGE_PAGE_SIZE));
+        assert!(size.is_multiple_of(LARGE_PAGE_SIZE) && size <= MAX_GUEST_MEMORY);
+        let [_, slot, _, _] = table_indexes(GUEST_WINDOW_BASE);
+        self.guest_pdpt.entries[slot] = entry(phys + 6 * PAGE_SIZE, TABLE);
+        for i in 0..size / LARGE_PAGE_SIZE {
+            self.guest_pd.entries[i as usize] = entry(
+                guest_base + i * LARGE_PAGE_SIZE,
+                DATA.union(Flags::HUGE_PAGE),
+            );
         }
     }
 
@@ -136,11 +144,11 @@ impl Default for SharedTables {
 
 /// Identity-maps every page of `range` (rounded out to pages) in `pt`, which
 /// covers the first 2 MiB.
-fn map_range(pt: &mut PageTable, range: &Range<u64>, flags: u64) {
+fn map_range(pt: &mut PageTable, range: &Range<u64>, flags: Flags) {
     let first = range.start / PAGE_SIZE;
     let end = range.end.div_ceil(PAGE_SIZE);
     for page in first..end {
-        pt.entries[page as usize] = (page * PAGE_SIZE) | flags;
+        pt.entries[page as usize] = entry(page * PAGE_SIZE, flags);
     }
 }
 
@@ -178,20 +186,20 @@ impl CpuPageTables {
     /// first), to map the shared tables at `shared_pdpt`, the guest memory
     /// tables at `guest_pdpt`, and the window.
     pub fn build(&mut self, phys: u64, shared_pdpt: u64, guest_pdpt: u64, pages: &WindowPages) {
-        let table = |index: u64| (phys + index * PAGE_SIZE) | TABLE;
+        let table = |index: u64| entry(phys + index * PAGE_SIZE, TABLE);
         let [window_pml4, window_pdpt, window_pd, _] = table_indexes(window::address(0));
         self.pml4 = PageTable::zeroed();
         self.pdpt = PageTable::zeroed();
         self.pd = PageTable::zeroed();
         self.pt = PageTable::zeroed();
-        self.pml4.entries[0] = shared_pdpt | TABLE;
+        self.pml4.entries[0] = entry(shared_pdpt, TABLE);
         self.pml4.entries[window_pml4] = table(1);
-        let [guest_pml4, _, _, _] = table_indexes(crate::layout::GUEST_WINDOW_BASE);
-        self.pml4.entries[guest_pml4] = guest_pdpt | TABLE;
+        let [guest_pml4, _, _, _] = table_indexes(GUEST_WINDOW_BASE);
+        self.pml4.entries[guest_pml4] = entry(guest_pdpt, TABLE);
         self.pdpt.entries[window_pdpt] = table(2);
         self.pd.entries[window_pd] = table(3);
 
-        let mut map = |index: u64, page: u64| self.pt.entries[index as usize] = page | DATA;
+        let mut map = |index: u64, page: u64| self.pt.entries[index as usize] = entry(page, DATA);
         map(window::CONTROL_PAGE, pages.control);
         map(window::COMMAND_PAGE, pages.command);
         map(window::REGISTER_PAGE, pages.register);
@@ -214,14 +222,14 @@ pub fn translate<'a>(
 ) -> Option<u64> {
     let mut table_address = root;
     for (level, index) in table_indexes(virt).into_iter().enumerate() {
-        let entry = read_table(table_address)?.entries[index];
-        if entry & PRESENT == 0 {
+        let raw = read_table(table_address)?.entries[index];
+        if !entry_flags(raw).contains(Flags::PRESENT) {
             return None;
         }
         if level == 3 {
-            return Some(entry);
+            return Some(raw);
         }
-        table_address = entry & crate::arch::x86_64::paging::ADDRESS_MASK;
+        table_address = entry_address(raw);
     }
     None
 }
@@ -229,7 +237,6 @@ pub fn translate<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::x86_64::paging::ADDRESS_MASK;
     use std::boxed::Box;
     use std::collections::HashMap;
 
@@ -309,28 +316,29 @@ mod tests {
         fn walk_large(&self, virt: u64) -> Option<u64> {
             let [a, b, c, _] = table_indexes(virt);
             let pml4 = self.tables.get(&CPU_TABLES)?.entries[a];
-            let pdpt = self.tables.get(&(pml4 & ADDRESS_MASK))?.entries[b];
-            let pd = self.tables.get(&(pdpt & ADDRESS_MASK))?.entries[c];
-            (pd & PRESENT != 0).then_some(pd)
+            let pdpt = self.tables.get(&entry_address(pml4))?.entries[b];
+            let pd = self.tables.get(&entry_address(pdpt))?.entries[c];
+            entry_flags(pd).contains(Flags::PRESENT).then_some(pd)
         }
+    }
+
+    /// The access bits of a leaf entry: writable, no-execute.
+    fn access(leaf: u64) -> Flags {
+        entry_flags(leaf) & (Flags::WRITABLE | Flags::NO_EXECUTE)
     }
 
     #[test]
     fn kernel_sections_have_their_permissions() {
         let machine = Machine::new();
         let text = machine.walk(0x10_0000).unwrap();
-        assert_eq!(
-            text & (WRITABLE | NO_EXECUTE),
-            0,
-            "code: read-only, executable"
-        );
-        assert_eq!(text & ADDRESS_MASK, 0x10_0000);
+        assert_eq!(access(text), Flags::empty(), "code: read-only, executable");
+        assert_eq!(entry_address(text), 0x10_0000);
         // The partial last page of .text is still mapped.
         assert!(machine.walk(0x10_6000).is_some());
         let rodata = machine.walk(0x10_8000).unwrap();
-        assert_eq!(rodata & (WRITABLE | NO_EXECUTE), NO_EXECUTE);
+        assert_eq!(access(rodata), Flags::NO_EXECUTE);
         let data = machine.walk(0x12_3000).unwrap();
-        assert_eq!(data & (WRITABLE | NO_EXECUTE), WRITABLE | NO_EXECUTE);
+        assert_eq!(access(data), Flags::WRITABLE | Flags::NO_EXECUTE);
         // Below and above the image: nothing (the trampoline page, the BSP's
         // memory, other CPUs' pages).
         for unmapped in [0x0, 0x8000, 0xF_F000, 0x12_4000, 0x50_1000, 0x1_0000_0000] {
@@ -344,10 +352,9 @@ mod tests {
 
     #[test]
     fn apic_is_uncached() {
-        let entry = Machine::new().walk(APIC).unwrap();
-        assert_eq!(entry & ADDRESS_MASK, APIC);
-        assert_ne!(entry & CACHE_DISABLE, 0);
-        assert_ne!(entry & NO_EXECUTE, 0);
+        let apic = Machine::new().walk(APIC).unwrap();
+        assert_eq!(entry_address(apic), APIC);
+        assert!(entry_flags(apic).contains(Flags::NO_CACHE | Flags::NO_EXECUTE));
     }
 
     #[test]
@@ -367,9 +374,9 @@ mod tests {
             ),
         ];
         for (index, phys) in expect {
-            let entry = machine.walk(window::address(index)).unwrap();
-            assert_eq!(entry & ADDRESS_MASK, phys);
-            assert_eq!(entry & (WRITABLE | NO_EXECUTE), WRITABLE | NO_EXECUTE);
+            let mapped = machine.walk(window::address(index)).unwrap();
+            assert_eq!(entry_address(mapped), phys);
+            assert_eq!(access(mapped), Flags::WRITABLE | Flags::NO_EXECUTE);
         }
         for guard in [
             window::FAULT_STACK - 1,
@@ -383,11 +390,11 @@ mod tests {
     #[test]
     fn guest_memory_is_mapped_in_the_guest_window() {
         let machine = Machine::new();
-        let base = crate::layout::GUEST_WINDOW_BASE;
-        let entry = machine.walk_large(base + 0x1234).unwrap();
-        assert_eq!(entry & ADDRESS_MASK, GUEST);
+        let base = GUEST_WINDOW_BASE;
+        let first = machine.walk_large(base + 0x1234).unwrap();
+        assert_eq!(entry_address(first), GUEST);
         let second = machine.walk_large(base + (2 << 20)).unwrap();
-        assert_eq!(second & ADDRESS_MASK, GUEST + (2 << 20));
+        assert_eq!(entry_address(second), GUEST + (2 << 20));
         assert_eq!(machine.walk_large(base + (4 << 20)), None);
     }
 

@@ -11,6 +11,7 @@ use crate::abi::{
     CommandPage, HvInputVtl, HvStatus, HvX64RegisterName, SidecarCommand, TranslateGvaRequest,
     TranslateGvaResponse, TranslateGvaResult, TranslateGvaResultCode,
 };
+use crate::layout::PAGE_SIZE;
 use crate::vp::registers::SoftVp;
 use crate::vp::{translate_gva, GuestMemory, PagingState, VpRegisters, VpState};
 
@@ -71,8 +72,7 @@ pub fn execute_on(
 /// Whether `vtl` names VTL 0 (the current one, or VTL 0 explicitly) with no
 /// reserved bits set: sidecar runs guests in VTL 0 only.
 fn vtl_supported(vtl: HvInputVtl) -> bool {
-    let no_reserved_bits = vtl.0 & !(HvInputVtl::USE_TARGET_VTL | 0xF) == 0;
-    no_reserved_bits && matches!(vtl.target_vtl(), None | Some(0))
+    vtl.reserved() == 0 && matches!(vtl.target_vtl(), None | Some(0))
 }
 
 /// Sets the error for an unsupported VTL; `false` if it is one.
@@ -82,7 +82,7 @@ fn check_vtl(page: &mut CommandPage, vtl: HvInputVtl) -> bool {
         false => {
             page.set_error_fmt(format_args!(
                 "unsupported target VTL {:#x} (sidecar runs VTL 0 only)",
-                vtl.0
+                vtl.into_bits()
             ));
             false
         }
@@ -154,12 +154,12 @@ fn set_registers(page: &mut CommandPage, vp: &mut impl VpRegisters) {
 
 fn paging_state(vp: &impl VpRegisters) -> PagingState {
     let read = |name| vp.get(name).map_or(0, |value| value.as_u64());
-    PagingState {
-        cr0: read(HvX64RegisterName::Cr0),
-        cr3: read(HvX64RegisterName::Cr3),
-        cr4: read(HvX64RegisterName::Cr4),
-        efer: read(HvX64RegisterName::Efer),
-    }
+    PagingState::from_raw(
+        read(HvX64RegisterName::Cr0),
+        read(HvX64RegisterName::Cr3),
+        read(HvX64RegisterName::Cr4),
+        read(HvX64RegisterName::Efer),
+    )
 }
 
 fn translate(page: &mut CommandPage, vp: &impl VpRegisters, memory: &mut impl GuestMemory) {
@@ -174,14 +174,14 @@ fn translate(page: &mut CommandPage, vp: &impl VpRegisters, memory: &mut impl Gu
     match result {
         Ok(translation) => {
             response.output.translation_result.result =
-                TranslateGvaResult(u64::from(TranslateGvaResultCode::SUCCESS.0));
+                TranslateGvaResult::with_code(TranslateGvaResultCode::SUCCESS);
             response.output.gpa_page = translation.gpa_page;
         }
         Err(err) => {
-            response.output.translation_result.result = TranslateGvaResult(u64::from(err.code.0));
+            response.output.translation_result.result = TranslateGvaResult::with_code(err.code);
             page.set_error_fmt(format_args!(
                 "translating GVA {:#x}: {err}",
-                request.gvn.wrapping_mul(4096)
+                request.gvn.wrapping_mul(PAGE_SIZE)
             ));
         }
     }

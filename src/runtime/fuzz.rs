@@ -19,6 +19,8 @@
 //!   message saying what was wrong; a valid one with `has_error == 0`;
 //! - a valid GET returns exactly what the shadow holds (the values earlier
 //!   SETs stored), and writes nothing but the values and the status;
+//! - every GET or SET with a readable count ends with status SUCCESS, or
+//!   INVALID_PARAMETER for a bad VTL or an unknown name;
 //! - a SET with any fault (too many registers, a bad VTL, one unknown name)
 //!   changes no register: `VpState` and `cpu_context` compare equal before
 //!   and after; a valid SET changes the registers it names and nothing
@@ -43,26 +45,19 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
+use x86_64::registers::control::{Cr0Flags, Cr4Flags};
+use x86_64::registers::model_specific::EferFlags;
+
+use zerocopy::IntoBytes;
+
 use super::commands::{execute, Outcome};
 use crate::abi::{
-    bytes_of, bytes_of_mut, CommandPage, HvX64RegisterName as Name, SidecarCommand,
-    TranslateGvaResultCode as Code, REQUEST_DATA_SIZE,
+    CommandPage, HvX64RegisterName as Name, SidecarCommand, TranslateGvaResultCode as Code,
+    REQUEST_DATA_SIZE,
 };
+use crate::arch::x86_64::paging::{PageTableFlags as Entry, ADDRESS_MASK, PAGE_SIZE};
 use crate::vp::registers::SUPPORTED;
 use crate::vp::{GuestMemory, VpState};
-
-/// Known bug in `commands::set_registers`: a SET whose target-VTL byte has a
-/// reserved bit set (bits 5–7) but still means VTL 0 (`USE_TARGET_VTL` clear,
-/// or set with VTL 0), e.g. `0x20` or `0x30`, is answered with "unsupported
-/// target VTL" *and* sets the registers. The validation in `set_registers`
-/// checks only `target_vtl().unwrap_or(0) == 0`, while `check_vtl`, which
-/// writes the error, also rejects reserved bits.
-///
-/// While this is `true` the model expects that behaviour (and counts the
-/// cases) so that the rest of the properties keep running; once the bug is
-/// fixed, set it to `false` and drop the `#[ignore]` of
-/// [`set_with_reserved_vtl_bits_changes_nothing`].
-const SET_IGNORES_RESERVED_VTL_BITS: bool = false;
 
 // === The generator ===
 
@@ -111,26 +106,28 @@ impl Rng {
 
 // === Guest memory ===
 
-const CR0_PE: u64 = 1;
-const CR0_WP: u64 = 1 << 16;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
-const EFER_NXE: u64 = 1 << 11;
+// The model computes with raw register and entry bits; their values come from
+// the `x86_64` crate like everywhere else.
+const CR0_PE: u64 = Cr0Flags::PROTECTED_MODE_ENABLE.bits();
+const CR0_WP: u64 = Cr0Flags::WRITE_PROTECT.bits();
+const CR0_PG: u64 = Cr0Flags::PAGING.bits();
+const CR4_PAE: u64 = Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits();
+const EFER_LME: u64 = EferFlags::LONG_MODE_ENABLE.bits();
+const EFER_LMA: u64 = EferFlags::LONG_MODE_ACTIVE.bits();
+const EFER_NXE: u64 = EferFlags::NO_EXECUTE_ENABLE.bits();
 
-const PRESENT: u64 = 1;
-const WRITABLE: u64 = 1 << 1;
-const USER: u64 = 1 << 2;
-const ACCESSED: u64 = 1 << 5;
-const DIRTY: u64 = 1 << 6;
-const LARGE: u64 = 1 << 7;
-const NO_EXECUTE: u64 = 1 << 63;
-const FRAME: u64 = 0x000F_FFFF_FFFF_F000;
+const PRESENT: u64 = Entry::PRESENT.bits();
+const WRITABLE: u64 = Entry::WRITABLE.bits();
+const USER: u64 = Entry::USER_ACCESSIBLE.bits();
+const ACCESSED: u64 = Entry::ACCESSED.bits();
+const DIRTY: u64 = Entry::DIRTY.bits();
+const LARGE: u64 = Entry::HUGE_PAGE.bits();
+const NO_EXECUTE: u64 = Entry::NO_EXECUTE.bits();
+const FRAME: u64 = ADDRESS_MASK;
 
 /// Pages of guest memory: small, so that random frames often land in it.
 const PAGES: u64 = 8;
-const MEMORY_SIZE: u64 = PAGES * 4096;
+const MEMORY_SIZE: u64 = PAGES * PAGE_SIZE;
 
 /// Guest memory of [`PAGES`] pages that logs every write.
 struct Memory {
@@ -210,7 +207,7 @@ fn reference_translate(
     gvn: u64,
     flags: u64,
 ) -> (Result<u64, Code>, bool) {
-    let Some(gva) = gvn.checked_mul(4096).filter(|&gva| is_canonical(gva)) else {
+    let Some(gva) = gvn.checked_mul(PAGE_SIZE).filter(|&gva| is_canonical(gva)) else {
         return (Err(Code::PAGE_NOT_PRESENT), false);
     };
     if paging.cr0 & CR0_PG == 0 {
@@ -372,11 +369,6 @@ fn vtl_is_valid(vtl: u8) -> bool {
     vtl & 0xE0 == 0 && (vtl & 0x10 == 0 || vtl & 0x0F == 0)
 }
 
-/// The VTL bytes [`SET_IGNORES_RESERVED_VTL_BITS`] is about.
-fn vtl_means_zero_with_reserved_bits(vtl: u8) -> bool {
-    vtl & 0xE0 != 0 && (vtl & 0x10 == 0 || vtl & 0x0F == 0)
-}
-
 /// What the command code must do with one page.
 #[derive(Debug)]
 enum Expect {
@@ -402,10 +394,8 @@ struct RegisterEffect {
     count: usize,
     /// GET: slots `..filled` get their value.
     filled: usize,
-    /// The status the header must end with, if the model pins it.
-    status: Option<u16>,
-    /// SET: the registers are written.
-    applied: bool,
+    /// The status the header must end with.
+    status: u16,
 }
 
 /// Per-kind counters, to show the generator reaches every path.
@@ -426,7 +416,6 @@ struct Stats {
     bad_vtl: u64,
     unknown_name: u64,
     random_request_area: u64,
-    known_bug_reserved_vtl_set: u64,
     full_checks: u64,
 }
 
@@ -445,23 +434,17 @@ fn expect(request: &Request, command: SidecarCommand, shadow: &Shadow, memory: &
             let vtl = request[VTL];
             let unknown = (0..count).find(|&i| !is_supported(Name(u32_at(request, slot(i)))));
             let vtl_ok = vtl_is_valid(vtl);
-            let applied = !get
-                && unknown.is_none()
-                && (vtl_ok
-                    || (SET_IGNORES_RESERVED_VTL_BITS && vtl_means_zero_with_reserved_bits(vtl)));
-            let status = match (unknown, vtl_ok) {
-                (None, true) => Some(HV_STATUS_SUCCESS),
-                (Some(_), _) => Some(HV_STATUS_INVALID_PARAMETER),
-                // A GET with a bad VTL still reads SUCCESS; the model does
-                // not pin it either way.
-                (None, false) => None,
+            // A bad VTL or an unknown name fails the request, GET or SET.
+            let status = if unknown.is_none() && vtl_ok {
+                HV_STATUS_SUCCESS
+            } else {
+                HV_STATUS_INVALID_PARAMETER
             };
             let effect = RegisterEffect {
                 get,
                 count,
                 filled: if get { unknown.unwrap_or(count) } else { 0 },
                 status,
-                applied,
             };
             if !vtl_ok {
                 Expect::Error {
@@ -569,7 +552,7 @@ fn register_value(rng: &mut Rng, name: Name, cr3: u64) -> u128 {
             EFER_LMA | EFER_LME | EFER_NXE,
             [EFER_LMA | EFER_LME, EFER_LME, junk],
         ),
-        Name::Cr3 => (cr3, [cr3 | (junk & 0xFFF), junk & (PAGES * 4096 - 1), junk]),
+        Name::Cr3 => (cr3, [cr3 | (junk & 0xFFF), junk & (MEMORY_SIZE - 1), junk]),
         _ => return rng.wide(),
     };
     u128::from(if sane { sane_value } else { rng.pick(&odd) })
@@ -619,8 +602,8 @@ fn entry(rng: &mut Rng, frame: u64, level: u64) -> u64 {
 /// outside it, some looping back.
 fn frame(rng: &mut Rng, current: u64, cr3: u64) -> u64 {
     match rng.below(100) {
-        0..=84 => rng.below(PAGES) * 4096,
-        85..=90 => (PAGES + rng.below(1 << 30)) * 4096,
+        0..=84 => rng.below(PAGES) * PAGE_SIZE,
+        85..=90 => (PAGES + rng.below(1 << 30)) * PAGE_SIZE,
         91..=94 => current,
         _ => cr3 & FRAME,
     }
@@ -779,7 +762,7 @@ fn scramble(rng: &mut Rng, page: &mut CommandPage) {
     if rng.percent(5) {
         rng.fill(&mut page.padding);
         rng.fill(&mut page.reserved);
-        rng.fill(bytes_of_mut(&mut page.intercept_message));
+        rng.fill(page.intercept_message.as_mut_bytes());
     }
 }
 
@@ -788,7 +771,7 @@ fn scramble(rng: &mut Rng, page: &mut CommandPage) {
 fn untouchable(page: &CommandPage) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     (
         page.padding.to_vec(),
-        bytes_of(&page.intercept_message).to_vec(),
+        page.intercept_message.as_bytes().to_vec(),
         page.reserved.to_vec(),
     )
 }
@@ -831,7 +814,7 @@ impl Fuzzer {
 
         let page = &mut *self.page;
         page.command = command;
-        bytes_of_mut(&mut page.request_data).copy_from_slice(request);
+        page.request_data.as_mut_bytes().copy_from_slice(request);
         scramble(&mut self.rng, page);
         let state_before = self.state;
         let context_before = page.cpu_context;
@@ -843,7 +826,7 @@ impl Fuzzer {
         let seed = self.seed;
         let where_ = || describe(seed, case, command, request);
         let page = &*self.page;
-        let after: Request = bytes_of(&page.request_data).try_into().unwrap();
+        let after: Request = page.request_data.as_bytes().try_into().unwrap();
         let after = &after;
         assert_eq!(
             page.command,
@@ -926,24 +909,11 @@ impl Fuzzer {
                 match registers {
                     Some(effect) => {
                         self.check_register_effect(&effect, request, after, &where_);
-                        if effect.applied {
-                            self.stats.known_bug_reserved_vtl_set += 1;
-                            let before = self.shadow.values.clone();
-                            self.apply_set(request, effect.count);
-                            assert!(
-                                registers_changed || self.shadow.values == before,
-                                "a failed SET with VTL byte {:#x} changed no register: the bug \
-                                 SET_IGNORES_RESERVED_VTL_BITS describes is fixed; set it to \
-                                 false and un-ignore set_with_reserved_vtl_bits_changes_nothing",
-                                request[VTL]
-                            );
-                        } else {
-                            assert!(
-                                !registers_changed,
-                                "a failed command changed the VP: {}",
-                                where_()
-                            );
-                        }
+                        assert!(
+                            !registers_changed,
+                            "a failed command changed the VP: {}",
+                            where_()
+                        );
                         self.count_error(&message);
                     }
                     None => {
@@ -1075,9 +1045,12 @@ impl Fuzzer {
         after: &Request,
         where_: &dyn Fn() -> String,
     ) {
-        if let Some(status) = effect.status {
-            assert_eq!(u16_at(after, STATUS), status, "header status: {}", where_());
-        }
+        assert_eq!(
+            u16_at(after, STATUS),
+            effect.status,
+            "header status: {}",
+            where_()
+        );
         let mut expected = *request;
         expected[STATUS..STATUS + 2].copy_from_slice(&after[STATUS..STATUS + 2]);
         if effect.get {
@@ -1155,9 +1128,9 @@ impl Fuzzer {
     /// a random value, and fresh page tables.
     fn new_session(&mut self) {
         self.stats.sessions += 1;
-        self.rng.fill(bytes_of_mut(&mut self.state));
-        self.rng.fill(bytes_of_mut(&mut self.page.cpu_context));
-        let cr3 = self.rng.below(PAGES) * 4096;
+        self.rng.fill(self.state.as_mut_bytes());
+        self.rng.fill(self.page.cpu_context.as_mut_bytes());
+        let cr3 = self.rng.below(PAGES) * PAGE_SIZE;
         let mut values: Vec<(Name, u128)> = SUPPORTED
             .iter()
             .map(|&name| (name, register_value(&mut self.rng, name, cr3)))
@@ -1285,13 +1258,16 @@ fn fuzz_commands_million() {
     std::println!("{:#?}", stats[0]);
 }
 
-/// The minimal page for the bug [`SET_IGNORES_RESERVED_VTL_BITS`] describes.
+/// A SET whose target-VTL byte has a reserved bit (5–7) set but still means
+/// VTL 0 (here `0x20`) is refused and changes nothing: the validation once
+/// checked only the VTL number, answering with an error *and* setting the
+/// registers.
 #[test]
 fn set_with_reserved_vtl_bits_changes_nothing() {
     let mut page: Box<CommandPage> = Box::default();
     let mut state = VpState::default();
     page.command = SidecarCommand::SET_VP_REGISTERS;
-    let request = bytes_of_mut(&mut page.request_data);
+    let request = page.request_data.as_mut_bytes();
     request[COUNT] = 1;
     request[VTL] = 0x20;
     request[slot(0)..slot(0) + 4].copy_from_slice(&Name::Rip.0.to_le_bytes());

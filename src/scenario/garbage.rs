@@ -31,10 +31,12 @@ use super::rng::Rng;
 use super::{sidecar_cpus, Failure};
 use core::fmt::Write;
 
+use zerocopy::IntoBytes;
+
 use crate::abi::{
-    bytes_of_mut, CommandPage, GetSetVpRegisterRequest, HvInputVtl, HvRegisterAssoc,
-    HvRegisterValue, HvStatus, HvX64RegisterName as Name, SidecarCommand,
-    TranslateGvaControlFlagsX64, TranslateGvaRequest, MAX_REGISTERS_PER_REQUEST,
+    CommandPage, GetSetVpRegisterRequest, HvInputVtl, HvRegisterAssoc, HvRegisterValue, HvStatus,
+    HvX64RegisterName as Name, SidecarCommand, TranslateGvaControlFlagsX64, TranslateGvaRequest,
+    MAX_REGISTERS_PER_REQUEST,
 };
 use crate::main_kernel::client::{ClientError, SidecarCpu};
 use crate::report;
@@ -113,7 +115,7 @@ fn write_garbage(page: &mut CommandPage, kind: Kind, seed: u64, what: &mut Descr
     let mut rng = Rng::new(seed);
     // Whatever the driver side left in the page: junk everywhere the
     // request goes, and a stale error the CPU must clear.
-    rng.fill(bytes_of_mut(&mut page.request_data));
+    rng.fill(page.request_data.as_mut_bytes());
     page.has_error = rng.next() as u8;
     page.error.set("stale error left by the driver");
     let registers = if rng.below(2) == 0 {
@@ -157,10 +159,12 @@ fn write_garbage(page: &mut CommandPage, kind: Kind, seed: u64, what: &mut Descr
                     let vtl = rng.next() as u8;
                     let ok = vtl & 0xE0 == 0 && (vtl & 0x10 == 0 || vtl & 0x0F == 0);
                     if !ok {
-                        break HvInputVtl(vtl);
+                        break HvInputVtl::from_bits(vtl);
                     }
                 },
-                _ => HvInputVtl(0x10 | (1 + rng.below(15) as u8) | (rng.next() as u8 & 0xE0)),
+                _ => HvInputVtl::from_bits(
+                    0x10 | (1 + rng.below(15) as u8) | (rng.next() as u8 & 0xE0),
+                ),
             };
             let bad = (kind == Kind::UnknownName).then(|| rng.below(count as u64) as usize);
             let mut list = [HvRegisterAssoc::new(Name::Rax, 0u64); MAX_REGISTERS_PER_REQUEST];
@@ -190,7 +194,7 @@ fn write_garbage(page: &mut CommandPage, kind: Kind, seed: u64, what: &mut Descr
                     let _ = write!(
                         what,
                         "{verb} of {count} registers for VTL byte {:#x}",
-                        vtl.0
+                        vtl.into_bits()
                     );
                 }
             }

@@ -22,55 +22,85 @@
 //! in `crate::abi` yet (CPUID, exception intercepts): sidecar does not
 //! enable those intercepts, and reports any other exit as an error.
 
+use bitfield_struct::bitfield;
+use x86_64::registers::control::Cr0Flags;
+use x86_64::registers::model_specific::EferFlags;
+
 use crate::abi::{
     CpuContextX64, HvCacheType, HvInterceptAccessType, HvMessage, HvMessageType, HvX64HaltMessage,
-    HvX64InterceptMessageHeader, HvX64IoPortAccessInfo, HvX64IoPortInterceptMessage,
-    HvX64MemoryAccessInfo, HvX64MemoryInterceptMessage, HvX64MsrInterceptMessage,
-    HvX64UnrecoverableExceptionMessage, HvX64VpExecutionState,
+    HvX64InstructionLengthAndCr8, HvX64InterceptMessageHeader, HvX64IoPortAccessInfo,
+    HvX64IoPortInterceptMessage, HvX64MemoryAccessInfo, HvX64MemoryInterceptMessage,
+    HvX64MsrInterceptMessage, HvX64UnrecoverableExceptionMessage, HvX64VpExecutionState,
 };
 
 use super::exit_code::{
     VMEXIT_HLT, VMEXIT_INIT, VMEXIT_INTR, VMEXIT_IOIO, VMEXIT_MSR, VMEXIT_NMI, VMEXIT_NPF,
     VMEXIT_PAUSE, VMEXIT_SHUTDOWN, VMEXIT_SMI, VMEXIT_VINTR,
 };
-use super::vmcb::{event, Vmcb, CR0_PE, EFER_LMA};
+use super::vmcb::{EventInjection, Vmcb};
 use super::ExitCode;
 
 // === EXITINFO1 layouts ===
 
-/// IOIO EXITINFO1 (APM 15.10.2): bit 0, the access is IN (else OUT).
-pub const IOIO_TYPE_IN: u64 = 1 << 0;
-/// IOIO EXITINFO1 bit 2: a string instruction (INS/OUTS).
-pub const IOIO_STRING: u64 = 1 << 2;
-/// IOIO EXITINFO1 bit 3: with a REP prefix.
-pub const IOIO_REP: u64 = 1 << 3;
-/// IOIO EXITINFO1 bit 4: 8-bit operand.
-pub const IOIO_SIZE8: u64 = 1 << 4;
-/// IOIO EXITINFO1 bit 5: 16-bit operand.
-pub const IOIO_SIZE16: u64 = 1 << 5;
-/// IOIO EXITINFO1 bit 6: 32-bit operand.
-pub const IOIO_SIZE32: u64 = 1 << 6;
-/// IOIO EXITINFO1 bits 16–31: the port.
-pub const IOIO_PORT_SHIFT: u32 = 16;
+/// IOIO EXITINFO1 (APM 15.10.2): what the intercepted IN/OUT did.
+#[bitfield(u64)]
+pub struct IoioExitInfo {
+    /// Bit 0: the access is IN (else OUT).
+    pub type_in: bool,
+    __: bool,
+    /// Bit 2: a string instruction (INS/OUTS).
+    pub string: bool,
+    /// Bit 3: with a REP prefix.
+    pub rep: bool,
+    /// Bit 4: 8-bit operand.
+    pub size8: bool,
+    /// Bit 5: 16-bit operand.
+    pub size16: bool,
+    /// Bit 6: 32-bit operand.
+    pub size32: bool,
+    /// Bit 7: 16-bit address size.
+    pub address16: bool,
+    /// Bit 8: 32-bit address size.
+    pub address32: bool,
+    /// Bit 9: 64-bit address size.
+    pub address64: bool,
+    /// Bits 10–12: the segment of a string instruction (0 ES … 5 GS).
+    #[bits(3)]
+    pub segment: u8,
+    #[bits(3)]
+    __: u8,
+    /// Bits 16–31: the port.
+    pub port: u16,
+    #[bits(32)]
+    __: u32,
+}
 
 /// MSR EXITINFO1 (APM 15.11): 1 for WRMSR, 0 for RDMSR.
 pub const MSR_WRITE: u64 = 1;
 
-/// NPF EXITINFO1 (APM 15.25.6), the page-fault error code: bit 0, the page
-/// was present.
-pub const NPF_PRESENT: u64 = 1 << 0;
-/// NPF EXITINFO1 bit 1: a write.
-pub const NPF_WRITE: u64 = 1 << 1;
-/// NPF EXITINFO1 bit 2: a user access (always, for nested walks).
-pub const NPF_USER: u64 = 1 << 2;
-/// NPF EXITINFO1 bit 3: a reserved bit was set.
-pub const NPF_RESERVED: u64 = 1 << 3;
-/// NPF EXITINFO1 bit 4: an instruction fetch.
-pub const NPF_EXECUTE: u64 = 1 << 4;
-/// NPF EXITINFO1 bit 32: the fault was on the final GPA translation.
-pub const NPF_FINAL_TRANSLATION: u64 = 1 << 32;
-/// NPF EXITINFO1 bit 33: the fault was on a guest page table access.
-pub const NPF_GUEST_PAGE_TABLE: u64 = 1 << 33;
+/// NPF EXITINFO1 (APM 15.25.6): the page-fault error code of a nested page
+/// fault.
+#[bitfield(u64)]
+pub struct NpfExitInfo {
+    /// Bit 0: the page was present.
+    pub present: bool,
+    /// Bit 1: a write.
+    pub write: bool,
+    /// Bit 2: a user access (always, for nested walks).
+    pub user: bool,
+    /// Bit 3: a reserved bit was set.
+    pub reserved_bit: bool,
+    /// Bit 4: an instruction fetch.
+    pub execute: bool,
+    #[bits(27)]
+    __: u32,
+    /// Bit 32: the fault was on the final GPA translation.
+    pub final_translation: bool,
+    /// Bit 33: the fault was on a guest page table access.
+    pub guest_page_table: bool,
+    #[bits(30)]
+    __: u32,
+}
 
 /// The length of RDMSR and WRMSR.
 const MSR_INSTRUCTION_LEN: u8 = 2;
@@ -147,23 +177,22 @@ fn intercept_header(
     instruction_len: u8,
 ) -> HvX64InterceptMessageHeader {
     let save = &vmcb.save;
-    let mut state = u16::from(save.cpl & 0x3);
-    if save.cr0 & CR0_PE != 0 {
-        state |= HvX64VpExecutionState::CR0_PE;
-    }
-    if save.efer & EFER_LMA != 0 {
-        state |= HvX64VpExecutionState::EFER_LMA;
-    }
     // An event was being delivered when the exit came (or is queued again
     // for the next entry).
-    if (vmcb.control.exit_int_info | vmcb.control.event_inj) & event::VALID != 0 {
-        state |= HvX64VpExecutionState::INTERRUPTION_PENDING;
-    }
+    let interrupted = EventInjection::from_bits(vmcb.control.exit_int_info).valid()
+        || EventInjection::from_bits(vmcb.control.event_inj).valid();
+    let state = HvX64VpExecutionState::new()
+        .with_cpl(save.cpl & 0x3)
+        .with_cr0_pe(Cr0Flags::from_bits_retain(save.cr0).contains(Cr0Flags::PROTECTED_MODE_ENABLE))
+        .with_efer_lma(EferFlags::from_bits_retain(save.efer).contains(EferFlags::LONG_MODE_ACTIVE))
+        .with_interruption_pending(interrupted);
     HvX64InterceptMessageHeader {
         vp_index,
-        instruction_length_and_cr8: (instruction_len & 0xF) | ((vmcb.cr8() as u8) << 4),
+        instruction_length_and_cr8: HvX64InstructionLengthAndCr8::new()
+            .with_instruction_length(instruction_len & 0xF)
+            .with_cr8(vmcb.cr8() as u8),
         intercept_access_type: access,
-        execution_state: HvX64VpExecutionState(state),
+        execution_state: state,
         cs_segment: save.cs.to_hv(),
         rip: save.rip,
         rflags: save.rflags,
@@ -175,25 +204,23 @@ fn io_port_message(
     context: &CpuContextX64,
     header: impl Fn(HvInterceptAccessType, u8) -> HvX64InterceptMessageHeader,
 ) -> HvMessage {
-    let info = vmcb.control.exit_info1;
-    let access = if info & IOIO_TYPE_IN != 0 {
+    let info = IoioExitInfo::from_bits(vmcb.control.exit_info1);
+    let access = if info.type_in() {
         HvInterceptAccessType::READ
     } else {
         HvInterceptAccessType::WRITE
     };
-    let mut access_info = if info & IOIO_SIZE32 != 0 {
+    let size = if info.size32() {
         4
-    } else if info & IOIO_SIZE16 != 0 {
+    } else if info.size16() {
         2
     } else {
         1
     };
-    if info & IOIO_STRING != 0 {
-        access_info |= HvX64IoPortAccessInfo::STRING_OP;
-    }
-    if info & IOIO_REP != 0 {
-        access_info |= HvX64IoPortAccessInfo::REP_PREFIX;
-    }
+    let access_info = HvX64IoPortAccessInfo::new()
+        .with_access_size(size)
+        .with_string_op(info.string())
+        .with_rep_prefix(info.rep());
     // EXITINFO2 is the RIP of the next instruction. An I/O instruction is
     // 1 to 15 bytes long; anything else means the field was not filled.
     let len = vmcb.control.exit_info2.wrapping_sub(vmcb.save.rip);
@@ -204,8 +231,8 @@ fn io_port_message(
     };
     let message = HvX64IoPortInterceptMessage {
         header: header(access, len),
-        port_number: (info >> IOIO_PORT_SHIFT) as u16,
-        access_info: HvX64IoPortAccessInfo(access_info),
+        port_number: info.port(),
+        access_info,
         instruction_byte_count: 0,
         reserved: 0,
         rax: vmcb.save.rax,
@@ -223,10 +250,10 @@ fn memory_message(
     vmcb: &Vmcb,
     header: impl Fn(HvInterceptAccessType, u8) -> HvX64InterceptMessageHeader,
 ) -> HvMessage {
-    let error = vmcb.control.exit_info1;
-    let access = if error & NPF_EXECUTE != 0 {
+    let error = NpfExitInfo::from_bits(vmcb.control.exit_info1);
+    let access = if error.execute() {
         HvInterceptAccessType::EXECUTE
-    } else if error & NPF_WRITE != 0 {
+    } else if error.write() {
         HvInterceptAccessType::WRITE
     } else {
         HvInterceptAccessType::READ
@@ -245,7 +272,7 @@ fn memory_message(
         cache_type: HvCacheType::HvCacheTypeUncached,
         instruction_byte_count: count,
         // The exit does not give the GVA.
-        memory_access_info: HvX64MemoryAccessInfo(0),
+        memory_access_info: HvX64MemoryAccessInfo::new(),
         tpr_priority: vmcb.cr8() as u8,
         reserved: 0,
         guest_virtual_address: 0,
@@ -258,26 +285,45 @@ fn memory_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::{bytes_of, HvX64SegmentRegister};
+    use crate::abi::HvX64SegmentRegister;
     use crate::svm::exit_code::{VMEXIT_CPUID, VMEXIT_INVALID, VMEXIT_VMRUN};
-    use crate::svm::vmcb::{VmcbSegment, EFER_SVME, V_INTR_MASKING};
+    use crate::svm::vmcb::{
+        event, VirtualInterruptControl, VmcbSegment, VmcbSegmentAttributes, EFER_SVME,
+    };
+
+    // EXITINFO1 bits as the APM gives them (15.10.2 for IOIO, 15.25.6 for
+    // NPF), written out so that the decoding is checked against the spec.
+    const IOIO_TYPE_IN: u64 = 1 << 0;
+    const IOIO_STRING: u64 = 1 << 2;
+    const IOIO_REP: u64 = 1 << 3;
+    const IOIO_SIZE8: u64 = 1 << 4;
+    const IOIO_SIZE16: u64 = 1 << 5;
+    const IOIO_SIZE32: u64 = 1 << 6;
+    const IOIO_PORT_SHIFT: u32 = 16;
+    const NPF_WRITE: u64 = 1 << 1;
+    const NPF_USER: u64 = 1 << 2;
+    const NPF_EXECUTE: u64 = 1 << 4;
+    const NPF_FINAL_TRANSLATION: u64 = 1 << 32;
+    use zerocopy::{FromZeros, IntoBytes};
 
     /// A 64-bit guest at CPL 0 stopped at RIP 0x1000.
     fn vmcb(exit_code: u64, info1: u64, info2: u64) -> Vmcb {
-        let mut vmcb = Vmcb::zeroed();
+        let mut vmcb = Vmcb::new_zeroed();
         vmcb.control.exit_code = exit_code;
         vmcb.control.exit_info1 = info1;
         vmcb.control.exit_info2 = info2;
-        vmcb.control.v_intr = V_INTR_MASKING | 0x2; // CR8 = 2
+        vmcb.control.v_intr = VirtualInterruptControl::new()
+            .with_v_intr_masking(true)
+            .with_v_tpr(2); // CR8 = 2
         vmcb.save.cs = VmcbSegment {
             selector: 0x8,
-            attrib: 0x0A9B,
+            attrib: VmcbSegmentAttributes::from_bits(0x0A9B),
             limit: 0xFFFF_FFFF,
             base: 0,
         };
         vmcb.save.ds = VmcbSegment {
             selector: 0x10,
-            attrib: 0x0C93,
+            attrib: VmcbSegmentAttributes::from_bits(0x0C93),
             limit: 0xFFFF_FFFF,
             base: 0x100,
         };
@@ -286,7 +332,10 @@ mod tests {
             ..vmcb.save.ds
         };
         vmcb.save.cr0 = 0x8000_0011;
-        vmcb.save.efer = EFER_SVME | EFER_LMA | (1 << 8);
+        vmcb.save.efer = (EferFlags::SECURE_VIRTUAL_MACHINE_ENABLE
+            | EferFlags::LONG_MODE_ACTIVE
+            | EferFlags::LONG_MODE_ENABLE)
+            .bits();
         vmcb.save.rip = 0x1000;
         vmcb.save.rflags = 0x202;
         vmcb.save.rax = 0xAB;
@@ -372,7 +421,7 @@ mod tests {
         let io = message.payload_as::<HvX64IoPortInterceptMessage>();
         check_header(&io.header, HvInterceptAccessType::READ, 1);
         assert_eq!(io.port_number, 0xCFC);
-        assert_eq!(io.access_info, HvX64IoPortAccessInfo(4));
+        assert_eq!(io.access_info.into_bits(), 4);
     }
 
     #[test]
@@ -484,7 +533,7 @@ mod tests {
         assert!(state.cr0_pe());
         assert!(!state.efer_lma());
         assert!(state.interruption_pending());
-        assert_eq!(state.0, 0x3 | 0x4 | 0x40);
+        assert_eq!(state.into_bits(), 0x3 | 0x4 | 0x40);
     }
 
     #[test]
@@ -508,7 +557,7 @@ mod tests {
     #[test]
     fn message_is_a_whole_hv_message() {
         let message = intercept_message(&vmcb(0x78, 0, 0), &context(), 7).unwrap();
-        let bytes = bytes_of(&message);
+        let bytes = message.as_bytes();
         assert_eq!(bytes.len(), 256);
         assert_eq!(&bytes[0..4], &0x8001_0007u32.to_le_bytes());
         assert_eq!(bytes[4], 40);

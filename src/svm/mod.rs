@@ -18,8 +18,8 @@
 //!    into the VMCB.
 //! 4. The exit becomes a Hyper-V **intercept message** ([`exits`]) for the
 //!    main kernel's VMM, or is handled by the sidecar CPU itself (a physical
-//!    interrupt), and the VP's registers can be read and written in the VMCB
-//!    by name ([`VmcbVp`], [`state`]).
+//!    interrupt), and the VP's state moves back to the VP-state block
+//!    ([`state`]).
 //!
 //! Facts from the AMD64 Architecture Programmer's Manual vol. 2 (chapter 15,
 //! appendices B and C) and from measurements under QEMU's TCG, which differs
@@ -35,5 +35,4 @@ pub mod vmcb;
 pub use exit_code::ExitCode;
 pub use exits::{handled_by_sidecar, intercept_message};
 pub use npt::{NestedTables, NptError};
-pub use state::VmcbVp;
 pub use vmcb::{Vmcb, VmcbControl, VmcbSave, VmcbSegment};

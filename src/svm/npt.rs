@@ -26,19 +26,18 @@
 use core::fmt;
 
 use crate::arch::x86_64::paging::{
-    table_indexes, PageTable, ADDRESS_MASK, HUGE_PAGE, PRESENT, USER, WRITABLE,
+    entry, entry_address, entry_flags, table_indexes, PageTable, PageTableFlags, ADDRESS_MASK,
+    LARGE_PAGE_SIZE, PAGE_SIZE,
 };
-
-/// 2 MiB: the nested page size.
-pub const LARGE_PAGE_SIZE: u64 = 2 << 20;
-/// The most guest memory one PD maps: 512 × 2 MiB = 1 GiB.
-pub const MAX_GUEST_MEMORY: u64 = 512 * LARGE_PAGE_SIZE;
+use crate::layout::MAX_GUEST_MEMORY;
 
 /// The flags of every non-leaf entry: present, writable, user.
-pub const TABLE_FLAGS: u64 = PRESENT | WRITABLE | USER;
+pub const TABLE_FLAGS: PageTableFlags = PageTableFlags::PRESENT
+    .union(PageTableFlags::WRITABLE)
+    .union(PageTableFlags::USER_ACCESSIBLE);
 /// The flags of every 2 MiB leaf entry: present, writable, user, large;
 /// executable (no NX) and write-back (PAT index 0).
-pub const LEAF_FLAGS: u64 = PRESENT | WRITABLE | USER | HUGE_PAGE;
+pub const LEAF_FLAGS: PageTableFlags = TABLE_FLAGS.union(PageTableFlags::HUGE_PAGE);
 
 /// Why the nested page tables could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +92,7 @@ fn validate(host_base: u64, size: u64) -> Result<(), NptError> {
         Err(NptError::HostBaseMisaligned(host_base))
     } else if host_base
         .checked_add(size)
-        .is_none_or(|end| end > ADDRESS_MASK + 0x1000)
+        .is_none_or(|end| end > ADDRESS_MASK + PAGE_SIZE)
     {
         Err(NptError::HostRangeTooHigh(host_base))
     } else {
@@ -137,15 +136,15 @@ impl NestedTables {
     /// entry not needed is cleared, so the tables may be reused.
     pub fn build(&mut self, tables_pa: u64, host_base: u64, size: u64) -> Result<u64, NptError> {
         validate(host_base, size)?;
-        if !tables_pa.is_multiple_of(4096) || tables_pa > ADDRESS_MASK - 2 * 4096 {
+        if !tables_pa.is_multiple_of(PAGE_SIZE) || tables_pa > ADDRESS_MASK - 2 * PAGE_SIZE {
             return Err(NptError::TablesMisaligned(tables_pa));
         }
         *self = Self::zeroed();
-        self.pml4.entries[0] = (tables_pa + 4096) | TABLE_FLAGS;
-        self.pdpt.entries[0] = (tables_pa + 2 * 4096) | TABLE_FLAGS;
+        self.pml4.entries[0] = entry(tables_pa + PAGE_SIZE, TABLE_FLAGS);
+        self.pdpt.entries[0] = entry(tables_pa + 2 * PAGE_SIZE, TABLE_FLAGS);
         let pages = (size / LARGE_PAGE_SIZE) as usize;
-        for (i, entry) in self.pd.entries[..pages].iter_mut().enumerate() {
-            *entry = (host_base + i as u64 * LARGE_PAGE_SIZE) | LEAF_FLAGS;
+        for (i, pd_entry) in self.pd.entries[..pages].iter_mut().enumerate() {
+            *pd_entry = entry(host_base + i as u64 * LARGE_PAGE_SIZE, LEAF_FLAGS);
         }
         Ok(tables_pa)
     }
@@ -156,35 +155,37 @@ impl NestedTables {
     /// tables; for checks and debugging.
     pub fn translate(&self, tables_pa: u64, gpa: u64) -> Option<u64> {
         let table_at = |pa: u64| -> Option<&PageTable> {
-            match pa.checked_sub(tables_pa)? {
-                0 => Some(&self.pml4),
-                0x1000 => Some(&self.pdpt),
-                0x2000 => Some(&self.pd),
-                _ => None,
+            let offset = pa.checked_sub(tables_pa)?;
+            if !offset.is_multiple_of(PAGE_SIZE) {
+                return None;
             }
+            [&self.pml4, &self.pdpt, &self.pd]
+                .get(usize::try_from(offset / PAGE_SIZE).ok()?)
+                .copied()
         };
-        let usable = |entry: u64| entry & TABLE_FLAGS == TABLE_FLAGS;
+        let usable = |entry: u64| entry_flags(entry).contains(TABLE_FLAGS);
+        let huge = |entry: u64| entry_flags(entry).contains(PageTableFlags::HUGE_PAGE);
         if gpa >> 48 != 0 {
             return None;
         }
         let [l4, l3, l2, _] = table_indexes(gpa);
         let mut table = table_at(tables_pa)?;
         for index in [l4, l3] {
-            let entry = table.entries[index];
-            if !usable(entry) || entry & HUGE_PAGE != 0 {
+            let next = table.entries[index];
+            if !usable(next) || huge(next) {
                 return None;
             }
-            table = table_at(entry & ADDRESS_MASK)?;
+            table = table_at(entry_address(next))?;
         }
-        let entry = table.entries[l2];
-        if !usable(entry) || entry & HUGE_PAGE == 0 {
+        let leaf = table.entries[l2];
+        if !usable(leaf) || !huge(leaf) {
             return None;
         }
-        Some((entry & ADDRESS_MASK & !(LARGE_PAGE_SIZE - 1)) + (gpa & (LARGE_PAGE_SIZE - 1)))
+        Some((entry_address(leaf) & !(LARGE_PAGE_SIZE - 1)) + (gpa & (LARGE_PAGE_SIZE - 1)))
     }
 }
 
-const _: () = assert!(size_of::<NestedTables>() == 3 * 4096);
+const _: () = assert!(size_of::<NestedTables>() as u64 == 3 * PAGE_SIZE);
 
 #[cfg(test)]
 mod tests {
@@ -239,14 +240,11 @@ mod tests {
         let tables = build(0, MAX_GUEST_MEMORY);
         assert_eq!(
             tables.pml4.entries[0],
-            (TABLES_PA + 0x1000) | PRESENT | WRITABLE | USER
+            (TABLES_PA + 0x1000) | 0b111 // present, writable, user
         );
-        assert_eq!(
-            tables.pdpt.entries[0],
-            (TABLES_PA + 0x2000) | PRESENT | WRITABLE | USER
-        );
+        assert_eq!(tables.pdpt.entries[0], (TABLES_PA + 0x2000) | 0b111);
         for (i, &entry) in tables.pd.entries.iter().enumerate() {
-            assert_eq!(entry & LEAF_FLAGS, LEAF_FLAGS, "PD entry {i}");
+            assert!(entry_flags(entry).contains(LEAF_FLAGS), "PD entry {i}");
             assert_eq!(entry & (1 << 63), 0, "PD entry {i} is executable");
             assert_eq!(entry & ADDRESS_MASK, i as u64 * LARGE_PAGE_SIZE);
         }

@@ -30,117 +30,137 @@
 //! B-2). Hyper-V's `HV_X64_SEGMENT_REGISTER.attributes` is *not* the same: it
 //! keeps descriptor bits 40–55 as they are, so the limit's bits 16–19 leave a
 //! hole at bits 8–11 and AVL/L/D/G sit in bits 12–15 (32-bit code: VMCB
-//! 0x0C9B, Hyper-V 0xC09B). [`vmcb_attributes`] and [`hv_attributes`]
-//! convert.
+//! 0x0C9B, Hyper-V 0xC09B). [`VmcbSegmentAttributes::from_hv`] and
+//! [`VmcbSegmentAttributes::to_hv`] convert.
+//!
+//! Packed fields (intercept vectors, virtual interrupt controls, event
+//! injection, segment attributes) are `bitfield-struct` types with named
+//! accessors; control-register and EFER bits are the `x86_64` crate's
+//! flags.
 
-use crate::abi::{HvX64SegmentRegister, HvX64TableRegister, Pod};
+use bitfield_struct::bitfield;
+use x86_64::registers::control::{Cr0Flags, Cr4Flags};
+use x86_64::registers::model_specific::EferFlags;
+use x86_64::registers::rflags::RFlags;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::abi::{named_consts, HvX64SegmentRegister, HvX64TableRegister};
 
 // === Intercept bits ===
 
-/// The intercept bits of [`VmcbControl::intercept_misc1`] (offset 0x00C).
-pub mod misc1 {
+/// The first word of instruction and event intercepts
+/// ([`VmcbControl::intercept_misc1`], offset 0x00C, APM table B-1).
+#[bitfield(u32)]
+#[derive(PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct InterceptMisc1 {
     /// Physical maskable interrupt (INTR).
-    pub const INTR: u32 = 1 << 0;
+    pub intr: bool,
     /// Physical NMI.
-    pub const NMI: u32 = 1 << 1;
+    pub nmi: bool,
     /// Physical SMI.
-    pub const SMI: u32 = 1 << 2;
+    pub smi: bool,
     /// INIT.
-    pub const INIT: u32 = 1 << 3;
+    pub init: bool,
     /// Virtual interrupt (the guest became able to take V_IRQ).
-    pub const VINTR: u32 = 1 << 4;
+    pub vintr: bool,
     /// CR0 writes that change bits other than CR0.TS or CR0.MP.
-    pub const CR0_SEL_WRITE: u32 = 1 << 5;
+    pub cr0_sel_write: bool,
     /// Reads of IDTR (SIDT).
-    pub const IDTR_READ: u32 = 1 << 6;
+    pub idtr_read: bool,
     /// Reads of GDTR (SGDT).
-    pub const GDTR_READ: u32 = 1 << 7;
+    pub gdtr_read: bool,
     /// Reads of LDTR (SLDT).
-    pub const LDTR_READ: u32 = 1 << 8;
+    pub ldtr_read: bool,
     /// Reads of TR (STR).
-    pub const TR_READ: u32 = 1 << 9;
+    pub tr_read: bool,
     /// Writes of IDTR (LIDT).
-    pub const IDTR_WRITE: u32 = 1 << 10;
+    pub idtr_write: bool,
     /// Writes of GDTR (LGDT).
-    pub const GDTR_WRITE: u32 = 1 << 11;
+    pub gdtr_write: bool,
     /// Writes of LDTR (LLDT).
-    pub const LDTR_WRITE: u32 = 1 << 12;
+    pub ldtr_write: bool,
     /// Writes of TR (LTR).
-    pub const TR_WRITE: u32 = 1 << 13;
+    pub tr_write: bool,
     /// RDTSC.
-    pub const RDTSC: u32 = 1 << 14;
+    pub rdtsc: bool,
     /// RDPMC.
-    pub const RDPMC: u32 = 1 << 15;
+    pub rdpmc: bool,
     /// PUSHF.
-    pub const PUSHF: u32 = 1 << 16;
+    pub pushf: bool,
     /// POPF.
-    pub const POPF: u32 = 1 << 17;
+    pub popf: bool,
     /// CPUID.
-    pub const CPUID: u32 = 1 << 18;
+    pub cpuid: bool,
     /// RSM.
-    pub const RSM: u32 = 1 << 19;
+    pub rsm: bool,
     /// IRET.
-    pub const IRET: u32 = 1 << 20;
+    pub iret: bool,
     /// Software interrupts (INTn).
-    pub const INTN: u32 = 1 << 21;
+    pub intn: bool,
     /// INVD.
-    pub const INVD: u32 = 1 << 22;
+    pub invd: bool,
     /// PAUSE.
-    pub const PAUSE: u32 = 1 << 23;
+    pub pause: bool,
     /// HLT.
-    pub const HLT: u32 = 1 << 24;
+    pub hlt: bool,
     /// INVLPG.
-    pub const INVLPG: u32 = 1 << 25;
+    pub invlpg: bool,
     /// INVLPGA.
-    pub const INVLPGA: u32 = 1 << 26;
+    pub invlpga: bool,
     /// IN/OUT and INS/OUTS, filtered by the I/O permission map.
-    pub const IOIO_PROT: u32 = 1 << 27;
+    pub ioio_prot: bool,
     /// RDMSR/WRMSR, filtered by the MSR permission map.
-    pub const MSR_PROT: u32 = 1 << 28;
+    pub msr_prot: bool,
     /// Task switches.
-    pub const TASK_SWITCH: u32 = 1 << 29;
+    pub task_switch: bool,
     /// FERR_FREEZE (legacy FERR handling).
-    pub const FERR_FREEZE: u32 = 1 << 30;
+    pub ferr_freeze: bool,
     /// Shutdown (a triple fault).
-    pub const SHUTDOWN: u32 = 1 << 31;
+    pub shutdown: bool,
 }
 
-/// The intercept bits of [`VmcbControl::intercept_misc2`] (offset 0x010).
-pub mod misc2 {
+/// The second word of intercepts ([`VmcbControl::intercept_misc2`], offset
+/// 0x010).
+#[bitfield(u32)]
+#[derive(PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct InterceptMisc2 {
     /// VMRUN. Must be set, or VMRUN fails with [`VMEXIT_INVALID`].
     ///
-    /// [`VMEXIT_INVALID`]: super::super::exit_code::VMEXIT_INVALID
-    pub const VMRUN: u32 = 1 << 0;
+    /// [`VMEXIT_INVALID`]: super::exit_code::VMEXIT_INVALID
+    pub vmrun: bool,
     /// VMMCALL.
-    pub const VMMCALL: u32 = 1 << 1;
+    pub vmmcall: bool,
     /// VMLOAD.
-    pub const VMLOAD: u32 = 1 << 2;
+    pub vmload: bool,
     /// VMSAVE.
-    pub const VMSAVE: u32 = 1 << 3;
+    pub vmsave: bool,
     /// STGI.
-    pub const STGI: u32 = 1 << 4;
+    pub stgi: bool,
     /// CLGI.
-    pub const CLGI: u32 = 1 << 5;
+    pub clgi: bool,
     /// SKINIT.
-    pub const SKINIT: u32 = 1 << 6;
+    pub skinit: bool,
     /// RDTSCP.
-    pub const RDTSCP: u32 = 1 << 7;
+    pub rdtscp: bool,
     /// ICEBP (INT1).
-    pub const ICEBP: u32 = 1 << 8;
+    pub icebp: bool,
     /// WBINVD and WBNOINVD.
-    pub const WBINVD: u32 = 1 << 9;
+    pub wbinvd: bool,
     /// MONITOR and MONITORX.
-    pub const MONITOR: u32 = 1 << 10;
+    pub monitor: bool,
     /// MWAIT and MWAITX, unconditionally.
-    pub const MWAIT: u32 = 1 << 11;
+    pub mwait: bool,
     /// MWAIT and MWAITX, when the monitor hardware is armed.
-    pub const MWAIT_CONDITIONAL: u32 = 1 << 12;
+    pub mwait_conditional: bool,
     /// XSETBV.
-    pub const XSETBV: u32 = 1 << 13;
+    pub xsetbv: bool,
     /// RDPRU.
-    pub const RDPRU: u32 = 1 << 14;
+    pub rdpru: bool,
     /// Writes of EFER, after the guest instruction completes (a trap).
-    pub const EFER_WRITE_TRAP: u32 = 1 << 15;
+    pub efer_write_trap: bool,
+    /// Bits 16–31: CR0–CR15 write traps.
+    pub cr_write_traps: u16,
 }
 
 /// The bit of [`VmcbControl::intercept_cr`] that intercepts reads of CR`n`
@@ -173,7 +193,7 @@ pub const fn intercept_exception(vector: u8) -> u32 {
     1 << vector
 }
 
-// === Other control-area bits ===
+// === Other control-area fields ===
 
 /// [`VmcbControl::tlb_control`]: do nothing.
 pub const TLB_CONTROL_DO_NOTHING: u8 = 0x00;
@@ -184,96 +204,144 @@ pub const TLB_CONTROL_FLUSH_ASID: u8 = 0x03;
 /// [`VmcbControl::tlb_control`]: flush this guest's non-global entries.
 pub const TLB_CONTROL_FLUSH_ASID_NON_GLOBAL: u8 = 0x07;
 
-/// [`VmcbControl::v_intr`] bits 0–7: V_TPR, the guest's virtual task
-/// priority (CR8; bits 0–3 used).
-pub const V_TPR_MASK: u32 = 0xFF;
-/// [`VmcbControl::v_intr`] bit 8: V_IRQ, a virtual interrupt is pending.
-pub const V_IRQ: u32 = 1 << 8;
-/// [`VmcbControl::v_intr`] bit 9: VGIF, the virtual global interrupt flag.
-pub const V_GIF: u32 = 1 << 9;
-/// [`VmcbControl::v_intr`] bits 16–19: V_INTR_PRIO, the pending virtual
-/// interrupt's priority.
-pub const V_INTR_PRIO_SHIFT: u32 = 16;
-/// [`VmcbControl::v_intr`] bits 16–19, as a mask.
-pub const V_INTR_PRIO_MASK: u32 = 0xF << V_INTR_PRIO_SHIFT;
-/// [`VmcbControl::v_intr`] bit 20: V_IGN_TPR, the virtual interrupt ignores
-/// V_TPR.
-pub const V_IGN_TPR: u32 = 1 << 20;
-/// [`VmcbControl::v_intr`] bit 24: V_INTR_MASKING. The guest's RFLAGS.IF
-/// then masks only virtual interrupts, and physical interrupts are masked by
-/// the host's RFLAGS.IF: with it, a physical interrupt while the guest runs
-/// causes an INTR exit however the guest set its IF.
-pub const V_INTR_MASKING: u32 = 1 << 24;
-/// [`VmcbControl::v_intr`] bit 25: VGIF enabled.
-pub const V_GIF_ENABLE: u32 = 1 << 25;
+/// The virtual interrupt controls ([`VmcbControl::v_intr`], offset 0x060).
+#[bitfield(u32)]
+#[derive(PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct VirtualInterruptControl {
+    /// Bits 0–7: V_TPR, the guest's virtual task priority (CR8; bits 0–3
+    /// used).
+    pub v_tpr: u8,
+    /// Bit 8: V_IRQ, a virtual interrupt is pending.
+    pub v_irq: bool,
+    /// Bit 9: VGIF, the virtual global interrupt flag.
+    pub v_gif: bool,
+    #[bits(6)]
+    __: u8,
+    /// Bits 16–19: V_INTR_PRIO, the pending virtual interrupt's priority.
+    #[bits(4)]
+    pub v_intr_prio: u8,
+    /// Bit 20: V_IGN_TPR, the virtual interrupt ignores V_TPR.
+    pub v_ign_tpr: bool,
+    #[bits(3)]
+    __: u8,
+    /// Bit 24: V_INTR_MASKING. The guest's RFLAGS.IF then masks only
+    /// virtual interrupts, and physical interrupts are masked by the host's
+    /// RFLAGS.IF: with it, a physical interrupt while the guest runs causes
+    /// an INTR exit however the guest set its IF.
+    pub v_intr_masking: bool,
+    /// Bit 25: VGIF enabled.
+    pub v_gif_enable: bool,
+    #[bits(6)]
+    __: u8,
+}
 
-/// [`VmcbControl::interrupt_shadow`] bit 0: the guest is in an interrupt
-/// shadow (right after STI or MOV SS).
-pub const INTERRUPT_SHADOW: u64 = 1 << 0;
-/// [`VmcbControl::interrupt_shadow`] bit 1 (written at #VMEXIT): the guest's
-/// RFLAGS.IF, or VGIF with virtual GIF.
-pub const GUEST_INTERRUPT_MASK: u64 = 1 << 1;
+/// The guest's interrupt state ([`VmcbControl::interrupt_shadow`], offset
+/// 0x068).
+#[bitfield(u64)]
+#[derive(PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct InterruptShadow {
+    /// Bit 0: the guest is in an interrupt shadow (right after STI or MOV
+    /// SS).
+    pub interrupt_shadow: bool,
+    /// Bit 1 (written at #VMEXIT): the guest's RFLAGS.IF, or VGIF with
+    /// virtual GIF.
+    pub guest_interrupt_mask: bool,
+    #[bits(62)]
+    __: u64,
+}
 
-/// [`VmcbControl::np_control`] bit 0: nested paging on.
-pub const NP_ENABLE: u64 = 1 << 0;
+/// Nested paging and the SEV enables ([`VmcbControl::np_control`], offset
+/// 0x090).
+#[bitfield(u64)]
+#[derive(PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct NestedPagingControl {
+    /// Bit 0: nested paging on.
+    pub np_enable: bool,
+    /// Bit 1: SEV on.
+    pub sev_enable: bool,
+    /// Bit 2: SEV-ES on.
+    pub sev_es_enable: bool,
+    #[bits(61)]
+    __: u64,
+}
 
-/// [`VmcbControl::virt_ext`] bit 0: LBR virtualization.
-pub const LBR_VIRTUALIZATION_ENABLE: u64 = 1 << 0;
-/// [`VmcbControl::virt_ext`] bit 1: virtualized VMSAVE/VMLOAD.
-pub const VIRTUALIZED_VMSAVE_VMLOAD: u64 = 1 << 1;
+/// LBR virtualization and virtualized VMSAVE/VMLOAD
+/// ([`VmcbControl::virt_ext`], offset 0x0B8).
+#[bitfield(u64)]
+#[derive(PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct VirtualizationExtensions {
+    /// Bit 0: LBR virtualization.
+    pub lbr_virtualization_enable: bool,
+    /// Bit 1: virtualized VMSAVE/VMLOAD.
+    pub virtualized_vmsave_vmload: bool,
+    #[bits(62)]
+    __: u64,
+}
 
 /// EFER.SVME (bit 12): SVM enabled. Must be set in the *guest's* EFER in the
 /// VMCB for VMRUN to succeed (APM 15.5.1; QEMU checks it too).
-pub const EFER_SVME: u64 = 1 << 12;
-/// EFER.LMA (bit 10): long mode active.
-pub const EFER_LMA: u64 = 1 << 10;
-/// EFER.LME (bit 8): long mode enabled.
-pub const EFER_LME: u64 = 1 << 8;
-/// CR0.PE (bit 0): protected mode.
-pub const CR0_PE: u64 = 1 << 0;
-/// CR0.PG (bit 31): paging.
-pub const CR0_PG: u64 = 1 << 31;
-/// CR0.CD (bit 30): caching disabled.
-pub const CR0_CD: u64 = 1 << 30;
-/// CR0.NW (bit 29): not write-through.
-pub const CR0_NW: u64 = 1 << 29;
-/// CR4.PAE (bit 5).
-pub const CR4_PAE: u64 = 1 << 5;
-/// RFLAGS.VM (bit 17): virtual-8086 mode.
-pub const RFLAGS_VM: u64 = 1 << 17;
+pub const EFER_SVME: u64 = EferFlags::SECURE_VIRTUAL_MACHINE_ENABLE.bits();
 
 // === Event injection ===
 
-/// The format shared by EVENTINJ and EXITINTINFO (APM 15.20, figure
-/// "EVENTINJ field"): vector in bits 0–7, type in bits 8–10, error-code-valid
-/// bit 11, valid bit 31, error code in bits 32–63.
-pub mod event {
-    /// Bits 0–7: the vector.
-    pub const VECTOR_MASK: u64 = 0xFF;
-    /// Bits 8–10: the type.
-    pub const TYPE_SHIFT: u32 = 8;
-    /// Bits 8–10, as a mask.
-    pub const TYPE_MASK: u64 = 0x7 << TYPE_SHIFT;
-    /// Type 0: external (maskable) interrupt.
-    pub const TYPE_INTR: u64 = 0;
-    /// Type 2: NMI.
-    pub const TYPE_NMI: u64 = 2;
-    /// Type 3: exception (fault or trap).
-    pub const TYPE_EXCEPTION: u64 = 3;
-    /// Type 4: software interrupt (INTn).
-    pub const TYPE_SOFTWARE_INT: u64 = 4;
-    /// Bit 11: push the error code in bits 32–63.
-    pub const ERROR_CODE_VALID: u64 = 1 << 11;
-    /// Bit 31: the field holds an event.
-    pub const VALID: u64 = 1 << 31;
-    /// Bits 32–63: the error code.
-    pub const ERROR_CODE_SHIFT: u32 = 32;
-
-    /// The value that injects external interrupt `vector` (for example one
-    /// the main kernel requested through the register page).
-    pub const fn external_interrupt(vector: u8) -> u64 {
-        VALID | (TYPE_INTR << TYPE_SHIFT) | vector as u64
+named_consts! {
+    /// The type of an injected or interrupted event (EVENTINJ bits 8–10).
+    pub struct EventType(u8) {
+        /// External (maskable) interrupt.
+        INTR = 0,
+        /// NMI.
+        NMI = 2,
+        /// Exception (fault or trap).
+        EXCEPTION = 3,
+        /// Software interrupt (INTn).
+        SOFTWARE_INT = 4,
     }
+}
+
+/// The format shared by EVENTINJ and EXITINTINFO (APM 15.20, figure
+/// "EVENTINJ field"). The VMCB keeps both fields as raw `u64`s
+/// ([`VmcbControl::event_inj`], [`VmcbControl::exit_int_info`]); this is
+/// their meaning.
+#[bitfield(u64)]
+#[derive(PartialEq, Eq)]
+pub struct EventInjection {
+    /// Bits 0–7: the vector.
+    pub vector: u8,
+    /// Bits 8–10: the type.
+    #[bits(3)]
+    pub event_type: EventType,
+    /// Bit 11: push the error code.
+    pub error_code_valid: bool,
+    #[bits(19)]
+    __: u32,
+    /// Bit 31: the field holds an event.
+    pub valid: bool,
+    /// Bits 32–63: the error code.
+    pub error_code: u32,
+}
+
+impl EventInjection {
+    /// The event that injects external interrupt `vector` (for example one
+    /// the main kernel requested through the register page).
+    pub const fn external_interrupt(vector: u8) -> Self {
+        Self::new()
+            .with_valid(true)
+            .with_event_type(EventType::INTR)
+            .with_vector(vector)
+    }
+}
+
+/// [`EventInjection`] values as raw bits, for code that writes EVENTINJ as
+/// an integer.
+pub mod event {
+    use super::{EventInjection, EventType};
+
+    /// Bit 31: the field holds an event.
+    pub const VALID: u64 = EventInjection::new().with_valid(true).into_bits();
+    /// The type field of an external interrupt (zero).
+    pub const TYPE_INTR: u64 = EventInjection::new()
+        .with_event_type(EventType::INTR)
+        .into_bits();
 }
 
 // === Permission maps ===
@@ -320,55 +388,129 @@ pub fn set_io_intercept(map: &mut [u8; IOPM_SIZE], port: u16, intercept: bool) {
 
 // === Sidecar's intercepts ===
 
-/// The [`misc1`] intercepts sidecar's guests run with: physical interrupts
-/// and NMIs (so a request IPI ends the run), HLT, I/O and MSR accesses
-/// (filtered by the permission maps), shutdown, and INVLPGA (an SVM
+/// The [`InterceptMisc1`] intercepts sidecar's guests run with: physical
+/// interrupts and NMIs (so a request IPI ends the run), HLT, I/O and MSR
+/// accesses (filtered by the permission maps), shutdown, and INVLPGA (an SVM
 /// instruction the guest could otherwise use, since its EFER.SVME is set).
-pub const SIDECAR_MISC1: u32 = misc1::INTR
-    | misc1::NMI
-    | misc1::HLT
-    | misc1::IOIO_PROT
-    | misc1::MSR_PROT
-    | misc1::SHUTDOWN
-    | misc1::INVLPGA;
+pub const SIDECAR_MISC1: InterceptMisc1 = InterceptMisc1::new()
+    .with_intr(true)
+    .with_nmi(true)
+    .with_hlt(true)
+    .with_ioio_prot(true)
+    .with_msr_prot(true)
+    .with_shutdown(true)
+    .with_invlpga(true);
 
-/// The [`misc2`] intercepts sidecar's guests run with: VMRUN (required) and
-/// the other SVM instructions, which would otherwise work in the guest
-/// because the VMCB's EFER.SVME must be set; VMLOAD and VMSAVE would even
-/// reach host physical memory.
-pub const SIDECAR_MISC2: u32 =
-    misc2::VMRUN | misc2::VMLOAD | misc2::VMSAVE | misc2::STGI | misc2::CLGI | misc2::SKINIT;
+/// The [`InterceptMisc2`] intercepts sidecar's guests run with: VMRUN
+/// (required) and the other SVM instructions, which would otherwise work in
+/// the guest because the VMCB's EFER.SVME must be set; VMLOAD and VMSAVE
+/// would even reach host physical memory.
+pub const SIDECAR_MISC2: InterceptMisc2 = InterceptMisc2::new()
+    .with_vmrun(true)
+    .with_vmload(true)
+    .with_vmsave(true)
+    .with_stgi(true)
+    .with_clgi(true)
+    .with_skinit(true);
 
 // === The layout ===
 
-/// A segment register in the state save area: selector @0, attributes @2
-/// (the packed 12-bit format, see the module docs), limit @4 (in bytes, G
-/// already applied), base @8; 16 bytes. GDTR and IDTR use only limit and
-/// base.
+/// A segment descriptor's access byte (descriptor bits 40–47): the same in
+/// the VMCB's attributes and in Hyper-V's.
+#[bitfield(u8)]
+#[derive(PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct SegmentAccess {
+    /// Bits 0–3: the segment type.
+    #[bits(4)]
+    pub segment_type: u8,
+    /// Bit 4 (S): a code or data segment (else a system segment).
+    pub code_or_data: bool,
+    /// Bits 5–6: the descriptor privilege level.
+    #[bits(2)]
+    pub dpl: u8,
+    /// Bit 7: present.
+    pub present: bool,
+}
+
+/// A segment descriptor's flags (descriptor bits 52–55), in the low four
+/// bits.
+#[bitfield(u8)]
+#[derive(PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct SegmentFlags {
+    /// AVL: available to software.
+    pub available: bool,
+    /// L: 64-bit code.
+    pub long_mode: bool,
+    /// D/B: 32-bit default operand size.
+    pub default_big: bool,
+    /// G: the limit counts 4 KiB units.
+    pub granularity: bool,
+    #[bits(4)]
+    __: u8,
+}
+
+/// A segment's attributes as the VMCB packs them in 12 bits (APM 15.5.1 and
+/// table B-2): the access byte, then the flags.
+#[bitfield(u16)]
+#[derive(PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct VmcbSegmentAttributes {
+    /// Bits 0–7: descriptor bits 40–47.
+    #[bits(8)]
+    pub access: SegmentAccess,
+    /// Bits 8–11: descriptor bits 52–55.
+    #[bits(4)]
+    pub flags: SegmentFlags,
+    #[bits(4)]
+    __: u8,
+}
+
+/// A segment's attributes in Hyper-V's `HV_X64_SEGMENT_REGISTER` form:
+/// descriptor bits 40–55 as they are, with a hole where the limit's bits
+/// 16–19 sit.
+#[bitfield(u16)]
+struct HvSegmentAttributes {
+    #[bits(8)]
+    access: SegmentAccess,
+    /// Bits 8–11: the limit's bits in a descriptor; reserved here.
+    #[bits(4)]
+    __: u8,
+    #[bits(4)]
+    flags: SegmentFlags,
+}
+
+impl VmcbSegmentAttributes {
+    /// The VMCB form of Hyper-V segment attributes. Bits 8–11 of `hv`
+    /// (reserved in Hyper-V's format) are dropped.
+    pub const fn from_hv(hv: u16) -> Self {
+        let hv = HvSegmentAttributes::from_bits(hv);
+        Self::new().with_access(hv.access()).with_flags(hv.flags())
+    }
+
+    /// The Hyper-V form of these attributes.
+    pub const fn to_hv(self) -> u16 {
+        HvSegmentAttributes::new()
+            .with_access(self.access())
+            .with_flags(self.flags())
+            .into_bits()
+    }
+}
+
+/// A segment register in the state save area: selector @0, attributes @2,
+/// limit @4 (in bytes, G already applied), base @8; 16 bytes. GDTR and IDTR
+/// use only limit and base.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct VmcbSegment {
     /// The selector.
     pub selector: u16,
-    /// The attributes, packed: descriptor bits 40–47 in 0–7, 52–55 in 8–11.
-    pub attrib: u16,
+    /// The attributes, packed.
+    pub attrib: VmcbSegmentAttributes,
     /// The limit, in bytes.
     pub limit: u32,
     /// The base.
     pub base: u64,
-}
-
-/// Converts Hyper-V segment attributes (descriptor bits 40–55, with the
-/// limit's bits 16–19 left as a hole in 8–11) to the VMCB's packed 12 bits.
-/// Bits 8–11 of `hv` (reserved in Hyper-V's format) are dropped.
-pub const fn vmcb_attributes(hv: u16) -> u16 {
-    (hv & 0x00FF) | ((hv >> 4) & 0x0F00)
-}
-
-/// Converts the VMCB's packed 12-bit segment attributes to Hyper-V's
-/// format. Bits 12–15 of `vmcb` (reserved) are dropped.
-pub const fn hv_attributes(vmcb: u16) -> u16 {
-    (vmcb & 0x00FF) | ((vmcb & 0x0F00) << 4)
 }
 
 impl VmcbSegment {
@@ -376,7 +518,7 @@ impl VmcbSegment {
     pub const fn from_hv(segment: HvX64SegmentRegister) -> Self {
         Self {
             selector: segment.selector,
-            attrib: vmcb_attributes(segment.attributes),
+            attrib: VmcbSegmentAttributes::from_hv(segment.attributes),
             limit: segment.limit,
             base: segment.base,
         }
@@ -388,7 +530,7 @@ impl VmcbSegment {
             base: self.base,
             limit: self.limit,
             selector: self.selector,
-            attributes: hv_attributes(self.attrib),
+            attributes: self.attrib.to_hv(),
         }
     }
 
@@ -396,7 +538,7 @@ impl VmcbSegment {
     pub const fn from_table(table: HvX64TableRegister) -> Self {
         Self {
             selector: 0,
-            attrib: 0,
+            attrib: VmcbSegmentAttributes::new(),
             limit: table.limit as u32,
             base: table.base,
         }
@@ -412,17 +554,16 @@ impl VmcbSegment {
         }
     }
 
-    /// The descriptor privilege level (attribute bits 5–6, the same in both
-    /// formats).
+    /// The descriptor privilege level.
     pub const fn dpl(self) -> u8 {
-        ((self.attrib >> 5) & 0x3) as u8
+        self.attrib.access().dpl()
     }
 }
 
 /// The control area: bytes 0x000–0x3FF of the VMCB (APM table B-1). The
 /// host writes it before VMRUN; the processor writes the exit fields.
 #[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct VmcbControl {
     /// 0x000: bits 0–15 intercept reads of CR0–15, bits 16–31 writes
     /// ([`intercept_cr_read`], [`intercept_cr_write`]).
@@ -431,11 +572,10 @@ pub struct VmcbControl {
     pub intercept_dr: u32,
     /// 0x008: bit `n` intercepts exception vector `n`.
     pub intercept_exceptions: u32,
-    /// 0x00C: the first word of instruction and event intercepts
-    /// ([`misc1`]).
-    pub intercept_misc1: u32,
-    /// 0x010: the second word ([`misc2`]).
-    pub intercept_misc2: u32,
+    /// 0x00C: the first word of instruction and event intercepts.
+    pub intercept_misc1: InterceptMisc1,
+    /// 0x010: the second word.
+    pub intercept_misc2: InterceptMisc2,
     /// 0x014: the third word (INVLPGB, INVPCID, MCOMMIT, TLBSYNC… on newer
     /// processors; sidecar leaves it zero).
     pub intercept_misc3: u32,
@@ -446,10 +586,10 @@ pub struct VmcbControl {
     /// 0x03E: PAUSE filter count.
     pub pause_filter_count: u16,
     /// 0x040: physical address of the I/O permission map (12 KiB, 4 KiB
-    /// aligned), used with [`misc1::IOIO_PROT`].
+    /// aligned), used with [`InterceptMisc1::ioio_prot`].
     pub iopm_base_pa: u64,
     /// 0x048: physical address of the MSR permission map (8 KiB, 4 KiB
-    /// aligned), used with [`misc1::MSR_PROT`].
+    /// aligned), used with [`InterceptMisc1::msr_prot`].
     pub msrpm_base_pa: u64,
     /// 0x050: added to the TSC the guest reads.
     pub tsc_offset: u64,
@@ -461,12 +601,12 @@ pub struct VmcbControl {
     /// 0x05D–0x05F: reserved.
     pub reserved_05d: [u8; 3],
     /// 0x060: the virtual interrupt controls: V_TPR, V_IRQ, V_INTR_PRIO,
-    /// V_IGN_TPR, V_INTR_MASKING ([`V_TPR_MASK`], [`V_IRQ`], …).
-    pub v_intr: u32,
+    /// V_IGN_TPR, V_INTR_MASKING.
+    pub v_intr: VirtualInterruptControl,
     /// 0x064: bits 0–7 V_INTR_VECTOR, the vector of the virtual interrupt.
     pub v_intr_vector: u32,
-    /// 0x068: [`INTERRUPT_SHADOW`] and [`GUEST_INTERRUPT_MASK`].
-    pub interrupt_shadow: u64,
+    /// 0x068: the interrupt shadow and the guest's interrupt mask.
+    pub interrupt_shadow: InterruptShadow,
     /// 0x070: EXITCODE, why the guest exited (see `ExitCode`).
     pub exit_code: u64,
     /// 0x078: EXITINFO1, exit-specific.
@@ -474,21 +614,21 @@ pub struct VmcbControl {
     /// 0x080: EXITINFO2, exit-specific.
     pub exit_info2: u64,
     /// 0x088: EXITINTINFO, the event whose delivery the exit interrupted
-    /// (the [`event`] format).
+    /// (an [`EventInjection`]).
     pub exit_int_info: u64,
-    /// 0x090: [`NP_ENABLE`] (bit 0) and the SEV enables.
-    pub np_control: u64,
+    /// 0x090: nested paging and the SEV enables.
+    pub np_control: NestedPagingControl,
     /// 0x098: AVIC APIC_BAR.
     pub avic_apic_bar: u64,
     /// 0x0A0: the guest physical address of the GHCB (SEV-ES).
     pub ghcb_pa: u64,
-    /// 0x0A8: EVENTINJ, the event to inject at VMRUN (the [`event`]
-    /// format).
+    /// 0x0A8: EVENTINJ, the event to inject at VMRUN (an
+    /// [`EventInjection`]).
     pub event_inj: u64,
     /// 0x0B0: N_CR3, the nested page tables' root (host physical).
     pub n_cr3: u64,
     /// 0x0B8: LBR virtualization and virtualized VMSAVE/VMLOAD enables.
-    pub virt_ext: u64,
+    pub virt_ext: VirtualizationExtensions,
     /// 0x0C0: VMCB clean bits (bits 0–31): state the processor may keep
     /// cached from the last VMRUN of this VMCB. Zero is always safe.
     pub clean_bits: u64,
@@ -521,7 +661,7 @@ pub struct VmcbControl {
 /// offsets below are relative to the VMCB's start). VMRUN loads the guest
 /// from it; #VMEXIT stores the guest into it.
 #[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct VmcbSave {
     /// 0x400.
     pub es: VmcbSegment,
@@ -616,7 +756,7 @@ pub struct VmcbSave {
 
 /// A whole VMCB: one page, page-aligned.
 #[repr(C, align(4096))]
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Vmcb {
     /// 0x000–0x3FF: what the guest may do; the exit information.
     pub control: VmcbControl,
@@ -624,30 +764,11 @@ pub struct Vmcb {
     pub save: VmcbSave,
 }
 
-// SAFETY: `VmcbSegment` is `repr(C)` of u16, u16, u32, u64 at offsets 0, 2,
-// 4, 8: no padding; every bit pattern is valid.
-unsafe impl Pod for VmcbSegment {}
-// SAFETY: `repr(C)` of integers, integer arrays and `VmcbSegment`s; the
-// offset assertions below pin every field contiguously (each starts where
-// the previous one ends) and the size to 0x400, so there is no padding.
-unsafe impl Pod for VmcbControl {}
-// SAFETY: as for `VmcbControl`; the size is 0xC00, fields contiguous.
-unsafe impl Pod for VmcbSave {}
-// SAFETY: two `Pod` halves of 0x400 and 0xC00 bytes at offsets 0 and 0x400,
-// total 4096 = the alignment: no padding.
-unsafe impl Pod for Vmcb {}
-
 impl Vmcb {
-    /// An all-zero VMCB (no intercepts, no state), usable in a `static`.
-    pub const fn zeroed() -> Self {
-        // SAFETY: `Vmcb` is `Pod` (see above): all zeros is a valid value.
-        unsafe { core::mem::zeroed() }
-    }
-
     /// Sets up the control area the way sidecar runs its guests: the
     /// [`SIDECAR_MISC1`] and [`SIDECAR_MISC2`] intercepts, address space
     /// `asid` (not 0), nested paging with root `n_cr3`, the permission maps
-    /// at `iopm_base_pa` and `msrpm_base_pa`, [`V_INTR_MASKING`] (V_TPR is
+    /// at `iopm_base_pa` and `msrpm_base_pa`, V_INTR_MASKING (V_TPR is
     /// kept), and a flush of the ASID's TLB entries at the next VMRUN (set
     /// [`VmcbControl::tlb_control`] back to [`TLB_CONTROL_DO_NOTHING`] after
     /// it, unless the nested tables change). Nothing else is touched.
@@ -656,11 +777,13 @@ impl Vmcb {
         control.intercept_misc1 = SIDECAR_MISC1;
         control.intercept_misc2 = SIDECAR_MISC2;
         control.guest_asid = asid;
-        control.np_control = NP_ENABLE;
+        control.np_control = NestedPagingControl::new().with_np_enable(true);
         control.n_cr3 = n_cr3;
         control.iopm_base_pa = iopm_base_pa;
         control.msrpm_base_pa = msrpm_base_pa;
-        control.v_intr = (control.v_intr & V_TPR_MASK) | V_INTR_MASKING;
+        control.v_intr = VirtualInterruptControl::new()
+            .with_v_tpr(control.v_intr.v_tpr())
+            .with_v_intr_masking(true);
         control.tlb_control = TLB_CONTROL_FLUSH_ASID;
         control.clean_bits = 0;
     }
@@ -672,12 +795,12 @@ impl Vmcb {
 
     /// The guest's CR8 (task priority), which lives in V_TPR.
     pub const fn cr8(&self) -> u64 {
-        (self.control.v_intr & 0xF) as u64
+        (self.control.v_intr.v_tpr() & 0xF) as u64
     }
 
     /// Sets the guest's CR8 (only bits 0–3 exist; the others are dropped).
     pub fn set_cr8(&mut self, cr8: u64) {
-        self.control.v_intr = (self.control.v_intr & !V_TPR_MASK) | (cr8 & 0xF) as u32;
+        self.control.v_intr.set_v_tpr((cr8 & 0xF) as u8);
     }
 
     /// After an exit, moves an event whose delivery the exit interrupted
@@ -685,7 +808,7 @@ impl Vmcb {
     /// (APM 15.7.2). Without this the event would be lost. Run it after every
     /// exit, before looking at the pending interruption.
     pub fn requeue_interrupted_event(&mut self) {
-        if self.control.exit_int_info & event::VALID != 0 {
+        if EventInjection::from_bits(self.control.exit_int_info).valid() {
             self.control.event_inj = self.control.exit_int_info;
             self.control.exit_int_info = 0;
         }
@@ -698,21 +821,28 @@ impl Vmcb {
     /// [`VMEXIT_INVALID`]: super::exit_code::VMEXIT_INVALID
     pub fn vmrun_problem(&self) -> Option<&'static str> {
         let save = &self.save;
-        Some(if self.control.intercept_misc2 & misc2::VMRUN == 0 {
+        let cr0 = Cr0Flags::from_bits_retain(save.cr0);
+        let cr4 = Cr4Flags::from_bits_retain(save.cr4);
+        let efer = EferFlags::from_bits_retain(save.efer);
+        let long_mode_paging =
+            efer.contains(EferFlags::LONG_MODE_ENABLE) && cr0.contains(Cr0Flags::PAGING);
+        Some(if !self.control.intercept_misc2.vmrun() {
             "the VMRUN intercept is not set"
         } else if self.control.guest_asid == 0 {
             "the guest ASID is 0"
-        } else if save.efer & EFER_SVME == 0 {
+        } else if !efer.contains(EferFlags::SECURE_VIRTUAL_MACHINE_ENABLE) {
             "the guest EFER.SVME is 0"
-        } else if save.cr0 & CR0_NW != 0 && save.cr0 & CR0_CD == 0 {
+        } else if cr0.contains(Cr0Flags::NOT_WRITE_THROUGH)
+            && !cr0.contains(Cr0Flags::CACHE_DISABLE)
+        {
             "CR0.NW is set without CR0.CD"
         } else if save.cr0 >> 32 != 0 {
             "CR0 bits 32-63 are not zero"
         } else if save.dr6 >> 32 != 0 || save.dr7 >> 32 != 0 {
             "DR6 or DR7 bits 32-63 are not zero"
-        } else if save.efer & EFER_LME != 0 && save.cr0 & CR0_PG != 0 && save.cr4 & CR4_PAE == 0 {
+        } else if long_mode_paging && !cr4.contains(Cr4Flags::PHYSICAL_ADDRESS_EXTENSION) {
             "EFER.LME and CR0.PG are set with CR4.PAE clear"
-        } else if save.efer & EFER_LME != 0 && save.cr0 & CR0_PG != 0 && save.cr0 & CR0_PE == 0 {
+        } else if long_mode_paging && !cr0.contains(Cr0Flags::PROTECTED_MODE_ENABLE) {
             "EFER.LME and CR0.PG are set with CR0.PE clear"
         } else {
             return None;
@@ -725,9 +855,9 @@ impl VmcbSave {
     /// otherwise SS.DPL (which equals CPL whenever SS is loaded
     /// architecturally; KVM makes the same choice).
     pub const fn implied_cpl(&self) -> u8 {
-        if self.cr0 & CR0_PE == 0 {
+        if self.cr0 & Cr0Flags::PROTECTED_MODE_ENABLE.bits() == 0 {
             0
-        } else if self.rflags & RFLAGS_VM != 0 {
+        } else if self.rflags & RFlags::VIRTUAL_8086_MODE.bits() != 0 {
             3
         } else {
             self.ss.dpl()
@@ -878,7 +1008,18 @@ const _: () = {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::bytes_of;
+    use zerocopy::{FromZeros, IntoBytes};
+
+    const CR0_PE: u64 = Cr0Flags::PROTECTED_MODE_ENABLE.bits();
+    const CR0_PG: u64 = Cr0Flags::PAGING.bits();
+
+    fn vmcb_attributes(hv: u16) -> u16 {
+        VmcbSegmentAttributes::from_hv(hv).into_bits()
+    }
+
+    fn hv_attributes(vmcb: u16) -> u16 {
+        VmcbSegmentAttributes::from_bits(vmcb).to_hv()
+    }
 
     #[test]
     fn attribute_conversion_matches_known_values() {
@@ -894,6 +1035,14 @@ mod tests {
         for vmcb in 0..0x1000u16 {
             assert_eq!(vmcb_attributes(hv_attributes(vmcb)), vmcb);
         }
+        // The named fields sit where the APM puts them.
+        let code64 = VmcbSegmentAttributes::from_bits(0x0A9B);
+        assert_eq!(code64.access().segment_type(), 0xB);
+        assert!(code64.access().code_or_data() && code64.access().present());
+        assert_eq!(code64.access().dpl(), 0);
+        assert!(code64.flags().long_mode() && code64.flags().granularity());
+        assert!(!code64.flags().default_big());
+        assert_eq!(VmcbSegmentAttributes::from_bits(0x0CF3).access().dpl(), 3);
     }
 
     #[test]
@@ -905,7 +1054,7 @@ mod tests {
             attributes: 0xC093,
         };
         let segment = VmcbSegment::from_hv(hv);
-        assert_eq!(segment.attrib, 0x0C93);
+        assert_eq!(segment.attrib.into_bits(), 0x0C93);
         assert_eq!(segment.to_hv(), hv);
         let table = HvX64TableRegister {
             pad: [0; 3],
@@ -917,12 +1066,12 @@ mod tests {
 
     #[test]
     fn bytes_land_at_the_apm_offsets() {
-        let mut vmcb = Vmcb::zeroed();
+        let mut vmcb = Vmcb::new_zeroed();
         vmcb.control.exit_code = 0x7B;
         vmcb.save.efer = EFER_SVME;
         vmcb.save.cs.selector = 0x8;
         vmcb.save.cpl = 3;
-        let bytes = bytes_of(&vmcb);
+        let bytes = vmcb.as_bytes();
         assert_eq!(bytes.len(), 4096);
         assert_eq!(bytes[0x70], 0x7B);
         assert_eq!(bytes[0x4D1], 0x10); // EFER bit 12
@@ -932,26 +1081,35 @@ mod tests {
 
     #[test]
     fn cr8_lives_in_v_tpr() {
-        let mut vmcb = Vmcb::zeroed();
-        vmcb.control.v_intr = V_INTR_MASKING | V_IRQ;
+        let mut vmcb = Vmcb::new_zeroed();
+        vmcb.control.v_intr = VirtualInterruptControl::from_bits((1 << 24) | (1 << 8));
         vmcb.set_cr8(0x1F);
         assert_eq!(vmcb.cr8(), 0xF);
-        assert_eq!(vmcb.control.v_intr, V_INTR_MASKING | V_IRQ | 0xF);
+        assert_eq!(vmcb.control.v_intr.into_bits(), (1 << 24) | (1 << 8) | 0xF);
+        assert!(vmcb.control.v_intr.v_intr_masking() && vmcb.control.v_intr.v_irq());
     }
 
     #[test]
     fn external_interrupt_event() {
-        assert_eq!(event::external_interrupt(0x30), 0x8000_0030);
+        assert_eq!(
+            EventInjection::external_interrupt(0x30).into_bits(),
+            0x8000_0030
+        );
+        // The raw forms other code writes EVENTINJ with.
+        assert_eq!(event::VALID, 1 << 31);
+        assert_eq!(event::TYPE_INTR, 0);
+        let pf = EventInjection::from_bits(0x2_0000_0B0E);
+        assert_eq!(pf.vector(), 14);
+        assert_eq!(pf.event_type(), EventType::EXCEPTION);
+        assert!(pf.error_code_valid() && !pf.valid());
+        assert_eq!(pf.error_code(), 2);
     }
 
     #[test]
     fn interrupted_event_is_requeued() {
-        let mut vmcb = Vmcb::zeroed();
-        let pf = event::VALID
-            | event::ERROR_CODE_VALID
-            | (event::TYPE_EXCEPTION << event::TYPE_SHIFT)
-            | 14
-            | (2 << 32);
+        let mut vmcb = Vmcb::new_zeroed();
+        // A #PF (exception 14, error code 2) whose delivery was cut short.
+        let pf = (1 << 31) | (1 << 11) | (3 << 8) | 14 | (2 << 32);
         vmcb.control.exit_int_info = pf;
         vmcb.requeue_interrupted_event();
         assert_eq!(vmcb.control.event_inj, pf);
@@ -963,31 +1121,31 @@ mod tests {
 
     #[test]
     fn vmrun_problems_are_named() {
-        let mut vmcb = Vmcb::zeroed();
+        let mut vmcb = Vmcb::new_zeroed();
         assert_eq!(vmcb.vmrun_problem(), Some("the VMRUN intercept is not set"));
-        vmcb.control.intercept_misc2 = misc2::VMRUN;
+        vmcb.control.intercept_misc2 = InterceptMisc2::new().with_vmrun(true);
         assert_eq!(vmcb.vmrun_problem(), Some("the guest ASID is 0"));
         vmcb.control.guest_asid = 1;
         assert_eq!(vmcb.vmrun_problem(), Some("the guest EFER.SVME is 0"));
         vmcb.save.efer = EFER_SVME;
         assert_eq!(vmcb.vmrun_problem(), None);
-        vmcb.save.efer |= EFER_LME;
+        vmcb.save.efer |= EferFlags::LONG_MODE_ENABLE.bits();
         vmcb.save.cr0 = CR0_PG | CR0_PE;
         assert!(vmcb.vmrun_problem().unwrap().contains("CR4.PAE"));
-        vmcb.save.cr4 = CR4_PAE;
+        vmcb.save.cr4 = Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits();
         assert_eq!(vmcb.vmrun_problem(), None);
     }
 
     #[test]
     fn implied_cpl_follows_the_mode() {
-        let mut vmcb = Vmcb::zeroed();
-        vmcb.save.ss.attrib = 0x0CF3; // DPL 3
+        let mut vmcb = Vmcb::new_zeroed();
+        vmcb.save.ss.attrib = VmcbSegmentAttributes::from_bits(0x0CF3); // DPL 3
         assert_eq!(vmcb.save.implied_cpl(), 0); // real mode
         vmcb.save.cr0 = CR0_PE;
         assert_eq!(vmcb.save.implied_cpl(), 3);
-        vmcb.save.ss.attrib = 0x0C93;
+        vmcb.save.ss.attrib = VmcbSegmentAttributes::from_bits(0x0C93);
         assert_eq!(vmcb.save.implied_cpl(), 0);
-        vmcb.save.rflags = RFLAGS_VM;
+        vmcb.save.rflags = RFlags::VIRTUAL_8086_MODE.bits();
         assert_eq!(vmcb.save.implied_cpl(), 3);
     }
 
@@ -997,9 +1155,18 @@ mod tests {
         assert_eq!(intercept_cr_write(8), 1 << 24);
         assert_eq!(intercept_dr_write(7), 1 << 23);
         assert_eq!(intercept_exception(14), 1 << 14);
-        assert_eq!(misc1::HLT, 0x0100_0000);
-        assert_eq!(misc1::SHUTDOWN, 0x8000_0000);
-        assert_eq!(misc2::XSETBV, 0x2000);
+        let bits1 = |f: fn(InterceptMisc1) -> InterceptMisc1| f(InterceptMisc1::new()).into_bits();
+        assert_eq!(bits1(|m| m.with_intr(true)), 1);
+        assert_eq!(bits1(|m| m.with_hlt(true)), 0x0100_0000);
+        assert_eq!(bits1(|m| m.with_ioio_prot(true)), 1 << 27);
+        assert_eq!(bits1(|m| m.with_shutdown(true)), 0x8000_0000);
+        let bits2 = |f: fn(InterceptMisc2) -> InterceptMisc2| f(InterceptMisc2::new()).into_bits();
+        assert_eq!(bits2(|m| m.with_vmrun(true)), 1);
+        assert_eq!(bits2(|m| m.with_xsetbv(true)), 0x2000);
+        // INTR, NMI, HLT, IOIO, MSR, SHUTDOWN and INVLPGA.
+        assert_eq!(SIDECAR_MISC1.into_bits(), 0x9D00_0003);
+        // VMRUN, VMLOAD, VMSAVE, STGI, CLGI, SKINIT.
+        assert_eq!(SIDECAR_MISC2.into_bits(), 0x7D);
     }
 
     #[test]
@@ -1032,15 +1199,15 @@ mod tests {
 
     #[test]
     fn init_control_passes_the_vmrun_checks() {
-        let mut vmcb = Vmcb::zeroed();
+        let mut vmcb = Vmcb::new_zeroed();
         vmcb.set_cr8(5);
         vmcb.save.efer = EFER_SVME;
         vmcb.init_control(1, 0x7_0000, 0x10_0000, 0x20_0000);
         assert_eq!(vmcb.vmrun_problem(), None);
-        assert_eq!(vmcb.control.np_control, NP_ENABLE);
-        assert_eq!(vmcb.control.v_intr, V_INTR_MASKING | 5);
-        assert_ne!(vmcb.control.intercept_misc1 & misc1::IOIO_PROT, 0);
-        assert_ne!(vmcb.control.intercept_misc2 & misc2::VMLOAD, 0);
+        assert_eq!(vmcb.control.np_control.into_bits(), 1);
+        assert_eq!(vmcb.control.v_intr.into_bits(), (1 << 24) | 5);
+        assert!(vmcb.control.intercept_misc1.ioio_prot());
+        assert!(vmcb.control.intercept_misc2.vmload());
         assert!(std::format!("{vmcb:?}").starts_with("Vmcb { exit_code: VMEXIT_CR0_READ"));
     }
 }

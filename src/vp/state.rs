@@ -3,7 +3,12 @@
 
 use core::sync::atomic::AtomicU32;
 
-use crate::abi::{HvX64SegmentRegister, HvX64TableRegister, Pod};
+use x86_64::registers::control::Cr0Flags;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::abi::{HvX64SegmentRegister, HvX64TableRegister};
+use crate::layout::PAGE_SIZE;
 
 /// `VpState::magic`: "SCVP" and layout version 1.
 pub const VP_STATE_MAGIC: u64 = 0x0001_5056_4353;
@@ -16,7 +21,9 @@ pub const VP_STATE_MAGIC: u64 = 0x0001_5056_4353;
 /// only when the CPU's status is not `RUN` (and takes it over for good when
 /// the CPU is removed).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[allow(missing_docs)]
 pub struct VpState {
     /// [`VP_STATE_MAGIC`] once initialised.
@@ -58,13 +65,8 @@ pub struct VpState {
     pub pending_event0: u128,
 }
 
-// SAFETY: `VpState` is `repr(C)` of integers and `repr(C)` integer structs
-// with no padding (every field is 8- or 16-byte sized at an aligned offset),
-// so any bytes are a valid value.
-unsafe impl Pod for VpState {}
-
 const _: () = assert!(core::mem::size_of::<VpState>() == 20 * 8 + 10 * 16 + 2 * 8 + 16);
-const _: () = assert!(core::mem::size_of::<VpState>() <= 4096);
+const _: () = assert!(core::mem::size_of::<VpState>() as u64 <= PAGE_SIZE);
 
 /// 32-bit flat code segment attributes (the packed format: type, S, DPL, P,
 /// then AVL, L, D/B, G in bits 12..16).
@@ -87,7 +89,9 @@ impl VpState {
             magic: VP_STATE_MAGIC,
             rip: 0xFFF0,
             rflags: 0x2,
-            cr0: 0x6000_0010,
+            // CD, NW and ET: caches off, as after RESET (0x6000_0010).
+            cr0: (Cr0Flags::CACHE_DISABLE | Cr0Flags::NOT_WRITE_THROUGH | Cr0Flags::EXTENSION_TYPE)
+                .bits(),
             pat: 0x0007_0406_0007_0406,
             xfem: 1,
             dr7: 0x400,
@@ -134,4 +138,4 @@ pub struct RegisterPage {
 /// [`RegisterPage::interrupt_request`]: a request is present.
 pub const INTERRUPT_REQUEST_VALID: u32 = 1 << 8;
 
-const _: () = assert!(core::mem::size_of::<RegisterPage>() <= 4096);
+const _: () = assert!(core::mem::size_of::<RegisterPage>() as u64 <= PAGE_SIZE);

@@ -9,8 +9,13 @@
 
 use core::fmt;
 
+use x86_64::registers::control::{Cr0Flags, Cr4Flags};
+use x86_64::registers::model_specific::EferFlags;
+
 use crate::abi::{TranslateGvaControlFlagsX64 as Flags, TranslateGvaResultCode as Code};
-use crate::arch::x86_64::paging::{HUGE_PAGE, NO_EXECUTE, PRESENT, USER, WRITABLE};
+use crate::arch::x86_64::paging::{
+    entry_address, entry_flags, PageTableFlags as Entry, ENTRIES_PER_TABLE, PAGE_SIZE,
+};
 
 use super::VpState;
 
@@ -21,16 +26,6 @@ pub trait GuestMemory {
     /// Writes the 8 bytes at `gpa` (8-aligned), or `None` if unmapped.
     fn write_u64(&mut self, gpa: u64, value: u64) -> Option<()>;
 }
-
-const CR0_WP: u64 = 1 << 16;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const EFER_NXE: u64 = 1 << 11;
-const EFER_LMA: u64 = 1 << 10;
-const ACCESSED: u64 = 1 << 5;
-const DIRTY: u64 = 1 << 6;
-/// Bits 12..52 of an entry.
-const FRAME: u64 = 0x000F_FFFF_FFFF_F000;
 
 /// The result of a walk that reached a page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,26 +73,34 @@ fn fail(code: Code, reason: &'static str, level: u8) -> TranslateError {
 }
 
 /// The registers that decide how a GVA translates.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PagingState {
     /// CR0 (PG, WP).
-    pub cr0: u64,
+    pub cr0: Cr0Flags,
     /// CR3 (the root table).
     pub cr3: u64,
     /// CR4 (PAE).
-    pub cr4: u64,
+    pub cr4: Cr4Flags,
     /// EFER (LMA, NXE).
-    pub efer: u64,
+    pub efer: EferFlags,
+}
+
+impl PagingState {
+    /// The paging state of raw register values (every bit kept, even ones
+    /// the `x86_64` crate does not name).
+    pub const fn from_raw(cr0: u64, cr3: u64, cr4: u64, efer: u64) -> Self {
+        Self {
+            cr0: Cr0Flags::from_bits_retain(cr0),
+            cr3,
+            cr4: Cr4Flags::from_bits_retain(cr4),
+            efer: EferFlags::from_bits_retain(efer),
+        }
+    }
 }
 
 impl From<&VpState> for PagingState {
     fn from(state: &VpState) -> Self {
-        Self {
-            cr0: state.cr0,
-            cr3: state.cr3,
-            cr4: state.cr4,
-            efer: state.efer,
-        }
+        Self::from_raw(state.cr0, state.cr3, state.cr4, state.efer)
     }
 }
 
@@ -108,11 +111,11 @@ pub fn translate_gva(
     gvn: u64,
     flags: Flags,
 ) -> Result<Translation, TranslateError> {
-    let gva = gvn.checked_mul(4096).filter(|gva| is_canonical(*gva));
+    let gva = gvn.checked_mul(PAGE_SIZE).filter(|gva| is_canonical(*gva));
     let Some(gva) = gva else {
         return Err(fail(Code::PAGE_NOT_PRESENT, "the GVA is not canonical", 4));
     };
-    if state.cr0 & CR0_PG == 0 {
+    if !state.cr0.contains(Cr0Flags::PAGING) {
         return memory
             .read_u64(gva)
             .map(|_| Translation { gpa_page: gvn })
@@ -122,7 +125,9 @@ pub fn translate_gva(
                 0,
             ));
     }
-    if state.efer & EFER_LMA == 0 || state.cr4 & CR4_PAE == 0 {
+    if !state.efer.contains(EferFlags::LONG_MODE_ACTIVE)
+        || !state.cr4.contains(Cr4Flags::PHYSICAL_ADDRESS_EXTENSION)
+    {
         return Err(fail(
             Code::INVALID_PAGE_TABLE_FLAGS,
             "only long-mode paging is supported",
@@ -144,54 +149,56 @@ fn walk_long_mode(
     gva: u64,
     flags: Flags,
 ) -> Result<Translation, TranslateError> {
-    let nx_enabled = state.efer & EFER_NXE != 0;
-    let mut table = state.cr3 & FRAME;
+    let nx_enabled = state.efer.contains(EferFlags::NO_EXECUTE_ENABLE);
+    let mut table = entry_address(state.cr3);
     let (mut writable, mut user, mut executable) = (true, true, true);
     for level in (1..=4u8).rev() {
-        let index = (gva >> (12 + 9 * (u64::from(level) - 1))) & 0x1FF;
+        // The bytes one entry of this level maps: 4 KiB, 2 MiB, 1 GiB, 512 GiB.
+        let entry_span = PAGE_SIZE << (9 * (u32::from(level) - 1));
+        let index = (gva / entry_span) % ENTRIES_PER_TABLE as u64;
         let entry_gpa = table + index * 8;
-        let entry = memory.read_u64(entry_gpa).ok_or(fail(
+        let raw = memory.read_u64(entry_gpa).ok_or(fail(
             Code::GPA_UNMAPPED,
             "a page table is outside guest memory",
             level,
         ))?;
-        if entry & PRESENT == 0 {
+        let entry = entry_flags(raw);
+        if !entry.contains(Entry::PRESENT) {
             return Err(fail(Code::PAGE_NOT_PRESENT, "not present", level));
         }
-        let huge = entry & HUGE_PAGE != 0;
-        if (entry & NO_EXECUTE != 0 && !nx_enabled) || (huge && level == 4) {
+        let huge = entry.contains(Entry::HUGE_PAGE);
+        if (entry.contains(Entry::NO_EXECUTE) && !nx_enabled) || (huge && level == 4) {
             return Err(fail(
                 Code::INVALID_PAGE_TABLE_FLAGS,
                 "reserved bits set",
                 level,
             ));
         }
-        writable &= entry & WRITABLE != 0;
-        user &= entry & USER != 0;
-        executable &= !(nx_enabled && entry & NO_EXECUTE != 0);
+        writable &= entry.contains(Entry::WRITABLE);
+        user &= entry.contains(Entry::USER_ACCESSIBLE);
+        executable &= !(nx_enabled && entry.contains(Entry::NO_EXECUTE));
+        let leaf = huge || level == 1;
         if flags.contains(Flags::SET_PAGE_TABLE_BITS) {
-            let leaf = huge || level == 1;
-            let dirty = if leaf && flags.contains(Flags::VALIDATE_WRITE) {
-                DIRTY
-            } else {
-                0
-            };
-            let _ = memory.write_u64(entry_gpa, entry | ACCESSED | dirty);
+            let mut set = Entry::ACCESSED;
+            if leaf && flags.contains(Flags::VALIDATE_WRITE) {
+                set |= Entry::DIRTY;
+            }
+            let _ = memory.write_u64(entry_gpa, raw | set.bits());
         }
-        if huge || level == 1 {
-            let page_mask = (1u64 << (12 + 9 * (u64::from(level) - 1))) - 1;
-            let gpa = (entry & FRAME & !page_mask) | (gva & page_mask);
+        if leaf {
+            let page_mask = entry_span - 1;
+            let gpa = (entry_address(raw) & !page_mask) | (gva & page_mask);
             check_access(state, flags, writable, user, executable, level)?;
-            memory.read_u64(gpa & !0xFFF).ok_or(fail(
+            memory.read_u64(gpa & !(PAGE_SIZE - 1)).ok_or(fail(
                 Code::GPA_UNMAPPED,
                 "the page is outside guest memory",
                 0,
             ))?;
             return Ok(Translation {
-                gpa_page: gpa >> 12,
+                gpa_page: gpa / PAGE_SIZE,
             });
         }
-        table = entry & FRAME;
+        table = entry_address(raw);
     }
     unreachable!("level 1 always returns")
 }
@@ -210,7 +217,7 @@ fn check_access(
     if user_access && !user && !exempt {
         return violation("a user access to a supervisor page");
     }
-    let write_protected = user_access || state.cr0 & CR0_WP != 0;
+    let write_protected = user_access || state.cr0.contains(Cr0Flags::WRITE_PROTECT);
     if flags.contains(Flags::VALIDATE_WRITE) && !writable && write_protected {
         return violation("a write to a read-only page");
     }
@@ -247,6 +254,13 @@ mod tests {
     const PDPT: u64 = 0x2000;
     const PD: u64 = 0x3000;
     const PT: u64 = 0x4000;
+    const PRESENT: u64 = Entry::PRESENT.bits();
+    const WRITABLE: u64 = Entry::WRITABLE.bits();
+    const USER: u64 = Entry::USER_ACCESSIBLE.bits();
+    const HUGE_PAGE: u64 = Entry::HUGE_PAGE.bits();
+    const NO_EXECUTE: u64 = Entry::NO_EXECUTE.bits();
+    const ACCESSED: u64 = Entry::ACCESSED.bits();
+    const DIRTY: u64 = Entry::DIRTY.bits();
     const TABLE: u64 = PRESENT | WRITABLE | USER;
 
     /// Maps GVA 0x40_0000 → GPA 0x8000 (4 KiB, user, writable), GVA 0x20_0000
@@ -265,10 +279,14 @@ mod tests {
         put(PD + 8, 0x60_0000 | PRESENT | USER | HUGE_PAGE | NO_EXECUTE);
         put(PT, 0x8000 | TABLE);
         let state = VpState {
-            cr0: CR0_PG | CR0_WP | 1,
+            cr0: (Cr0Flags::PAGING | Cr0Flags::WRITE_PROTECT | Cr0Flags::PROTECTED_MODE_ENABLE)
+                .bits(),
             cr3: PML4,
-            cr4: CR4_PAE,
-            efer: EFER_LMA | (1 << 8) | EFER_NXE,
+            cr4: Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits(),
+            efer: (EferFlags::LONG_MODE_ACTIVE
+                | EferFlags::LONG_MODE_ENABLE
+                | EferFlags::NO_EXECUTE_ENABLE)
+                .bits(),
             ..VpState::default()
         };
         (state, memory)
@@ -316,7 +334,7 @@ mod tests {
         );
         // Without CR0.WP a supervisor may write it, a user may not.
         let no_wp = VpState {
-            cr0: state.cr0 & !CR0_WP,
+            cr0: state.cr0 & !Cr0Flags::WRITE_PROTECT.bits(),
             ..state
         };
         assert_eq!(

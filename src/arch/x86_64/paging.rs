@@ -1,40 +1,73 @@
-//! x86_64 4-level page-table entries and tables.
+//! x86_64 4-level page tables: the page sizes, the entry format and the
+//! tables themselves.
 //!
 //! Pure data: building page tables is plain memory writes, so it is unit
 //! tested on the host. Loading them into CR3 is the caller's business.
+//!
+//! The entry bits are the `x86_64` crate's [`PageTableFlags`]; an entry is
+//! kept as its raw `u64` (page tables live in memory the kernel, the
+//! processor and guests all read as integers), built with [`entry`] and taken
+//! apart with [`entry_flags`] and [`entry_address`]. Nested page tables
+//! (AMD NPT) use the same format.
 
-/// Entry flag: the entry maps something.
-pub const PRESENT: u64 = 1 << 0;
-/// Entry flag: writes allowed.
-pub const WRITABLE: u64 = 1 << 1;
-/// Entry flag: user-mode access allowed (needed at every level of nested
-/// page tables for guests).
-pub const USER: u64 = 1 << 2;
-/// Entry flag: write-through caching.
-pub const WRITE_THROUGH: u64 = 1 << 3;
-/// Entry flag: caching disabled (device registers).
-pub const CACHE_DISABLE: u64 = 1 << 4;
-/// Entry flag in a PD or PDPT entry: it maps a large page.
-pub const HUGE_PAGE: u64 = 1 << 7;
-/// Entry flag: instruction fetches fault (needs EFER.NXE).
-pub const NO_EXECUTE: u64 = 1 << 63;
+pub use ::x86_64::structures::paging::PageTableFlags;
+use ::x86_64::structures::paging::{PageSize, Size2MiB, Size4KiB};
+
+/// The size of a page (and of a page table).
+pub const PAGE_SIZE: u64 = Size4KiB::SIZE;
+/// The size of a large page, mapped by a page-directory entry with
+/// [`PageTableFlags::HUGE_PAGE`].
+pub const LARGE_PAGE_SIZE: u64 = Size2MiB::SIZE;
+/// The entries in one table, at every level.
+pub const ENTRIES_PER_TABLE: usize = 512;
+
 /// Bits 12..52 of an entry: the physical address it points at.
 pub const ADDRESS_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+
+/// [`PageTableFlags::PRESENT`] as raw bits, for code that builds entries as
+/// integers in constant expressions.
+pub const PRESENT: u64 = PageTableFlags::PRESENT.bits();
+/// [`PageTableFlags::WRITABLE`] as raw bits.
+pub const WRITABLE: u64 = PageTableFlags::WRITABLE.bits();
+/// [`PageTableFlags::USER_ACCESSIBLE`] as raw bits (needed at every level of
+/// nested page tables for guests).
+pub const USER: u64 = PageTableFlags::USER_ACCESSIBLE.bits();
+
+/// An entry that points at `address` (a table or a page, aligned to 4 KiB
+/// at least; its low bits are dropped) with `flags`.
+pub const fn entry(address: u64, flags: PageTableFlags) -> u64 {
+    (address & ADDRESS_MASK) | flags.bits()
+}
+
+/// The flags of a raw entry (every bit outside the address, including
+/// reserved and available ones).
+pub const fn entry_flags(entry: u64) -> PageTableFlags {
+    PageTableFlags::from_bits_retain(entry & !ADDRESS_MASK)
+}
+
+/// The physical address a raw entry points at.
+pub const fn entry_address(entry: u64) -> u64 {
+    entry & ADDRESS_MASK
+}
 
 /// One 4 KiB page table of 512 entries, at any of the four levels.
 #[derive(Clone)]
 #[repr(C, align(4096))]
 pub struct PageTable {
     /// The raw entries.
-    pub entries: [u64; 512],
+    pub entries: [u64; ENTRIES_PER_TABLE],
 }
 
 impl PageTable {
     /// A table with every entry not present.
     pub const fn zeroed() -> Self {
-        Self { entries: [0; 512] }
+        Self {
+            entries: [0; ENTRIES_PER_TABLE],
+        }
     }
 }
+
+const _: () = assert!(size_of::<PageTable>() as u64 == PAGE_SIZE);
 
 /// The four table indexes (PML4, PDPT, PD, PT) of a virtual address.
 pub const fn table_indexes(virt: u64) -> [usize; 4] {
@@ -62,5 +95,18 @@ mod tests {
     fn table_is_one_page() {
         assert_eq!(core::mem::size_of::<PageTable>(), 4096);
         assert_eq!(core::mem::align_of::<PageTable>(), 4096);
+    }
+
+    #[test]
+    fn entries_split_into_address_and_flags() {
+        let flags = PageTableFlags::PRESENT | PageTableFlags::NO_EXECUTE;
+        let raw = entry(0x1234_5000, flags);
+        assert_eq!(raw, 0x8000_0000_1234_5001);
+        assert_eq!(entry_address(raw), 0x1234_5000);
+        assert_eq!(entry_flags(raw), flags);
+        // Reserved and available bits survive as flags.
+        assert_eq!(entry_flags(raw | 0x200).bits(), 0x8000_0000_0000_0201);
+        assert_eq!(PAGE_SIZE, 0x1000);
+        assert_eq!(LARGE_PAGE_SIZE, 0x20_0000);
     }
 }
