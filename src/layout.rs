@@ -12,8 +12,8 @@
 //! [`NodeRegion`] computes that layout; it is pure arithmetic, tested on the
 //! host.
 
-pub use crate::arch::x86_64::paging::PAGE_SIZE;
-use crate::arch::x86_64::paging::{ENTRIES_PER_TABLE, LARGE_PAGE_SIZE};
+pub use crate::paging::PAGE_SIZE;
+use crate::paging::{ENTRIES_PER_TABLE, LARGE_PAGE_SIZE};
 
 /// Base of the per-CPU window: the start of the second PML4 slot (512 GiB),
 /// far from the identity-mapped low memory the kernel image lives in.

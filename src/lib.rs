@@ -27,8 +27,8 @@
 //!   leaf that only the BSP's entry calls;
 //! - [`abi`]: the control and command page layouts shared with the main
 //!   kernel's driver; it names nothing else of the kernel;
-//! - [`svm`], [`vp`], [`layout`], [`topology`], [`acpi`], [`cmdline`],
-//!   [`json`]: pure logic, tested on the host;
+//! - [`svm`], [`vp`], [`paging`], [`layout`], [`topology`], [`acpi`],
+//!   [`cmdline`], [`json`]: pure logic, tested on the host;
 //! - [`vocabulary`]: the names the kernel and `qemu-runner` share (scenarios,
 //!   option values, report keys);
 //! - `log`, `report`, `fatal`: the serial log, the report channel, faults.
@@ -52,6 +52,7 @@ pub mod json;
 pub mod layout;
 #[cfg(target_os = "none")]
 pub mod main_kernel;
+pub mod paging;
 pub mod plan;
 pub mod runtime;
 pub mod svm;

@@ -13,16 +13,29 @@
 //! be suspended, so a STOP that drops the future at a poll boundary leaves a
 //! consistent VP behind.
 //!
-//! Exits handled here, on the sidecar CPU:
-//! - INTR and the like (a physical interrupt, such as the request IPI):
-//!   yield to the executor, so a STOP gets its chance to cancel the run,
-//!   then re-enter;
-//! - HLT: the VP waits, without spinning, for an interrupt the VMM requests
-//!   through the register page (or for a STOP); then it is injected.
+//! Every exit either is handled here with a defined result, or ends the run;
+//! none re-enters the guest at the same RIP without progress:
+//! - INTR and the like (a physical interrupt, such as the request IPI), and
+//!   VINTR (the guest can now take an interrupt): yield to the executor, so
+//!   a STOP gets its chance to cancel the run, then re-enter;
+//! - HLT with interrupts enabled: the VP waits, without spinning, for an
+//!   interrupt the VMM requests through the register page (or for a STOP);
+//!   then it is injected and the guest resumes after the HLT;
+//! - HLT with interrupts disabled (`cli; hlt`): nothing sidecar delivers can
+//!   wake it, so the VP stays halted until a STOP; RIP stays on the HLT, so
+//!   a later run halts again, as the CPU would;
+//! - the SVM instructions (VMRUN, VMLOAD, VMSAVE, STGI, CLGI, SKINIT,
+//!   INVLPGA): #UD is injected, as a CPU without nested virtualisation
+//!   raises it;
+//! - what [`crate::svm::intercept_message`] describes (port I/O, nested page
+//!   faults, MSRs, a triple fault) ends the run as an intercept for the VMM;
+//! - anything else ends the run with an error naming the exit, as does a
+//!   VMRUN the CPU refuses.
 //!
-//! Everything else that [`crate::svm::intercept_message`] describes (port
-//! I/O, nested page faults, MSRs, a triple fault) goes to the main kernel as
-//! an intercept. A VMRUN the CPU refuses is a command error.
+//! An interrupt the VMM requests is injected at the next entry at which the
+//! guest can take it (RFLAGS.IF set, no interrupt shadow, no other event
+//! being injected); until then a virtual interrupt (V_IRQ) with the VINTR
+//! intercept asks the CPU for an exit the moment it can.
 
 use core::future::Future;
 use core::marker::PhantomData;
@@ -35,9 +48,12 @@ use x86_64::registers::rflags::RFlags;
 
 use crate::abi::{CommandPage, CpuContextX64};
 use crate::arch::x86_64::svm::{self, GuestRegisters};
-use crate::svm::exit_code::{VMEXIT_HLT, VMEXIT_SHUTDOWN};
-use crate::svm::vmcb::{event, TLB_CONTROL_DO_NOTHING};
-use crate::svm::{handled_by_sidecar, intercept_message, Vmcb};
+use crate::svm::exit_code::{
+    VMEXIT_CLGI, VMEXIT_HLT, VMEXIT_INVLPGA, VMEXIT_SHUTDOWN, VMEXIT_SKINIT, VMEXIT_STGI,
+    VMEXIT_VMLOAD, VMEXIT_VMRUN, VMEXIT_VMSAVE,
+};
+use crate::svm::vmcb::{EventInjection, EventType, TLB_CONTROL_DO_NOTHING};
+use crate::svm::{handled_by_sidecar, intercept_message, ExitCode, Vmcb};
 use crate::vp::{RegisterPage, VpState, INTERRUPT_REQUEST_VALID};
 use crate::{percpu, plan, MAX_CPUS};
 
@@ -75,6 +91,12 @@ pub enum RunEnd {
     /// The x87/SSE state in `cpu_context` would fault FXRSTOR: MXCSR has
     /// reserved bits set (their value).
     BadMxcsr(u32),
+    /// The VP halted with interrupts disabled and the caller handles it (a
+    /// main kernel CPU): only a STOP, NMI or INIT would end that halt.
+    HaltedForGood,
+    /// An exit the loop has no answer for (no intercept message, not handled
+    /// here): the run ends rather than re-enter at the same RIP.
+    Unhandled(ExitCode),
 }
 
 /// The ASID every VP uses (any non-zero value: each CPU has its own TLB,
@@ -231,16 +253,66 @@ fn fx_image(context: &mut CpuContextX64) -> &mut [u8; 512] {
     unsafe { &mut *pointer }
 }
 
-/// Injects a requested interrupt if there is one; `false` if none was
-/// pending.
+/// Whether the guest can take an external interrupt at the next entry:
+/// RFLAGS.IF set, no interrupt shadow, and no event already being injected.
+fn can_take_interrupt(vmcb: &Vmcb) -> bool {
+    let enabled = RFlags::from_bits_retain(vmcb.save.rflags).contains(RFlags::INTERRUPT_FLAG);
+    let shadow = vmcb.control.interrupt_shadow.interrupt_shadow();
+    let injecting = EventInjection::from_bits(vmcb.control.event_inj).valid();
+    enabled && !shadow && !injecting
+}
+
+/// Before an entry: injects a requested interrupt if the guest can take it
+/// (`true` if it did); otherwise, with a request pending, asks for an exit
+/// as soon as the guest can (V_IRQ with the VINTR intercept).
 fn inject_requested(pages: &mut VpPages) -> bool {
+    let request = pages.interrupt_request();
+    let pending = request.load(Ordering::Acquire) & INTERRUPT_REQUEST_VALID != 0;
+    let (vmcb, _, _) = pages.get();
+    let can_take = can_take_interrupt(vmcb);
+    let control = &mut vmcb.control;
+    if pending && !can_take {
+        control.v_intr.set_v_irq(true);
+        control.v_intr.set_v_ign_tpr(true);
+        control.intercept_misc1.set_vintr(true);
+        return false;
+    }
+    control.v_intr.set_v_irq(false);
+    control.intercept_misc1.set_vintr(false);
+    if !pending {
+        return false;
+    }
     let request = pages.interrupt_request().swap(0, Ordering::Acquire);
     if request & INTERRUPT_REQUEST_VALID == 0 {
         return false;
     }
     let (vmcb, _, _) = pages.get();
-    vmcb.control.event_inj = event::VALID | event::TYPE_INTR | u64::from(request as u8);
+    vmcb.control.event_inj = EventInjection::external_interrupt(request as u8).into_bits();
     true
+}
+
+/// Whether the exit is one of the SVM instructions, which sidecar's guests
+/// get as #UD: they run without nested virtualisation.
+fn is_svm_instruction(code: ExitCode) -> bool {
+    matches!(
+        code.0,
+        VMEXIT_VMRUN
+            | VMEXIT_VMLOAD
+            | VMEXIT_VMSAVE
+            | VMEXIT_STGI
+            | VMEXIT_CLGI
+            | VMEXIT_SKINIT
+            | VMEXIT_INVLPGA
+    )
+}
+
+/// Makes the next entry raise #UD (no error code) at the guest's RIP.
+fn inject_invalid_opcode(vmcb: &mut Vmcb) {
+    vmcb.control.event_inj = EventInjection::new()
+        .with_valid(true)
+        .with_event_type(EventType::EXCEPTION)
+        .with_vector(6)
+        .into_bits();
 }
 
 /// Whether the running CPU turned SVM on.
@@ -270,15 +342,12 @@ pub async fn run<const BYTES: usize>(
         return RunEnd::BadMxcsr(mxcsr);
     }
     load(pages);
-    // A VP that halted in an earlier run (with interrupts enabled) takes a
-    // request that arrived in between at once.
-    let interrupts_enabled =
-        RFlags::from_bits_retain(pages.get().2.rflags).contains(RFlags::INTERRUPT_FLAG);
-    if interrupts_enabled {
-        inject_requested(pages);
-    }
     let interrupt_request = pages.interrupt_request;
+    let requested = || interrupt_request.load(Ordering::Acquire) & INTERRUPT_REQUEST_VALID != 0;
     loop {
+        // A request that arrived while the VP ran (or before this run) goes
+        // in now if the guest can take it.
+        inject_requested(pages);
         enter(pages);
         let (vmcb, page, state) = pages.get();
         let code = vmcb.exit_code();
@@ -290,29 +359,46 @@ pub async fn run<const BYTES: usize>(
             return RunEnd::Refused(reason);
         }
         if code.0 == VMEXIT_HLT {
+            let enabled =
+                RFlags::from_bits_retain(vmcb.save.rflags).contains(RFlags::INTERRUPT_FLAG);
+            if !enabled {
+                // `cli; hlt`: RIP stays on the HLT (a later run halts
+                // again), and only a STOP ends this run.
+                vmcb.save_state(state);
+                let Some(_) = spawner else {
+                    return RunEnd::HaltedForGood;
+                };
+                core::future::pending::<()>().await;
+            }
             // Resume after the HLT once an interrupt is requested; save the
             // advanced RIP first, so that a STOP leaves it in the VP state.
+            // An STI shadow covered the HLT, not what follows it.
             vmcb.save.rip += 1;
+            vmcb.control.interrupt_shadow.set_interrupt_shadow(false);
             vmcb.save_state(state);
-            if inject_requested(pages) {
+            if requested() {
                 continue;
             }
             let Some(spawner) = spawner else {
                 return RunEnd::Halted;
             };
-            let requested =
-                || interrupt_request.load(Ordering::Acquire) & INTERRUPT_REQUEST_VALID != 0;
             spawner.wait_flag(requested).await;
-            inject_requested(pages);
             continue;
         }
         if handled_by_sidecar(code) {
             YieldNow(false).await;
             continue;
         }
-        if let Some(message) = intercept_message(vmcb, &page.cpu_context, vp) {
-            page.intercept_message = message;
-            return RunEnd::Intercept;
+        if is_svm_instruction(code) {
+            inject_invalid_opcode(vmcb);
+            continue;
+        }
+        match intercept_message(vmcb, &page.cpu_context, vp) {
+            Some(message) => {
+                page.intercept_message = message;
+                return RunEnd::Intercept;
+            }
+            None => return RunEnd::Unhandled(code),
         }
     }
 }

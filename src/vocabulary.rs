@@ -215,6 +215,10 @@ named_enum! {
         /// Malformed commands on every sidecar CPU: each answered with an
         /// error, and the CPU stays usable.
         Garbage => "garbage",
+        /// Guests at the edges: every SVM instruction, `cli; hlt` with an
+        /// injection, a spin with interrupts off, an interrupt whose
+        /// delivery an exit interrupts.
+        GuestEdges => "guest-edges",
     }
 }
 
@@ -429,6 +433,9 @@ pub mod report_key {
     /// CPUs it sent them to.
     pub const GARBAGE_CPUS: &str = "garbage.cpus";
 
+    /// Guest edge cases that passed.
+    pub const GUEST_EDGES_CASES: &str = "guest_edges.cases";
+
     /// Sidecar CPUs still working after the contained fault.
     pub const FAULT_CONTAINMENT_WORKING_CPUS: &str = "fault_containment.working_cpus";
     /// Milliseconds the three bounded failures (wedge, deaf STOP, lost
@@ -495,6 +502,7 @@ pub mod report_key {
         STRESS_SEQUENCE,
         GARBAGE_COMMANDS,
         GARBAGE_CPUS,
+        GUEST_EDGES_CASES,
         FAULT_CONTAINMENT_WORKING_CPUS,
         FAULT_CONTAINMENT_BOUNDED_MS,
         FAULTS,

@@ -58,3 +58,25 @@ fn demo_on_many_cpus_in_waves() {
     let outcome = boot_pass(&config(Scenario::Demo, 32));
     assert_eq!(outcome.report.vps, Some(31));
 }
+
+#[test]
+fn guests_at_the_edges_end_as_the_architecture_says() {
+    // Every SVM instruction raises #UD in the guest (no re-entry at the same
+    // RIP), `cli; hlt` keeps an injected interrupt pending until the STOP, a
+    // spin with interrupts off is stopped, and an interrupt whose delivery
+    // an exit interrupted is pending at the exit and delivered once after.
+    // The scenario checks each case and names the one that fails.
+    let outcome = boot_pass(&config(Scenario::GuestEdges, 2));
+    let edges = outcome.report.guest_edges.as_ref().unwrap();
+    assert_eq!(edges.cases, Some(4));
+    for line in [
+        "each of the 7 SVM instructions raised #UD in the guest",
+        "an interrupt whose delivery faulted was pending at the exit and delivered once after",
+        "an interrupt injected into `cli; hlt` stayed pending until the STOP",
+    ] {
+        assert!(
+            outcome.log_lines.iter().any(|l| l.contains(line)),
+            "missing: {line}"
+        );
+    }
+}

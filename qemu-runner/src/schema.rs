@@ -118,6 +118,9 @@ pub struct Report {
     /// `garbage.*` (`scenario=garbage`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub garbage: Option<Garbage>,
+    /// `guest_edges.*` (`scenario=guest-edges`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_edges: Option<GuestEdges>,
     /// `fault_containment.*` (`scenario=fault-containment`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault_containment: Option<FaultContainment>,
@@ -402,6 +405,15 @@ pub struct Garbage {
     /// CPUs they went to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus: Option<u64>,
+}
+
+/// `guest_edges.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GuestEdges {
+    /// Edge cases that passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cases: Option<u64>,
 }
 
 /// `fault_containment.*`.

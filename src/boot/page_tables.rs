@@ -16,11 +16,11 @@
 
 use core::ops::Range;
 
-use crate::arch::x86_64::paging::{
+use crate::layout::{window, GUEST_WINDOW_BASE, MAX_GUEST_MEMORY, PAGE_SIZE, STACK_PAGES};
+use crate::paging::{
     entry, entry_address, entry_flags, table_indexes, PageTable, PageTableFlags as Flags,
     LARGE_PAGE_SIZE,
 };
-use crate::layout::{window, GUEST_WINDOW_BASE, MAX_GUEST_MEMORY, PAGE_SIZE, STACK_PAGES};
 
 /// Flags of an entry that points at a lower-level table: the leaf entries
 /// decide the permissions.

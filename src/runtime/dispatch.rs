@@ -96,7 +96,13 @@ async fn run_command(this: ThisCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) {
             ));
             0
         }
-        Some(RunEnd::Halted) | None => 0,
+        Some(RunEnd::Unhandled(code)) => {
+            page.set_error_fmt(format_args!(
+                "RUN_VP: exit {code:?} has no handler and no intercept message; the VP was not re-entered"
+            ));
+            0
+        }
+        Some(RunEnd::Halted | RunEnd::HaltedForGood) | None => 0,
     };
     *page.request_mut() = RunVpResponse { intercept };
 }

@@ -55,7 +55,7 @@ use crate::abi::{
     CommandPage, HvX64RegisterName as Name, SidecarCommand, TranslateGvaResultCode as Code,
     REQUEST_DATA_SIZE,
 };
-use crate::arch::x86_64::paging::{PageTableFlags as Entry, ADDRESS_MASK, PAGE_SIZE};
+use crate::paging::{PageTableFlags as Entry, ADDRESS_MASK, PAGE_SIZE};
 use crate::vp::registers::SUPPORTED;
 use crate::vp::{GuestMemory, VpState};
 

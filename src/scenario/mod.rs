@@ -50,6 +50,7 @@ mod convert;
 mod demo;
 mod fault;
 mod garbage;
+mod guest_edges;
 mod hooks;
 mod protocol;
 mod rng;
@@ -118,6 +119,10 @@ pub fn run(options: Options, boot: &BootSummary) -> ! {
         Scenario::Demo => match crate::main_kernel::run(demo::run) {
             Ok(()) => report::finish(None),
             Err(failure) => report::finish(Some(format_args!("demo: {failure}"))),
+        },
+        Scenario::GuestEdges => match crate::main_kernel::run(|_| guest_edges::run()) {
+            Ok(()) => report::finish(None),
+            Err(failure) => report::finish(Some(format_args!("guest-edges: {failure}"))),
         },
         Scenario::Protocol => match crate::main_kernel::run(|_| protocol::run()) {
             Ok(()) => report::finish(None),

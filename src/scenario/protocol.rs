@@ -16,9 +16,9 @@ use crate::abi::{
     HvX64SegmentRegister, SidecarCommand, TranslateGvaControlFlagsX64 as Flags,
 };
 use crate::arch::x86_64::cpu::rdtsc;
-use crate::arch::x86_64::paging::{PRESENT, USER, WRITABLE};
 use crate::main_kernel::client::{ClientError, RunVpExit, SidecarCpu};
 use crate::main_kernel::{clock, driver};
+use crate::paging::{PRESENT, USER, WRITABLE};
 use crate::plan;
 use crate::report;
 use crate::runtime::this_cpu::SERVICE_CYCLES;

@@ -18,9 +18,10 @@
 //!
 //! Exits the sidecar CPU handles on its own ([`handled_by_sidecar`]: a
 //! physical interrupt, NMI, SMI or INIT, the virtual-interrupt window,
-//! PAUSE) have no message. Neither do exits with no Hyper-V message type
-//! in `crate::abi` yet (CPUID, exception intercepts): sidecar does not
-//! enable those intercepts, and reports any other exit as an error.
+//! PAUSE) have no message, and neither do the SVM instructions, which the
+//! VMRUN loop answers with #UD. Any other exit without a message here ends
+//! RUN_VP with an error (see `crate::vmrun`): none is re-entered at the same
+//! RIP.
 
 use bitfield_struct::bitfield;
 use x86_64::registers::control::Cr0Flags;

@@ -25,11 +25,11 @@
 
 use core::fmt;
 
-use crate::arch::x86_64::paging::{
+use crate::layout::MAX_GUEST_MEMORY;
+use crate::paging::{
     entry, entry_address, entry_flags, table_indexes, PageTable, PageTableFlags, ADDRESS_MASK,
     LARGE_PAGE_SIZE, PAGE_SIZE,
 };
-use crate::layout::MAX_GUEST_MEMORY;
 
 /// The flags of every non-leaf entry: present, writable, user.
 pub const TABLE_FLAGS: PageTableFlags = PageTableFlags::PRESENT

@@ -16,6 +16,11 @@ pub const CODE_GPA: u64 = 0x8000;
 pub const IDT_GPA: u64 = 0x7000;
 /// Guest physical address of the per-VP interrupt counters (a u32 per VP).
 pub const IRQ_COUNTS_GPA: u64 = 0x6000;
+/// Guest physical address of the per-VP #UD counters (a u32 per VP), after
+/// the interrupt counters.
+pub const UD_COUNTS_GPA: u64 = 0x6400;
+/// The SVM instructions [`Program::SvmInstructions`] runs, each once.
+pub const SVM_INSTRUCTIONS: u32 = 7;
 /// The vector the VMM injects to wake a halted guest.
 pub const WAKE_VECTOR: u8 = 0x30;
 /// The MMIO device's guest physical address (outside guest memory, so every
@@ -46,6 +51,9 @@ global_asm!(
     .global sidecar_guest_outside
     .global sidecar_guest_triple_fault
     .global sidecar_guest_compute
+    .global sidecar_guest_svm_instructions
+    .global sidecar_guest_cli_hlt
+    .global sidecar_guest_event_in_flight
     .equ GUEST_BASE, 0x8000
     .p2align 4
 sidecar_guest_start:
@@ -75,6 +83,15 @@ guest_wake_handler:
     inc dword ptr [0x6000 + ebx * 4]
     iretd
     .equ WAKE_HANDLER, GUEST_BASE + (guest_wake_handler - sidecar_guest_start)
+
+    // The #UD handler of the SVM-instruction program: count (per VP, in the
+    // second counter area), step over the 3-byte instruction (every SVM
+    // instruction is 0F 01 xx), return.
+guest_ud_handler:
+    inc dword ptr [0x6400 + ebx * 4]
+    add dword ptr [esp], 3
+    iretd
+    .equ UD_HANDLER, GUEST_BASE + (guest_ud_handler - sidecar_guest_start)
 
     // Prints AL to the UART.
 guest_putc:
@@ -212,6 +229,88 @@ sidecar_guest_compute:
     mov dx, 0x607
     out dx, eax
     jmp 6b
+    // Runs each SVM instruction once, with a #UD handler that counts them:
+    // a CPU without nested virtualisation raises #UD for each. Reports the
+    // count on the result port, then exits. EBX = VP index.
+sidecar_guest_svm_instructions:
+    lgdt [GDT_POINTER]
+    lidt [IDT_POINTER]
+    mov eax, offset UD_HANDLER
+    mov word ptr [0x7000 + 6 * 8], ax
+    mov word ptr [0x7000 + 6 * 8 + 2], 0x08
+    mov word ptr [0x7000 + 6 * 8 + 4], 0x8E00
+    shr eax, 16
+    mov word ptr [0x7000 + 6 * 8 + 6], ax
+    mov dword ptr [0x6400 + ebx * 4], 0
+    xor eax, eax
+    .byte 0x0F, 0x01, 0xD8          // VMRUN
+    .byte 0x0F, 0x01, 0xDA          // VMLOAD
+    .byte 0x0F, 0x01, 0xDB          // VMSAVE
+    .byte 0x0F, 0x01, 0xDC          // STGI
+    .byte 0x0F, 0x01, 0xDD          // CLGI
+    .byte 0x0F, 0x01, 0xDE          // SKINIT
+    .byte 0x0F, 0x01, 0xDF          // INVLPGA
+    mov eax, [0x6400 + ebx * 4]
+    mov dx, 0x604
+    out dx, eax
+    xor eax, eax
+    mov dx, 0x607
+    out dx, eax
+    jmp 6b
+
+    // Interrupts off, then HLT: no injected interrupt may wake it (only a
+    // STOP ends the run). Should it wake, it reports its interrupt count
+    // and exits, which the VMM sees as a failure. EBX = VP index.
+sidecar_guest_cli_hlt:
+    lgdt [GDT_POINTER]
+    lidt [IDT_POINTER]
+    mov eax, offset WAKE_HANDLER
+    mov word ptr [0x7000 + 0x30 * 8], ax
+    mov word ptr [0x7000 + 0x30 * 8 + 2], 0x08
+    mov word ptr [0x7000 + 0x30 * 8 + 4], 0x8E00
+    shr eax, 16
+    mov word ptr [0x7000 + 0x30 * 8 + 6], ax
+    mov dword ptr [0x6000 + ebx * 4], 0
+    cli
+    hlt
+    mov eax, [0x6000 + ebx * 4]
+    mov dx, 0x605
+    out dx, eax
+    xor eax, eax
+    mov dx, 0x607
+    out dx, eax
+    jmp 6b
+
+    // Halts with interrupts on until one interrupt was handled, with its
+    // stack pointer (ESP, set by the VMM) where the VMM says: the
+    // interrupt's delivery pushes there.
+    // When ESP points outside guest memory, the push is a nested page fault
+    // in the middle of delivering the interrupt (the event in flight comes
+    // back in EXITINTINFO); with a good ESP the handler runs and counts,
+    // and the program reports the count and exits. EBX = VP index.
+sidecar_guest_event_in_flight:
+    lgdt [GDT_POINTER]
+    lidt [IDT_POINTER]
+    mov eax, offset WAKE_HANDLER
+    mov word ptr [0x7000 + 0x30 * 8], ax
+    mov word ptr [0x7000 + 0x30 * 8 + 2], 0x08
+    mov word ptr [0x7000 + 0x30 * 8 + 4], 0x8E00
+    shr eax, 16
+    mov word ptr [0x7000 + 0x30 * 8 + 6], ax
+    mov dword ptr [0x6000 + ebx * 4], 0
+8:
+    sti
+    hlt
+    cli
+    cmp dword ptr [0x6000 + ebx * 4], 0
+    je 8b
+    mov eax, [0x6000 + ebx * 4]
+    mov dx, 0x605
+    out dx, eax
+    xor eax, eax
+    mov dx, 0x607
+    out dx, eax
+    jmp 6b
 sidecar_guest_end:
     .code64
     .popsection
@@ -226,6 +325,9 @@ unsafe extern "C" {
     static sidecar_guest_outside: u8;
     static sidecar_guest_triple_fault: u8;
     static sidecar_guest_compute: u8;
+    static sidecar_guest_svm_instructions: u8;
+    static sidecar_guest_cli_hlt: u8;
+    static sidecar_guest_event_in_flight: u8;
 }
 
 /// The programs' machine code, to copy to [`CODE_GPA`].
@@ -250,6 +352,14 @@ pub enum Program {
     TripleFault,
     /// Compute a long xorshift chain, report it, exit.
     Compute,
+    /// Run every SVM instruction once, count the #UDs, report, exit.
+    SvmInstructions,
+    /// `cli; hlt`: only a STOP ends it.
+    CliHlt,
+    /// Halt with interrupts on until one interrupt was handled, report,
+    /// exit (the VMM points ESP outside memory to catch the delivery
+    /// mid-way).
+    EventInFlight,
 }
 
 impl Program {
@@ -261,6 +371,9 @@ impl Program {
             Program::Outside => &raw const sidecar_guest_outside,
             Program::TripleFault => &raw const sidecar_guest_triple_fault,
             Program::Compute => &raw const sidecar_guest_compute,
+            Program::SvmInstructions => &raw const sidecar_guest_svm_instructions,
+            Program::CliHlt => &raw const sidecar_guest_cli_hlt,
+            Program::EventInFlight => &raw const sidecar_guest_event_in_flight,
         };
         let start = &raw const sidecar_guest_start;
         CODE_GPA + (symbol as u64 - start as u64)

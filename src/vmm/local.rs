@@ -29,6 +29,8 @@ pub async fn continue_vp(pages: &mut VpPages<'_>, vp: u32) -> Result<Reports, &'
             RunEnd::Refused(why) => return Err(why),
             RunEnd::NoSvm => return Err("this CPU has no SVM"),
             RunEnd::BadMxcsr(_) => return Err("the VP's MXCSR has reserved bits set"),
+            RunEnd::HaltedForGood => return Err("the VP halted with interrupts disabled"),
+            RunEnd::Unhandled(_) => return Err("an exit the VMRUN loop does not handle"),
             RunEnd::Halted => {
                 // The guest waits for an interrupt: this VMM gives it one.
                 pages.interrupt_request().store(

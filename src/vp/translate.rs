@@ -13,7 +13,7 @@ use x86_64::registers::control::{Cr0Flags, Cr4Flags};
 use x86_64::registers::model_specific::EferFlags;
 
 use crate::abi::{TranslateGvaControlFlagsX64 as Flags, TranslateGvaResultCode as Code};
-use crate::arch::x86_64::paging::{
+use crate::paging::{
     entry_address, entry_flags, PageTableFlags as Entry, ENTRIES_PER_TABLE, PAGE_SIZE,
 };
 

@@ -22,7 +22,7 @@
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU32, AtomicU64};
 
-use super::paging::PageTable;
+use crate::paging::PageTable;
 
 /// Size of the BSP's boot stack.
 const BSP_STACK_SIZE: usize = 64 * 1024;

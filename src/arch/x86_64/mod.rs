@@ -1,11 +1,11 @@
 //! Everything specific to x86_64: the only place with assembly and with most
 //! of the kernel's `unsafe`.
 //!
-//! Pure data layouts ([`paging`]) build everywhere so they are tested on the
-//! host; the modules that execute privileged instructions exist only in the
-//! bare-metal build.
+//! Pure data ([`vectors`]) builds everywhere so it is tested on the host;
+//! the modules that execute privileged instructions exist only in the
+//! bare-metal build. The page-table format is pure and lives outside, in
+//! [`crate::paging`].
 
-pub mod paging;
 pub mod vectors;
 
 #[cfg(target_os = "none")]

@@ -1,0 +1,182 @@
+//! `scenario=guest-edges`: guests at the edges of what RUN_VP must handle,
+//! on the first sidecar CPU. Each case is bounded: a guest that would keep
+//! the CPU looping is stopped, and the case fails saying so.
+//!
+//! - Every SVM instruction (VMRUN, VMLOAD, VMSAVE, STGI, CLGI, SKINIT,
+//!   INVLPGA): each must raise #UD in the guest, as on a CPU without nested
+//!   virtualisation, and the guest reports 7 #UDs and exits.
+//! - An interrupt whose delivery an exit interrupts: with ESP outside guest
+//!   memory, delivering the injected interrupt pushes onto an unmapped page
+//!   (a nested page fault in mid-delivery). The VMM must see the event
+//!   pending, and once it points ESP at a real stack, the same interrupt
+//!   must reach the guest's handler exactly once.
+//! - A spin with interrupts disabled: the STOP ends it.
+//! - `cli; hlt` and an injected interrupt: the interrupt must stay pending
+//!   (the guest cannot take it), so only the STOP ends the run.
+
+// Failures are one-line strings by value: there is no allocator to box them.
+#![allow(clippy::result_large_err)]
+
+use core::cell::Cell;
+
+use futures_util::future::join;
+
+use crate::abi::{HvRegisterAssoc, HvX64RegisterName as Name};
+use crate::main_kernel::client::SidecarCpu;
+use crate::main_kernel::clock;
+use crate::report;
+use crate::vmm::devices::Devices;
+use crate::vmm::guests::{Program, IRQ_COUNTS_GPA, OUTSIDE_GPA, SVM_INSTRUCTIONS, WAKE_VECTOR};
+use crate::vmm::{self, ExitCounts, VpEnd};
+use crate::vocabulary::report_key;
+
+use super::{client_failure, sidecar_cpus, Failure};
+
+/// How long a case that must end by itself may run before it is stopped
+/// (and fails): far longer than any of them takes.
+const CASE_BOUND_US: u64 = 2_000_000;
+
+/// Runs `program` on `cpu` from `registers`; with `inject_after_us`, injects
+/// the wake vector that long after the start; stops the VP after
+/// `stop_after_us` unless it ended by itself.
+async fn run_bounded(
+    cpu: &SidecarCpu,
+    devices: &mut Devices,
+    registers: &[HvRegisterAssoc],
+    inject_after_us: Option<u64>,
+    stop_after_us: u64,
+) -> Result<VpEnd, Failure> {
+    let vp = cpu.vp();
+    let mut counts = ExitCounts::default();
+    let done = Cell::new(false);
+    let run = async {
+        let end = vmm::run_vp(cpu, devices, &mut counts, registers).await;
+        done.set(true);
+        end
+    };
+    let side = async {
+        let mut waited = 0;
+        if let Some(delay) = inject_after_us {
+            clock::sleep_us(delay).await;
+            cpu.inject_interrupt(WAKE_VECTOR);
+            waited = delay;
+        }
+        while !done.get() && waited < stop_after_us {
+            clock::sleep_us(1000).await;
+            waited += 1000;
+        }
+        if !done.get() {
+            vmm::stop_reliably_unless(cpu, || done.get()).await;
+        }
+    };
+    let (end, _) = join(run, side).await;
+    end.map_err(|err| client_failure(vp, "running", err))
+}
+
+/// The guest's interrupt counter for `vp`.
+fn interrupts_taken(vp: u32) -> u32 {
+    u32::from_le_bytes(vmm::read_guest(IRQ_COUNTS_GPA + u64::from(vp) * 4))
+}
+
+async fn svm_instructions(cpu: &SidecarCpu) -> Result<(), Failure> {
+    let vp = cpu.vp();
+    let mut devices = Devices::new(vp);
+    let registers = vmm::start_registers(Program::SvmInstructions, vp, 0, 0);
+    let end = run_bounded(cpu, &mut devices, &registers, None, CASE_BOUND_US).await?;
+    check!(
+        end != VpEnd::Stopped,
+        "vp {vp}: the SVM instructions kept the VP running until the STOP (no #UD reached the guest)"
+    );
+    check!(
+        end == VpEnd::Exited && devices.reports.result == Some(SVM_INSTRUCTIONS),
+        "vp {vp}: the SVM instructions ended with {end:?}, #UDs counted {:?} (expected {SVM_INSTRUCTIONS})",
+        devices.reports.result
+    );
+    info!("guest-edges: vp {vp}: each of the {SVM_INSTRUCTIONS} SVM instructions raised #UD in the guest");
+    Ok(())
+}
+
+async fn cli_hlt(cpu: &SidecarCpu) -> Result<(), Failure> {
+    let vp = cpu.vp();
+    let mut devices = Devices::new(vp);
+    let registers = vmm::start_registers(Program::CliHlt, vp, 0, 0);
+    let end = run_bounded(cpu, &mut devices, &registers, Some(20_000), 100_000).await?;
+    check!(
+        end == VpEnd::Stopped && devices.reports.irqs.is_none(),
+        "vp {vp}: `cli; hlt` woke up: the run ended with {end:?}, the guest reported {:?} interrupts",
+        devices.reports.irqs
+    );
+    check!(
+        interrupts_taken(vp) == 0,
+        "vp {vp}: `cli; hlt` took {} interrupts with interrupts disabled",
+        interrupts_taken(vp)
+    );
+    // The request stays in the register page for whoever runs the VP with
+    // interrupts enabled: this case comes last.
+    info!(
+        "guest-edges: vp {vp}: an interrupt injected into `cli; hlt` stayed pending until the STOP"
+    );
+    Ok(())
+}
+
+async fn cli_spin(cpu: &SidecarCpu) -> Result<(), Failure> {
+    let vp = cpu.vp();
+    let mut devices = Devices::new(vp);
+    // `start_registers` starts with RFLAGS.IF clear.
+    let registers = vmm::start_registers(Program::Spin, vp, 0, 0);
+    let end = run_bounded(cpu, &mut devices, &registers, None, 10_000).await?;
+    check!(
+        end == VpEnd::Stopped,
+        "vp {vp}: a spin with interrupts disabled ended with {end:?}"
+    );
+    Ok(())
+}
+
+async fn event_in_flight(cpu: &SidecarCpu) -> Result<(), Failure> {
+    let vp = cpu.vp();
+    let mut devices = Devices::new(vp);
+    let mut registers = vmm::start_registers(Program::EventInFlight, vp, 0, 0);
+    let bad_stack = OUTSIDE_GPA + 0x1000;
+    let _ = registers.push(HvRegisterAssoc::new(Name::Rsp, bad_stack));
+    let end = run_bounded(cpu, &mut devices, &registers, Some(10_000), CASE_BOUND_US).await?;
+    let VpEnd::UnmappedAccess { gpa, write: true } = end else {
+        fail!("vp {vp}: delivering onto a stack outside the VM ended with {end:?}");
+    };
+    check!(
+        (OUTSIDE_GPA..bad_stack).contains(&gpa),
+        "vp {vp}: the delivery faulted at GPA {gpa:#x}, not on the stack below {bad_stack:#x}"
+    );
+    let pending = cpu
+        .get_vp_registers(&[Name::PendingInterruption])
+        .await
+        .map_err(|err| client_failure(vp, "reading the pending interruption", err))?;
+    let pending = pending.first().map_or(0, |value| value.as_u64());
+    let vector = (pending >> 16) & 0xFFFF;
+    check!(
+        pending & 1 == 1 && vector == u64::from(WAKE_VECTOR),
+        "vp {vp}: after the exit in mid-delivery the pending interruption is {pending:#x}, not vector {WAKE_VECTOR:#x}"
+    );
+    let good_stack = [HvRegisterAssoc::new(Name::Rsp, vmm::stack_top(vp))];
+    let end = run_bounded(cpu, &mut devices, &good_stack, None, CASE_BOUND_US).await?;
+    check!(
+        end == VpEnd::Exited && devices.reports.irqs == Some(1),
+        "vp {vp}: with a good stack the interrupt in flight gave {end:?}, the guest counted {:?} interrupts (expected 1)",
+        devices.reports.irqs
+    );
+    info!("guest-edges: vp {vp}: an interrupt whose delivery faulted was pending at the exit and delivered once after");
+    Ok(())
+}
+
+/// The scenario.
+pub async fn run() -> Result<(), Failure> {
+    let Some(cpu) = sidecar_cpus().next() else {
+        fail!("guest-edges needs a sidecar CPU (use --cpus 2 or more)");
+    };
+    vmm::prepare_memory(sidecar_cpus().map(|c| c.vp()));
+    svm_instructions(&cpu).await?;
+    event_in_flight(&cpu).await?;
+    cli_spin(&cpu).await?;
+    cli_hlt(&cpu).await?;
+    report::number(report_key::GUEST_EDGES_CASES, 4);
+    Ok(())
+}
