@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 use sidecar::vocabulary::report_key;
 
+use crate::monitor::MonitorDir;
 use crate::process::{Flow, Qemu, Watched};
 use crate::qemu::{self, Engine, Launch};
 use crate::schema::{CpuStatusAtTimeout, Node, Report};
@@ -94,7 +95,7 @@ pub fn run(config: &RunConfig) -> Result<RunOutcome, RunnerError> {
         numa: &numa,
     };
     let mut args = qemu::qemu_args(&launch);
-    args.extend(crate::monitor::monitor_args(&paths.monitor));
+    args.extend(crate::monitor::monitor_args(paths.monitor.socket()));
     if config.verbose {
         eprintln!("qemu-runner: {}", qemu::display_command(&qemu_bin, &args));
     }
@@ -113,7 +114,9 @@ struct RunPaths {
     dir: PathBuf,
     log: PathBuf,
     report_txt: PathBuf,
-    monitor: PathBuf,
+    /// The monitor socket's directory: removed when the paths are dropped,
+    /// after QEMU has exited or been killed.
+    monitor: MonitorDir,
 }
 
 impl RunPaths {
@@ -126,11 +129,7 @@ impl RunPaths {
             None => runs.join(format!("{stem}.log")),
         };
         let report_txt = dir.join("report.txt");
-        // In the temporary directory, not the run directory: a Unix socket's
-        // path must stay short (108 bytes), whatever the checkout's path.
-        static SOCKETS: AtomicUsize = AtomicUsize::new(0);
-        let n = SOCKETS.fetch_add(1, Ordering::Relaxed);
-        let monitor = std::env::temp_dir().join(format!("sidecar-{}-{n}.mon", std::process::id()));
+        let monitor = MonitorDir::create()?;
         Ok(RunPaths {
             dir,
             log,
@@ -179,7 +178,6 @@ fn execute(
 ) -> Result<Finished, RunnerError> {
     let mut log = ConsoleLog::create(&paths.log, config.echo)?;
     let mut on_line = |line| log.push(line).map(|()| Flow::Continue);
-    let _ = fs::remove_file(&paths.monitor);
     let qemu = Qemu::spawn(qemu_bin, args, config.verbose)?;
     let deadline = (config.gdb.is_none()).then(|| qemu.deadline(config.timeout));
     let exited = match qemu.watch(deadline, &mut on_line)? {
@@ -196,7 +194,6 @@ fn execute(
         }
     };
     let wall = qemu.elapsed();
-    let _ = fs::remove_file(&paths.monitor);
     let stderr = qemu.finish(&mut on_line)?;
     let log_lines = log.finish()?;
     let exit = QemuExit {
@@ -224,7 +221,7 @@ fn last_statuses(paths: &RunPaths) -> Vec<CpuStatusAtTimeout> {
         .get(report_key::NODES)
         .and_then(|nodes| serde_json::from_value(nodes.clone()).ok())
         .unwrap_or_default();
-    crate::monitor::cpu_statuses(&paths.monitor, &nodes)
+    crate::monitor::cpu_statuses(paths.monitor.socket(), &nodes)
 }
 
 /// The COM1 log: a file, the captured lines, and optionally our stdout.

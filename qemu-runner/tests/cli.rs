@@ -133,3 +133,56 @@ fn a_misspelt_scenario_lists_the_scenarios_before_any_build() {
     }
     assert!(!stderr.contains("qemu-system-x86_64"), "{stderr}");
 }
+
+/// A fresh, empty directory for one test, under the temporary directory.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("qemu-runner-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A stand-in for QEMU: a shell script `body` in `dir`.
+fn fake_qemu(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("fake-qemu");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The monitor socket directories in `tmp`.
+fn monitor_dirs(tmp: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("qemu-runner-monitor-"))
+        .collect()
+}
+
+#[test]
+fn a_killed_runners_monitor_dir_is_removed_by_the_next_run() {
+    let tmp = scratch("killed");
+    let hang = fake_qemu(&tmp, "exec sleep 30");
+    let kernel = "/bin/true"; // Any file: the fake QEMU never reads it.
+    let mut killed = runner(&["--qemu", hang.to_str().unwrap(), "--kernel", kernel, "-q"])
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let appeared = (0..500).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        !monitor_dirs(&tmp).is_empty()
+    });
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert!(appeared, "the runner made no monitor directory in {tmp:?}");
+    assert_eq!(monitor_dirs(&tmp).len(), 1, "SIGKILL cannot clean up");
+
+    let args = ["--qemu", "/bin/false", "--kernel", kernel, "-q"];
+    let (code, stderr) = run(runner(&args).env("TMPDIR", &tmp));
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(monitor_dirs(&tmp), Vec::<String>::new());
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
