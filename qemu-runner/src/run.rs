@@ -201,6 +201,8 @@ fn execute(
         signal: status.signal(),
         timed_out: timed_out.then_some(config.timeout),
         stderr_line: verdict::stderr_reason(&stderr),
+        kernel_spoke: !log_lines.is_empty() || has_content(&paths.report_txt),
+        program: config.qemu.display().to_string(),
     };
     Ok(Finished {
         exit,
@@ -209,6 +211,11 @@ fn execute(
         stderr,
         statuses,
     })
+}
+
+/// Whether the file at `path` exists and is not empty.
+fn has_content(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|meta| meta.len() > 0)
 }
 
 /// Each CPU's status when the timeout struck, from the nodes the kernel

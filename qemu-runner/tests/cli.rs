@@ -10,9 +10,20 @@ fn runner(args: &[&str]) -> Command {
 }
 
 fn run(command: &mut Command) -> (i32, String) {
-    let Output { status, stderr, .. } = command.output().expect("the runner starts");
+    let (code, _, stderr) = run_both(command);
+    (code, stderr)
+}
+
+/// The exit status, stdout and stderr.
+fn run_both(command: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("the runner starts");
     let code = status.code().expect("the runner exits by itself");
-    (code, String::from_utf8_lossy(&stderr).into_owned())
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    (code, text(stdout), text(stderr))
 }
 
 #[test]
@@ -185,4 +196,43 @@ fn a_killed_runners_monitor_dir_is_removed_by_the_next_run() {
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(monitor_dirs(&tmp), Vec::<String>::new());
     std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn a_qemu_that_fails_at_once_is_named_not_a_triple_fault() {
+    // /bin/true as the kernel: never read, as /bin/false exits at once.
+    let args = ["--qemu", "/bin/false", "--kernel", "/bin/true", "-q"];
+    let (code, stdout, stderr) = run_both(&mut runner(&args));
+    assert_eq!(code, 1, "{stderr}");
+    let verdict = stdout.lines().next().unwrap_or_default();
+    assert_eq!(
+        verdict,
+        "FAIL demo on 4 CPUs: QEMU exited with status 1 before the kernel wrote anything, \
+         and printed nothing on stderr (is /bin/false a working QEMU?)"
+    );
+}
+
+#[test]
+fn qemu_refusing_the_kernel_is_quoted() {
+    // A real QEMU, and an ELF without a PVH note: QEMU's own error.
+    let args = [
+        "--kernel",
+        "/bin/true",
+        "-q",
+        "--cpus",
+        "1",
+        "--scenario",
+        "boot",
+    ];
+    let (code, stdout, stderr) = run_both(&mut runner(&args));
+    assert_eq!(code, 1, "{stderr}");
+    let verdict = stdout.lines().next().unwrap_or_default();
+    assert!(
+        verdict.starts_with(
+            "FAIL boot on 1 CPU: QEMU exited with status 1 before the kernel wrote anything: "
+        ),
+        "{verdict}"
+    );
+    assert!(verdict.contains("PVH ELF Note"), "{verdict}");
+    assert!(!verdict.contains("triple fault"), "{verdict}");
 }
