@@ -516,11 +516,18 @@ mod tests {
                 "--nodes 3 does not divide --cpus 8",
             ),
             (&["--cpus", "4", "--removed", "4"], "cannot remove CPU 4"),
+            (
+                &["--cpus", "4", "--removed", "3,1,2"],
+                "but no sidecar CPU is left: CPU 0 is the BSP and --removed takes CPUs 1, 2, 3",
+            ),
         ] {
             let config = parse(flags).unwrap().config();
             let err = config.validate().unwrap_err().to_string();
             assert!(err.contains(message), "{flags:?}: {err}");
         }
+        // Only a scenario that runs guests needs a sidecar CPU.
+        let boot = parse(&["--cpus", "4", "--removed", "1,2,3", "--scenario", "boot"]);
+        boot.unwrap().config().validate().unwrap();
         let err = parse(&["--removed", "0"]).unwrap_err().to_string();
         assert!(
             err.contains("CPU 0 is the BSP and cannot be removed"),

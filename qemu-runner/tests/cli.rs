@@ -91,6 +91,17 @@ fn impossible_topologies_fail_before_qemu_or_a_build() {
             "error: invalid configuration: cannot remove CPU 4: --cpus 4 gives CPUs 0 to 3\n",
         ),
         (
+            &["--cpus", "4", "--removed", "1,2,3"],
+            "error: invalid configuration: the demo scenario runs guests on sidecar CPUs, \
+             but no sidecar CPU is left: CPU 0 is the BSP and --removed takes CPUs 1, 2, 3 \
+             (remove fewer)\n",
+        ),
+        (
+            &["--cpus", "1", "--scenario", "protocol"],
+            "error: invalid configuration: the protocol scenario runs guests on sidecar CPUs, \
+             but no sidecar CPU is left: CPU 0 is the BSP (use --cpus 2 or more)\n",
+        ),
+        (
             &["--cpus", "128", "--memory", "200", "--nodes", "128"],
             "error: invalid configuration: --memory 200 MiB over 128 NUMA nodes leaves 1 MiB \
              per node; each needs at least 2 MiB: raise --memory to 256\n",
