@@ -17,7 +17,8 @@ const TAIL_LINES: usize = 20;
 /// Build the sidecar kernel and boot it in QEMU.
 ///
 /// Exit status: 0 when the scenario passed, 1 when it failed, 2 on a usage
-/// or environment error.
+/// or environment error (a JSON report that could not be written is one,
+/// told after the verdict).
 #[derive(Debug, Parser)]
 #[command(
     name = "qemu-runner",
@@ -258,6 +259,10 @@ pub fn main() -> ExitCode {
     match qemu_runner::run(&config) {
         Ok(outcome) => {
             summarize(&config, &outcome);
+            if let Some(error) = &outcome.report_write_error {
+                eprintln!("error: {error}");
+                return ExitCode::from(2);
+            }
             if let Some(path) = &args.timeline {
                 if let Err(error) = write_timeline(&outcome, path) {
                     eprintln!("error: {error}");

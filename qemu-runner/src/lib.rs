@@ -59,7 +59,10 @@
 //!
 //! Written to `target/qemu-runs/<scenario>-<unix ms>-<pid>/report.json`,
 //! to `--report FILE` when given, and returned as [`RunOutcome::report_json`]
-//! (typed: [`RunOutcome::report`], see [`schema`]).
+//! (typed: [`RunOutcome::report`], see [`schema`]). `FILE` is opened before
+//! the build, so an unwritable path is a [`RunnerError`] at once; a write
+//! that fails at the end is [`RunOutcome::report_write_error`], beside the
+//! verdict.
 //! It is one object: every field the kernel wrote on COM2, with the
 //! runner's fields on top (the runner's win):
 //!
@@ -123,6 +126,7 @@ mod monitor;
 mod process;
 mod qemu;
 mod report;
+mod report_file;
 mod run;
 pub mod schema;
 mod svg;

@@ -247,3 +247,67 @@ fn qemu_refusing_the_kernel_is_quoted() {
     assert!(verdict.contains("PVH ELF Note"), "{verdict}");
     assert!(!verdict.contains("triple fault"), "{verdict}");
 }
+
+#[test]
+fn an_unwritable_report_path_fails_before_any_build() {
+    // An empty PATH: had the runner gone on to build, cargo would be missing.
+    let empty = std::env::temp_dir().join("qemu-runner-empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let tmp = scratch("report");
+    let missing_dir = tmp.join("no-such-dir/report.json");
+    for (path, why) in [
+        (&missing_dir, "No such file or directory (os error 2)"),
+        (&tmp, "Is a directory (os error 21)"),
+    ] {
+        let args = ["--qemu", "/bin/false", "--report", path.to_str().unwrap()];
+        let (code, stderr) = run(runner(&args).env("PATH", &empty));
+        assert_eq!(code, 2, "{stderr}");
+        let expected = format!(
+            "error: cannot write the report to {}: {why}\n",
+            path.display()
+        );
+        assert_eq!(stderr, expected);
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn a_report_that_fails_to_write_at_the_end_comes_after_the_verdict() {
+    // /dev/full opens, and every write to it fails.
+    let args = [
+        "--qemu",
+        "/bin/false",
+        "--kernel",
+        "/bin/true",
+        "-q",
+        "--report",
+        "/dev/full",
+    ];
+    let (code, stdout, stderr) = run_both(&mut runner(&args));
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("FAIL demo on 4 CPUs: QEMU exited with status 1"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr,
+        "error: writing /dev/full: No space left on device (os error 28)\n"
+    );
+}
+
+#[test]
+fn a_report_path_created_for_a_run_that_never_happened_is_removed() {
+    let tmp = scratch("unused-report");
+    let report = tmp.join("report.json");
+    let args = [
+        "--qemu",
+        "/bin/false",
+        "--kernel",
+        "/nonexistent/sidecar",
+        "--report",
+    ];
+    let (code, stderr) = run(runner(&args).arg(&report));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!report.exists(), "an empty {} was left", report.display());
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
