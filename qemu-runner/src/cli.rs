@@ -17,7 +17,8 @@ const TAIL_LINES: usize = 20;
 /// Build the sidecar kernel and boot it in QEMU.
 ///
 /// Exit status: 0 when the scenario passed, 1 when it failed, 2 on a usage
-/// or environment error.
+/// or environment error (a JSON report that could not be written is one,
+/// told after the verdict).
 #[derive(Debug, Parser)]
 #[command(
     name = "qemu-runner",
@@ -258,6 +259,10 @@ pub fn main() -> ExitCode {
     match qemu_runner::run(&config) {
         Ok(outcome) => {
             summarize(&config, &outcome);
+            if let Some(error) = &outcome.report_write_error {
+                eprintln!("error: {error}");
+                return ExitCode::from(2);
+            }
             if let Some(path) = &args.timeline {
                 if let Err(error) = write_timeline(&outcome, path) {
                     eprintln!("error: {error}");
@@ -516,11 +521,18 @@ mod tests {
                 "--nodes 3 does not divide --cpus 8",
             ),
             (&["--cpus", "4", "--removed", "4"], "cannot remove CPU 4"),
+            (
+                &["--cpus", "4", "--removed", "3,1,2"],
+                "but no sidecar CPU is left: CPU 0 is the BSP and --removed takes CPUs 1, 2, 3",
+            ),
         ] {
             let config = parse(flags).unwrap().config();
             let err = config.validate().unwrap_err().to_string();
             assert!(err.contains(message), "{flags:?}: {err}");
         }
+        // Only a scenario that runs guests needs a sidecar CPU.
+        let boot = parse(&["--cpus", "4", "--removed", "1,2,3", "--scenario", "boot"]);
+        boot.unwrap().config().validate().unwrap();
         let err = parse(&["--removed", "0"]).unwrap_err().to_string();
         assert!(
             err.contains("CPU 0 is the BSP and cannot be removed"),

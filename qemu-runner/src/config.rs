@@ -127,8 +127,9 @@ impl RunConfig {
 
     /// Checks the limits: CPUs, memory, a non-zero timeout, a possible
     /// topology (NUMA nodes that split the CPUs and the memory, removed CPUs
-    /// that exist and are not the BSP), and extra command-line words that are
-    /// single `key=value` words not repeating the runner's keys.
+    /// that exist and are not the BSP, and a sidecar CPU left when the
+    /// scenario runs guests), and extra command-line words that are single
+    /// `key=value` words not repeating the runner's keys.
     pub fn validate(&self) -> Result<(), RunnerError> {
         self.numa_layout()?;
         Ok(())
@@ -154,9 +155,23 @@ impl RunConfig {
             check_kernel_word(word).map_err(RunnerError::Config)?;
         }
         topology::check_removed(&self.removed, self.cpus).map_err(RunnerError::Config)?;
-        self.numa
+        let layout = self
+            .numa
             .layout(self.cpus, self.memory_mib)
-            .map_err(RunnerError::Config)
+            .map_err(RunnerError::Config)?;
+        if self.scenario.runs_guests() {
+            let sizes = self
+                .numa
+                .node_sizes(self.cpus)
+                .map_err(RunnerError::Config)?;
+            if let Some(why) = topology::no_sidecar_cpu_left(self.cpus, &sizes, &self.removed) {
+                return bad(format!(
+                    "the {} scenario runs guests on sidecar CPUs, but {why}",
+                    self.scenario
+                ));
+            }
+        }
+        Ok(layout)
     }
 }
 

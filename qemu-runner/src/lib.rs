@@ -35,9 +35,14 @@
 //! `result="pass"`, and the runner did not time out. Otherwise `failure` is:
 //! - on a timeout: `timeout after N s` (QEMU and its process group are killed);
 //! - on status 35, or 33 with `result="fail"`: the kernel's `failure`;
-//! - on any other status: `QEMU exited with status S without the kernel's
-//!   verdict (triple fault?)`, or `...verdict: <QEMU's first stderr line
-//!   that is not a warning>` when QEMU said something (e.g. a bad option).
+//! - on any other end: `QEMU exited with status S` (or `was killed by
+//!   signal N`), then `without the kernel's verdict` or, when the kernel
+//!   wrote no line at all, `before the kernel wrote anything`, then the
+//!   cause: for status 0, `: the guest reset the machine (a triple fault?)`
+//!   (`-no-reboot` turns a reset into an exit); otherwise `: <QEMU's first
+//!   stderr line that is not a warning>` (e.g. a bad option), or `, and
+//!   printed nothing on stderr`, with `(is PROGRAM a working QEMU?)` when
+//!   the kernel never spoke.
 //!
 //! # The report channel (COM2)
 //!
@@ -54,7 +59,10 @@
 //!
 //! Written to `target/qemu-runs/<scenario>-<unix ms>-<pid>/report.json`,
 //! to `--report FILE` when given, and returned as [`RunOutcome::report_json`]
-//! (typed: [`RunOutcome::report`], see [`schema`]).
+//! (typed: [`RunOutcome::report`], see [`schema`]). `FILE` is opened before
+//! the build, so an unwritable path is a [`RunnerError`] at once; a write
+//! that fails at the end is [`RunOutcome::report_write_error`], beside the
+//! verdict.
 //! It is one object: every field the kernel wrote on COM2, with the
 //! runner's fields on top (the runner's win):
 //!
@@ -118,6 +126,7 @@ mod monitor;
 mod process;
 mod qemu;
 mod report;
+mod report_file;
 mod run;
 pub mod schema;
 mod svg;

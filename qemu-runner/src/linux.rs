@@ -239,7 +239,7 @@ pub fn run_linux(config: &LinuxConfig) -> Result<RunOutcome, RunnerError> {
     let failure = linux_failure(config, &parsed, &console);
     let mut report_json = linux_report(config, engine, &parsed, &console, failure.as_deref());
     let report = Report::read(&mut report_json, Map::new());
-    let report_path = run::write_reports(&report_json, &dir, None)?;
+    let report_path = run::write_run_report(&report_json, &dir)?;
     Ok(RunOutcome {
         passed: failure.is_none(),
         report,
@@ -247,6 +247,7 @@ pub fn run_linux(config: &LinuxConfig) -> Result<RunOutcome, RunnerError> {
         failure,
         log_path,
         report_path,
+        report_write_error: None,
         run_dir: dir,
         log_lines: console.lines,
         qemu_stderr: console.stderr,

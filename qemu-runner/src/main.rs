@@ -2,7 +2,9 @@
 //!
 //! A thin layer over the `qemu_runner` library: [`cli`] turns flags into a
 //! [`RunConfig`](qemu_runner::RunConfig) and prints the summary. Exit status:
-//! 0 on a pass, 1 on a kernel failure, 2 on a usage or environment error.
+//! 0 on a pass, 1 on a kernel failure, 2 on a usage or environment error
+//! (among them a JSON report that could not be written, told after the
+//! verdict).
 
 mod cli;
 

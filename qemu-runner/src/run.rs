@@ -13,8 +13,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 use sidecar::vocabulary::report_key;
 
+use crate::monitor::MonitorDir;
 use crate::process::{Flow, Qemu, Watched};
 use crate::qemu::{self, Engine, Launch};
+use crate::report_file::ReportFile;
 use crate::schema::{CpuStatusAtTimeout, Node, Report};
 use crate::verdict::{self, QemuExit};
 use crate::{build, report, RunConfig, RunnerError};
@@ -36,6 +38,9 @@ pub struct RunOutcome {
     /// Where the JSON report was written: `--report`'s file when given, else
     /// `report.json` in the run directory (which always gets a copy).
     pub report_path: PathBuf,
+    /// Why the JSON report could not be written, when it could not (the
+    /// `--report` file's disk is full, say): the outcome above still holds.
+    pub report_write_error: Option<String>,
     /// This run's directory under `target/qemu-runs/` (`report.txt`, `report.json`).
     pub run_dir: PathBuf,
     /// Every line of the COM1 log, without line endings.
@@ -60,6 +65,7 @@ impl RunOutcome {
             failure: None,
             log_path: PathBuf::from(log),
             report_path: PathBuf::from("/runs/report.json"),
+            report_write_error: None,
             run_dir: PathBuf::from("/runs"),
             log_lines: Vec::new(),
             qemu_stderr: Vec::new(),
@@ -71,13 +77,16 @@ impl RunOutcome {
 
 /// Boots the kernel once as `config` says and reports the outcome.
 ///
-/// In order: checks the configuration, finds QEMU and settles the engine
-/// (so a missing QEMU fails before any build), builds the kernel unless
-/// `config.kernel` names one, then runs QEMU until it exits or times out.
+/// In order: checks the configuration, finds QEMU and settles the engine,
+/// opens the `--report` file (so a missing QEMU or an unwritable report
+/// path fails before any build), builds the kernel unless `config.kernel`
+/// names one, then runs QEMU until it exits or times out.
 pub fn run(config: &RunConfig) -> Result<RunOutcome, RunnerError> {
     let numa = config.numa_layout()?;
     let qemu_bin = qemu::resolve_qemu(&config.qemu)?;
     let engine = qemu::choose_engine(config.accel, config.scenario, qemu::kvm_status())?;
+    let report_file = config.report_path.as_deref().map(ReportFile::open);
+    let report_file = report_file.transpose()?;
     let kernel = match &config.kernel {
         Some(path) if path.is_file() => path.clone(),
         Some(path) => return Err(RunnerError::KernelMissing(path.clone())),
@@ -94,7 +103,7 @@ pub fn run(config: &RunConfig) -> Result<RunOutcome, RunnerError> {
         numa: &numa,
     };
     let mut args = qemu::qemu_args(&launch);
-    args.extend(crate::monitor::monitor_args(&paths.monitor));
+    args.extend(crate::monitor::monitor_args(paths.monitor.socket()));
     if config.verbose {
         eprintln!("qemu-runner: {}", qemu::display_command(&qemu_bin, &args));
     }
@@ -105,7 +114,7 @@ pub fn run(config: &RunConfig) -> Result<RunOutcome, RunnerError> {
         );
     }
     let finished = execute(&qemu_bin, &args, config, &paths)?;
-    conclude(config, engine, &kernel, paths, finished)
+    conclude(config, engine, &kernel, paths, finished, report_file)
 }
 
 /// The files of one run.
@@ -113,7 +122,9 @@ struct RunPaths {
     dir: PathBuf,
     log: PathBuf,
     report_txt: PathBuf,
-    monitor: PathBuf,
+    /// The monitor socket's directory: removed when the paths are dropped,
+    /// after QEMU has exited or been killed.
+    monitor: MonitorDir,
 }
 
 impl RunPaths {
@@ -126,11 +137,7 @@ impl RunPaths {
             None => runs.join(format!("{stem}.log")),
         };
         let report_txt = dir.join("report.txt");
-        // In the temporary directory, not the run directory: a Unix socket's
-        // path must stay short (108 bytes), whatever the checkout's path.
-        static SOCKETS: AtomicUsize = AtomicUsize::new(0);
-        let n = SOCKETS.fetch_add(1, Ordering::Relaxed);
-        let monitor = std::env::temp_dir().join(format!("sidecar-{}-{n}.mon", std::process::id()));
+        let monitor = MonitorDir::create()?;
         Ok(RunPaths {
             dir,
             log,
@@ -179,7 +186,6 @@ fn execute(
 ) -> Result<Finished, RunnerError> {
     let mut log = ConsoleLog::create(&paths.log, config.echo)?;
     let mut on_line = |line| log.push(line).map(|()| Flow::Continue);
-    let _ = fs::remove_file(&paths.monitor);
     let qemu = Qemu::spawn(qemu_bin, args, config.verbose)?;
     let deadline = (config.gdb.is_none()).then(|| qemu.deadline(config.timeout));
     let exited = match qemu.watch(deadline, &mut on_line)? {
@@ -196,7 +202,6 @@ fn execute(
         }
     };
     let wall = qemu.elapsed();
-    let _ = fs::remove_file(&paths.monitor);
     let stderr = qemu.finish(&mut on_line)?;
     let log_lines = log.finish()?;
     let exit = QemuExit {
@@ -204,6 +209,8 @@ fn execute(
         signal: status.signal(),
         timed_out: timed_out.then_some(config.timeout),
         stderr_line: verdict::stderr_reason(&stderr),
+        kernel_spoke: !log_lines.is_empty() || has_content(&paths.report_txt),
+        program: config.qemu.display().to_string(),
     };
     Ok(Finished {
         exit,
@@ -212,6 +219,11 @@ fn execute(
         stderr,
         statuses,
     })
+}
+
+/// Whether the file at `path` exists and is not empty.
+fn has_content(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|meta| meta.len() > 0)
 }
 
 /// Each CPU's status when the timeout struck, from the nodes the kernel
@@ -224,7 +236,7 @@ fn last_statuses(paths: &RunPaths) -> Vec<CpuStatusAtTimeout> {
         .get(report_key::NODES)
         .and_then(|nodes| serde_json::from_value(nodes.clone()).ok())
         .unwrap_or_default();
-    crate::monitor::cpu_statuses(&paths.monitor, &nodes)
+    crate::monitor::cpu_statuses(paths.monitor.socket(), &nodes)
 }
 
 /// The COM1 log: a file, the captured lines, and optionally our stdout.
@@ -270,13 +282,15 @@ impl ConsoleLog {
     }
 }
 
-/// Reads the report, decides the verdict and writes the JSON report.
+/// Reads the report, decides the verdict and writes the JSON report; a
+/// report that cannot be written is told in the outcome, beside the verdict.
 fn conclude(
     config: &RunConfig,
     engine: Engine,
     kernel: &Path,
     paths: RunPaths,
     finished: Finished,
+    report_file: Option<ReportFile>,
 ) -> Result<RunOutcome, RunnerError> {
     let text = fs::read(&paths.report_txt).unwrap_or_default();
     let kernel_report = report::parse(&String::from_utf8_lossy(&text));
@@ -284,7 +298,7 @@ fn conclude(
     let fields = runner_fields(config, engine, kernel, &paths, &finished, &verdict);
     let mut merged = report::merge(kernel_report, fields.clone());
     let typed = Report::read(&mut merged, fields);
-    let report_path = write_reports(&merged, &paths.dir, config.report_path.as_deref())?;
+    let (report_path, report_write_error) = write_reports(&merged, &paths.dir, report_file);
     Ok(RunOutcome {
         passed: verdict.is_ok(),
         report: typed,
@@ -292,6 +306,7 @@ fn conclude(
         failure: verdict.err(),
         log_path: paths.log,
         report_path,
+        report_write_error,
         run_dir: paths.dir,
         log_lines: finished.log_lines,
         qemu_stderr: finished.stderr,
@@ -342,19 +357,40 @@ pub(crate) fn result_word(passed: bool) -> &'static str {
     }
 }
 
-/// Writes `report.json` in the run directory and, if asked, a copy at
-/// `extra`; returns the path to show.
-pub(crate) fn write_reports(
+/// Writes `report.json` in the run directory and, if asked, the `--report`
+/// file; returns the path to show and, if a write failed, why.
+fn write_reports(
     report: &Value,
     dir: &Path,
-    extra: Option<&Path>,
-) -> Result<PathBuf, RunnerError> {
-    let text = format!("{report:#}\n");
-    let in_dir = dir.join("report.json");
-    for path in std::iter::once(in_dir.as_path()).chain(extra) {
-        fs::write(path, &text).map_err(RunnerError::io(format!("writing {}", path.display())))?;
-    }
-    Ok(extra.map_or(in_dir, Path::to_owned))
+    extra: Option<ReportFile>,
+) -> (PathBuf, Option<String>) {
+    let in_dir = write_run_report(report, dir);
+    let extra = extra.map(|mut file| {
+        let written = file.write(&format!("{report:#}\n"));
+        (file.path().to_owned(), written)
+    });
+    let errors: Vec<String> = [
+        in_dir.as_ref().err(),
+        extra.as_ref().and_then(|(_, w)| w.as_ref().err()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(RunnerError::to_string)
+    .collect();
+    let shown = match (extra, in_dir) {
+        (Some((path, Ok(()))), _) => path,
+        (_, Ok(path)) => path,
+        (_, Err(_)) => dir.join("report.json"),
+    };
+    (shown, (!errors.is_empty()).then(|| errors.join("; ")))
+}
+
+/// Writes `report.json` in the run directory `dir`; returns its path.
+pub(crate) fn write_run_report(report: &Value, dir: &Path) -> Result<PathBuf, RunnerError> {
+    let path = dir.join("report.json");
+    fs::write(&path, format!("{report:#}\n"))
+        .map_err(RunnerError::io(format!("writing {}", path.display())))?;
+    Ok(path)
 }
 
 pub(crate) fn round_ms(duration: Duration) -> f64 {

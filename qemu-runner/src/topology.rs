@@ -160,6 +160,80 @@ pub fn check_removed(removed: &[u16], cpus: u16) -> Result<(), String> {
     }
 }
 
+/// Why a machine of `cpus` CPUs in NUMA nodes of `node_sizes` (empty for
+/// one node) with `removed` taken away leaves no CPU to run sidecar, or
+/// `None` when one is left. The nodes are split by the kernel's own rule
+/// ([`sidecar::topology::Topology`]): the BSP and each node's first CPU
+/// (its base VP) are the main kernel's.
+pub(crate) fn no_sidecar_cpu_left(
+    cpus: u16,
+    node_sizes: &[u16],
+    removed: &[u16],
+) -> Option<String> {
+    use sidecar::topology::{CpuSet, FirmwareCpu, Role, Topology};
+    let domains = node_sizes
+        .iter()
+        .enumerate()
+        .flat_map(|(domain, &size)| std::iter::repeat_n(domain as u32, usize::from(size)));
+    let firmware: Vec<FirmwareCpu> = (0..u32::from(cpus))
+        .zip(domains.chain(std::iter::repeat(0)))
+        .map(|(vp, domain)| FirmwareCpu {
+            apic_id: vp,
+            domain,
+        })
+        .collect();
+    let mut removed_set = CpuSet::new();
+    for &vp in removed {
+        removed_set.insert(usize::from(vp));
+    }
+    // An impossible topology is reported by the checks before this one.
+    let topology = Topology::new(&firmware, 0, &removed_set).ok()?;
+    if topology.sidecar_count() > 0 {
+        return None;
+    }
+    let main: Vec<u32> = topology
+        .cpus
+        .iter()
+        .filter(|cpu| cpu.role == Role::MainKernel)
+        .map(|cpu| cpu.vp)
+        .collect();
+    let main = match main.as_slice() {
+        [0] => "CPU 0 is the BSP".to_owned(),
+        _ => format!(
+            "{} the main kernel's (the BSP and each node's first CPU)",
+            cpu_list(&main, "is", "are")
+        ),
+    };
+    let rest = match removed {
+        [] if cpus == 1 => " (use --cpus 2 or more)".to_owned(),
+        [] => " (use fewer, larger NUMA nodes)".to_owned(),
+        _ => {
+            let mut sorted: Vec<u32> = removed.iter().map(|&vp| u32::from(vp)).collect();
+            sorted.sort_unstable();
+            format!(
+                " and --removed takes {} (remove fewer)",
+                cpu_list(&sorted, "", "")
+            )
+        }
+    };
+    Some(format!("no sidecar CPU is left: {main}{rest}"))
+}
+
+/// `CPU 3` or `CPUs 1, 2, 3`, followed by `one` or `many` when not empty.
+fn cpu_list(vps: &[u32], one: &str, many: &str) -> String {
+    let numbers: Vec<String> = vps.iter().map(u32::to_string).collect();
+    let (noun, verb) = match vps.len() {
+        1 => ("CPU", one),
+        _ => ("CPUs", many),
+    };
+    let verb = if verb.is_empty() {
+        String::new()
+    } else {
+        format!(" {verb}")
+    };
+    format!("{noun} {}{verb}", numbers.join(", "))
+}
+
 /// The checks that need no CPU count: not the BSP, not twice.
 fn check_removed_list(removed: &[u16]) -> Result<(), String> {
     let mut seen = BTreeSet::new();
@@ -320,6 +394,40 @@ mod tests {
             "CPU 3 is listed twice in --removed"
         );
         assert_eq!(removed_word(&[3, 9]), "removed=3,9");
+    }
+
+    #[test]
+    fn a_machine_with_no_sidecar_cpu_left_names_who_holds_each() {
+        assert_eq!(
+            no_sidecar_cpu_left(4, &[], &[1, 2, 3]).unwrap(),
+            "no sidecar CPU is left: CPU 0 is the BSP and --removed takes CPUs 1, 2, 3 \
+             (remove fewer)"
+        );
+        assert_eq!(
+            no_sidecar_cpu_left(1, &[], &[]).unwrap(),
+            "no sidecar CPU is left: CPU 0 is the BSP (use --cpus 2 or more)"
+        );
+        assert_eq!(
+            no_sidecar_cpu_left(4, &[2, 2], &[3, 1]).unwrap(),
+            "no sidecar CPU is left: CPUs 0, 2 are the main kernel's (the BSP and each \
+             node's first CPU) and --removed takes CPUs 1, 3 (remove fewer)"
+        );
+        assert_eq!(
+            no_sidecar_cpu_left(2, &[1, 1], &[]).unwrap(),
+            "no sidecar CPU is left: CPUs 0, 1 are the main kernel's (the BSP and each \
+             node's first CPU) (use fewer, larger NUMA nodes)"
+        );
+        assert_eq!(no_sidecar_cpu_left(4, &[], &[1, 2]), None);
+        assert_eq!(no_sidecar_cpu_left(2, &[], &[]), None);
+        assert_eq!(no_sidecar_cpu_left(4, &[2, 2], &[1]), None);
+        // 70 CPUs in one node are split as 24, 24, 22: CPUs 0, 24 and 48
+        // are base VPs, so removing every other CPU leaves none.
+        let others: Vec<u16> = (1..70).filter(|vp| ![24, 48].contains(vp)).collect();
+        let reason = no_sidecar_cpu_left(70, &[], &others).unwrap();
+        assert!(
+            reason.contains("CPUs 0, 24, 48 are the main kernel's"),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -27,6 +27,11 @@ pub(crate) struct QemuExit {
     pub timed_out: Option<Duration>,
     /// The first line of QEMU's stderr that is not a warning, if any.
     pub stderr_line: Option<String>,
+    /// Whether the kernel wrote anything at all (a log or report line).
+    pub kernel_spoke: bool,
+    /// The QEMU binary, as the user named it, for the hint when it exits
+    /// at once with an error and says nothing.
+    pub program: String,
 }
 
 /// `Ok(())` for a pass, else the reason for the failure.
@@ -60,11 +65,29 @@ pub(crate) fn verdict(exit: &QemuExit, report: &KernelReport) -> Result<(), Stri
     }
 }
 
-fn no_verdict(what: &str, exit: &QemuExit) -> String {
-    match &exit.stderr_line {
-        Some(line) => format!("{what} without the kernel's verdict: {line}"),
-        None => format!("{what} without the kernel's verdict (triple fault?)"),
-    }
+/// Why QEMU ended, `ended`, with no verdict from the kernel: status 0 is
+/// the guest resetting the machine (what a triple fault does; `-no-reboot`
+/// makes QEMU exit instead), any other end is QEMU's, quoted from its
+/// stderr when it said something.
+fn no_verdict(ended: &str, exit: &QemuExit) -> String {
+    let when = match exit.kernel_spoke {
+        true => "without the kernel's verdict",
+        false => "before the kernel wrote anything",
+    };
+    let said = |line: &str| format!("; QEMU said: {line}");
+    let cause = match (exit.status, &exit.stderr_line) {
+        (Some(0), line) => format!(
+            ": the guest reset the machine (a triple fault?){}",
+            line.as_deref().map(said).unwrap_or_default()
+        ),
+        (_, Some(line)) => format!(": {line}"),
+        (Some(_), None) if !exit.kernel_spoke => format!(
+            ", and printed nothing on stderr (is {} a working QEMU?)",
+            exit.program
+        ),
+        (_, None) => ", and printed nothing on stderr".to_owned(),
+    };
+    format!("{ended} {when}{cause}")
 }
 
 /// The line of QEMU's stderr worth quoting: the first that is not a warning.
@@ -116,10 +139,46 @@ mod tests {
     }
 
     #[test]
-    fn status_0_is_a_triple_fault_even_with_a_pass_report() {
+    fn status_0_is_a_reset_even_with_a_pass_report() {
+        let spoke = QemuExit {
+            kernel_spoke: true,
+            ..exit(0)
+        };
         assert_eq!(
-            verdict(&exit(0), &parse("result=\"pass\"")),
-            Err("QEMU exited with status 0 without the kernel's verdict (triple fault?)".into())
+            verdict(&spoke, &parse("result=\"pass\"")),
+            Err("QEMU exited with status 0 without the kernel's verdict: \
+                 the guest reset the machine (a triple fault?)"
+                .into())
+        );
+        let silent = verdict(&exit(0), &parse("")).unwrap_err();
+        assert_eq!(
+            silent,
+            "QEMU exited with status 0 before the kernel wrote anything: \
+             the guest reset the machine (a triple fault?)"
+        );
+    }
+
+    #[test]
+    fn a_qemu_that_fails_at_once_is_not_blamed_on_the_kernel() {
+        let false_qemu = QemuExit {
+            program: "/bin/false".to_owned(),
+            ..exit(1)
+        };
+        let reason = verdict(&false_qemu, &parse("")).unwrap_err();
+        assert_eq!(
+            reason,
+            "QEMU exited with status 1 before the kernel wrote anything, \
+             and printed nothing on stderr (is /bin/false a working QEMU?)"
+        );
+        assert!(!reason.contains("triple fault"), "{reason}");
+        let after_the_kernel = QemuExit {
+            kernel_spoke: true,
+            ..false_qemu
+        };
+        assert_eq!(
+            verdict(&after_the_kernel, &parse("")).unwrap_err(),
+            "QEMU exited with status 1 without the kernel's verdict, \
+             and printed nothing on stderr"
         );
     }
 
@@ -135,9 +194,11 @@ mod tests {
         };
         assert_eq!(
             verdict(&exit, &parse("")),
-            Err("QEMU exited with status 1 without the kernel's verdict: \
+            Err(
+                "QEMU exited with status 1 before the kernel wrote anything: \
                  qemu-system-x86_64: could not load kernel 'x'"
-                .into())
+                    .into()
+            )
         );
     }
 
@@ -147,7 +208,7 @@ mod tests {
             status: None,
             signal: Some(9),
             timed_out: Some(Duration::from_secs(3)),
-            stderr_line: None,
+            ..QemuExit::default()
         };
         assert_eq!(
             verdict(&exit, &parse("result=\"pass\"")),
@@ -163,9 +224,10 @@ mod tests {
             ..QemuExit::default()
         };
         let reason = verdict(&exit, &parse("")).unwrap_err();
-        assert!(
-            reason.starts_with("QEMU was killed by signal 15"),
-            "{reason}"
+        assert_eq!(
+            reason,
+            "QEMU was killed by signal 15 before the kernel wrote anything, \
+             and printed nothing on stderr"
         );
     }
 }
