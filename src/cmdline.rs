@@ -191,7 +191,7 @@ mod tests {
             "bad value 'dance' for kernel option 'scenario' (expected one of: boot, \
              fault-selftest, panic-selftest, hang-selftest, isolation-command-selftest, \
              isolation-stack-selftest, protocol, demo, convert, fault-containment, stress, \
-             garbage)"
+             garbage, guest-edges)"
         );
         assert_eq!(
             parse("color=red").unwrap_err().to_string(),

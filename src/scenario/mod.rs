@@ -48,12 +48,12 @@ fn sidecar_cpus() -> impl Iterator<Item = crate::main_kernel::client::SidecarCpu
 
 mod convert;
 mod demo;
-mod fault;
+mod fault_containment;
 mod garbage;
 mod guest_edges;
-mod hooks;
 mod protocol;
 mod rng;
+mod runtime_hooks;
 mod stress;
 
 use crate::arch::x86_64::{cpu, time};
@@ -63,7 +63,7 @@ use crate::plan;
 use crate::report;
 use crate::vocabulary::report_key;
 
-pub use hooks::runtime_hooks;
+pub use runtime_hooks::runtime_hooks;
 
 /// An address the boot page tables do not map (above the 4 GiB identity map).
 const UNMAPPED_ADDRESS: u64 = 0x40_0000_0000;
@@ -100,7 +100,7 @@ pub fn run(options: Options, boot: &BootSummary) -> ! {
             Ok(()) => report::finish(None),
             Err(failure) => report::finish(Some(format_args!("convert: {failure}"))),
         },
-        Scenario::FaultContainment => match crate::main_kernel::run(|_| fault::run()) {
+        Scenario::FaultContainment => match crate::main_kernel::run(|_| fault_containment::run()) {
             Ok(()) => report::finish(None),
             Err(failure) => report::finish(Some(format_args!("fault-containment: {failure}"))),
         },
@@ -129,7 +129,7 @@ pub fn run(options: Options, boot: &BootSummary) -> ! {
             Err(failure) => report::finish(Some(format_args!("protocol: {failure}"))),
         },
         Scenario::IsolationCommandSelftest | Scenario::IsolationStackSelftest => {
-            if hooks::isolation_target(scenario).is_none() {
+            if runtime_hooks::isolation_target(scenario).is_none() {
                 report::finish(Some(format_args!(
                     "{} needs at least 3 CPUs",
                     scenario.name()

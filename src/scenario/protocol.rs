@@ -267,7 +267,7 @@ async fn same_cpu_baseline(cpu: &SidecarCpu, executor_p50: u64) -> Result<(), Fa
     let switched = cpu
         .command(
             |page| {
-                page.command = SidecarCommand(super::hooks::SWITCH_TO_PLAIN_COMMAND);
+                page.command = SidecarCommand(super::runtime_hooks::SWITCH_TO_PLAIN_COMMAND);
                 Ok(())
             },
             |_| (),

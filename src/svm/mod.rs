@@ -19,7 +19,7 @@
 //! 4. The exit becomes a Hyper-V **intercept message** ([`exits`]) for the
 //!    main kernel's VMM, or is handled by the sidecar CPU itself (a physical
 //!    interrupt), and the VP's state moves back to the VP-state block
-//!    ([`state`]).
+//!    ([`vp_transfer`]).
 //!
 //! Facts from the AMD64 Architecture Programmer's Manual vol. 2 (chapter 15,
 //! appendices B and C) and from measurements under QEMU's TCG, which differs
@@ -29,8 +29,8 @@
 pub mod exit_code;
 pub mod exits;
 pub mod npt;
-pub mod state;
 pub mod vmcb;
+pub mod vp_transfer;
 
 pub use exit_code::ExitCode;
 pub use exits::{handled_by_sidecar, intercept_message};

@@ -29,7 +29,7 @@ use crate::vmm::guests::{expected_compute, Program};
 use crate::vmm::{self, ExitCounts, VpEnd};
 use crate::vocabulary::report_key;
 
-use super::hooks::{
+use super::runtime_hooks::{
     DEAF_TO_STOP_COMMAND, FAULT_COMMAND, NO_RESPONSE_COMMAND, PANIC_COMMAND, WEDGE_COMMAND,
 };
 use super::Failure;
