@@ -73,6 +73,14 @@ pub mod vmm;
 #[cfg(target_os = "none")]
 pub mod vmrun;
 
-/// The most CPUs sidecar handles: QEMU's TCG stops at 255 without x2APIC, and
-/// xAPIC IDs are 8 bits wide.
-pub const MAX_CPUS: usize = 256;
+/// The most CPUs sidecar handles. QEMU 7.2 makes at most 288 (q35 under
+/// KVM, with x2APIC; TCG stops at 255), and every per-CPU table of the
+/// kernel image is sized from this: 512 keeps the image inside the 2 MiB
+/// its page tables map. The memory plan's cost per CPU does not depend on
+/// it.
+pub const MAX_CPUS: usize = 512;
+
+/// APIC IDs the kernel's tables indexed by APIC ID cover (0 up to this,
+/// exclusive): the AP trampoline finds a CPU's page tables by its APIC ID.
+/// A CPU with a larger ID is a clear boot error.
+pub const APIC_ID_LIMIT: usize = 512;

@@ -11,10 +11,10 @@
 use core::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 
 use crate::arch::x86_64::cpu;
-use crate::MAX_CPUS;
+use crate::{APIC_ID_LIMIT, MAX_CPUS};
 
 /// VP index by APIC ID, filled by the BSP before any AP starts.
-static VP_BY_APIC_ID: [AtomicU16; 256] = [const { AtomicU16::new(0) }; 256];
+static VP_BY_APIC_ID: [AtomicU16; APIC_ID_LIMIT] = [const { AtomicU16::new(0) }; APIC_ID_LIMIT];
 
 /// Records that the CPU with `apic_id` is VP `vp` (BSP, at boot).
 pub fn set_vp(apic_id: u32, vp: u32) {

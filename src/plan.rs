@@ -14,10 +14,12 @@ use spin::Once;
 use crate::cmdline::{ApDelay, BootStrategy};
 use crate::layout::NodeRegion;
 use crate::topology::Topology;
-use crate::MAX_CPUS;
+use crate::topology::MAX_NODES;
 
-/// Guest memory every VP of the VM shares.
-pub const GUEST_MEMORY_BYTES: u64 = 4 << 20;
+/// Guest memory every VP of the VM shares: the guest programs below 1 MiB,
+/// then a checksum page and a stack page for each of up to `MAX_CPUS` VPs
+/// (see `vmm`), in whole 2 MiB pages.
+pub const GUEST_MEMORY_BYTES: u64 = 6 << 20;
 
 /// Where the VM's guest memory and its SVM tables live in host physical
 /// memory.
@@ -51,7 +53,7 @@ pub struct MachinePlan {
     /// The CPUs and nodes.
     pub topology: Topology,
     /// Each node's region (`None` for a node without sidecar CPUs).
-    pub regions: heapless::Vec<Option<NodeRegion>, MAX_CPUS>,
+    pub regions: heapless::Vec<Option<NodeRegion>, MAX_NODES>,
     /// How the APs are started.
     pub start: StartOptions,
     /// The VM's guest memory.
@@ -112,7 +114,7 @@ mod tests {
 
     #[test]
     fn cpu_pages_index_cpus_within_their_node() {
-        let cpus: heapless::Vec<FirmwareCpu, MAX_CPUS> = (0..40)
+        let cpus: heapless::Vec<FirmwareCpu, { crate::MAX_CPUS }> = (0..40)
             .map(|apic_id| FirmwareCpu { apic_id, domain: 0 })
             .collect();
         let topology = Topology::new(&cpus, 0, &crate::topology::CpuSet::new()).unwrap();

@@ -17,6 +17,10 @@ use crate::MAX_CPUS;
 /// the node's CPUs are tracked in 32-bit masks.
 pub const MAX_NODE_CPUS: usize = 32;
 
+/// The most nodes: QEMU makes at most 128 NUMA nodes, and a node never
+/// spans two of them (a machine with more NUMA nodes than this is refused).
+pub const MAX_NODES: usize = 128;
+
 /// A set of VP indexes, as a fixed-size bitmap.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuSet {
@@ -123,7 +127,7 @@ pub struct Topology {
     /// Every enabled CPU, indexed by VP index.
     pub cpus: heapless::Vec<Cpu, MAX_CPUS>,
     /// The nodes, in VP order.
-    pub nodes: heapless::Vec<Node, MAX_CPUS>,
+    pub nodes: heapless::Vec<Node, MAX_NODES>,
 }
 
 /// Why the CPU list cannot be turned into nodes.
@@ -133,6 +137,8 @@ pub enum TopologyError {
     NoCpus,
     /// More CPUs than [`MAX_CPUS`].
     TooManyCpus(usize),
+    /// The CPUs make more nodes than [`MAX_NODES`].
+    TooManyNodes,
     /// The BSP is not the first CPU listed.
     BspNotFirst {
         /// The BSP's APIC ID.
@@ -160,6 +166,10 @@ impl fmt::Display for TopologyError {
             TopologyError::TooManyCpus(n) => {
                 write!(f, "{n} CPUs listed, sidecar supports at most {MAX_CPUS}")
             }
+            TopologyError::TooManyNodes => write!(
+                f,
+                "the CPUs' NUMA domains make more than {MAX_NODES} nodes, the most sidecar supports"
+            ),
             TopologyError::BspNotFirst {
                 bsp_apic_id,
                 first_apic_id,
@@ -232,8 +242,10 @@ impl Topology {
                     vp_count: 0,
                     sidecar_count: 0,
                 };
-                // Capacity: at most one node per CPU, and count <= MAX_CPUS.
-                let _ = topology.nodes.push(node);
+                topology
+                    .nodes
+                    .push(node)
+                    .map_err(|_| TopologyError::TooManyNodes)?;
             }
             let node = topology.nodes.last_mut().expect("a node was just pushed");
             let role = if starts_node {

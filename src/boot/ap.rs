@@ -12,13 +12,15 @@ use crate::boot::fanout;
 use crate::layout::window;
 use crate::runtime::this_cpu::ThisCpu;
 use crate::runtime::{self};
+use crate::APIC_ID_LIMIT;
 use x86_64::VirtAddr;
 
 /// An entry point for a CPU that no longer runs sidecar, given its APIC ID.
 pub type ApEntry = fn(u32) -> !;
 
 /// Per APIC ID: where a CPU started again goes instead of sidecar.
-static REDIRECTS: [spin::Mutex<Option<ApEntry>>; 256] = [const { spin::Mutex::new(None) }; 256];
+static REDIRECTS: [spin::Mutex<Option<ApEntry>>; APIC_ID_LIMIT] =
+    [const { spin::Mutex::new(None) }; APIC_ID_LIMIT];
 
 /// Sends the CPU with `apic_id` to `entry` the next time it starts through
 /// the trampoline (the main kernel, converting a CPU that left sidecar).

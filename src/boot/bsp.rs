@@ -16,7 +16,7 @@ use crate::fatal::boot_error;
 use crate::plan::{self, MachinePlan, StartOptions};
 use crate::topology::{FirmwareCpu, Topology};
 use crate::vocabulary::report_key;
-use crate::{report, runtime, scenario, MAX_CPUS};
+use crate::{report, runtime, scenario, APIC_ID_LIMIT, MAX_CPUS};
 use x86_64::VirtAddr;
 
 /// The BSP's GDT and TSS.
@@ -112,11 +112,27 @@ fn build_topology(machine: &AcpiInfo, options: &Options) -> Topology {
         .collect();
     let topology = Topology::new(&cpus, apic::id(), &options.removed)
         .unwrap_or_else(|err| boot_error(format_args!("{err}")));
-    if let Some(cpu) = topology.cpus.iter().find(|c| c.apic_id >= 256) {
+    if let Some(cpu) = topology
+        .cpus
+        .iter()
+        .find(|c| c.apic_id as usize >= APIC_ID_LIMIT)
+    {
         boot_error(format_args!(
-            "CPU {} has APIC ID {}, beyond the 255 the AP trampoline handles",
-            cpu.vp, cpu.apic_id
+            "CPU {} has APIC ID {}, beyond the {} the kernel's tables cover (APIC_ID_LIMIT)",
+            cpu.vp,
+            cpu.apic_id,
+            APIC_ID_LIMIT - 1
         ));
+    }
+    // xAPIC IDs are 8 bits, and 255 is the broadcast destination.
+    if !apic::is_x2apic() {
+        if let Some(cpu) = topology.cpus.iter().find(|c| c.apic_id > 254) {
+            boot_error(format_args!(
+                "CPU {} has APIC ID {}, which only x2APIC can address, and this CPU model \
+                 has no x2APIC (QEMU: -cpu ...,+x2apic, which needs KVM)",
+                cpu.vp, cpu.apic_id
+            ));
+        }
     }
     for node in &topology.nodes {
         info!(

@@ -20,8 +20,7 @@ use crate::percpu;
 use crate::plan::{GuestRegion, GUEST_MEMORY_BYTES};
 use crate::runtime::hooks::RuntimeHooks;
 use crate::runtime::this_cpu::{CpuGlobals, CpuIdentity};
-use crate::topology::{Role, Topology};
-use crate::MAX_CPUS;
+use crate::topology::{Role, Topology, MAX_NODES};
 
 /// The tables every sidecar CPU shares (kernel image and local APIC).
 static mut SHARED_TABLES: SharedTables = SharedTables::new();
@@ -35,7 +34,7 @@ const VM_TABLE_PAGES: u64 = 8;
 /// What the preparation decided, for the plan and the report.
 pub struct Prepared {
     /// Each node's region, `None` for nodes without sidecar CPUs.
-    pub regions: heapless::Vec<Option<NodeRegion>, MAX_CPUS>,
+    pub regions: heapless::Vec<Option<NodeRegion>, MAX_NODES>,
     /// Pages of all regions together.
     pub total_pages: u64,
     /// The guest's memory.
@@ -101,7 +100,7 @@ unsafe fn zero_pages(phys: u64, pages: u64) {
 fn allocate_regions(
     topology: &Topology,
     map: &[MemmapEntry],
-) -> Result<(heapless::Vec<Option<NodeRegion>, MAX_CPUS>, u64), PrepareError> {
+) -> Result<(heapless::Vec<Option<NodeRegion>, MAX_NODES>, u64), PrepareError> {
     let total_pages: u64 = topology
         .nodes
         .iter()

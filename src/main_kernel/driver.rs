@@ -32,6 +32,7 @@ use crate::arch::x86_64::interrupts::{self, TrapFrame};
 use crate::arch::x86_64::vectors::RESPONSE_VECTOR;
 use crate::arch::x86_64::{apic, cpu};
 use crate::plan;
+use crate::topology::MAX_NODES;
 use crate::MAX_CPUS;
 
 /// A slot's state: who may use the CPU's command page.
@@ -149,7 +150,7 @@ impl NodeDriver {
     }
 }
 
-static DRIVERS: Once<heapless::Vec<NodeDriver, MAX_CPUS>> = Once::new();
+static DRIVERS: Once<heapless::Vec<NodeDriver, MAX_NODES>> = Once::new();
 
 /// Requests sent to sidecar CPUs.
 pub static REQUESTS_SENT: AtomicU64 = AtomicU64::new(0);

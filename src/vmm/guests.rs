@@ -14,11 +14,14 @@ use core::arch::global_asm;
 pub const CODE_GPA: u64 = 0x8000;
 /// Guest physical address of the guests' IDT (256 zeroed gates).
 pub const IDT_GPA: u64 = 0x7000;
-/// Guest physical address of the per-VP interrupt counters (a u32 per VP).
+/// Guest physical address of the per-VP interrupt counters (a u32 per VP,
+/// room for every VP up to `MAX_CPUS`).
 pub const IRQ_COUNTS_GPA: u64 = 0x6000;
+const _: () = assert!(IRQ_COUNTS_GPA + 4 * crate::MAX_CPUS as u64 <= UD_COUNTS_GPA);
+const _: () = assert!(UD_COUNTS_GPA + 4 * crate::MAX_CPUS as u64 <= IDT_GPA);
 /// Guest physical address of the per-VP #UD counters (a u32 per VP), after
 /// the interrupt counters.
-pub const UD_COUNTS_GPA: u64 = 0x6400;
+pub const UD_COUNTS_GPA: u64 = 0x6800;
 /// The SVM instructions [`Program::SvmInstructions`] runs, each once.
 pub const SVM_INSTRUCTIONS: u32 = 7;
 /// The vector the VMM injects to wake a halted guest.
@@ -88,7 +91,7 @@ guest_wake_handler:
     // second counter area), step over the 3-byte instruction (every SVM
     // instruction is 0F 01 xx), return.
 guest_ud_handler:
-    inc dword ptr [0x6400 + ebx * 4]
+    inc dword ptr [0x6800 + ebx * 4]
     add dword ptr [esp], 3
     iretd
     .equ UD_HANDLER, GUEST_BASE + (guest_ud_handler - sidecar_guest_start)
@@ -241,7 +244,7 @@ sidecar_guest_svm_instructions:
     mov word ptr [0x7000 + 6 * 8 + 4], 0x8E00
     shr eax, 16
     mov word ptr [0x7000 + 6 * 8 + 6], ax
-    mov dword ptr [0x6400 + ebx * 4], 0
+    mov dword ptr [0x6800 + ebx * 4], 0
     xor eax, eax
     .byte 0x0F, 0x01, 0xD8          // VMRUN
     .byte 0x0F, 0x01, 0xDA          // VMLOAD
@@ -250,7 +253,7 @@ sidecar_guest_svm_instructions:
     .byte 0x0F, 0x01, 0xDD          // CLGI
     .byte 0x0F, 0x01, 0xDE          // SKINIT
     .byte 0x0F, 0x01, 0xDF          // INVLPGA
-    mov eax, [0x6400 + ebx * 4]
+    mov eax, [0x6800 + ebx * 4]
     mov dx, 0x604
     out dx, eax
     xor eax, eax

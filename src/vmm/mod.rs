@@ -67,15 +67,15 @@ pub fn stack_top(vp: u32) -> u64 {
     STACKS_GPA + (u64::from(vp) + 1) * 0x1000
 }
 
-/// Guest memory layout, one 4 KiB page per VP in each area, for up to 256
-/// VPs. (An earlier layout put the stacks below 1 MiB, where the stacks of
-/// VPs 240 and up ran into the checksum regions: the stress benchmark on
-/// 255 CPUs found it.)
+/// Guest memory layout, one 4 KiB page per VP in each area, for every VP up
+/// to `MAX_CPUS`. (An earlier layout put the stacks below 1 MiB, where the
+/// stacks of VPs 240 and up ran into the checksum regions: the stress
+/// benchmark on 255 CPUs found it.)
 const CHECKSUM_REGIONS_GPA: u64 = 0x10_0000;
 /// See [`CHECKSUM_REGIONS_GPA`].
-const STACKS_GPA: u64 = 0x20_0000;
-const _: () = assert!(CHECKSUM_REGIONS_GPA + 256 * 0x1000 <= STACKS_GPA);
-const _: () = assert!(STACKS_GPA + 256 * 0x1000 <= crate::plan::GUEST_MEMORY_BYTES);
+const STACKS_GPA: u64 = CHECKSUM_REGIONS_GPA + crate::MAX_CPUS as u64 * 0x1000;
+const _: () =
+    assert!(STACKS_GPA + crate::MAX_CPUS as u64 * 0x1000 <= crate::plan::GUEST_MEMORY_BYTES);
 
 /// Loads the guest programs, zeroes the guests' IDT and fills each VP's
 /// checksum region with data only that VP is given.

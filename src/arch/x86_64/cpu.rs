@@ -3,12 +3,20 @@
 
 use core::arch::x86_64::{__cpuid, _rdtsc};
 
-/// The initial APIC ID of the running CPU (CPUID leaf 1, EBX bits 24..32).
+/// The running CPU's initial APIC ID, all 32 bits: CPUID leaf 0xB's x2APIC
+/// ID where the CPU has that leaf (Intel SDM vol. 2, CPUID), else leaf 1's
+/// 8-bit ID (EBX bits 24..32). The AP trampoline reads it the same way.
 pub fn apic_id() -> u32 {
-    // SAFETY: CPUID leaf 1 exists on every x86_64 CPU and has no side effects.
+    // SAFETY: CPUID leaves 0 and 1 exist on every x86_64 CPU, leaf 0xB is
+    // read only when leaf 0 says it exists, and CPUID has no side effects.
     #[allow(unused_unsafe)]
-    let leaf = unsafe { __cpuid(1) };
-    leaf.ebx >> 24
+    unsafe {
+        if __cpuid(0).eax >= 0xB {
+            __cpuid(0xB).edx
+        } else {
+            __cpuid(1).ebx >> 24
+        }
+    }
 }
 
 /// The time-stamp counter.

@@ -23,9 +23,10 @@ use core::arch::global_asm;
 use core::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::paging::PageTable;
+use crate::APIC_ID_LIMIT;
 
 /// Size of the BSP's boot stack.
-const BSP_STACK_SIZE: usize = 64 * 1024;
+const BSP_STACK_SIZE: usize = 96 * 1024;
 
 #[repr(C, align(16))]
 struct Stack([u8; BSP_STACK_SIZE]);
@@ -50,13 +51,15 @@ pub fn boot_pml4_address() -> u64 {
 /// The physical address of each AP's PML4, indexed by APIC ID (0: no page
 /// tables, the AP halts). The BSP fills it before starting any AP; the APs
 /// read it with paging off.
-pub static AP_CR3_BY_APIC_ID: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
+pub static AP_CR3_BY_APIC_ID: [AtomicU32; APIC_ID_LIMIT] =
+    [const { AtomicU32::new(0) }; APIC_ID_LIMIT];
 
 /// The stack top each AP starts on, indexed by APIC ID: 0 means the sidecar
 /// window's stack (the same virtual address on every sidecar CPU); a CPU the
 /// main kernel brings up as one of its own gets a stack in identity-mapped
 /// memory here before its INIT.
-pub static AP_STACK_BY_APIC_ID: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+pub static AP_STACK_BY_APIC_ID: [AtomicU64; APIC_ID_LIMIT] =
+    [const { AtomicU64::new(0) }; APIC_ID_LIMIT];
 
 /// The AP trampoline's machine code, to be copied to a page below 1 MiB and
 /// started there by a startup IPI (its code is position-independent within
@@ -118,6 +121,27 @@ boot_gdt_pointer:
     mov eax, cr0
     or eax, (1 << 31) | (1 << 16) | 1   // paging | write protect | protected mode
     mov cr0, eax
+    .endm
+
+    // EBX = the running CPU's initial APIC ID, all 32 bits: CPUID leaf 0xB's
+    // x2APIC ID where leaf 0 says the CPU has it, else leaf 1's 8-bit ID
+    // (the same rule as `cpu::apic_id`). Clobbers EAX, ECX, EDX; needs no
+    // stack and works in 32- and 64-bit code.
+    .macro APIC_ID_TO_EBX
+    xor eax, eax
+    cpuid
+    cmp eax, 0xB
+    jb 1f
+    mov eax, 0xB
+    xor ecx, ecx
+    cpuid
+    mov ebx, edx
+    jmp 2f
+1:
+    mov eax, 1
+    cpuid
+    shr ebx, 24
+2:
     .endm
 
     .pushsection .text.boot, "ax"
@@ -237,9 +261,9 @@ ap_entry32:
     mov ds, ax
     mov es, ax
     mov ss, ax
-    mov eax, 1
-    cpuid
-    shr ebx, 24                     // initial APIC ID
+    APIC_ID_TO_EBX
+    cmp ebx, {apic_id_limit}
+    jae 6f                          // beyond the table: nobody meant to start us
     mov eax, [{cr3_table} + ebx * 4]
     test eax, eax
     jz 6f                           // no page tables: nobody meant to start us
@@ -263,9 +287,7 @@ ap_long_mode:
     mov ss, ax
     mov fs, ax
     mov gs, ax
-    mov eax, 1
-    cpuid
-    shr ebx, 24                     // initial APIC ID
+    APIC_ID_TO_EBX
     lea rax, [rip + {stack_table}]
     mov rax, [rax + rbx * 8]
     test rax, rax
@@ -277,6 +299,7 @@ ap_long_mode:
     ud2
     .popsection
     "#,
+    apic_id_limit = const APIC_ID_LIMIT,
     cr3_table = sym AP_CR3_BY_APIC_ID,
     stack_table = sym AP_STACK_BY_APIC_ID,
     stack_top = const crate::layout::window::stack_top(),
