@@ -265,24 +265,22 @@ impl View {
     #[inline(always)]
     pub(super) fn header_of_bit<const B: usize>(&self, bit: usize) -> &'static Header {
         const { assert!(B > 0) };
-        let stride = mem::size_of::<Task<B>>();
-        debug_assert_eq!(stride, self.stride);
-        let header = self.tasks.wrapping_sub(stride).wrapping_add(bit * stride);
+        debug_assert_eq!(mem::size_of::<Task<B>>(), self.stride);
+        let header = self.task_of_bit::<B>(bit);
         // SAFETY: `bit - 1` is a slot index and `B` the slot size (callers),
         // so `header` is that slot's header, in the `'static` slot array.
         unsafe { &*header.cast::<Header>() }
     }
 
-    /// The storage of the task whose ready bit is `bit`, derived (like
-    /// every slot pointer) from the whole array's pointer, whose provenance
-    /// covers the storage, not from the header's reference.
+    /// The slot (header, then storage) of the task whose ready bit is
+    /// `bit`, derived (like every slot pointer) from the whole array's
+    /// pointer, whose provenance covers the storage, not from the header's
+    /// reference.
     #[inline(always)]
-    pub(super) fn slot_of_bit<const B: usize>(&self, bit: usize) -> *mut u8 {
+    pub(super) fn task_of_bit<const B: usize>(&self, bit: usize) -> *mut u8 {
         let stride = mem::size_of::<Task<B>>();
         let before = self.tasks.wrapping_sub(stride);
-        before
-            .wrapping_add(bit * stride + STORAGE_OFFSET)
-            .cast_mut()
+        before.wrapping_add(bit * stride).cast_mut()
     }
 
     /// Slot `i`'s storage.

@@ -71,8 +71,7 @@ impl Local {
             // SAFETY: `RUN` means the storage holds the future that `poll`
             // was set for, pinned in place; no run loop is active above this
             // one (`enter`), so nothing else references it.
-            let finished =
-                unsafe { (header.poll.get())(view.slot_of_bit::<B>(bit), header.waker()) };
+            let finished = unsafe { (header.poll.get())(view.task_of_bit::<B>(bit)) };
             if finished {
                 // SAFETY: owner, slot index (caller); the output is in place.
                 unsafe { self.complete(bit - 1) };
@@ -91,7 +90,7 @@ impl Local {
     unsafe fn completed(&self, view: &View, rest: u64) -> Batch {
         if rest != 0 {
             // SAFETY: `head` points into the `'static` executor (`init`).
-            unsafe { &*view.head }.ready.mark(rest);
+            unsafe { &*view.head }.ready.put_back(rest);
         }
         Batch::Completed
     }
@@ -184,7 +183,7 @@ fn unwound(local: &Local, i: usize, rest: u64) {
     // First the rest of the batch, so that nothing below can lose it. The
     // owner is awake (it is polling), so this never notifies.
     if rest != 0 {
-        local.head().ready.mark(rest);
+        local.head().ready.put_back(rest);
     }
     let header = local.view().header(i);
     match header.phase.get() {
