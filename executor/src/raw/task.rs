@@ -12,7 +12,7 @@ use core::cell::{Cell, UnsafeCell};
 use core::future::Future;
 use core::mem::{self, MaybeUninit};
 use core::pin::Pin;
-use core::ptr;
+use core::ptr::{self, NonNull};
 use core::task::{Context, Poll, Waker};
 
 use super::state::Phase;
@@ -20,7 +20,7 @@ use super::waker::{WakeRecord, NOOP_WAKER};
 use super::ALIGN;
 use crate::sync::{maybe_const_fn, AtomicU32};
 
-type PollFn = unsafe fn(*mut u8) -> bool;
+type PollFn = unsafe fn(*mut u8) -> Option<NonNull<Header>>;
 type DropFn = unsafe fn(*mut u8, Phase);
 
 /// One task slot's bookkeeping; the storage follows it in its [`Task`].
@@ -39,7 +39,9 @@ pub(crate) struct Header {
     /// Who awaits the join handle.
     pub(super) join: Cell<Option<Waker>>,
     /// Polls the future in the storage of the slot whose address it is
-    /// given; `true` when it finished (the storage then holds the output).
+    /// given; once it finished (the storage then holds the output), returns
+    /// the slot's header, so that the run loop need not keep it across the
+    /// call.
     pub(super) poll: Cell<PollFn>,
     /// Drops the future (`Phase::Live`) or the output (`Phase::Finished`).
     pub(super) drop: Cell<DropFn>,
@@ -67,6 +69,22 @@ impl Header {
         }
     }
 
+    /// Whether someone awaits the join handle, without taking the waker.
+    #[inline(always)]
+    pub(super) fn has_join_waker(&self) -> bool {
+        // SAFETY: `join` is an owner-only `Cell` (only the owner reaches a
+        // header's cells), and a `Cell` never lends references to its
+        // contents, so nothing writes or borrows it during this read.
+        unsafe { (*self.join.as_ptr()).is_some() }
+    }
+
+    /// This slot's bit in the ready word (and in the owner's free mask).
+    #[inline(always)]
+    pub(super) fn mask(&self) -> u64 {
+        // SAFETY: as in `waker`: written by `init` only, read-only after.
+        unsafe { (*self.record.get()).mask }
+    }
+
     /// This slot's waker.
     #[inline(always)]
     pub(super) fn waker(&self) -> &Waker {
@@ -77,8 +95,8 @@ impl Header {
     }
 }
 
-unsafe fn poll_nothing(_: *mut u8) -> bool {
-    false
+unsafe fn poll_nothing(_: *mut u8) -> Option<NonNull<Header>> {
+    None
 }
 
 unsafe fn drop_nothing(_: *mut u8, _: Phase) {}
@@ -98,7 +116,7 @@ unsafe fn drop_nothing(_: *mut u8, _: Phase) {}
 /// storage); the storage holds a live, pinned `F` and has room and
 /// alignment for `F::Output`; only the owner calls this, never re-entrantly
 /// for a slot.
-pub(super) unsafe fn poll_future<F: Future>(task: *mut u8) -> bool {
+pub(super) unsafe fn poll_future<F: Future>(task: *mut u8) -> Option<NonNull<Header>> {
     // SAFETY: `task` is a slot, which starts with its header (caller); its
     // waker was written by `init` and is only read afterwards.
     let waker = unsafe { (*task.cast::<Header>()).waker() };
@@ -110,7 +128,7 @@ pub(super) unsafe fn poll_future<F: Future>(task: *mut u8) -> bool {
     // exists while the owner polls it.
     let future = unsafe { Pin::new_unchecked(&mut *slot.cast::<F>()) };
     match future.poll(&mut Context::from_waker(waker)) {
-        Poll::Pending => false,
+        Poll::Pending => None,
         Poll::Ready(output) => {
             // SAFETY: the future is done and no reference to it remains;
             // dropping it in place keeps `Pin`'s drop guarantee. The storage
@@ -119,7 +137,7 @@ pub(super) unsafe fn poll_future<F: Future>(task: *mut u8) -> bool {
                 ptr::drop_in_place(slot.cast::<F>());
                 slot.cast::<F::Output>().write(output);
             }
-            true
+            NonNull::new(task.cast())
         }
     }
 }
