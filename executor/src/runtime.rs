@@ -164,6 +164,11 @@ impl<const BYTES: usize> Runner<BYTES> {
 
     /// Polls ready tasks, batch after batch, until none is ready; never
     /// parks. Returns `false` if no task was ready when it was called.
+    ///
+    /// `#[inline]`: a caller that spawns and runs in a loop (a command
+    /// loop, the benchmark) keeps its registers instead of paying a call's
+    /// saves and restores for every task.
+    #[inline(always)]
     pub fn run_until_idle(&self) -> bool {
         let _running = self.local.enter();
         let view = self.local.view();
