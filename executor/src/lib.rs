@@ -90,15 +90,19 @@ pub use runtime::{
 /// handler performed that wake; all other wakes call
 /// [`Notifier::skipped`]. The kernel's notifier sends the owner an IPI,
 /// unless it runs on the owner CPU itself (an interrupt handler there
-/// already ended the `hlt`), and counts both.
+/// already ended the `hlt`), and counts both cases in `notify`, which runs
+/// at most once per park.
 pub trait Notifier: Sync {
     /// The owner may be parked: make it run its loop again. Called from any
     /// CPU and any context (interrupt handlers too); must not block.
     fn notify(&self);
 
     /// A wake that needed no notification (the owner was awake, or another
-    /// wake already notified it). On every wake's path, so keep it cheap; by
-    /// default it does nothing. The kernel counts it in a per-CPU counter.
+    /// wake already notified it). On every wake's path, from any CPU: an
+    /// atomic read-modify-write here (a shared counter's `lock xadd`) would
+    /// be a third per wake→poll, so count without one, or not at all. By
+    /// default it does nothing, and the kernel's notifier leaves it so (it
+    /// counts in `notify`, off the wake path); the host tests count here.
     #[inline]
     fn skipped(&self) {}
 }

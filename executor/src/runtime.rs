@@ -164,12 +164,24 @@ impl<const BYTES: usize> Runner<BYTES> {
 
     /// Polls ready tasks, batch after batch, until none is ready; never
     /// parks. Returns `false` if no task was ready when it was called.
+    ///
+    /// `#[inline]`: a caller that spawns and runs in a loop (a command
+    /// loop, the benchmark) keeps its registers instead of paying a call's
+    /// saves and restores for every task.
+    #[inline(always)]
     pub fn run_until_idle(&self) -> bool {
         let _running = self.local.enter();
         let view = self.local.view();
-        let any = self.local.head().ready.any_ready();
+        let ready = &self.local.head().ready;
         // SAFETY: owner (`Runner` is `!Send`), inside `enter`.
-        while unsafe { self.local.run_ready::<BYTES>(view) } != Batch::Idle {}
+        let mut why = unsafe { self.local.run_ready::<BYTES>(view) };
+        let any = why != Batch::Idle;
+        // After a completion, one load says whether to go on: no `swap` (an
+        // atomic read-modify-write) to find the word empty.
+        while why == Batch::Completed && ready.any_ready() {
+            // SAFETY: as above.
+            why = unsafe { self.local.run_ready::<BYTES>(view) };
+        }
         any
     }
 
@@ -368,22 +380,23 @@ impl<T> JoinHandle<T> {
             return None;
         }
         let i = self.index;
-        let completion = match self.local.phase(i) {
-            Phase::Live => return None,
+        // A finished task is the common case: tested first, on its own, and
+        // the rest out of line (by value, so that the handle stays in
+        // registers).
+        let completion = if self.local.phase(i) == Phase::Finished {
             // SAFETY: owner (`JoinHandle` is `!Send`); the slot is
-            // `Finished` and holds this handle's task's output, a `T`.
-            Phase::Finished => Completion::Finished(unsafe { self.local.take_output::<T>(i) }),
-            Phase::Cancelled => {
-                // SAFETY: owner; the slot is complete and this handle, its
-                // only reader, is spent below.
-                unsafe { self.local.release(i) };
-                Completion::Cancelled
+            // `Finished` and holds this handle's task's output, a `T`, read
+            // once: the handle is spent below.
+            Completion::Finished(unsafe { self.local.take_output::<T>(i) })
+        } else {
+            match take_unfinished(self.local, i) {
+                Unfinished::Live => return None,
+                Unfinished::Cancelled => Completion::Cancelled,
+                Unfinished::Poisoned => {
+                    self.index = SPENT;
+                    panic!("the task panicked");
+                }
             }
-            Phase::Poisoned => {
-                self.index = SPENT;
-                panic!("the task panicked");
-            }
-            Phase::Free => unreachable!("a join handle's slot is never freed under it"),
         };
         self.index = SPENT;
         Some(completion)
@@ -401,6 +414,34 @@ impl<T> JoinHandle<T> {
     pub fn cancel_token(&self) -> CancelToken {
         assert!(self.index != SPENT, "the completion was already read");
         CancelToken(self.local.cancel_token(self.index))
+    }
+}
+
+/// What [`JoinHandle::try_take`] finds in a slot that is not `Finished`.
+enum Unfinished {
+    Live,
+    /// Cancelled, and the slot released: the handle must be spent.
+    Cancelled,
+    Poisoned,
+}
+
+/// The cold side of [`JoinHandle::try_take`], for slot `i`.
+#[cold]
+#[inline(never)]
+fn take_unfinished(local: &Local, i: usize) -> Unfinished {
+    match local.phase(i) {
+        Phase::Live => Unfinished::Live,
+        Phase::Cancelled => {
+            // SAFETY: owner (only a `JoinHandle`, `!Send`, calls this); the
+            // slot is complete, and its only reader, the handle, is spent by
+            // the caller.
+            unsafe { local.release(i) };
+            Unfinished::Cancelled
+        }
+        Phase::Poisoned => Unfinished::Poisoned,
+        Phase::Finished | Phase::Free => {
+            unreachable!("finished slots are taken by the caller; a join handle's slot is never freed under it")
+        }
     }
 }
 

@@ -432,7 +432,10 @@ fn wait_flag_is_woken_by_the_flag_waiter_ipi() {
     let spawner = runner.spawner();
     let mut waiter = runner
         .spawn(async move {
-            spawner.wait_flag(|| STATUS.load(Acquire) == 1).await;
+            // `>= 1`: the writer may have moved on to 2 before this task
+            // ran (its pause is no promise), and a wait for exactly 1 would
+            // then wait for ever.
+            spawner.wait_flag(|| STATUS.load(Acquire) >= 1).await;
             spawner.wait_flag(|| STATUS.load(Acquire) == 2).await;
             "stopped"
         })

@@ -168,7 +168,10 @@ impl Local {
             return Err(future);
         }
         let i = free.trailing_zeros() as usize;
-        self.free.set(free & (free - 1));
+        // The free mask's bits are the ready word's task bits: `free ^ rest`
+        // is this task's.
+        let rest = free & (free - 1);
+        self.free.set(rest);
         let view = self.view();
         let header = view.header(i);
         // SAFETY: the slot was free, so its storage holds nothing and
@@ -178,11 +181,17 @@ impl Local {
         header.drop.set(drop_contents::<F>);
         header.phase.set(Phase::Live);
         header.detached.set(false);
-        let generation = (header.state.load(Relaxed) & GEN_MASK).wrapping_add(GEN_ONE);
-        header.state.store(generation | LIVE | RUN, Relaxed);
+        // A slot that is not live has `LIVE` and `RUN` clear (every path
+        // that ends a task stores the bare generation), so one addition
+        // starts the next generation, live and runnable.
+        let state = header.state.load(Relaxed);
+        debug_assert_eq!(state & !GEN_MASK, 0);
+        header
+            .state
+            .store(state.wrapping_add(GEN_ONE | LIVE | RUN), Relaxed);
         // The owner is awake whenever it spawns (the word has `AWAKE`
         // outside `park`), so this mark never needs to notify anyone.
-        self.head().ready.mark(task_bit(i));
+        self.head().ready.mark(free ^ rest);
         Ok(i)
     }
 
@@ -200,8 +209,11 @@ impl Local {
         // SAFETY: the storage holds a `T` (caller), read once: the slot is
         // freed right after without dropping it.
         let output = unsafe { view.slot(i).cast::<T>().read() };
-        view.header(i).phase.set(Phase::Free);
-        self.free.set(self.free.get() | 1 << i);
+        let header = view.header(i);
+        header.phase.set(Phase::Free);
+        // The record's mask is slot `i`'s bit in the free mask too: one load
+        // where `1 << i` is three instructions.
+        self.free.set(self.free.get() | header.mask());
         output
     }
 
@@ -265,24 +277,22 @@ impl View {
     #[inline(always)]
     pub(super) fn header_of_bit<const B: usize>(&self, bit: usize) -> &'static Header {
         const { assert!(B > 0) };
-        let stride = mem::size_of::<Task<B>>();
-        debug_assert_eq!(stride, self.stride);
-        let header = self.tasks.wrapping_sub(stride).wrapping_add(bit * stride);
+        debug_assert_eq!(mem::size_of::<Task<B>>(), self.stride);
+        let header = self.task_of_bit::<B>(bit);
         // SAFETY: `bit - 1` is a slot index and `B` the slot size (callers),
         // so `header` is that slot's header, in the `'static` slot array.
         unsafe { &*header.cast::<Header>() }
     }
 
-    /// The storage of the task whose ready bit is `bit`, derived (like
-    /// every slot pointer) from the whole array's pointer, whose provenance
-    /// covers the storage, not from the header's reference.
+    /// The slot (header, then storage) of the task whose ready bit is
+    /// `bit`, derived (like every slot pointer) from the whole array's
+    /// pointer, whose provenance covers the storage, not from the header's
+    /// reference.
     #[inline(always)]
-    pub(super) fn slot_of_bit<const B: usize>(&self, bit: usize) -> *mut u8 {
+    pub(super) fn task_of_bit<const B: usize>(&self, bit: usize) -> *mut u8 {
         let stride = mem::size_of::<Task<B>>();
         let before = self.tasks.wrapping_sub(stride);
-        before
-            .wrapping_add(bit * stride + STORAGE_OFFSET)
-            .cast_mut()
+        before.wrapping_add(bit * stride).cast_mut()
     }
 
     /// Slot `i`'s storage.

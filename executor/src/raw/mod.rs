@@ -40,7 +40,7 @@ pub(crate) use state::Phase;
 pub(crate) use task::{fits, Task};
 
 /// The most tasks one executor holds: one bit each in the ready word, whose
-/// bit 0 is the owner's `AWAKE` marker.
+/// bit 63 is the owner's `AWAKE` marker.
 pub const MAX_TASKS: usize = 63;
 
 /// The alignment of every slot's storage: futures and outputs aligned more

@@ -15,13 +15,15 @@ use core::mem;
 
 use super::local::{Local, View};
 use super::state::{Phase, GEN_MASK, LIVE, RUN};
+use super::task::Header;
 use crate::sync::Ordering::*;
 
 impl Local {
     /// Polls ready tasks, batch after batch (each batch in slot order),
-    /// until none is ready ([`Batch::Idle`]) or one completed
-    /// ([`Batch::Completed`]). `B` is the slot size: with it, the slot
-    /// stride is a constant in the hot loop.
+    /// until none is ready ([`Batch::Idle`] if none was to begin with,
+    /// [`Batch::Drained`] otherwise) or one completed ([`Batch::Completed`]).
+    /// `B` is the slot size: with it, the slot stride is a constant in the
+    /// hot loop.
     ///
     /// # Safety
     /// Owner only, inside [`Local::enter`]; `B` is this executor's slot size.
@@ -29,21 +31,31 @@ impl Local {
     pub(crate) unsafe fn run_ready<const B: usize>(&self, view: &View) -> Batch {
         // SAFETY: `head` points into the `'static` executor (`init`).
         let ready = &unsafe { &*view.head }.ready;
+        let mut batch = ready.take();
+        if batch == 0 {
+            return Batch::Idle;
+        }
+        // `batch` is never empty at the top of this loop: one test per poll
+        // says whether to take the next batch.
         loop {
-            let mut batch = ready.take();
-            if batch == 0 {
-                return Batch::Idle;
+            let bit = batch.trailing_zeros() as usize;
+            batch &= !(1 << bit);
+            // SAFETY: owner, inside `enter` (caller); `bit - 1` is a slot
+            // index because every task bit in the ready word comes from a
+            // `WakeRecord` that `init` made for a slot of this executor.
+            if unsafe { self.poll_slot::<B>(view, bit, batch) } {
+                // A task completed: put the rest of the batch back (the
+                // owner is awake, so this never notifies) and let the run
+                // loop look at its `done` condition.
+                if batch != 0 {
+                    ready.put_back(batch);
+                }
+                return Batch::Completed;
             }
-            while batch != 0 {
-                let bit = batch.trailing_zeros() as usize;
-                batch &= !(1 << bit);
-                // SAFETY: owner, inside `enter` (caller); `bit - 1` is a
-                // slot index because every task bit in the ready word comes
-                // from a `WakeRecord` that `init` made for a slot of this
-                // executor.
-                if unsafe { self.poll_slot::<B>(view, bit, batch) } {
-                    // SAFETY: as above.
-                    return unsafe { self.completed(view, batch) };
+            if batch == 0 {
+                batch = ready.take();
+                if batch == 0 {
+                    return Batch::Drained;
                 }
             }
         }
@@ -70,30 +82,22 @@ impl Local {
         } else {
             // SAFETY: `RUN` means the storage holds the future that `poll`
             // was set for, pinned in place; no run loop is active above this
-            // one (`enter`), so nothing else references it.
-            let finished =
-                unsafe { (header.poll.get())(view.slot_of_bit::<B>(bit), header.waker()) };
-            if finished {
-                // SAFETY: owner, slot index (caller); the output is in place.
-                unsafe { self.complete(bit - 1) };
+            // one (`enter`), so nothing else references it. The slot pointer
+            // comes from the slot array's (`task_of_bit`).
+            let finished = unsafe { (header.poll.get())(view.task_of_bit::<B>(bit)) };
+            match finished {
+                None => false,
+                Some(header) => {
+                    // SAFETY: the poll function returns its slot's header,
+                    // in the `'static` slot array. Owner, slot index
+                    // (caller); the output is in place.
+                    unsafe { self.complete(header.as_ref(), bit - 1) };
+                    true
+                }
             }
-            finished
         };
         mem::forget(unwind);
         completed
-    }
-
-    /// A task completed in the middle of a batch: put the rest of the batch
-    /// back (the owner is awake, so this never notifies) and let the run
-    /// loop look at its `done` condition.
-    #[cold]
-    #[inline(never)]
-    unsafe fn completed(&self, view: &View, rest: u64) -> Batch {
-        if rest != 0 {
-            // SAFETY: `head` points into the `'static` executor (`init`).
-            unsafe { &*view.head }.ready.mark(rest);
-        }
-        Batch::Completed
     }
 
     /// The cold side of a poll boundary: a cancelled task is dropped here
@@ -115,43 +119,62 @@ impl Local {
         // references between polls; it is dropped exactly once, here.
         unsafe { (header.drop.get())(view.slot(i), Phase::Live) };
         // SAFETY: owner, slot index (caller).
-        unsafe { self.finish(i, Phase::Cancelled) };
+        unsafe { self.finish(header, i, Phase::Cancelled) };
         true
     }
 
-    /// A poll returned `Ready`: the output is in the storage.
-    #[cold]
-    #[inline(never)]
-    unsafe fn complete(&self, i: usize) {
-        let header = self.view().header(i);
+    /// A poll of slot `i` (whose header is `header`) returned `Ready`: the
+    /// output is in the storage. Inline: every spawned task ends here.
+    #[inline(always)]
+    unsafe fn complete(&self, header: &Header, i: usize) {
         // Not live any more; a cancel that raced with this last poll goes
         // with the cleared `RUN` bit: the task finished.
         let state = header.state.load(Relaxed);
         header.state.store(state & GEN_MASK, Relaxed);
         // SAFETY: owner, slot index (caller).
-        unsafe { self.finish(i, Phase::Finished) };
+        unsafe { self.finish(header, i, Phase::Finished) };
     }
 
-    /// Records the outcome, wakes the joiner, and frees a detached slot.
-    unsafe fn finish(&self, i: usize, outcome: Phase) {
-        let header = self.view().header(i);
+    /// Records the outcome of slot `i` (whose header is `header`), wakes
+    /// the joiner, and frees a detached slot. The common case (a join
+    /// handle that has not been awaited yet) is a store and two tests.
+    #[inline(always)]
+    unsafe fn finish(&self, header: &Header, i: usize, outcome: Phase) {
         header.phase.set(outcome);
-        if let Some(waker) = header.join.take() {
-            waker.wake();
+        if header.has_join_waker() {
+            wake_joiner(header);
         }
         if header.detached.get() {
             // SAFETY: owner, slot index (caller); no handle refers to it.
-            unsafe { self.release(i) };
+            unsafe { self.release_detached(i) };
         }
+    }
+
+    /// [`Local::release`], out of the hot loop.
+    #[cold]
+    #[inline(never)]
+    unsafe fn release_detached(&self, i: usize) {
+        // SAFETY: as the caller's.
+        unsafe { self.release(i) };
     }
 }
 
-/// Why [`Local::run_ready`] returned: the run loop calls `done()` only
-/// then.
+/// Takes the join waker of a completed slot and wakes it.
+#[cold]
+#[inline(never)]
+fn wake_joiner(header: &Header) {
+    if let Some(waker) = header.join.take() {
+        waker.wake();
+    }
+}
+
+/// Why [`Local::run_ready`] returned.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Batch {
-    /// Nothing is ready.
+    /// Nothing was ready when it was called.
     Idle,
+    /// It polled tasks until nothing was ready any more; none completed.
+    Drained,
     /// A task finished or was cancelled (the rest of its batch was put back
     /// into the ready word).
     Completed,
@@ -184,7 +207,7 @@ fn unwound(local: &Local, i: usize, rest: u64) {
     // First the rest of the batch, so that nothing below can lose it. The
     // owner is awake (it is polling), so this never notifies.
     if rest != 0 {
-        local.head().ready.mark(rest);
+        local.head().ready.put_back(rest);
     }
     let header = local.view().header(i);
     match header.phase.get() {

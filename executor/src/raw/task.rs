@@ -12,7 +12,7 @@ use core::cell::{Cell, UnsafeCell};
 use core::future::Future;
 use core::mem::{self, MaybeUninit};
 use core::pin::Pin;
-use core::ptr;
+use core::ptr::{self, NonNull};
 use core::task::{Context, Poll, Waker};
 
 use super::state::Phase;
@@ -20,13 +20,15 @@ use super::waker::{WakeRecord, NOOP_WAKER};
 use super::ALIGN;
 use crate::sync::{maybe_const_fn, AtomicU32};
 
-type PollFn = unsafe fn(*mut u8, &'static Waker) -> bool;
+type PollFn = unsafe fn(*mut u8) -> Option<NonNull<Header>>;
 type DropFn = unsafe fn(*mut u8, Phase);
 
 /// One task slot's bookkeeping; the storage follows it in its [`Task`].
 ///
-/// `repr(C)` with the waker first: the header's address is the waker's, so
-/// the hot loop hands the poll function the waker without computing it.
+/// `repr(C)` with the waker first. The poll function gets only the slot's
+/// address, and finds the waker (at offset 0) and the storage (at
+/// [`STORAGE_OFFSET`]) from it in its addressing modes: the hot loop
+/// computes one pointer per poll.
 #[repr(C)]
 pub(crate) struct Header {
     /// This slot's waker and its data: made once by `init`, read-only
@@ -36,8 +38,10 @@ pub(crate) struct Header {
     pub(super) record: UnsafeCell<WakeRecord>,
     /// Who awaits the join handle.
     pub(super) join: Cell<Option<Waker>>,
-    /// Polls the future in the storage; `true` when it finished (the
-    /// storage then holds the output).
+    /// Polls the future in the storage of the slot whose address it is
+    /// given; once it finished (the storage then holds the output), returns
+    /// the slot's header, so that the run loop need not keep it across the
+    /// call.
     pub(super) poll: Cell<PollFn>,
     /// Drops the future (`Phase::Live`) or the output (`Phase::Finished`).
     pub(super) drop: Cell<DropFn>,
@@ -65,6 +69,22 @@ impl Header {
         }
     }
 
+    /// Whether someone awaits the join handle, without taking the waker.
+    #[inline(always)]
+    pub(super) fn has_join_waker(&self) -> bool {
+        // SAFETY: `join` is an owner-only `Cell` (only the owner reaches a
+        // header's cells), and a `Cell` never lends references to its
+        // contents, so nothing writes or borrows it during this read.
+        unsafe { (*self.join.as_ptr()).is_some() }
+    }
+
+    /// This slot's bit in the ready word (and in the owner's free mask).
+    #[inline(always)]
+    pub(super) fn mask(&self) -> u64 {
+        // SAFETY: as in `waker`: written by `init` only, read-only after.
+        unsafe { (*self.record.get()).mask }
+    }
+
     /// This slot's waker.
     #[inline(always)]
     pub(super) fn waker(&self) -> &Waker {
@@ -75,15 +95,15 @@ impl Header {
     }
 }
 
-unsafe fn poll_nothing(_: *mut u8, _: &'static Waker) -> bool {
-    false
+unsafe fn poll_nothing(_: *mut u8) -> Option<NonNull<Header>> {
+    None
 }
 
 unsafe fn drop_nothing(_: *mut u8, _: Phase) {}
 
-/// Polls the `F` in a slot's storage with a `Context` made for this poll
-/// from the slot's `waker`; on `Ready` drops the future and moves the
-/// output into the same storage.
+/// Polls the `F` in the storage of the slot at `task` with a `Context`
+/// made for this poll from the slot's waker; on `Ready` drops the future and
+/// moves the output into the same storage.
 ///
 /// The `Context` lives and dies in this call, so whatever the future writes
 /// over it (`*cx = Context::from_waker(Waker::noop())` is safe code) cannot
@@ -91,15 +111,24 @@ unsafe fn drop_nothing(_: *mut u8, _: Phase) {}
 /// lets the compiler drop it altogether when the future's `poll` inlines.
 ///
 /// # Safety
-/// `slot` holds a live, pinned `F` and has room and alignment for
-/// `F::Output`; only the owner calls this, never re-entrantly for a slot.
-pub(super) unsafe fn poll_future<F: Future>(slot: *mut u8, waker: &'static Waker) -> bool {
+/// `task` is the address of a slot ([`Task`]) of a claimed executor,
+/// derived from the slot array's pointer (so that it may reach the
+/// storage); the storage holds a live, pinned `F` and has room and
+/// alignment for `F::Output`; only the owner calls this, never re-entrantly
+/// for a slot.
+pub(super) unsafe fn poll_future<F: Future>(task: *mut u8) -> Option<NonNull<Header>> {
+    // SAFETY: `task` is a slot, which starts with its header (caller); its
+    // waker was written by `init` and is only read afterwards.
+    let waker = unsafe { (*task.cast::<Header>()).waker() };
+    // SAFETY: the storage is `STORAGE_OFFSET` into the slot, and `task`'s
+    // provenance covers it (caller).
+    let slot = unsafe { task.add(STORAGE_OFFSET) };
     // SAFETY: the storage holds a live `F` (caller); it never moves until it
     // is dropped in place, so pinning it is sound; no other reference to it
     // exists while the owner polls it.
     let future = unsafe { Pin::new_unchecked(&mut *slot.cast::<F>()) };
     match future.poll(&mut Context::from_waker(waker)) {
-        Poll::Pending => false,
+        Poll::Pending => None,
         Poll::Ready(output) => {
             // SAFETY: the future is done and no reference to it remains;
             // dropping it in place keeps `Pin`'s drop guarantee. The storage
@@ -108,7 +137,7 @@ pub(super) unsafe fn poll_future<F: Future>(slot: *mut u8, waker: &'static Waker
                 ptr::drop_in_place(slot.cast::<F>());
                 slot.cast::<F::Output>().write(output);
             }
-            true
+            NonNull::new(task.cast())
         }
     }
 }
