@@ -427,6 +427,8 @@ pub mod report_key {
     pub const STRESS_CPUS: &str = "stress.cpus";
     /// The operations the stress tasks picked, folded into one number.
     pub const STRESS_SEQUENCE: &str = "stress.sequence";
+    /// Whether the stress mix ran guests: "run", or why they were left out.
+    pub const STRESS_GUEST_RUNS: &str = "stress.guest_runs";
 
     /// Malformed commands the garbage scenario sent.
     pub const GARBAGE_COMMANDS: &str = "garbage.commands";
@@ -500,6 +502,7 @@ pub mod report_key {
         STRESS_LOST,
         STRESS_CPUS,
         STRESS_SEQUENCE,
+        STRESS_GUEST_RUNS,
         GARBAGE_COMMANDS,
         GARBAGE_CPUS,
         GUEST_EDGES_CASES,

@@ -393,6 +393,9 @@ pub struct Stress {
     /// number).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sequence: Option<u64>,
+    /// "run", or why the guest runs were left out (no SVM under KVM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_runs: Option<String>,
 }
 
 /// `garbage.*`.
