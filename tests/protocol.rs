@@ -12,9 +12,10 @@ fn every_command_on_every_cpu() {
     let outcome = boot_pass(&config(Scenario::Protocol, 4));
     let protocol = outcome.report.protocol.unwrap();
     assert_eq!(protocol.cpus, Some(3));
-    // 2 handle checks, then per CPU: 2 register, 2 translate, 8 error and
-    // 3 stop checks.
-    assert_eq!(protocol.checks, Some(2 + 3 * 15));
+    // 2 handle checks, then per CPU: 2 register, 2 translate, 9 error
+    // (NONE's success and 4 bad requests, each followed by a good command)
+    // and 3 stop checks.
+    assert_eq!(protocol.checks, Some(2 + 3 * 16));
     assert_eq!(protocol.ipis_per_command, Some(2.0));
     for (key, cycles) in [
         ("rtt_cycles_p50", protocol.rtt_cycles_p50),

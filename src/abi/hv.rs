@@ -480,9 +480,73 @@ impl TranslateGvaResult {
     }
 }
 
+/// `HV_X64_PENDING_EVENT_EXCEPTION`: the event type of an exception in
+/// [`HvX64PendingExceptionEvent::event_type`].
+pub const HV_X64_PENDING_EVENT_EXCEPTION: u8 = 0;
+
+/// A pending exception (`HV_X64_PENDING_EXCEPTION_EVENT`), the first 16
+/// bytes of an [`HvX64PendingEvent`] whose type is
+/// [`HV_X64_PENDING_EVENT_EXCEPTION`].
+#[bitfield(u128)]
+#[derive(PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct HvX64PendingExceptionEvent {
+    /// Bit 0: an event is pending.
+    pub event_pending: bool,
+    /// Bits 1–3: the event type.
+    #[bits(3)]
+    pub event_type: u8,
+    #[bits(4)]
+    __: u8,
+    /// Bit 8: deliver `error_code`.
+    pub deliver_error_code: bool,
+    #[bits(7)]
+    __: u8,
+    /// Bits 16–31: the exception vector.
+    pub vector: u16,
+    /// Bits 32–63: the error code.
+    pub error_code: u32,
+    /// Bits 64–127: the exception's parameter (CR2 for a #PF).
+    pub exception_parameter: u64,
+}
+
+/// An event for the guest (`HV_X64_PENDING_EVENT`): 32 bytes, align 16, read
+/// according to the type in bits 1–3 of the first byte. All zero (not
+/// pending) when there is none.
+#[repr(C, align(16))]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct HvX64PendingEvent {
+    /// The first 16 bytes (for an exception, an
+    /// [`HvX64PendingExceptionEvent`]).
+    pub reg_0: u128,
+    /// The second 16 bytes (unused by exceptions).
+    pub reg_1: u128,
+}
+
+impl HvX64PendingEvent {
+    /// The event for `exception`.
+    pub const fn exception(exception: HvX64PendingExceptionEvent) -> Self {
+        Self {
+            reg_0: exception.into_bits(),
+            reg_1: 0,
+        }
+    }
+
+    /// The exception, if the event is a pending exception.
+    pub const fn as_exception(&self) -> Option<HvX64PendingExceptionEvent> {
+        let event = HvX64PendingExceptionEvent::from_bits(self.reg_0);
+        if event.event_pending() && event.event_type() == HV_X64_PENDING_EVENT_EXCEPTION {
+            Some(event)
+        } else {
+            None
+        }
+    }
+}
+
 /// The result half of TranslateVirtualAddressEx's output: result @0,
 /// reserved @8, event_info @16:32 (`HV_X64_PENDING_EVENT`, the event to inject
-/// when the translation failed), 48 bytes.
+/// when the translation failed), 48 bytes, align 16.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
@@ -492,12 +556,12 @@ pub struct TranslateGvaResultExX64 {
     pub result: TranslateGvaResult,
     /// Reserved.
     pub reserved: u64,
-    /// The pending event (usually a #PF) the guest should see, raw.
-    pub event_info: [u64; 4],
+    /// The event the guest should see for a failed walk (a #PF), or none.
+    pub event_info: HvX64PendingEvent,
 }
 
 /// The output of TranslateVirtualAddressEx: translation_result @0:48,
-/// gpa_page @48, reserved @56; 64 bytes.
+/// gpa_page @48, reserved @56; 64 bytes, align 16.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,

@@ -1,8 +1,8 @@
 //! The page layouts sidecar shares with the main kernel's driver.
 //!
-//! Every type here is byte-compatible with OpenHCL's `sidecar_defs` crate (and
-//! the parts of `hvdef` it uses), field by field, with the same type and field
-//! names, so that a reader of either can follow the other and a driver written
+//! Every page type here is byte-compatible with OpenHCL's `sidecar_defs`
+//! crate (and the parts of `hvdef` it uses), field by field, with the same
+//! type and field names (`MAX_GET_SET_VP_REGISTERS` too), so that a reader of either can follow the other and a driver written
 //! against one could drive the other. Compile-time assertions at the bottom of
 //! this file pin every size, alignment and offset.
 //!
@@ -12,9 +12,15 @@
 //! CPU one **command page** ([`CommandPage`]). Both live in the node's
 //! reserved memory region (its layout is in `crate::layout`), and both are
 //! mapped by the sidecar CPUs of the node and by the main kernel's driver.
-//! Each CPU also has a second shared page, the register page: that one is
-//! the hypervisor's register-page overlay, whose layout the hypervisor owns,
-//! so it has no type here.
+//! Each CPU also has a second shared page, the register page. It is **not**
+//! OpenHCL's register page (the hypervisor's `HvX64RegisterPage` overlay,
+//! which a client reads only when its `is_valid` byte, byte 2, is
+//! non-zero): it holds sidecar's own VP-state block (`vp::RegisterPage`),
+//! whose magic number keeps byte 2 zero so that such a client takes it
+//! for "no register page" and asks with GET_VP_REGISTERS instead.
+//!
+//! [`client`] is the driver's half of each command: writing the request,
+//! reading the answer as OpenHCL's `sidecar_client` does.
 //!
 //! # Who writes what
 //!
@@ -68,6 +74,7 @@
 //! an unknown command or status is an error to report, never undefined
 //! behaviour.
 
+pub mod client;
 mod hv;
 #[cfg(test)]
 mod tests;
@@ -419,7 +426,7 @@ impl CommandPage {
     }
 
     /// The GET/SET_VP_REGISTERS request: its header and its `count`
-    /// registers. Fails when `count` exceeds [`MAX_REGISTERS_PER_REQUEST`].
+    /// registers. Fails when `count` exceeds [`MAX_GET_SET_VP_REGISTERS`].
     pub fn registers(&self) -> Result<(&GetSetVpRegisterRequest, &[HvRegisterAssoc]), AbiError> {
         let header = self.request::<GetSetVpRegisterRequest>();
         let count = checked_register_count(header.count)?;
@@ -432,7 +439,7 @@ impl CommandPage {
     }
 
     /// The GET/SET_VP_REGISTERS request, writable (GET fills the values in
-    /// place). Fails when `count` exceeds [`MAX_REGISTERS_PER_REQUEST`].
+    /// place). Fails when `count` exceeds [`MAX_GET_SET_VP_REGISTERS`].
     pub fn registers_mut(
         &mut self,
     ) -> Result<(&mut GetSetVpRegisterRequest, &mut [HvRegisterAssoc]), AbiError> {
@@ -448,7 +455,7 @@ impl CommandPage {
     }
 
     /// Writes a GET/SET_VP_REGISTERS request for `registers` (the driver,
-    /// before `RUN`). Fails when more than [`MAX_REGISTERS_PER_REQUEST`]
+    /// before `RUN`). Fails when more than [`MAX_GET_SET_VP_REGISTERS`]
     /// registers are given.
     pub fn set_registers_request(
         &mut self,
@@ -478,7 +485,7 @@ const REGISTERS_START: usize = size_of::<GetSetVpRegisterRequest>() / size_of::<
 /// `count` as a usize, if it fits in one request.
 fn checked_register_count(count: u16) -> Result<usize, AbiError> {
     let n = usize::from(count);
-    if n > MAX_REGISTERS_PER_REQUEST {
+    if n > MAX_GET_SET_VP_REGISTERS {
         Err(AbiError::TooManyRegisters { count })
     } else {
         Ok(n)
@@ -633,8 +640,10 @@ impl CpuContextX64 {
     pub const R15: usize = 15;
 }
 
-/// The 512-byte FXSAVE image (64-bit format). Align 16.
-#[repr(C, align(16))]
+/// The 512-byte FXSAVE image (64-bit format). Align 8, as upstream's
+/// `Fxsave`: FXSAVE needs 16, which its offset (128) in the 16-aligned
+/// [`CpuContextX64`] gives it.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Fxsave {
     /// x87 control word.
@@ -669,7 +678,7 @@ pub struct Fxsave {
 
 /// The most registers one GET/SET_VP_REGISTERS request holds:
 /// (1024 − 16) / 32 = 31.
-pub const MAX_REGISTERS_PER_REQUEST: usize =
+pub const MAX_GET_SET_VP_REGISTERS: usize =
     (REQUEST_DATA_SIZE - size_of::<GetSetVpRegisterRequest>()) / size_of::<HvRegisterAssoc>();
 
 /// The header of a GET/SET_VP_REGISTERS request, at the start of
@@ -704,7 +713,11 @@ pub struct TranslateGvaRequest {
     pub control_flags: TranslateGvaControlFlagsX64,
 }
 
-/// A TRANSLATE_GVA response, written over the request. 80 bytes.
+/// A TRANSLATE_GVA response, written over the request. 80 bytes, align 16.
+///
+/// `status` is the hypercall's: INVALID_PARAMETER for a GVN that names no
+/// canonical address. A walk that fails is not a failed hypercall: `status`
+/// is SUCCESS and `output` says why, with the event for the guest.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
@@ -714,7 +727,7 @@ pub struct TranslateGvaResponse {
     pub status: HvStatus,
     /// Reserved.
     pub rsvd: [u16; 7],
-    /// The translation (meaningful when `status` is success).
+    /// The translation (all zero unless `status` is success).
     pub output: TranslateVirtualAddressExOutputX64,
 }
 
@@ -751,7 +764,7 @@ impl fmt::Display for AbiError {
         match *self {
             Self::TooManyRegisters { count } => write!(
                 f,
-                "register request lists {count} registers, at most {MAX_REGISTERS_PER_REQUEST} fit"
+                "register request lists {count} registers, at most {MAX_GET_SET_VP_REGISTERS} fit"
             ),
             Self::NodeTooLarge { cpu_count } => write!(
                 f,
@@ -789,7 +802,7 @@ assert_layout!(CommandPage, size 4096, align 16,
 assert_layout!(CommandError, size 256, align 1, len @ 0, buf @ 1);
 
 assert_layout!(CpuContextX64, size 1024, align 16, gps @ 0, fx_state @ 128, reserved @ 640);
-assert_layout!(Fxsave, size 512, align 16,
+assert_layout!(Fxsave, size 512, align 8,
     fcw @ 0, fsw @ 2, ftw @ 4, reserved @ 5, fop @ 6, fip @ 8, fdp @ 16, mxcsr @ 24,
     mxcsr_mask @ 28, st @ 32, xmm @ 160, reserved2 @ 416, available @ 464);
 
@@ -800,17 +813,19 @@ assert_layout!(HvRegisterValue, size 16, align 16);
 assert_layout!(HvX64RegisterName, size 4, align 4);
 assert_layout!(HvInputVtl, size 1, align 1);
 assert_layout!(HvStatus, size 2, align 2);
-const _: () = assert!(MAX_REGISTERS_PER_REQUEST == 31);
+const _: () = assert!(MAX_GET_SET_VP_REGISTERS == 31);
 assert_layout!(HvX64SegmentRegister, size 16, align 8,
     base @ 0, limit @ 8, selector @ 12, attributes @ 14);
 assert_layout!(HvX64TableRegister, size 16, align 8, pad @ 0, limit @ 6, base @ 8);
 
 assert_layout!(TranslateGvaRequest, size 16, align 8, gvn @ 0, control_flags @ 8);
-assert_layout!(TranslateGvaResponse, size 80, align 8, status @ 0, rsvd @ 2, output @ 16);
-assert_layout!(TranslateVirtualAddressExOutputX64, size 64, align 8,
+assert_layout!(TranslateGvaResponse, size 80, align 16, status @ 0, rsvd @ 2, output @ 16);
+assert_layout!(TranslateVirtualAddressExOutputX64, size 64, align 16,
     translation_result @ 0, gpa_page @ 48, reserved @ 56);
-assert_layout!(TranslateGvaResultExX64, size 48, align 8,
+assert_layout!(TranslateGvaResultExX64, size 48, align 16,
     result @ 0, reserved @ 8, event_info @ 16);
+assert_layout!(HvX64PendingEvent, size 32, align 16, reg_0 @ 0, reg_1 @ 16);
+assert_layout!(HvX64PendingExceptionEvent, size 16, align 16);
 // The response's fields as the reference numbers them from `request_data`.
 const _: () = assert!(
     core::mem::offset_of!(TranslateGvaResponse, output)

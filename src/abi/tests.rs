@@ -83,7 +83,7 @@ fn reference_values() {
     );
     assert_eq!(TranslateGvaControlFlagsX64::USER_ACCESS.0, 0x80);
     assert_eq!(TranslateGvaResultCode::GPA_UNMAPPED.0, 4);
-    assert_eq!(MAX_REGISTERS_PER_REQUEST, 31);
+    assert_eq!(MAX_GET_SET_VP_REGISTERS, 31);
     assert_eq!(CpuContextX64::CR2, 4);
 }
 
@@ -270,7 +270,7 @@ fn register_request_round_trip() {
     assert_eq!(regs[0].value.as_u64(), 5);
 
     // The most that fit, and one more.
-    let full = [HvRegisterAssoc::new(HvX64RegisterName::Rax, 0u64); MAX_REGISTERS_PER_REQUEST];
+    let full = [HvRegisterAssoc::new(HvX64RegisterName::Rax, 0u64); MAX_GET_SET_VP_REGISTERS];
     page.set_registers_request(
         SidecarCommand::GET_VP_REGISTERS,
         HvInputVtl::CURRENT_VTL,
@@ -278,7 +278,7 @@ fn register_request_round_trip() {
     )
     .unwrap();
     assert_eq!(page.registers().unwrap().1.len(), 31);
-    let too_many = [HvRegisterAssoc::default(); MAX_REGISTERS_PER_REQUEST + 1];
+    let too_many = [HvRegisterAssoc::default(); MAX_GET_SET_VP_REGISTERS + 1];
     let err = page
         .set_registers_request(
             SidecarCommand::GET_VP_REGISTERS,

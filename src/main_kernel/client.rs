@@ -1,5 +1,11 @@
 //! The typed async client a VMM uses to drive sidecar CPUs.
 //!
+//! Each typed command writes its request and reads its answer with
+//! `abi::client`, as OpenHCL's `sidecar_client` does: `has_error` first
+//! ([`ClientError::Failed`]), then the Hyper-V status
+//! ([`ClientError::Hypervisor`]), then the values. Register requests of any
+//! length go out in chunks of at most 31 registers, one command each.
+//!
 //! One command at a time per CPU: a second caller while a command is in
 //! flight gets [`ClientError::Busy`] at once rather than queueing (a VMM runs
 //! one task per VP, so a second command to the same CPU is a bug worth
@@ -16,10 +22,11 @@ use core::future::poll_fn;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::Poll;
 
+use crate::abi::client::{self as requests, CommandFailure};
 use crate::abi::{
-    CommandPage, CpuStatus, HvInputVtl, HvMessage, HvRegisterAssoc, HvRegisterValue,
-    HvX64RegisterName, RunVpResponse, SidecarCommand, TranslateGvaControlFlagsX64,
-    TranslateGvaRequest, TranslateGvaResponse, MAX_REGISTERS_PER_REQUEST,
+    CommandPage, CpuStatus, HvInputVtl, HvRegisterAssoc, HvRegisterValue, HvStatus,
+    HvX64RegisterName, SidecarCommand, TranslateGvaControlFlagsX64,
+    TranslateVirtualAddressExOutputX64,
 };
 use crate::arch::x86_64::vectors::REQUEST_VECTOR;
 use crate::arch::x86_64::{apic, cpu, time};
@@ -38,8 +45,7 @@ pub enum ClientError {
     NotSidecar(u32),
     /// Another command is in flight on this CPU.
     Busy(u32),
-    /// The request does not fit a command page (e.g. more than 31
-    /// registers).
+    /// The request does not fit a command page.
     BadRequest(&'static str),
     /// The sidecar CPU did not answer within the bound ([`COMMAND_BOUND_US`]
     /// for a command other than RUN_VP, [`STOP_BOUND_US`] after a STOP for
@@ -61,6 +67,15 @@ pub enum ClientError {
         vp: u32,
         /// Its error string.
         message: heapless::String<255>,
+    },
+    /// The command ran and its response carries a Hyper-V status other
+    /// than SUCCESS (an unknown register name, a bad VTL, a GVN that names
+    /// no canonical address).
+    Hypervisor {
+        /// The CPU.
+        vp: u32,
+        /// The status.
+        status: HvStatus,
     },
 }
 
@@ -88,6 +103,9 @@ impl fmt::Display for ClientError {
                 }
             }
             ClientError::Failed { vp, message } => write!(f, "CPU {vp}: {message}"),
+            ClientError::Hypervisor { vp, status } => {
+                write!(f, "CPU {vp}: hypervisor status {status:?}")
+            }
         }
     }
 }
@@ -122,14 +140,7 @@ fn command_bound_us() -> u64 {
     COMMAND_BOUND.load(Ordering::Relaxed)
 }
 
-/// How RUN_VP ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunVpExit {
-    /// The VP stopped for an intercept, described by this message.
-    Intercept(HvMessage),
-    /// A STOP ended the run.
-    Stopped,
-}
+pub use crate::abi::client::RunVpExit;
 
 /// A handle on one sidecar CPU.
 #[derive(Clone, Copy)]
@@ -293,68 +304,117 @@ impl SidecarCpu {
         })
     }
 
-    /// Reads registers.
+    /// Sends `fill`'s request and reads the answer with `read`, which
+    /// checks the error and the status itself.
+    async fn checked<R>(
+        &self,
+        fill: impl FnOnce(&mut CommandPage) -> Result<(), ClientError>,
+        read: impl FnOnce(&CommandPage) -> Result<R, CommandFailure>,
+    ) -> Result<R, ClientError> {
+        self.command(fill, read)
+            .await?
+            .map_err(|failure| self.failure(failure))
+    }
+
+    fn failure(&self, failure: CommandFailure) -> ClientError {
+        match failure {
+            CommandFailure::Hypervisor(status) => ClientError::Hypervisor {
+                vp: self.vp,
+                status,
+            },
+            other => {
+                let mut message = heapless::String::new();
+                let _ = fmt::Write::write_fmt(&mut message, format_args!("{other}"));
+                ClientError::Failed {
+                    vp: self.vp,
+                    message,
+                }
+            }
+        }
+    }
+
+    /// Checks that the CPU runs sidecar and answers: NONE, a no-op.
+    pub async fn test(&self) -> Result<(), ClientError> {
+        self.checked(
+            |page| {
+                requests::write_test(page);
+                Ok(())
+            },
+            requests::read_test,
+        )
+        .await
+    }
+
+    /// Reads the registers `registers` name into their values, any number
+    /// of them: one GET_VP_REGISTERS per 31, stopping at the first failure.
     pub async fn get_vp_registers(
         &self,
-        names: &[HvX64RegisterName],
-    ) -> Result<heapless::Vec<HvRegisterValue, MAX_REGISTERS_PER_REQUEST>, ClientError> {
-        if names.len() > MAX_REGISTERS_PER_REQUEST {
-            return Err(ClientError::BadRequest("more than 31 registers"));
+        registers: &mut [HvRegisterAssoc],
+    ) -> Result<(), ClientError> {
+        for chunk in requests::register_chunks_mut(registers) {
+            // The request is copied out, so that `read` can fill `chunk`.
+            let mut request = [HvRegisterAssoc::default(); MAX_CHUNK];
+            let request = &mut request[..chunk.len()];
+            request.copy_from_slice(chunk);
+            let request = &*request;
+            self.checked(
+                |page| fill_registers(page, SidecarCommand::GET_VP_REGISTERS, request),
+                |page| requests::read_get_registers(page, chunk),
+            )
+            .await?;
         }
-        let request: heapless::Vec<HvRegisterAssoc, MAX_REGISTERS_PER_REQUEST> = names
-            .iter()
-            .map(|&name| HvRegisterAssoc::new(name, 0u64))
-            .collect();
-        self.command(
-            |page| set_registers_request(page, SidecarCommand::GET_VP_REGISTERS, &request),
-            |page| match page.registers() {
-                Ok((_, registers)) => registers.iter().map(|r| r.value).collect(),
-                Err(_) => heapless::Vec::new(),
-            },
-        )
-        .await
+        Ok(())
     }
 
-    /// Writes registers.
+    /// The values of the `N` registers `names`, in order.
+    pub async fn get_vp_register_values<const N: usize>(
+        &self,
+        names: &[HvX64RegisterName; N],
+    ) -> Result<[HvRegisterValue; N], ClientError> {
+        let mut registers = names.map(|name| HvRegisterAssoc::new(name, 0u64));
+        self.get_vp_registers(&mut registers).await?;
+        Ok(registers.map(|register| register.value))
+    }
+
+    /// Writes registers, any number of them: one SET_VP_REGISTERS per 31,
+    /// in order, stopping at the first failure (the chunks before it stay
+    /// written).
     pub async fn set_vp_registers(&self, registers: &[HvRegisterAssoc]) -> Result<(), ClientError> {
-        self.command(
-            |page| set_registers_request(page, SidecarCommand::SET_VP_REGISTERS, registers),
-            |_| (),
-        )
-        .await
+        for chunk in requests::register_chunks(registers) {
+            self.checked(
+                |page| fill_registers(page, SidecarCommand::SET_VP_REGISTERS, chunk),
+                requests::read_set_registers,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
-    /// Translates guest virtual page `gvn`; returns the GPA page.
+    /// Translates guest virtual page `gvn`. The whole output: a walk that
+    /// failed is `Ok`, with its result code and the guest's event.
     pub async fn translate_gva(
         &self,
         gvn: u64,
         flags: TranslateGvaControlFlagsX64,
-    ) -> Result<u64, ClientError> {
-        self.command(
+    ) -> Result<TranslateVirtualAddressExOutputX64, ClientError> {
+        self.checked(
             |page| {
-                page.command = SidecarCommand::TRANSLATE_GVA;
-                *page.request_mut() = TranslateGvaRequest {
-                    gvn,
-                    control_flags: flags,
-                };
+                requests::write_translate(page, gvn, flags);
                 Ok(())
             },
-            |page| page.request::<TranslateGvaResponse>().output.gpa_page,
+            requests::read_translate,
         )
         .await
     }
 
     /// Runs the VP until an intercept or a STOP.
     pub async fn run_vp(&self) -> Result<RunVpExit, ClientError> {
-        self.command(
+        self.checked(
             |page| {
-                page.command = SidecarCommand::RUN_VP;
+                requests::write_run_vp(page);
                 Ok(())
             },
-            |page| match page.request::<RunVpResponse>().intercept {
-                0 => RunVpExit::Stopped,
-                _ => RunVpExit::Intercept(page.intercept_message),
-            },
+            requests::read_run_vp,
         )
         .await
     }
@@ -475,11 +535,15 @@ impl SidecarCpu {
     }
 }
 
-fn set_registers_request(
+/// The most registers one command carries.
+const MAX_CHUNK: usize = crate::abi::MAX_GET_SET_VP_REGISTERS;
+
+/// Writes one chunk of a register request (at most [`MAX_CHUNK`]).
+fn fill_registers(
     page: &mut CommandPage,
     command: SidecarCommand,
-    registers: &[HvRegisterAssoc],
+    chunk: &[HvRegisterAssoc],
 ) -> Result<(), ClientError> {
-    page.set_registers_request(command, HvInputVtl::CURRENT_VTL, registers)
-        .map_err(|_| ClientError::BadRequest("more than 31 registers"))
+    requests::write_registers(page, command, HvInputVtl::CURRENT_VTL, chunk)
+        .map_err(|_| ClientError::BadRequest("a chunk holds at most 31 registers"))
 }

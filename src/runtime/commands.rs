@@ -2,18 +2,26 @@
 //! pure logic: the sidecar CPU runs exactly this code, and the host tests
 //! and fuzzes it.
 //!
-//! Every invalid page ends with `has_error = 1` and a readable message, and
-//! changes nothing else: a SET_VP_REGISTERS with one bad name sets no
-//! register at all. Only RUN_VP needs the CPU itself; [`execute`] hands it
-//! back as [`Outcome::RunVp`].
+//! The answers are the ones OpenHCL's `sidecar_client` reads: `has_error`
+//! first, then the Hyper-V status in the response. Every invalid page ends
+//! with `has_error = 1` and a readable message, and changes nothing else: a
+//! SET_VP_REGISTERS with one bad name sets no register at all (its status is
+//! INVALID_PARAMETER too, for a client that reads only the status). What is
+//! not an error: NONE, a no-op that succeeds (the client's liveness test),
+//! and a TRANSLATE_GVA whose walk fails, which answers the result code and
+//! the guest's page fault in the response. Only RUN_VP needs the CPU itself;
+//! [`execute`] hands it back as [`Outcome::RunVp`].
+
+use x86_64::structures::idt::{ExceptionVector, PageFaultErrorCode};
 
 use crate::abi::{
-    CommandPage, HvInputVtl, HvStatus, HvX64RegisterName, SidecarCommand, TranslateGvaRequest,
-    TranslateGvaResponse, TranslateGvaResult, TranslateGvaResultCode,
+    CommandPage, HvInputVtl, HvStatus, HvX64PendingEvent, HvX64PendingExceptionEvent,
+    HvX64RegisterName, SidecarCommand, TranslateGvaRequest, TranslateGvaResponse,
+    TranslateGvaResult, TranslateGvaResultCode, HV_X64_PENDING_EVENT_EXCEPTION,
 };
 use crate::layout::PAGE_SIZE;
 use crate::vp::registers::SoftVp;
-use crate::vp::{translate_gva, GuestMemory, PagingState, VpRegisters, VpState};
+use crate::vp::{translate_gva, GuestMemory, PagingState, TranslateError, VpRegisters, VpState};
 
 /// What the caller has left to do after [`execute`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +71,8 @@ pub fn execute_on(
         SidecarCommand::SET_VP_REGISTERS => set_registers(page, vp),
         SidecarCommand::TRANSLATE_GVA => translate(page, vp, memory),
         SidecarCommand::RUN_VP => return Outcome::RunVp,
-        SidecarCommand::NONE => page.set_error("no command: the command field is NONE"),
+        // A no-op: `sidecar_client::test()` sends it to see the CPU answer.
+        SidecarCommand::NONE => {}
         unknown => page.set_error_fmt(format_args!("unknown command {}", unknown.0)),
     }
     Outcome::Done
@@ -162,8 +171,14 @@ fn paging_state(vp: &impl VpRegisters) -> PagingState {
     )
 }
 
+/// TRANSLATE_GVA. Every field of the response is written: a walk that
+/// fails is a result (its code, and the #PF the guest's own access would
+/// raise in `event_info`), a GVN that names no canonical address fails the
+/// "hypercall" (INVALID_PARAMETER, output zero), and only a paging mode
+/// sidecar cannot walk is an error.
 fn translate(page: &mut CommandPage, vp: &impl VpRegisters, memory: &mut impl GuestMemory) {
     let request: TranslateGvaRequest = *page.request();
+    let gva = request.gvn.wrapping_mul(PAGE_SIZE);
     let result = translate_gva(
         &paging_state(vp),
         memory,
@@ -171,21 +186,39 @@ fn translate(page: &mut CommandPage, vp: &impl VpRegisters, memory: &mut impl Gu
         request.control_flags,
     );
     let mut response = TranslateGvaResponse::default();
+    let output = &mut response.output;
     match result {
         Ok(translation) => {
-            response.output.translation_result.result =
+            output.translation_result.result =
                 TranslateGvaResult::with_code(TranslateGvaResultCode::SUCCESS);
-            response.output.gpa_page = translation.gpa_page;
+            output.gpa_page = translation.gpa_page;
         }
-        Err(err) => {
-            response.output.translation_result.result = TranslateGvaResult::with_code(err.code);
-            page.set_error_fmt(format_args!(
-                "translating GVA {:#x}: {err}",
-                request.gvn.wrapping_mul(PAGE_SIZE)
-            ));
+        Err(TranslateError::Walk(failure)) => {
+            output.translation_result.result = TranslateGvaResult::with_code(failure.code);
+            if let Some(code) = failure.page_fault {
+                output.translation_result.event_info = page_fault_event(code, gva);
+            }
+        }
+        Err(TranslateError::NotCanonical) => response.status = HvStatus::INVALID_PARAMETER,
+        Err(err @ TranslateError::UnsupportedMode) => {
+            return page.set_error_fmt(format_args!("translating GVA {gva:#x}: {err}"));
         }
     }
     *page.request_mut() = response;
+}
+
+/// The pending #PF for an access to `gva` that faulted with `code`.
+fn page_fault_event(code: PageFaultErrorCode, gva: u64) -> HvX64PendingEvent {
+    HvX64PendingEvent::exception(
+        HvX64PendingExceptionEvent::new()
+            .with_event_pending(true)
+            .with_event_type(HV_X64_PENDING_EVENT_EXCEPTION)
+            .with_deliver_error_code(true)
+            .with_vector(ExceptionVector::Page as u16)
+            // The error code's defined bits are the low 16.
+            .with_error_code(code.bits() as u32)
+            .with_exception_parameter(gva),
+    )
 }
 
 #[cfg(test)]
@@ -323,7 +356,7 @@ mod tests {
     }
 
     #[test]
-    fn translate_reports_code_and_error() {
+    fn translate_answers_a_failed_walk_with_a_result() {
         let mut f = Fixture::new();
         f.page.command = SidecarCommand::TRANSLATE_GVA;
         *f.page.request_mut() = TranslateGvaRequest {
@@ -335,22 +368,47 @@ mod tests {
         let response: TranslateGvaResponse = *f.page.request();
         assert_eq!(response.output.gpa_page, 0x20);
 
+        // Paging off, the GPA outside memory: a result, with no event (the
+        // guest's own access would not fault).
         f.page.command = SidecarCommand::TRANSLATE_GVA;
         *f.page.request_mut() = TranslateGvaRequest {
             gvn: 0x200,
             control_flags: TranslateGvaControlFlagsX64::VALIDATE_READ,
         };
         f.run();
+        assert_eq!(f.page.error(), None);
         let response: TranslateGvaResponse = *f.page.request();
+        assert_eq!(response.status, HvStatus::SUCCESS);
         assert_eq!(
             response.output.translation_result.result.result_code(),
             TranslateGvaResultCode::GPA_UNMAPPED
         );
-        assert!(f
-            .page
-            .error()
-            .unwrap()
-            .starts_with("translating GVA 0x200000: "));
+        assert_eq!(
+            response.output.translation_result.event_info.as_exception(),
+            None
+        );
+
+        // Paging outside long mode: sidecar's limit, an error.
+        f.state.cr0 = 0x8000_0011;
+        f.page.command = SidecarCommand::TRANSLATE_GVA;
+        *f.page.request_mut() = TranslateGvaRequest {
+            gvn: 0x200,
+            control_flags: TranslateGvaControlFlagsX64::VALIDATE_READ,
+        };
+        f.run();
+        assert_eq!(
+            f.page.error(),
+            Some("translating GVA 0x200000: only long-mode paging is supported")
+        );
+    }
+
+    #[test]
+    fn none_is_a_no_op() {
+        let mut f = Fixture::new();
+        f.page.has_error = 1;
+        f.page.command = SidecarCommand::NONE;
+        assert_eq!(f.run(), Outcome::Done);
+        assert_eq!(f.page.error(), None);
     }
 
     #[test]

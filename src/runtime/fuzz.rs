@@ -26,9 +26,14 @@
 //!   and after; a valid SET changes the registers it names and nothing
 //!   else (full GETs of every register, every few cases, compare the whole
 //!   VP with the shadow);
-//! - TRANSLATE_GVA gives the result a reference walk gives, writes only the
-//!   response, and touches guest memory only to set accessed/dirty bits,
-//!   and only when asked to;
+//! - TRANSLATE_GVA gives the result a reference walk gives, in every field
+//!   of the response: a failed walk is no error (`has_error == 0`), its
+//!   result code and the #PF the access would raise are in the response; a
+//!   non-canonical GVN gets status INVALID_PARAMETER and a zero output;
+//!   paging outside long mode is an error. It writes only the response, and
+//!   touches guest memory only to set accessed/dirty bits, and only when
+//!   asked to;
+//! - NONE changes nothing and is no error (OpenHCL's liveness test);
 //! - RUN_VP is handed back ([`Outcome::RunVp`]) with nothing changed but
 //!   the command and error fields;
 //! - the intercept message, padding and reserved bytes never change.
@@ -201,14 +206,9 @@ fn is_canonical(gva: u64) -> bool {
 /// permissions accumulate over the levels and are checked at the leaf;
 /// tables and the final page must lie in guest memory. Returns the GPA page,
 /// and whether the walk visited a table twice (a loop).
-fn reference_translate(
-    paging: Paging,
-    memory: &Memory,
-    gvn: u64,
-    flags: u64,
-) -> (Result<u64, Code>, bool) {
+fn reference_translate(paging: Paging, memory: &Memory, gvn: u64, flags: u64) -> (Walk, bool) {
     let Some(gva) = gvn.checked_mul(PAGE_SIZE).filter(|&gva| is_canonical(gva)) else {
-        return (Err(Code::PAGE_NOT_PRESENT), false);
+        return (Walk::NotCanonical, false);
     };
     if paging.cr0 & CR0_PG == 0 {
         let result = if gva < MEMORY_SIZE {
@@ -216,11 +216,33 @@ fn reference_translate(
         } else {
             Err(Code::GPA_UNMAPPED)
         };
-        return (result, false);
+        return (Walk::Done(result), false);
     }
     if paging.efer & EFER_LMA == 0 || paging.cr4 & CR4_PAE == 0 {
-        return (Err(Code::INVALID_PAGE_TABLE_FLAGS), false);
+        return (Walk::Unsupported, false);
     }
+    let (result, looped) = reference_walk(paging, memory, gva, flags);
+    (Walk::Done(result), looped)
+}
+
+/// What the reference makes of a TRANSLATE_GVA request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Walk {
+    /// The GVN names no canonical address: status INVALID_PARAMETER.
+    NotCanonical,
+    /// Paging outside long mode: an error.
+    Unsupported,
+    /// The walk's result: the GPA page, or the result code.
+    Done(Result<u64, Code>),
+}
+
+/// The four-level walk of canonical `gva` (long mode).
+fn reference_walk(
+    paging: Paging,
+    memory: &Memory,
+    gva: u64,
+    flags: u64,
+) -> (Result<u64, Code>, bool) {
     let nxe = paging.efer & EFER_NXE != 0;
     let mut tables = [u64::MAX; 4];
     let mut table = paging.cr3 & FRAME;
@@ -262,6 +284,38 @@ fn reference_translate(
     unreachable!("level 1 is always a leaf")
 }
 
+/// The 32 bytes of `event_info` a failed walk must carry: a #PF (event
+/// type 0, pending, with its error code, CR2 = the page's address) unless
+/// the walk failed on the physical side (GPA unmapped: no event). Error
+/// code: P unless not present, W for a write, U for a user access, RSVD for
+/// reserved bits, I/D for an execute with EFER.NXE (SDM vol. 3, 4.7).
+fn reference_event(paging: Paging, gvn: u64, flags: u64, code: Code) -> [u8; 32] {
+    let mut event = [0u8; 32];
+    if code == Code::GPA_UNMAPPED {
+        return event;
+    }
+    let mut error_code = 0u64;
+    if code != Code::PAGE_NOT_PRESENT {
+        error_code |= 0x1;
+    }
+    if flags & 0x2 != 0 {
+        error_code |= 0x2;
+    }
+    if flags & 0x80 != 0 {
+        error_code |= 0x4;
+    }
+    if code == Code::INVALID_PAGE_TABLE_FLAGS {
+        error_code |= 0x8;
+    }
+    if flags & 0x4 != 0 && paging.efer & EFER_NXE != 0 {
+        error_code |= 0x10;
+    }
+    let head = 1 | 1 << 8 | 14 << 16 | error_code << 32;
+    event[..8].copy_from_slice(&head.to_le_bytes());
+    event[8..16].copy_from_slice(&(gvn << 12).to_le_bytes());
+    event
+}
+
 // === The request area, in bytes ===
 
 /// Byte offsets in `request_data` (the ABI's layout, restated here so that
@@ -277,6 +331,7 @@ const GVN: usize = 0;
 const CONTROL_FLAGS: usize = 8;
 const RESPONSE_SIZE: usize = 80;
 const RESPONSE_RESULT: usize = 16;
+const RESPONSE_EVENT: usize = 32;
 const RESPONSE_GPA_PAGE: usize = 64;
 
 const HV_STATUS_SUCCESS: u16 = 0;
@@ -381,8 +436,14 @@ enum Expect {
     },
     /// A GET or SET that succeeds.
     Registers(RegisterEffect),
-    /// TRANSLATE_GVA: the result code and, on success, the GPA page.
+    /// TRANSLATE_GVA whose walk ran (it may have failed: a result, not an
+    /// error): the result code and, on success, the GPA page.
     Translate(Result<u64, Code>),
+    /// TRANSLATE_GVA of a GVN that names no canonical address: status
+    /// INVALID_PARAMETER and nothing else in the response.
+    TranslateRejected,
+    /// NONE: nothing changes, no error.
+    Nothing,
     /// RUN_VP, handed back.
     RunVp,
 }
@@ -409,6 +470,8 @@ struct Stats {
     translate_failed: [u64; 5],
     translate_loops: u64,
     translate_set_bits: u64,
+    translate_rejected: u64,
+    translate_unsupported: u64,
     run_vp: u64,
     none: u64,
     unknown_command: u64,
@@ -463,13 +526,17 @@ fn expect(request: &Request, command: SidecarCommand, shadow: &Shadow, memory: &
         SidecarCommand::TRANSLATE_GVA => {
             let gvn = u64_at(request, GVN);
             let flags = u64_at(request, CONTROL_FLAGS);
-            Expect::Translate(reference_translate(shadow.paging(), memory, gvn, flags).0)
+            match reference_translate(shadow.paging(), memory, gvn, flags).0 {
+                Walk::NotCanonical => Expect::TranslateRejected,
+                Walk::Unsupported => Expect::Error {
+                    contains: "only long-mode paging is supported".into(),
+                    registers: None,
+                },
+                Walk::Done(result) => Expect::Translate(result),
+            }
         }
         SidecarCommand::RUN_VP => Expect::RunVp,
-        SidecarCommand::NONE => Expect::Error {
-            contains: "no command".into(),
-            registers: None,
-        },
+        SidecarCommand::NONE => Expect::Nothing,
         unknown => Expect::Error {
             contains: format!("unknown command {}", unknown.0),
             registers: None,
@@ -862,7 +929,7 @@ impl Fuzzer {
         // The error fields.
         let should_fail = match &expected {
             Expect::Error { .. } => true,
-            Expect::Translate(result) => result.is_err(),
+            Expect::Translate(_) | Expect::TranslateRejected | Expect::Nothing => false,
             Expect::Registers(_) | Expect::RunVp => false,
         };
         let message = if should_fail {
@@ -889,7 +956,7 @@ impl Fuzzer {
 
         let registers_changed = self.state != state_before || page.cpu_context != context_before;
         let translate_writes = core::mem::take(&mut self.memory.writes);
-        if !matches!(expected, Expect::Translate(_)) {
+        if !matches!(expected, Expect::Translate(_) | Expect::TranslateRejected) {
             assert!(
                 translate_writes.is_empty(),
                 "guest memory written: {}",
@@ -948,16 +1015,30 @@ impl Fuzzer {
                     "TRANSLATE_GVA changed the VP: {}",
                     where_()
                 );
-                let code = u64_at(after, RESPONSE_RESULT);
-                let gpa_page = u64_at(after, RESPONSE_GPA_PAGE);
+                // Every field of the response, from the reference: status
+                // SUCCESS, the result code, the event, the GPA page, and
+                // zero in each reserved field.
                 let mut response = [0u8; RESPONSE_SIZE];
-                response[RESPONSE_RESULT..RESPONSE_RESULT + 8].copy_from_slice(&code.to_le_bytes());
-                response[RESPONSE_GPA_PAGE..RESPONSE_GPA_PAGE + 8]
-                    .copy_from_slice(&gpa_page.to_le_bytes());
+                match result {
+                    Ok(page_number) => {
+                        self.stats.translate_ok += 1;
+                        response[RESPONSE_GPA_PAGE..RESPONSE_GPA_PAGE + 8]
+                            .copy_from_slice(&page_number.to_le_bytes());
+                    }
+                    Err(code) => {
+                        self.stats.translate_failed[(code.0 as usize).min(4)] += 1;
+                        let flags = u64_at(request, CONTROL_FLAGS);
+                        let gvn = u64_at(request, GVN);
+                        let event = reference_event(self.shadow.paging(), gvn, flags, code);
+                        response[RESPONSE_RESULT..RESPONSE_RESULT + 8]
+                            .copy_from_slice(&u64::from(code.0).to_le_bytes());
+                        response[RESPONSE_EVENT..RESPONSE_EVENT + 32].copy_from_slice(&event);
+                    }
+                }
                 assert_eq!(
                     &after[..RESPONSE_SIZE],
                     &response[..],
-                    "stray bytes in the response: {}",
+                    "the response differs from the reference's: {}",
                     where_()
                 );
                 assert_eq!(
@@ -966,31 +1047,6 @@ impl Fuzzer {
                     "TRANSLATE_GVA wrote past its response: {}",
                     where_()
                 );
-                match result {
-                    Ok(page_number) => {
-                        self.stats.translate_ok += 1;
-                        assert_eq!(
-                            (code, gpa_page),
-                            (0, page_number),
-                            "translation differs from the reference: {}",
-                            where_()
-                        );
-                    }
-                    Err(expected_code) => {
-                        self.stats.translate_failed[(expected_code.0 as usize).min(4)] += 1;
-                        assert_eq!(
-                            (code, gpa_page),
-                            (u64::from(expected_code.0), 0),
-                            "translation result differs from the reference: {}",
-                            where_()
-                        );
-                        assert!(
-                            message.starts_with("translating GVA "),
-                            "error {message:?}: {}",
-                            where_()
-                        );
-                    }
-                }
                 let flags = u64_at(request, CONTROL_FLAGS);
                 let gvn = u64_at(request, GVN);
                 let (_, looped) =
@@ -1017,6 +1073,33 @@ impl Fuzzer {
                         where_()
                     );
                 }
+            }
+            Expect::TranslateRejected => {
+                self.stats.translate_rejected += 1;
+                assert!(
+                    !registers_changed && translate_writes.is_empty(),
+                    "a rejected TRANSLATE_GVA changed the VP or memory: {}",
+                    where_()
+                );
+                let mut response = [0u8; RESPONSE_SIZE];
+                response[..2].copy_from_slice(&HV_STATUS_INVALID_PARAMETER.to_le_bytes());
+                assert_eq!(
+                    &after[..RESPONSE_SIZE],
+                    &response[..],
+                    "a rejected TRANSLATE_GVA's response: {}",
+                    where_()
+                );
+                assert_eq!(
+                    &after[RESPONSE_SIZE..],
+                    &request[RESPONSE_SIZE..],
+                    "TRANSLATE_GVA wrote past its response: {}",
+                    where_()
+                );
+            }
+            Expect::Nothing => {
+                self.stats.none += 1;
+                assert!(!registers_changed, "NONE changed the VP: {}", where_());
+                assert_eq!(after, request, "NONE changed the request: {}", where_());
             }
             Expect::RunVp => {
                 self.stats.run_vp += 1;
@@ -1090,8 +1173,8 @@ impl Fuzzer {
             &mut self.stats.bad_vtl
         } else if message.contains("register name") {
             &mut self.stats.unknown_name
-        } else if message.contains("no command") {
-            &mut self.stats.none
+        } else if message.contains("only long-mode paging") {
+            &mut self.stats.translate_unsupported
         } else {
             &mut self.stats.unknown_command
         };
@@ -1215,6 +1298,8 @@ fn assert_coverage(stats: &Stats) {
         ("accessed/dirty update", stats.translate_set_bits),
         ("RUN_VP", stats.run_vp),
         ("NONE", stats.none),
+        ("non-canonical GVN", stats.translate_rejected),
+        ("paging outside long mode", stats.translate_unsupported),
         ("unknown command", stats.unknown_command),
         ("more than 31 registers", stats.too_many),
         ("bad VTL", stats.bad_vtl),

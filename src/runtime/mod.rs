@@ -13,6 +13,8 @@
 //! loop), `plain` (the executor-less baseline loop) and `fault` (a contained
 //! fault).
 
+#[cfg(test)]
+mod client_sequences;
 pub mod commands;
 #[cfg(test)]
 mod fuzz;

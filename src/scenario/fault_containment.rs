@@ -104,7 +104,7 @@ pub async fn run() -> Result<(), Failure> {
         {
             fail!("cpu {vp} after the fault: {err}");
         }
-        match cpu.get_vp_registers(&[Name::R12]).await {
+        match cpu.get_vp_register_values(&[Name::R12]).await {
             Ok(values) if values.first().map(|v| v.as_u64()) == Some(value) => {}
             other => fail!("cpu {vp} after the fault: read back {other:?}"),
         }

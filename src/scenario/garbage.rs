@@ -14,7 +14,9 @@
 //! The driver's side of the page is scribbled too (a stale `has_error` and
 //! error message), which the CPU must reset. Each bad command must come back
 //! as [`ClientError::Failed`] with a non-empty message saying what was
-//! wrong. After each one, a good round: RIP and RAX must still hold what the
+//! wrong, except the bad GVN: as from Hyper-V's TranslateVirtualAddressEx,
+//! its answer is the response's status INVALID_PARAMETER, with `has_error`
+//! clear. After each one, a good round: RIP and RAX must still hold what the
 //! last good SET stored (the bad command changed nothing), then a SET of
 //! fresh values and a GET that must return them.
 //!
@@ -33,10 +35,11 @@ use core::fmt::Write;
 
 use zerocopy::IntoBytes;
 
+use crate::abi::client::{self as requests, CommandFailure};
 use crate::abi::{
     CommandPage, GetSetVpRegisterRequest, HvInputVtl, HvRegisterAssoc, HvRegisterValue, HvStatus,
     HvX64RegisterName as Name, SidecarCommand, TranslateGvaControlFlagsX64, TranslateGvaRequest,
-    MAX_REGISTERS_PER_REQUEST,
+    MAX_GET_SET_VP_REGISTERS,
 };
 use crate::main_kernel::client::{ClientError, SidecarCpu};
 use crate::report;
@@ -104,7 +107,7 @@ impl Kind {
             Kind::TooManyRegisters => "registers, at most 31 fit",
             Kind::UnknownName => "unknown register name",
             Kind::BadVtl => "unsupported target VTL",
-            Kind::BadGvn => "not canonical",
+            Kind::BadGvn => "status INVALID_PARAMETER",
         }
     }
 }
@@ -144,7 +147,7 @@ fn write_garbage(page: &mut CommandPage, kind: Kind, seed: u64, what: &mut Descr
             let _ = write!(what, "{verb} of {count} registers");
         }
         Kind::UnknownName | Kind::BadVtl => {
-            let count = 1 + rng.below(MAX_REGISTERS_PER_REQUEST as u64) as usize;
+            let count = 1 + rng.below(MAX_GET_SET_VP_REGISTERS as u64) as usize;
             let vtl = match kind {
                 Kind::UnknownName => {
                     if rng.below(2) == 0 {
@@ -167,7 +170,7 @@ fn write_garbage(page: &mut CommandPage, kind: Kind, seed: u64, what: &mut Descr
                 ),
             };
             let bad = (kind == Kind::UnknownName).then(|| rng.below(count as u64) as usize);
-            let mut list = [HvRegisterAssoc::new(Name::Rax, 0u64); MAX_REGISTERS_PER_REQUEST];
+            let mut list = [HvRegisterAssoc::new(Name::Rax, 0u64); MAX_GET_SET_VP_REGISTERS];
             for (i, register) in list.iter_mut().take(count).enumerate() {
                 let name = if Some(i) == bad || (bad.is_some() && rng.below(8) == 0) {
                     rng.unknown_name()
@@ -225,7 +228,7 @@ async fn check_unchanged(
     after: &str,
 ) -> Result<(), Failure> {
     let vp = cpu.vp();
-    match cpu.get_vp_registers(&[Name::Rip, Name::Rax]).await {
+    match cpu.get_vp_register_values(&[Name::Rip, Name::Rax]).await {
         Ok(values) => {
             let got = (values[0].as_u64(), values[1].as_u64());
             check!(
@@ -274,11 +277,14 @@ async fn garbage_on(cpu: &SidecarCpu) -> Result<u32, Failure> {
                     write_garbage(page, kind, seed, &mut what);
                     Ok(())
                 },
-                |_| (),
+                // Read only if `has_error` is clear: a TRANSLATE_GVA's status.
+                |page| requests::read_translate(page).err(),
             )
             .await;
         match result {
-            Err(ClientError::Failed { vp: from, message }) => {
+            Ok(Some(CommandFailure::Hypervisor(HvStatus::INVALID_PARAMETER)))
+                if kind == Kind::BadGvn => {}
+            Err(ClientError::Failed { vp: from, message }) if kind != Kind::BadGvn => {
                 check!(
                     from == vp && !message.is_empty(),
                     "cpu {vp}: bad command {n} ({what}): error {message:?} from cpu {from}"

@@ -147,7 +147,7 @@ async fn event_in_flight(cpu: &SidecarCpu) -> Result<(), Failure> {
         "vp {vp}: the delivery faulted at GPA {gpa:#x}, not on the stack below {bad_stack:#x}"
     );
     let pending = cpu
-        .get_vp_registers(&[Name::PendingInterruption])
+        .get_vp_register_values(&[Name::PendingInterruption])
         .await
         .map_err(|err| client_failure(vp, "reading the pending interruption", err))?;
     let pending = pending.first().map_or(0, |value| value.as_u64());

@@ -16,4 +16,6 @@ pub mod translate;
 pub use guest_ram::{GuestRam, OutOfRange};
 pub use registers::{RegisterError, VpRegisters};
 pub use state::{RegisterPage, VpState, INTERRUPT_REQUEST_VALID};
-pub use translate::{translate_gva, GuestMemory, PagingState, TranslateError, Translation};
+pub use translate::{
+    translate_gva, GuestMemory, PagingState, TranslateError, Translation, WalkFailure,
+};

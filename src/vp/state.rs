@@ -10,8 +10,14 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::abi::{HvX64SegmentRegister, HvX64TableRegister};
 use crate::layout::PAGE_SIZE;
 
-/// `VpState::magic`: "SCVP" and layout version 1.
-pub const VP_STATE_MAGIC: u64 = 0x0001_5056_4353;
+/// `VpState::magic`: the bytes "SC", 0, 0 and then layout version 1 (a u32).
+///
+/// Byte 2 is zero on purpose. The register page is sidecar's own, not the
+/// hypervisor's `HvX64RegisterPage` that OpenHCL's client may map at the
+/// same place; that client trusts the page only when byte 2 (`is_valid`) is
+/// non-zero, so this block reads to it as "no register page" and it falls
+/// back to GET_VP_REGISTERS.
+pub const VP_STATE_MAGIC: u64 = 0x0000_0001_0000_4353;
 
 /// Everything about a VP that `cpu_context` does not hold: the instruction
 /// pointer, flags and stack pointer, control registers, segment and table
@@ -123,7 +129,8 @@ impl VpState {
 
 /// The register page: one per sidecar CPU, shared with the main kernel.
 ///
-/// The VP-state block, then the one field the main kernel may write while
+/// Sidecar's own layout, not OpenHCL's (see [`VP_STATE_MAGIC`]): the
+/// VP-state block, then the one field the main kernel may write while
 /// the VP runs: a request to inject an interrupt.
 #[repr(C)]
 pub struct RegisterPage {
@@ -139,3 +146,21 @@ pub struct RegisterPage {
 pub const INTERRUPT_REQUEST_VALID: u32 = 1 << 8;
 
 const _: () = assert!(core::mem::size_of::<RegisterPage>() as u64 <= PAGE_SIZE);
+// Where `HvX64RegisterPage::is_valid` is, an initialised block holds zero.
+const _: () = assert!(VP_STATE_MAGIC.to_le_bytes()[2] == 0);
+const _: () = assert!(core::mem::offset_of!(RegisterPage, state) == 0);
+const _: () = assert!(core::mem::offset_of!(VpState, magic) == 0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// OpenHCL's client reads byte 2 of the register page as the
+    /// hypervisor's `is_valid`: sidecar's block must read as "not valid".
+    #[test]
+    fn byte_two_reads_as_no_hypervisor_register_page() {
+        let state = VpState::reset();
+        assert_eq!(state.as_bytes()[2], 0);
+        assert_eq!(&state.as_bytes()[..2], b"SC");
+    }
+}

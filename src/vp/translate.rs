@@ -11,6 +11,7 @@ use core::fmt;
 
 use x86_64::registers::control::{Cr0Flags, Cr4Flags};
 use x86_64::registers::model_specific::EferFlags;
+use x86_64::structures::idt::PageFaultErrorCode;
 
 use crate::abi::{TranslateGvaControlFlagsX64 as Flags, TranslateGvaResultCode as Code};
 use crate::paging::{
@@ -34,12 +35,29 @@ pub struct Translation {
     pub gpa_page: u64,
 }
 
-/// Why a translation failed: the result code TRANSLATE_GVA reports and a
-/// reason for the error string.
+/// Why a GVA has no translation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TranslateError {
+pub enum TranslateError {
+    /// The GVN names no canonical address (or overflows 64 bits): there is
+    /// nothing to walk. TRANSLATE_GVA answers INVALID_PARAMETER.
+    NotCanonical,
+    /// The guest pages in a mode sidecar does not walk (32-bit or PAE paging
+    /// outside long mode): sidecar's limit, not the guest's fault.
+    UnsupportedMode,
+    /// The walk failed: a result for the caller, not an error.
+    Walk(WalkFailure),
+}
+
+/// A walk that failed: the result code TRANSLATE_GVA reports, what the
+/// guest's own access would have raised, and a reason for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalkFailure {
     /// The result code for the response.
     pub code: Code,
+    /// The page fault the access would raise, with its error code; `None`
+    /// when the walk failed on the physical side (a table or the page
+    /// outside guest memory), which raises nothing in the guest.
+    pub page_fault: Option<PageFaultErrorCode>,
     /// What the walk found.
     pub reason: &'static str,
     /// The level (4 = PML4 … 1 = PT; 0 = the final GPA) where it failed.
@@ -47,6 +65,16 @@ pub struct TranslateError {
 }
 
 impl fmt::Display for TranslateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotCanonical => f.write_str("the GVA is not canonical"),
+            Self::UnsupportedMode => f.write_str("only long-mode paging is supported"),
+            Self::Walk(failure) => fmt::Display::fmt(failure, f),
+        }
+    }
+}
+
+impl fmt::Display for WalkFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let level = [
             "the final page",
@@ -64,12 +92,55 @@ impl fmt::Display for TranslateError {
     }
 }
 
-fn fail(code: Code, reason: &'static str, level: u8) -> TranslateError {
-    TranslateError {
-        code,
+/// A walk failure on the physical side: no page fault.
+fn unmapped(reason: &'static str, level: u8) -> TranslateError {
+    TranslateError::Walk(WalkFailure {
+        code: Code::GPA_UNMAPPED,
+        page_fault: None,
         reason,
         level,
+    })
+}
+
+/// The page-fault error code of the access `flags` describe, with
+/// `cause` (not-present: none; a protection violation; reserved bits).
+fn fault_code(state: &PagingState, flags: Flags, cause: PageFaultErrorCode) -> PageFaultErrorCode {
+    let mut code = cause;
+    if flags.contains(Flags::VALIDATE_WRITE) {
+        code |= PageFaultErrorCode::CAUSED_BY_WRITE;
     }
+    if flags.contains(Flags::USER_ACCESS) {
+        code |= PageFaultErrorCode::USER_MODE;
+    }
+    // The I/D bit is reported only with NX enabled (SDM vol. 3, 4.7).
+    if flags.contains(Flags::VALIDATE_EXECUTE) && state.efer.contains(EferFlags::NO_EXECUTE_ENABLE)
+    {
+        code |= PageFaultErrorCode::INSTRUCTION_FETCH;
+    }
+    code
+}
+
+/// A walk failure the guest would see as a page fault.
+fn faulted(
+    state: &PagingState,
+    flags: Flags,
+    code: Code,
+    reason: &'static str,
+    level: u8,
+) -> TranslateError {
+    let cause = match code {
+        Code::PAGE_NOT_PRESENT => PageFaultErrorCode::empty(),
+        Code::INVALID_PAGE_TABLE_FLAGS => {
+            PageFaultErrorCode::PROTECTION_VIOLATION | PageFaultErrorCode::MALFORMED_TABLE
+        }
+        _ => PageFaultErrorCode::PROTECTION_VIOLATION,
+    };
+    TranslateError::Walk(WalkFailure {
+        code,
+        page_fault: Some(fault_code(state, flags, cause)),
+        reason,
+        level,
+    })
 }
 
 /// The registers that decide how a GVA translates.
@@ -113,26 +184,18 @@ pub fn translate_gva(
 ) -> Result<Translation, TranslateError> {
     let gva = gvn.checked_mul(PAGE_SIZE).filter(|gva| is_canonical(*gva));
     let Some(gva) = gva else {
-        return Err(fail(Code::PAGE_NOT_PRESENT, "the GVA is not canonical", 4));
+        return Err(TranslateError::NotCanonical);
     };
     if !state.cr0.contains(Cr0Flags::PAGING) {
         return memory
             .read_u64(gva)
             .map(|_| Translation { gpa_page: gvn })
-            .ok_or(fail(
-                Code::GPA_UNMAPPED,
-                "paging is off and the GPA is unmapped",
-                0,
-            ));
+            .ok_or(unmapped("paging is off and the GPA is unmapped", 0));
     }
     if !state.efer.contains(EferFlags::LONG_MODE_ACTIVE)
         || !state.cr4.contains(Cr4Flags::PHYSICAL_ADDRESS_EXTENSION)
     {
-        return Err(fail(
-            Code::INVALID_PAGE_TABLE_FLAGS,
-            "only long-mode paging is supported",
-            4,
-        ));
+        return Err(TranslateError::UnsupportedMode);
     }
     walk_long_mode(state, memory, gva, flags)
 }
@@ -157,18 +220,24 @@ fn walk_long_mode(
         let entry_span = PAGE_SIZE << (9 * (u32::from(level) - 1));
         let index = (gva / entry_span) % ENTRIES_PER_TABLE as u64;
         let entry_gpa = table + index * 8;
-        let raw = memory.read_u64(entry_gpa).ok_or(fail(
-            Code::GPA_UNMAPPED,
-            "a page table is outside guest memory",
-            level,
-        ))?;
+        let raw = memory
+            .read_u64(entry_gpa)
+            .ok_or(unmapped("a page table is outside guest memory", level))?;
         let entry = entry_flags(raw);
         if !entry.contains(Entry::PRESENT) {
-            return Err(fail(Code::PAGE_NOT_PRESENT, "not present", level));
+            return Err(faulted(
+                state,
+                flags,
+                Code::PAGE_NOT_PRESENT,
+                "not present",
+                level,
+            ));
         }
         let huge = entry.contains(Entry::HUGE_PAGE);
         if (entry.contains(Entry::NO_EXECUTE) && !nx_enabled) || (huge && level == 4) {
-            return Err(fail(
+            return Err(faulted(
+                state,
+                flags,
                 Code::INVALID_PAGE_TABLE_FLAGS,
                 "reserved bits set",
                 level,
@@ -189,11 +258,9 @@ fn walk_long_mode(
             let page_mask = entry_span - 1;
             let gpa = (entry_address(raw) & !page_mask) | (gva & page_mask);
             check_access(state, flags, writable, user, executable, level)?;
-            memory.read_u64(gpa & !(PAGE_SIZE - 1)).ok_or(fail(
-                Code::GPA_UNMAPPED,
-                "the page is outside guest memory",
-                0,
-            ))?;
+            memory
+                .read_u64(gpa & !(PAGE_SIZE - 1))
+                .ok_or(unmapped("the page is outside guest memory", 0))?;
             return Ok(Translation {
                 gpa_page: gpa / PAGE_SIZE,
             });
@@ -213,7 +280,15 @@ fn check_access(
 ) -> Result<(), TranslateError> {
     let user_access = flags.contains(Flags::USER_ACCESS);
     let exempt = flags.contains(Flags::PRIVILEGE_EXEMPT);
-    let violation = |reason| Err(fail(Code::PRIVILEGE_VIOLATION, reason, level));
+    let violation = |reason| {
+        Err(faulted(
+            state,
+            flags,
+            Code::PRIVILEGE_VIOLATION,
+            reason,
+            level,
+        ))
+    };
     if user_access && !user && !exempt {
         return violation("a user access to a supervisor page");
     }
@@ -292,10 +367,22 @@ mod tests {
         (state, memory)
     }
 
+    /// The GPA, or the result code of a failed walk.
     fn translate(state: &VpState, memory: &mut Memory, gva: u64, flags: u64) -> Result<u64, Code> {
         translate_gva(&state.into(), memory, gva >> 12, Flags(flags))
             .map(|t| t.gpa_page << 12)
-            .map_err(|e| e.code)
+            .map_err(|e| match e {
+                TranslateError::Walk(failure) => failure.code,
+                other => panic!("GVA {gva:#x}: {other:?}, not a walk"),
+            })
+    }
+
+    /// The page-fault error code of a failed walk.
+    fn fault(state: &VpState, memory: &mut Memory, gva: u64, flags: u64) -> Option<u64> {
+        match translate_gva(&state.into(), memory, gva >> 12, Flags(flags)) {
+            Err(TranslateError::Walk(failure)) => failure.page_fault.map(|code| code.bits()),
+            other => panic!("GVA {gva:#x}: {other:?}, not a failed walk"),
+        }
     }
 
     #[test]
@@ -320,8 +407,17 @@ mod tests {
             Err(Code::PAGE_NOT_PRESENT)
         );
         assert_eq!(
-            translate(&state, &mut memory, 0x8000_0000_0000, 0),
-            Err(Code::PAGE_NOT_PRESENT)
+            translate_gva(
+                &(&state).into(),
+                &mut memory,
+                0x8000_0000_0000 >> 12,
+                Flags(0)
+            ),
+            Err(TranslateError::NotCanonical)
+        );
+        assert_eq!(
+            translate_gva(&(&state).into(), &mut memory, u64::MAX, Flags(0)),
+            Err(TranslateError::NotCanonical)
         );
         // Read-only 2 MiB page: writes fail (CR0.WP), execution fails (NX).
         assert_eq!(
@@ -369,16 +465,32 @@ mod tests {
         );
         let protected = VpState { efer: 0, ..state };
         let err = translate_gva(&(&protected).into(), &mut memory, 0x400, Flags(1)).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "only long-mode paging is supported at the PML4 entry"
-        );
+        assert_eq!(err, TranslateError::UnsupportedMode);
+        assert_eq!(err.to_string(), "only long-mode paging is supported");
         let off = VpState::default();
         assert_eq!(translate(&off, &mut memory, 0x9000, 0x1), Ok(0x9000));
         assert_eq!(
             translate(&off, &mut memory, 32 << 20, 0x1),
             Err(Code::GPA_UNMAPPED)
         );
+    }
+
+    #[test]
+    fn failed_walks_carry_the_page_fault_the_access_would_raise() {
+        let (state, mut memory) = long_mode();
+        // Not present, a supervisor read: error code 0.
+        assert_eq!(fault(&state, &mut memory, 0x40_1000, 0x1), Some(0));
+        // Not present, a user write: W | U.
+        assert_eq!(fault(&state, &mut memory, 0x40_1000, 0x2 | 0x80), Some(0x6));
+        // A write to a read-only page: P | W.
+        assert_eq!(fault(&state, &mut memory, 0x20_0000, 0x2), Some(0x3));
+        // A fetch from a no-execute page (NX on): P | I/D.
+        assert_eq!(fault(&state, &mut memory, 0x20_0000, 0x4), Some(0x11));
+        // The final page outside guest memory: no fault for the guest.
+        assert_eq!(fault(&state, &mut memory, 0x4000_0000, 0x1), None);
+        // Reserved bits: P | RSVD.
+        memory.words.insert(PML4, PDPT | TABLE | HUGE_PAGE);
+        assert_eq!(fault(&state, &mut memory, 0x40_0000, 0x1), Some(0x9));
     }
 
     #[test]
