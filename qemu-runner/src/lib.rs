@@ -147,7 +147,7 @@ pub use error::RunnerError;
 pub use linux::{
     calibrate_lpj, parse_linux_log, run_linux, LinuxConfig, LinuxLog, LINUX_MEMORY_MIB,
 };
-pub use qemu::QBOOT;
+pub use qemu::{kvm_status, QBOOT};
 pub use run::{run, RunOutcome};
 pub use schema::Report;
 pub use svg::{ChartPoint, ChartSeries, LineChart};
