@@ -134,7 +134,7 @@ struct BenchArgs {
     /// Runs per case [default: 5, or 1 with --quick].
     #[arg(long, value_name = "R", value_parser = clap::value_parser!(u32).range(1..))]
     runs: Option<u32>,
-    /// Boot no more CPUs than this.
+    /// Boot no more CPUs than this (TCG's plans stop at 255 anyway).
     #[arg(long, value_name = "N", default_value_t = MAX_CPUS, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_CPUS)))]
     max_cpus: u16,
     /// Kill a run's QEMU after this many seconds (the run then aborts the bench).
@@ -143,7 +143,8 @@ struct BenchArgs {
     /// The QEMU binary: a name looked up in PATH, or a path.
     #[arg(long, value_name = "PATH", default_value = "qemu-system-x86_64")]
     qemu: PathBuf,
-    /// The engine (the numbers in docs/boot-bench.md are TCG's).
+    /// The engine (the numbers in docs/boot-bench.md are TCG's); kvm, or auto where
+    /// /dev/kvm is usable, takes the boot and linux kinds up to 288 CPUs.
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     accel: Accel,
     /// Boot this prebuilt kernel ELF instead of building one.

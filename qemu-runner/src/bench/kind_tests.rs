@@ -240,6 +240,26 @@ fn linux_cases_boot_linux_with_the_options_lpj() {
 }
 
 #[test]
+fn linux_under_kvm_goes_to_288_cpus_beside_sidecar() {
+    let kvm = BenchOptions {
+        base: RunConfig {
+            accel: crate::Accel::Kvm,
+            ..RunConfig::default()
+        },
+        max_cpus: crate::MAX_CPUS,
+        ..options(false, true)
+    };
+    let linux = labels(BenchKind::Linux, &kvm);
+    assert_eq!(linux.len(), KVM_CPU_COUNTS.len() * 5);
+    assert_eq!(linux[25..27], ["n=288 linux", "n=288 sidecar fanout spec"]);
+    let cases = BenchKind::Linux.bench().cases(&kvm).unwrap();
+    let Guest::Linux(linux) = &cases[25].guest else {
+        panic!("not Linux: {:?}", cases[25]);
+    };
+    assert_eq!((linux.cpus, linux.accel), (288, crate::Accel::Kvm));
+}
+
+#[test]
 fn quick_pass_of_every_kind_writes_every_file() {
     let (results, progress) = run_fake(&BenchKind::ALL, &options(true, true));
     let lines: Vec<&str> = progress.lines().collect();
