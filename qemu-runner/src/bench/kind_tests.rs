@@ -260,6 +260,30 @@ fn linux_under_kvm_goes_to_288_cpus_beside_sidecar() {
 }
 
 #[test]
+fn a_linux_that_never_boots_leaves_dashes_not_nan() {
+    // Debian's 6.1 stops early under KVM here: every Linux run fails.
+    let options = BenchOptions {
+        keep_going: true,
+        ..options(true, true)
+    };
+    let benches = vec![BenchKind::Linux.bench()];
+    let mut runner = |guest: &Guest| {
+        let mut outcome = fake_outcome(guest);
+        if let Guest::Linux(_) = guest {
+            outcome.passed = false;
+            outcome.failure = Some("timeout after 60 s".to_owned());
+        }
+        Ok(outcome)
+    };
+    let results = run_with(&benches, &options, json!({}), &mut runner, &mut Vec::new()).unwrap();
+    assert_eq!(results.failed_runs, 1);
+    let table = file(&results, "linux.md");
+    assert!(table.contains("| 4 | failed |"), "{table}");
+    assert!(table.contains("| – | –, 14 |"), "{table}");
+    assert!(!table.contains("NaN"), "{table}");
+}
+
+#[test]
 fn quick_pass_of_every_kind_writes_every_file() {
     let (results, progress) = run_fake(&BenchKind::ALL, &options(true, true));
     let lines: Vec<&str> = progress.lines().collect();

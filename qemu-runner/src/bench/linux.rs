@@ -273,6 +273,9 @@ impl Bench for LinuxBench {
                     row.push(sidecar.map_or_else(dash, |r| cell(&r.stats[APS], 1)));
                 }
                 let fanout_none = find(n, &|r| is_sidecar(r, ALL_SERIES[2]));
+                // A case whose every run failed has no numbers (its cell says
+                // so): it gets no ratio and no pages either.
+                let linux = linux.filter(|r| !r.stats[BRINGUP].median.is_nan());
                 row.push(match (linux, fanout_none) {
                     (Some(l), Some(f)) => {
                         format!("{:.2}×", l.stats[BRINGUP].median / f.stats[BRINGUP].median)
