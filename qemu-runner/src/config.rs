@@ -15,9 +15,13 @@ pub use sidecar::vocabulary::{ApDelay, BootStrategy, LogLevel, Scenario};
 use crate::topology::{self, Numa};
 use crate::RunnerError;
 
-/// Most CPUs QEMU's TCG can give a guest: 256 and up need x2APIC, which TCG
-/// in QEMU 7.2 does not offer.
-pub const MAX_CPUS: u16 = 255;
+/// Most CPUs the runner boots: the limit of QEMU 7.2's q35 machine, which
+/// only KVM reaches here (above [`TCG_MAX_CPUS`], see [`RunConfig::validate`]).
+pub const MAX_CPUS: u16 = 288;
+
+/// Most CPUs QEMU's TCG can give a guest: 256 and up need x2APIC (APIC IDs
+/// above 254), which TCG in QEMU 7.2 does not offer.
+pub const TCG_MAX_CPUS: u16 = 255;
 
 /// Least guest memory, in MiB, the kernel is expected to boot in.
 pub const MIN_MEMORY_MIB: u32 = 32;
@@ -48,7 +52,8 @@ pub const RUNNER_KEYS: &[(&str, &str)] = &[
 /// One boot of the kernel in QEMU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunConfig {
-    /// Number of CPUs (`-smp`), 1 to [`MAX_CPUS`].
+    /// Number of CPUs (`-smp`), 1 to [`MAX_CPUS`]; above [`TCG_MAX_CPUS`]
+    /// only under KVM and for a scenario that does not need SVM.
     pub cpus: u16,
     /// Guest memory in MiB (`-m`), at least [`MIN_MEMORY_MIB`].
     pub memory_mib: u32,
@@ -125,7 +130,9 @@ impl RunConfig {
         }
     }
 
-    /// Checks the limits: CPUs, memory, a non-zero timeout, a possible
+    /// Checks the limits: CPUs (more than [`TCG_MAX_CPUS`] only with an
+    /// engine that may be KVM and a scenario that does not need SVM, see
+    /// [`x2apic_check`]), memory, a non-zero timeout, a possible
     /// topology (NUMA nodes that split the CPUs and the memory, removed CPUs
     /// that exist and are not the BSP, and a sidecar CPU left when the
     /// scenario runs guests), and extra command-line words that are single
@@ -142,6 +149,7 @@ impl RunConfig {
         if !(1..=MAX_CPUS).contains(&self.cpus) {
             return bad(format!("cpus must be 1..={MAX_CPUS}, not {}", self.cpus));
         }
+        x2apic_check(self.cpus, self.accel, Some(self.scenario)).map_err(RunnerError::Config)?;
         if self.memory_mib < MIN_MEMORY_MIB {
             return bad(format!(
                 "memory must be at least {MIN_MEMORY_MIB} MiB, not {}",
@@ -172,6 +180,30 @@ impl RunConfig {
             }
         }
         Ok(layout)
+    }
+}
+
+/// Whether `cpus` CPUs can run on `accel` (with `scenario`, for sidecar):
+/// more than [`TCG_MAX_CPUS`] need x2APIC, which only KVM offers here, and
+/// KVM here offers no SVM. `Err` says why not and what to do instead.
+/// Whether KVM is usable is [`crate::run`]'s check, made before any build.
+pub fn x2apic_check(cpus: u16, accel: Accel, scenario: Option<Scenario>) -> Result<(), String> {
+    if cpus <= TCG_MAX_CPUS {
+        return Ok(());
+    }
+    if accel == Accel::Tcg {
+        return Err(format!(
+            "--cpus {cpus} needs x2APIC (APIC IDs above 254), which QEMU's TCG does not \
+             offer: TCG stops at {TCG_MAX_CPUS} CPUs; use --accel kvm (or auto, where \
+             /dev/kvm is usable)"
+        ));
+    }
+    match scenario {
+        Some(scenario) if scenario.needs_svm() => Err(format!(
+            "--cpus {cpus} needs KVM (x2APIC), which offers no SVM here, but the {scenario} \
+             scenario runs guest VPs, which need SVM (TCG, at most {TCG_MAX_CPUS} CPUs)"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -216,6 +248,16 @@ mod tests {
             RunConfig {
                 cpus: 256,
                 ..RunConfig::default()
+            },
+            RunConfig {
+                cpus: 289,
+                accel: Accel::Kvm,
+                ..RunConfig::default()
+            },
+            RunConfig {
+                cpus: 288,
+                accel: Accel::Auto,
+                ..RunConfig::for_scenario(Scenario::Demo)
             },
             RunConfig {
                 memory_mib: 31,
@@ -283,6 +325,20 @@ mod tests {
         RunConfig::for_scenario(Scenario::HangSelftest)
             .validate()
             .unwrap();
+        for (scenario, accel) in [
+            (Scenario::Boot, Accel::Kvm),
+            (Scenario::Protocol, Accel::Auto),
+            (Scenario::Stress, Accel::Kvm),
+        ] {
+            RunConfig {
+                cpus: 288,
+                accel,
+                numa: Numa::Equal(9),
+                ..RunConfig::for_scenario(scenario)
+            }
+            .validate()
+            .unwrap();
+        }
         RunConfig {
             cpus: 7,
             numa: Numa::Sizes(vec![3, 4]),
@@ -313,6 +369,32 @@ mod tests {
             config.validate().unwrap_err().to_string(),
             "invalid configuration: CPU 0 is the BSP and cannot be removed"
         );
+    }
+
+    #[test]
+    fn more_than_255_cpus_say_why_they_need_kvm_without_svm() {
+        let tcg = RunConfig {
+            cpus: 256,
+            ..RunConfig::default()
+        };
+        assert_eq!(
+            tcg.validate().unwrap_err().to_string(),
+            "invalid configuration: --cpus 256 needs x2APIC (APIC IDs above 254), which \
+             QEMU's TCG does not offer: TCG stops at 255 CPUs; use --accel kvm (or auto, \
+             where /dev/kvm is usable)"
+        );
+        let demo = RunConfig {
+            cpus: 288,
+            accel: Accel::Kvm,
+            ..RunConfig::for_scenario(Scenario::GuestEdges)
+        };
+        assert_eq!(
+            demo.validate().unwrap_err().to_string(),
+            "invalid configuration: --cpus 288 needs KVM (x2APIC), which offers no SVM here, \
+             but the guest-edges scenario runs guest VPs, which need SVM (TCG, at most 255 CPUs)"
+        );
+        assert_eq!(x2apic_check(255, Accel::Tcg, Some(Scenario::Demo)), Ok(()));
+        assert_eq!(x2apic_check(288, Accel::Kvm, None), Ok(()));
     }
 
     #[test]

@@ -20,6 +20,18 @@ pub enum RunnerError {
     /// `--accel kvm` was asked for but `/dev/kvm` cannot be opened.
     #[error("--accel kvm needs a usable /dev/kvm: {0}")]
     KvmUnavailable(String),
+    /// More than [`TCG_MAX_CPUS`](crate::TCG_MAX_CPUS) CPUs with `--accel
+    /// auto`, but `/dev/kvm` cannot be opened.
+    #[error(
+        "--cpus {cpus} needs x2APIC, which only KVM offers here (TCG stops at 255), \
+         but /dev/kvm is not usable: {why}"
+    )]
+    KvmNeeded {
+        /// The CPU count asked for.
+        cpus: u16,
+        /// Why `/dev/kvm` cannot be used.
+        why: String,
+    },
     /// Building the kernel failed (its output has already been shown).
     #[error("building the kernel failed: {0}")]
     Build(String),

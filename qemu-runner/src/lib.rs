@@ -18,7 +18,11 @@
 //! 3. QEMU boots the ELF through PVH (`-kernel`, qboot firmware when
 //!    installed) with the command line `scenario=NAME log=LEVEL boot=STRATEGY
 //!    ap_delay=DELAY [removed=LIST] [extra words]`, and, for a NUMA layout, a
-//!    memory backend and a `-numa node` option per node ([`Numa`]). COM1 is
+//!    memory backend and a `-numa node` option per node ([`Numa`]). More
+//!    than [`TCG_MAX_CPUS`] CPUs (up to [`MAX_CPUS`], KVM only) add x2APIC
+//!    on the CPU model, a split interrupt controller and an IOMMU with
+//!    interrupt remapping in extended mode, which QEMU needs for APIC IDs
+//!    above 254 ([`x2apic_check`] says when that is refused). COM1 is
 //!    the human log, streamed to a file and optionally to stdout; COM2 is
 //!    the report channel, written to `report.txt` in the run directory.
 //! 4. The kernel ends the run by writing 0x10 (pass) or 0x11 (fail) to the
@@ -136,14 +140,14 @@ mod verdict;
 
 pub use build::{build_kernel, kernel_elf_path, workspace_root, KERNEL_TARGET};
 pub use config::{
-    check_kernel_word, Accel, ApDelay, BootStrategy, LogLevel, RunConfig, Scenario, MAX_CPUS,
-    MIN_MEMORY_MIB, RUNNER_KEYS,
+    check_kernel_word, x2apic_check, Accel, ApDelay, BootStrategy, LogLevel, RunConfig, Scenario,
+    MAX_CPUS, MIN_MEMORY_MIB, RUNNER_KEYS, TCG_MAX_CPUS,
 };
 pub use error::RunnerError;
 pub use linux::{
     calibrate_lpj, parse_linux_log, run_linux, LinuxConfig, LinuxLog, LINUX_MEMORY_MIB,
 };
-pub use qemu::QBOOT;
+pub use qemu::{kvm_status, QBOOT};
 pub use run::{run, RunOutcome};
 pub use schema::Report;
 pub use svg::{ChartPoint, ChartSeries, LineChart};

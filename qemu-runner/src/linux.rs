@@ -89,6 +89,7 @@ impl LinuxConfig {
         if !(1..=MAX_CPUS).contains(&self.cpus) {
             return bad(format!("cpus must be 1..={MAX_CPUS}, not {}", self.cpus));
         }
+        crate::config::x2apic_check(self.cpus, self.accel, None).map_err(RunnerError::Config)?;
         if self.memory_mib < 128 {
             return bad(format!(
                 "Linux needs at least 128 MiB, not {}",
@@ -223,7 +224,12 @@ pub fn parse_linux_log<S: AsRef<str>>(lines: &[S]) -> LinuxLog {
 pub fn run_linux(config: &LinuxConfig) -> Result<RunOutcome, RunnerError> {
     config.validate()?;
     let qemu_bin = qemu::resolve_qemu(&config.qemu)?;
-    let engine = qemu::choose_engine(config.accel, Scenario::Boot, qemu::kvm_status())?;
+    let engine = qemu::choose_engine(
+        config.accel,
+        Scenario::Boot,
+        config.cpus,
+        qemu::kvm_status(),
+    )?;
     if !config.kernel.is_file() {
         return Err(RunnerError::KernelMissing(config.kernel.clone()));
     }

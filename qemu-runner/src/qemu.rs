@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use sidecar::vocabulary::option_key;
 
 use crate::topology::{self, NumaNode};
-use crate::{Accel, RunConfig, RunnerError, Scenario};
+use crate::{Accel, RunConfig, RunnerError, Scenario, TCG_MAX_CPUS};
 
 /// The fast firmware for PVH boots, used when it is installed.
 pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
@@ -75,8 +75,10 @@ pub(crate) fn resolve_qemu(qemu: &Path) -> Result<PathBuf, RunnerError> {
         .ok_or_else(|| RunnerError::QemuNotOnPath(qemu.display().to_string()))
 }
 
-/// Whether `/dev/kvm` can be used: `Err` says why not.
-pub(crate) fn kvm_status() -> Result<(), String> {
+/// Whether `/dev/kvm` can be used (opened for reading and writing, as QEMU
+/// does): `Err` says why not. The QEMU tests for more than 255 CPUs, which
+/// only KVM gives, skip themselves on it.
+pub fn kvm_status() -> Result<(), String> {
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -85,10 +87,16 @@ pub(crate) fn kvm_status() -> Result<(), String> {
         .map_err(|e| format!("opening /dev/kvm: {e}"))
 }
 
-/// Settles the engine; `kvm` is [`kvm_status`]'s answer.
+/// Settles the engine for `cpus` CPUs running `scenario`; `kvm` is
+/// [`kvm_status`]'s answer. `auto` picks KVM when more than
+/// [`TCG_MAX_CPUS`] CPUs need its x2APIC (an error when KVM is not usable),
+/// else when KVM is usable and the scenario runs no guest VP (guest VPs
+/// need SVM, which only TCG offers here), else TCG. The CPU limits
+/// themselves are [`RunConfig::validate`]'s.
 pub(crate) fn choose_engine(
     accel: Accel,
     scenario: Scenario,
+    cpus: u16,
     kvm: Result<(), String>,
 ) -> Result<Engine, RunnerError> {
     match accel {
@@ -96,7 +104,9 @@ pub(crate) fn choose_engine(
         Accel::Kvm => kvm
             .map(|()| Engine::Kvm)
             .map_err(RunnerError::KvmUnavailable),
-        // Guest VPs need SVM, which only TCG offers here.
+        Accel::Auto if cpus > TCG_MAX_CPUS => kvm
+            .map(|()| Engine::Kvm)
+            .map_err(|why| RunnerError::KvmNeeded { cpus, why }),
         Accel::Auto if kvm.is_ok() && !scenario.runs_guests() => Ok(Engine::Kvm),
         Accel::Auto => Ok(Engine::Tcg),
     }
@@ -126,14 +136,30 @@ pub(crate) fn kernel_cmdline(config: &RunConfig) -> String {
 /// The arguments every boot shares, sidecar's or another kernel's: the
 /// machine (q35, no default devices, no reboot, no display or monitor), the
 /// engine and CPU model, the CPUs and the memory.
+///
+/// More than [`TCG_MAX_CPUS`] CPUs (KVM only: [`RunConfig::validate`]) have
+/// APIC IDs above 254, which QEMU gives only to x2APIC CPUs whose
+/// interrupts can reach them: the interrupt controller split between KVM
+/// and QEMU, an IOMMU with interrupt remapping in extended interrupt mode
+/// (32-bit destinations), and x2APIC on the CPU model. Fewer CPUs keep the
+/// plain machine.
 pub(crate) fn machine_args(engine: Engine, cpus: u16, memory_mib: u32) -> Vec<OsString> {
+    let x2apic = cpus > TCG_MAX_CPUS;
     let (accel, cpu) = match engine {
         Engine::Tcg => ("tcg,thread=multi", "max"),
+        Engine::Kvm if x2apic => ("kvm", "qemu64,+x2apic"),
         Engine::Kvm => ("kvm", "qemu64"),
     };
-    let words = [
-        "-machine",
-        "q35",
+    let machine = match x2apic {
+        true => "q35,kernel-irqchip=split",
+        false => "q35",
+    };
+    let mut words = vec!["-machine", machine];
+    if x2apic {
+        words.extend(["-device", "intel-iommu,intremap=on,eim=on"]);
+    }
+    let (cpus, memory_mib) = (cpus.to_string(), memory_mib.to_string());
+    words.extend([
         "-nodefaults",
         "-no-reboot",
         "-display",
@@ -145,11 +171,11 @@ pub(crate) fn machine_args(engine: Engine, cpus: u16, memory_mib: u32) -> Vec<Os
         "-cpu",
         cpu,
         "-smp",
-        &cpus.to_string(),
+        &cpus,
         "-m",
-        &memory_mib.to_string(),
-    ];
-    words.iter().map(OsString::from).collect()
+        &memory_mib,
+    ]);
+    words.into_iter().map(OsString::from).collect()
 }
 
 /// QEMU's arguments, without the binary.
@@ -258,6 +284,38 @@ mod tests {
     }
 
     #[test]
+    fn more_than_255_cpus_get_x2apic_interrupt_remapping_and_a_split_irqchip() {
+        let config = RunConfig {
+            cpus: 288,
+            accel: Accel::Kvm,
+            ..RunConfig::default()
+        };
+        let args = args_of(&config, Engine::Kvm, None);
+        assert!(
+            args.starts_with(
+                "qemu -machine q35,kernel-irqchip=split -device intel-iommu,intremap=on,eim=on \
+                 -nodefaults -no-reboot -display none -monitor none \
+                 -accel kvm -cpu qemu64,+x2apic -smp 288 -m 256 -kernel "
+            ),
+            "{args}"
+        );
+        let at_255 = args_of(
+            &RunConfig {
+                cpus: 255,
+                ..config
+            },
+            Engine::Kvm,
+            None,
+        );
+        assert!(
+            at_255.starts_with("qemu -machine q35 -nodefaults ")
+                && at_255.contains(" -cpu qemu64 -smp 255 ")
+                && !at_255.contains("iommu"),
+            "{at_255}"
+        );
+    }
+
+    #[test]
     fn gdb_waits_on_its_port() {
         let config = RunConfig {
             gdb: Some(4321),
@@ -314,32 +372,48 @@ mod tests {
     fn engine_choice() {
         let no_kvm = || Err("no /dev/kvm".to_owned());
         assert_eq!(
-            choose_engine(Accel::Tcg, Scenario::Boot, Ok(())).unwrap(),
+            choose_engine(Accel::Tcg, Scenario::Boot, 4, Ok(())).unwrap(),
             Engine::Tcg
         );
         assert_eq!(
-            choose_engine(Accel::Kvm, Scenario::Demo, Ok(())).unwrap(),
+            choose_engine(Accel::Kvm, Scenario::Demo, 4, Ok(())).unwrap(),
             Engine::Kvm
         );
         assert!(matches!(
-            choose_engine(Accel::Kvm, Scenario::Boot, no_kvm()),
+            choose_engine(Accel::Kvm, Scenario::Boot, 4, no_kvm()),
             Err(RunnerError::KvmUnavailable(_))
         ));
         assert_eq!(
-            choose_engine(Accel::Auto, Scenario::Boot, Ok(())).unwrap(),
+            choose_engine(Accel::Auto, Scenario::Boot, 4, Ok(())).unwrap(),
             Engine::Kvm
         );
         assert_eq!(
-            choose_engine(Accel::Auto, Scenario::FaultSelftest, Ok(())).unwrap(),
+            choose_engine(Accel::Auto, Scenario::FaultSelftest, 4, Ok(())).unwrap(),
             Engine::Kvm
         );
         assert_eq!(
-            choose_engine(Accel::Auto, Scenario::Demo, Ok(())).unwrap(),
+            choose_engine(Accel::Auto, Scenario::Demo, 4, Ok(())).unwrap(),
             Engine::Tcg
         );
         assert_eq!(
-            choose_engine(Accel::Auto, Scenario::Boot, no_kvm()).unwrap(),
+            choose_engine(Accel::Auto, Scenario::Boot, 4, no_kvm()).unwrap(),
             Engine::Tcg
+        );
+        // More than 255 CPUs: KVM's x2APIC, for any scenario validate lets through.
+        assert_eq!(
+            choose_engine(Accel::Auto, Scenario::Stress, 288, Ok(())).unwrap(),
+            Engine::Kvm
+        );
+        assert_eq!(
+            choose_engine(Accel::Auto, Scenario::Stress, 255, Ok(())).unwrap(),
+            Engine::Tcg
+        );
+        assert_eq!(
+            choose_engine(Accel::Auto, Scenario::Boot, 288, no_kvm())
+                .unwrap_err()
+                .to_string(),
+            "--cpus 288 needs x2APIC, which only KVM offers here (TCG stops at 255), \
+             but /dev/kvm is not usable: no /dev/kvm"
         );
     }
 

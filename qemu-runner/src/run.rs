@@ -84,7 +84,12 @@ impl RunOutcome {
 pub fn run(config: &RunConfig) -> Result<RunOutcome, RunnerError> {
     let numa = config.numa_layout()?;
     let qemu_bin = qemu::resolve_qemu(&config.qemu)?;
-    let engine = qemu::choose_engine(config.accel, config.scenario, qemu::kvm_status())?;
+    let engine = qemu::choose_engine(
+        config.accel,
+        config.scenario,
+        config.cpus,
+        qemu::kvm_status(),
+    )?;
     let report_file = config.report_path.as_deref().map(ReportFile::open);
     let report_file = report_file.transpose()?;
     let kernel = match &config.kernel {

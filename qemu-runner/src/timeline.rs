@@ -10,11 +10,17 @@
 //! of the bar: the fan-out tree and its rounds show as chains of lines. A
 //! failed CPU is a red hatched bar that runs to the right edge; the main
 //! kernel's CPUs (the BSP and each node's base VP) and removed CPUs are grey
-//! rows with a label. A dashed line marks `boot.ready_ms`.
+//! rows with a label. A dashed line marks `boot.ready_ms`. Each bar's
+//! tooltip names the CPU's APIC ID beside its VP index.
+//!
+//! Rows shrink with the CPU count down to 5 px, and the labels thin out to
+//! every 2nd, 4th… row: 288 CPUs (the most, under KVM) make a picture about
+//! 1600 px tall with a label on every 4th CPU and each node's name at its
+//! boundary.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use sidecar::vocabulary::CpuBootStatus;
+use sidecar::vocabulary::{ApDelay, CpuBootStatus};
 
 use crate::schema::{BootCpu, Report};
 use crate::svg::{self, num, Svg, FAILED, PALETTE};
@@ -277,10 +283,9 @@ fn draw_row(
             };
             draw_grey_row(svg, label, &bar, layout);
         }
-        (CpuBootStatus::Failed, start, _) => draw_failed_bar(svg, row.vp, start, &bar, layout),
+        (CpuBootStatus::Failed, start, _) => draw_failed_bar(svg, row, start, &bar, layout),
         (CpuBootStatus::Idle, Some(start), Some(ready)) => {
-            let starter = row.started_by.unwrap_or(0);
-            draw_started_bar(svg, (row.vp, starter), (start, ready), &bar, layout);
+            draw_started_bar(svg, row, (start, ready), &bar, layout);
             let radius = (layout.row_h * 0.3).min(2.2);
             svg.circle(
                 (layout.x_of(start), layout.centre(i)),
@@ -326,13 +331,20 @@ fn draw_grey_row(svg: &mut Svg, label: &str, bar: &RowBar, layout: &Layout<'_>) 
 }
 
 /// A hatched bar from the CPU's start (or 0) to the right edge.
-fn draw_failed_bar(svg: &mut Svg, vp: u64, start: Option<f64>, bar: &RowBar, layout: &Layout<'_>) {
+fn draw_failed_bar(
+    svg: &mut Svg,
+    row: &BootCpu,
+    start: Option<f64>,
+    bar: &RowBar,
+    layout: &Layout<'_>,
+) {
     let x = layout.x_of(start.unwrap_or(0.0));
     let attrs =
         format!(r#"class="failed" fill="url(#failed-hatch)" stroke="{FAILED}" stroke-width="1""#);
+    let cpu = cpu_name(row);
     let tip = match start {
-        Some(start) => format!("cpu {vp}: started at {start:.3} ms, never came up (failed)"),
-        None => format!("cpu {vp}: failed"),
+        Some(start) => format!("{cpu}: started at {start:.3} ms, never came up (failed)"),
+        None => format!("{cpu}: failed"),
     };
     let width = layout.right() - x;
     titled_rect(svg, (x, bar.y, width, bar.h), &attrs, &tip);
@@ -345,19 +357,30 @@ fn draw_failed_bar(svg: &mut Svg, vp: u64, start: Option<f64>, bar: &RowBar, lay
 /// A bar in the starter's colour from INIT sent to the CPU ready.
 fn draw_started_bar(
     svg: &mut Svg,
-    (vp, starter): (u64, u64),
+    row: &BootCpu,
     (start, ready): (f64, f64),
     bar: &RowBar,
     layout: &Layout<'_>,
 ) {
     let x = layout.x_of(start);
     let width = (layout.x_of(ready) - x).max(1.0);
+    let starter = row.started_by.unwrap_or(0);
     let tip = format!(
-        "cpu {vp}: started by cpu {starter} at {start:.3} ms, ready at {ready:.3} ms ({:.3} ms)",
+        "{}: started by cpu {starter} at {start:.3} ms, ready at {ready:.3} ms ({:.3} ms)",
+        cpu_name(row),
         ready - start
     );
     let attrs = format!(r#"class="bar" fill="{}""#, colour(starter));
     titled_rect(svg, (x, bar.y, width, bar.h), &attrs, &tip);
+}
+
+/// `cpu 280 (APIC ID 280)` for tooltips: the APIC ID where the report has
+/// it, since past 255 CPUs it is what tells x2APIC CPUs apart.
+fn cpu_name(row: &BootCpu) -> String {
+    match row.apic_id {
+        Some(id) => format!("cpu {} (APIC ID {id})", row.vp),
+        None => format!("cpu {}", row.vp),
+    }
 }
 
 /// The dashed line at `boot.ready_ms`.
@@ -391,14 +414,18 @@ fn titled_rect(svg: &mut Svg, (x, y, w, h): (f64, f64, f64, f64), attrs: &str, t
 fn title(report: &Report, cpus: usize) -> String {
     let boot = &report.boot;
     let word = |name: Option<&'static str>| name.unwrap_or("?");
+    let delays = match boot.ap_delay {
+        Some(ApDelay::Spec) => "spec delays",
+        Some(ApDelay::None) => "no delays",
+        None => "? delays",
+    };
     let ready = boot
         .ready_ms
         .map_or("?".to_owned(), |ms| format!("{ms:.1} ms"));
     let depth = boot.depth.map_or("?".to_owned(), |d| d.to_string());
     format!(
-        "sidecar boot: {}, {} delays, {cpus} CPUs: ready in {ready}, depth {depth}",
+        "sidecar boot: {}, {delays}, {cpus} CPUs: ready in {ready}, depth {depth}",
         word(boot.strategy.map(|s| s.name())),
-        word(boot.ap_delay.map(|d| d.name()))
     )
 }
 
@@ -565,7 +592,7 @@ mod tests {
         // starts where cpu 1's bar ends.
         let bar_end = svg
             .lines()
-            .find(|l| l.contains("cpu 1: started by cpu 0"))
+            .find(|l| l.contains("cpu 1 (APIC ID 1): started by cpu 0"))
             .map(|l| {
                 let attr = |name: &str| -> f64 {
                     let start = l.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
@@ -609,6 +636,61 @@ mod tests {
             svg.contains("+"),
             "the legend names a few starters per colour"
         );
+    }
+
+    /// 288 CPUs in 9 nodes of 32 as the fan-out starts them under KVM:
+    /// the BSP starts each node's first sidecar CPU, which starts the next
+    /// ones in rounds; each node's base VP runs the main kernel.
+    fn report_288() -> Report {
+        let cpus: Vec<Value> = (0..288u64)
+            .map(|vp| {
+                let (node, base) = (vp / 32, vp / 32 * 32);
+                let round = (vp - base).max(1).ilog2() as f64;
+                match vp - base {
+                    0 => json!({"vp": vp, "apic_id": vp, "node": node, "status": "removed"}),
+                    1 => json!({
+                        "vp": vp, "apic_id": vp, "node": node, "status": "idle",
+                        "started_by": 0, "start_ms": 5.0 + node as f64 * 0.4,
+                        "ready_ms": 6.0 + node as f64 * 0.4
+                    }),
+                    i => json!({
+                        "vp": vp, "apic_id": vp, "node": node, "status": "idle",
+                        "started_by": base + i / 2, "start_ms": 6.0 + node as f64 * 0.4 + round,
+                        "ready_ms": 6.8 + node as f64 * 0.4 + round
+                    }),
+                }
+            })
+            .collect();
+        let nodes: Vec<Value> = (0..9u64)
+            .map(|i| json!({"index": i, "base_vp": i * 32}))
+            .collect();
+        typed(json!({
+            "boot": {"strategy": "fanout", "ap_delay": "none", "ready_ms": 15.2, "depth": 6,
+                     "sidecar_cpus": 279, "failed": 0, "cpus": cpus},
+            "nodes": nodes
+        }))
+    }
+
+    #[test]
+    fn the_largest_machine_stays_readable() {
+        let svg = timeline_svg(&report_288()).unwrap();
+        check_balanced(&svg).unwrap();
+        assert_eq!(svg.matches(r#"class="bar""#).count(), 279);
+        assert_eq!(svg.matches(">main kernel<").count(), 8);
+        for node in 0..9 {
+            assert!(svg.contains(&format!(">node {node}<")), "node {node}");
+        }
+        // 5 px rows, a label on every 4th, so that they stay 20 px apart.
+        assert!(svg.contains(">cpu 284<") && !svg.contains(">cpu 285<"));
+        let height: f64 = svg
+            .split("height=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|h| h.parse().ok())
+            .unwrap();
+        assert!((1440.0..2000.0).contains(&height), "height {height}");
+        assert!(svg.contains("cpu 287 (APIC ID 287): started by cpu 271 at "));
+        assert!(svg.contains("sidecar boot: fanout, no delays, 288 CPUs: ready in 15.2 ms"));
     }
 
     #[test]

@@ -102,6 +102,18 @@ fn impossible_topologies_fail_before_qemu_or_a_build() {
              but no sidecar CPU is left: CPU 0 is the BSP (use --cpus 2 or more)\n",
         ),
         (
+            &["--cpus", "256", "--scenario", "boot"],
+            "error: invalid configuration: --cpus 256 needs x2APIC (APIC IDs above 254), \
+             which QEMU's TCG does not offer: TCG stops at 255 CPUs; use --accel kvm (or \
+             auto, where /dev/kvm is usable)\n",
+        ),
+        (
+            &["--cpus", "288", "--accel", "kvm"],
+            "error: invalid configuration: --cpus 288 needs KVM (x2APIC), which offers no SVM \
+             here, but the demo scenario runs guest VPs, which need SVM (TCG, at most 255 \
+             CPUs)\n",
+        ),
+        (
             &["--cpus", "128", "--memory", "200", "--nodes", "128"],
             "error: invalid configuration: --memory 200 MiB over 128 NUMA nodes leaves 1 MiB \
              per node; each needs at least 2 MiB: raise --memory to 256\n",
@@ -128,7 +140,7 @@ fn flag_syntax_errors_name_the_flag() {
             "cannot be used with",
         ),
         (&["--kernel-arg", "boot=serial"], "use --boot"),
-        (&["--cpus", "256"], "256 is not in 1..=255"),
+        (&["--cpus", "289"], "289 is not in 1..=288"),
     ] {
         let (code, stderr) = run(&mut runner(args));
         assert_eq!(code, 2, "{args:?}: {stderr}");

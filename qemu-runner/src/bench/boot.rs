@@ -1,20 +1,22 @@
 //! The `boot` benchmark: how long until every sidecar CPU is ready
 //! (`boot.ready_ms`, measured by the guest with its TSC from the BSP's
-//! entry), for CPU counts 4 to 255, fan-out against serial start-up, with
-//! and without the MP specification's INIT-SIPI-SIPI delays.
+//! entry), for CPU counts 4 to 255 under TCG and 4 to 288 under KVM
+//! ([`KVM_CPU_COUNTS`]), fan-out against serial start-up, with and without
+//! the MP specification's INIT-SIPI-SIPI delays.
 
 use serde_json::{json, Map, Value};
 use sidecar::vocabulary::report_key;
 
 use super::{
-    cell, cells_phrase, cpu_chart, cpu_counts, cpu_series, find, markdown_table, plan_counts,
-    runs_phrase, series_name, Bench, BenchOptions, Case, CaseResult, Metric, Series, Stats,
-    ALL_SERIES,
+    cell, cells_phrase, cpu_chart, cpu_counts, cpu_series, engine_phrase, find, markdown_table,
+    plan_counts, runs_phrase, series_name, Bench, BenchOptions, Case, CaseResult, Metric, Series,
+    Stats, ALL_SERIES, KVM_CPU_COUNTS,
 };
 use crate::schema::need;
 use crate::{ApDelay, BootStrategy, Report, Scenario};
 
-/// The CPU counts of the full plan (255 is the most TCG offers).
+/// The CPU counts of the full plan under TCG (255 is the most TCG offers;
+/// under KVM the plan is [`KVM_CPU_COUNTS`]).
 pub const CPU_COUNTS: [u16; 7] = [4, 8, 16, 32, 64, 128, 255];
 
 /// The CPU counts of `--quick`.
@@ -60,7 +62,11 @@ impl Bench for BootBench {
 
     fn cases(&self, options: &BenchOptions) -> Result<Vec<Case>, String> {
         let mut cases = Vec::new();
-        for cpus in plan_counts(options, &CPU_COUNTS, &QUICK_CPU_COUNTS)? {
+        let full: &[u16] = match options.boots_under_kvm() {
+            true => &KVM_CPU_COUNTS,
+            false => &CPU_COUNTS,
+        };
+        for cpus in plan_counts(options, full, &QUICK_CPU_COUNTS)? {
             for strategy in BootStrategy::ALL {
                 for delay in ApDelay::ALL {
                     let label = format!("n={cpus} {strategy} {delay}");
@@ -106,8 +112,9 @@ impl Bench for BootBench {
         let chart = cpu_chart(
             "sidecar boot: time until every sidecar CPU is ready",
             format!(
-                "boot.ready_ms (guest TSC, from the BSP's entry) under QEMU TCG; \
+                "boot.ready_ms (guest TSC, from the BSP's entry) under {}; \
                  {}, whiskers min to max; log-log scales",
+                engine_phrase(results),
                 runs_phrase(results)
             ),
             "ms until all sidecar CPUs are ready",

@@ -240,6 +240,50 @@ fn linux_cases_boot_linux_with_the_options_lpj() {
 }
 
 #[test]
+fn linux_under_kvm_goes_to_288_cpus_beside_sidecar() {
+    let kvm = BenchOptions {
+        base: RunConfig {
+            accel: crate::Accel::Kvm,
+            ..RunConfig::default()
+        },
+        max_cpus: crate::MAX_CPUS,
+        ..options(false, true)
+    };
+    let linux = labels(BenchKind::Linux, &kvm);
+    assert_eq!(linux.len(), KVM_CPU_COUNTS.len() * 5);
+    assert_eq!(linux[25..27], ["n=288 linux", "n=288 sidecar fanout spec"]);
+    let cases = BenchKind::Linux.bench().cases(&kvm).unwrap();
+    let Guest::Linux(linux) = &cases[25].guest else {
+        panic!("not Linux: {:?}", cases[25]);
+    };
+    assert_eq!((linux.cpus, linux.accel), (288, crate::Accel::Kvm));
+}
+
+#[test]
+fn a_linux_that_never_boots_leaves_dashes_not_nan() {
+    // Debian's 6.1 stops early under KVM here: every Linux run fails.
+    let options = BenchOptions {
+        keep_going: true,
+        ..options(true, true)
+    };
+    let benches = vec![BenchKind::Linux.bench()];
+    let mut runner = |guest: &Guest| {
+        let mut outcome = fake_outcome(guest);
+        if let Guest::Linux(_) = guest {
+            outcome.passed = false;
+            outcome.failure = Some("timeout after 60 s".to_owned());
+        }
+        Ok(outcome)
+    };
+    let results = run_with(&benches, &options, json!({}), &mut runner, &mut Vec::new()).unwrap();
+    assert_eq!(results.failed_runs, 1);
+    let table = file(&results, "linux.md");
+    assert!(table.contains("| 4 | failed |"), "{table}");
+    assert!(table.contains("| – | –, 14 |"), "{table}");
+    assert!(!table.contains("NaN"), "{table}");
+}
+
+#[test]
 fn quick_pass_of_every_kind_writes_every_file() {
     let (results, progress) = run_fake(&BenchKind::ALL, &options(true, true));
     let lines: Vec<&str> = progress.lines().collect();

@@ -25,9 +25,9 @@ use serde_json::{json, Map, Value};
 use sidecar::vocabulary::report_key as key;
 
 use super::{
-    cell, cells_phrase, cpu_chart, cpu_counts, cpu_series, find, markdown_table, plan_counts,
-    reference_series, runs_phrase, Bench, BenchOptions, Case, CaseResult, Guest, Metric, Series,
-    ALL_SERIES, OPENHCL_PAGES_PER_CPU,
+    cell, cells_phrase, cpu_chart, cpu_counts, cpu_series, engine_phrase, find, markdown_table,
+    plan_counts, reference_series, runs_phrase, Bench, BenchOptions, Case, CaseResult, Guest,
+    Metric, Series, ALL_SERIES, KVM_CPU_COUNTS, OPENHCL_PAGES_PER_CPU,
 };
 use crate::linux::{LinuxConfig, LINUX_MEMORY_MIB};
 use crate::schema::{need, LinuxFacts};
@@ -39,7 +39,7 @@ pub(crate) const NEEDS_KERNEL: &str = "the linux bench needs --linux-kernel PATH
      bzImage, e.g. /boot/vmlinuz-* from `apt-get download linux-image-<version>-cloud-amd64` \
      unpacked with `dpkg-deb -x`";
 
-/// CPU counts of the full plan.
+/// CPU counts of the full plan under TCG (under KVM: [`KVM_CPU_COUNTS`]).
 pub const CPU_COUNTS: [u16; 6] = [4, 8, 16, 32, 64, 128];
 
 /// CPU counts of `--quick`.
@@ -119,7 +119,11 @@ impl Bench for LinuxBench {
             .clone()
             .ok_or_else(|| NEEDS_KERNEL.to_owned())?;
         let mut cases = Vec::new();
-        for cpus in plan_counts(options, &CPU_COUNTS, &QUICK_CPU_COUNTS)? {
+        let full: &[u16] = match options.boots_under_kvm() {
+            true => &KVM_CPU_COUNTS,
+            false => &CPU_COUNTS,
+        };
+        for cpus in plan_counts(options, full, &QUICK_CPU_COUNTS)? {
             cases.push(linux_case(config(options, kernel.clone(), cpus)));
             for series in ALL_SERIES {
                 let label = format!("n={cpus} sidecar {} {}", series.0, series.1);
@@ -197,7 +201,8 @@ impl Bench for LinuxBench {
             "Linux's SMP bring-up beside sidecar's boot, same QEMU",
             format!(
                 "Linux: 'Bringing up secondary CPUs' → 'Brought up' (lpj= given); sidecar: \
-                 boot.ready_ms (BSP entry → all ready); TCG; {}, whiskers min–max",
+                 boot.ready_ms (BSP entry → all ready); {}; {}, whiskers min–max",
+                engine_phrase(results),
                 runs_phrase(results)
             ),
             "ms",
@@ -268,6 +273,9 @@ impl Bench for LinuxBench {
                     row.push(sidecar.map_or_else(dash, |r| cell(&r.stats[APS], 1)));
                 }
                 let fanout_none = find(n, &|r| is_sidecar(r, ALL_SERIES[2]));
+                // A case whose every run failed has no numbers (its cell says
+                // so): it gets no ratio and no pages either.
+                let linux = linux.filter(|r| !r.stats[BRINGUP].median.is_nan());
                 row.push(match (linux, fanout_none) {
                     (Some(l), Some(f)) => {
                         format!("{:.2}×", l.stats[BRINGUP].median / f.stats[BRINGUP].median)

@@ -53,7 +53,9 @@ use serde_json::{json, Map, Value};
 
 use crate::linux::{calibrate_lpj, run_linux, LinuxConfig};
 use crate::svg::{ChartPoint, ChartSeries, LineChart};
-use crate::{build, ApDelay, BootStrategy, Report, RunConfig, RunOutcome, RunnerError, Scenario};
+use crate::{
+    build, Accel, ApDelay, BootStrategy, Report, RunConfig, RunOutcome, RunnerError, Scenario,
+};
 
 pub use boot::BootBench;
 pub use cancel::CancelBench;
@@ -147,7 +149,24 @@ impl BenchOptions {
             .unwrap_or(if self.quick { 1 } else { default })
             .max(1)
     }
+
+    /// Whether boots without guest VPs (the `boot` and `linux` kinds) run
+    /// under KVM: `--accel kvm`, or `auto` where `/dev/kvm` is usable. Those
+    /// kinds then plan up to q35's 288 CPUs, which only KVM's x2APIC gives.
+    pub fn boots_under_kvm(&self) -> bool {
+        match self.base.accel {
+            Accel::Kvm => true,
+            Accel::Auto => crate::kvm_status().is_ok(),
+            Accel::Tcg => false,
+        }
+    }
 }
+
+/// The CPU counts of the `boot` and `linux` kinds' full plans under KVM:
+/// fewer small counts than TCG's (KVM is slower here with many virtual CPUs
+/// on few host cores, see docs/performance.md), then 255, the most TCG
+/// offers, and 288, q35's limit, with x2APIC.
+pub const KVM_CPU_COUNTS: [u16; 6] = [4, 16, 64, 128, 255, 288];
 
 /// What one run boots.
 #[derive(Debug, Clone, PartialEq)]
@@ -682,6 +701,9 @@ impl Session<'_, '_> {
                     slot.push(value);
                 }
                 into.facts = bench.facts(&outcome.report);
+                if let Some(accel) = &outcome.report.accel {
+                    into.facts.insert("accel".into(), json!(accel));
+                }
                 Ok(())
             }
             Err(reason) if self.options.keep_going => {
@@ -958,6 +980,23 @@ pub(crate) fn tsc_fact(report: &Report) -> Map<String, Value> {
     let mut facts = Map::new();
     facts.insert("tsc_hz".into(), json!(report.boot.tsc_hz));
     facts
+}
+
+/// `QEMU KVM`, `QEMU TCG` or both, from the engines the runs report
+/// (their `accel` fact), for chart subtitles; `QEMU` when none says.
+pub(crate) fn engine_phrase(results: &[CaseResult]) -> String {
+    let engines: std::collections::BTreeSet<String> = results
+        .iter()
+        .filter_map(|r| r.facts.get("accel").and_then(Value::as_str))
+        .map(str::to_uppercase)
+        .collect();
+    match engines.is_empty() {
+        true => "QEMU".to_owned(),
+        false => format!(
+            "QEMU {}",
+            engines.into_iter().collect::<Vec<_>>().join(" and ")
+        ),
+    }
 }
 
 /// A chart over CPU counts, log-log, as most kinds draw.

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::*;
 use crate::svg::check_balanced;
-use crate::ApDelay;
+use crate::{ApDelay, MAX_CPUS};
 
 fn options(quick: bool, runs: Option<u32>, max_cpus: u16) -> BenchOptions {
     BenchOptions {
@@ -36,8 +36,12 @@ fn fake_outcome(guest: &Guest) -> RunOutcome {
         crate::BootStrategy::Fanout => (per_start * n.log2(), n.log2().ceil() as u64),
         crate::BootStrategy::Serial => (per_start * n, 1),
     };
+    let accel = match config.accel {
+        crate::Accel::Kvm => "kvm",
+        _ => "tcg",
+    };
     let report = json!({
-        "result": "pass", "wall_s": 0.5,
+        "result": "pass", "wall_s": 0.5, "accel": accel,
         "boot": {
             "strategy": config.boot, "ap_delay": config.ap_delay,
             "ready_ms": ready, "depth": depth, "failed": 0, "sidecar_cpus": config.cpus - 1,
@@ -68,6 +72,35 @@ fn full_plan_is_seven_counts_two_strategies_two_delays_five_runs() {
     assert_eq!(up_to_100.last().unwrap().cpus(), 64);
     assert_eq!(BootBench.runs(&options(true, None, 255)), 1);
     assert_eq!(BootBench.runs(&options(true, Some(3), 255)), 3);
+}
+
+#[test]
+fn under_kvm_the_plan_goes_to_288_cpus_and_the_chart_says_kvm() {
+    let kvm = BenchOptions {
+        base: RunConfig {
+            accel: crate::Accel::Kvm,
+            ..RunConfig::default()
+        },
+        ..options(false, Some(1), MAX_CPUS)
+    };
+    let cases = BootBench.cases(&kvm).unwrap();
+    let counts: Vec<u16> = cases.iter().step_by(4).map(Case::cpus).collect();
+    assert_eq!(counts, KVM_CPU_COUNTS);
+    assert_eq!(cases.last().unwrap().label, "n=288 serial none");
+    assert!(cases.iter().all(|c| c.guest.validate().is_ok()));
+    // TCG, the default, stops at 255 whatever --max-cpus says.
+    let tcg = BootBench.cases(&options(false, None, MAX_CPUS)).unwrap();
+    assert_eq!(tcg.last().unwrap().cpus(), 255);
+
+    let mut runner = |guest: &Guest| Ok(fake_outcome(guest));
+    let results = run_with(&boot_only(), &kvm, json!({}), &mut runner, &mut Vec::new()).unwrap();
+    let cases = results.json["benches"]["boot"]["cases"].as_array().unwrap();
+    let n288 = cases.iter().find(|c| c["label"] == "n=288 fanout none");
+    assert_eq!(n288.unwrap()["accel"], "kvm");
+    let chart = &results.files[0].1;
+    assert!(chart.contains("under QEMU KVM;"), "{chart}");
+    let table = &results.files[1].1;
+    assert!(table.contains("\n| 288 | "), "{table}");
 }
 
 #[test]
