@@ -534,7 +534,10 @@ mod tests {
     fn sample_line(key: &str) -> String {
         match key {
             report_key::RESULT => format!("{key}=\"pass\""),
-            report_key::FAILURE | report_key::SCENARIO | report_key::KERNEL_VERSION => {
+            report_key::FAILURE
+            | report_key::SCENARIO
+            | report_key::KERNEL_VERSION
+            | report_key::STRESS_GUEST_RUNS => {
                 format!("{key}=\"x\"")
             }
             report_key::BOOT_STRATEGY => format!("{key}=\"serial\""),
