@@ -79,6 +79,17 @@ guest_sum_text:
     .equ IDT_POINTER, GUEST_BASE + (guest_idt_pointer - sidecar_guest_start)
     .equ EMPTY_IDT_POINTER, GUEST_BASE + (guest_empty_idt_pointer - sidecar_guest_start)
 
+    // Points the guests' IDT gate `vector` at `handler`: a 32-bit interrupt
+    // gate, selector 0x08. Clobbers EAX.
+    .macro SET_GATE vector, handler
+    mov eax, offset \handler
+    mov word ptr [0x7000 + \vector * 8], ax
+    mov word ptr [0x7000 + \vector * 8 + 2], 0x08
+    mov word ptr [0x7000 + \vector * 8 + 4], 0x8E00
+    shr eax, 16
+    mov word ptr [0x7000 + \vector * 8 + 6], ax
+    .endm
+
     // The handler of the wake vector: count (per VP: EBX holds the VP
     // index for the whole program, and all VPs share this code), and
     // return (no EOI: the VMM injects, there is no APIC in the guest).
@@ -131,13 +142,7 @@ guest_print_hex:
 sidecar_guest_checksum:
     lgdt [GDT_POINTER]
     lidt [IDT_POINTER]
-    // The wake vector's gate: 32-bit interrupt gate, selector 0x08.
-    mov eax, offset WAKE_HANDLER
-    mov word ptr [0x7000 + 0x30 * 8], ax
-    mov word ptr [0x7000 + 0x30 * 8 + 2], 0x08
-    mov word ptr [0x7000 + 0x30 * 8 + 4], 0x8E00
-    shr eax, 16
-    mov word ptr [0x7000 + 0x30 * 8 + 6], ax
+    SET_GATE 0x30, WAKE_HANDLER
     // The checksum: the sum of the region's dwords, rotated each step.
     xor eax, eax
 4:
@@ -238,12 +243,7 @@ sidecar_guest_compute:
 sidecar_guest_svm_instructions:
     lgdt [GDT_POINTER]
     lidt [IDT_POINTER]
-    mov eax, offset UD_HANDLER
-    mov word ptr [0x7000 + 6 * 8], ax
-    mov word ptr [0x7000 + 6 * 8 + 2], 0x08
-    mov word ptr [0x7000 + 6 * 8 + 4], 0x8E00
-    shr eax, 16
-    mov word ptr [0x7000 + 6 * 8 + 6], ax
+    SET_GATE 6, UD_HANDLER
     mov dword ptr [0x6800 + ebx * 4], 0
     xor eax, eax
     .byte 0x0F, 0x01, 0xD8          // VMRUN
@@ -267,12 +267,7 @@ sidecar_guest_svm_instructions:
 sidecar_guest_cli_hlt:
     lgdt [GDT_POINTER]
     lidt [IDT_POINTER]
-    mov eax, offset WAKE_HANDLER
-    mov word ptr [0x7000 + 0x30 * 8], ax
-    mov word ptr [0x7000 + 0x30 * 8 + 2], 0x08
-    mov word ptr [0x7000 + 0x30 * 8 + 4], 0x8E00
-    shr eax, 16
-    mov word ptr [0x7000 + 0x30 * 8 + 6], ax
+    SET_GATE 0x30, WAKE_HANDLER
     mov dword ptr [0x6000 + ebx * 4], 0
     cli
     hlt
@@ -294,12 +289,7 @@ sidecar_guest_cli_hlt:
 sidecar_guest_event_in_flight:
     lgdt [GDT_POINTER]
     lidt [IDT_POINTER]
-    mov eax, offset WAKE_HANDLER
-    mov word ptr [0x7000 + 0x30 * 8], ax
-    mov word ptr [0x7000 + 0x30 * 8 + 2], 0x08
-    mov word ptr [0x7000 + 0x30 * 8 + 4], 0x8E00
-    shr eax, 16
-    mov word ptr [0x7000 + 0x30 * 8 + 6], ax
+    SET_GATE 0x30, WAKE_HANDLER
     mov dword ptr [0x6000 + ebx * 4], 0
 8:
     sti
