@@ -27,6 +27,9 @@ pub struct Options {
     /// A VP whose starter sends INIT but no startup IPI, so that it never
     /// comes up (`unresponsive=5`; a self-test of the boot timeout).
     pub unresponsive: Option<u32>,
+    /// A VP whose startup IPIs come only after the boot timeout (`late=5`;
+    /// a self-test of a CPU that arrives after the BSP gave up on it).
+    pub late: Option<u32>,
     /// Operations the stress scenario issues (`commands=`; default 2000).
     pub commands: u32,
     /// The stress scenario's random seed (`seed=`; default 1).
@@ -42,6 +45,7 @@ impl Default for Options {
             ap_delay: ApDelay::default(),
             removed: CpuSet::new(),
             unresponsive: None,
+            late: None,
             commands: 2000,
             seed: 1,
         }
@@ -49,7 +53,7 @@ impl Default for Options {
 }
 
 /// The keys the kernel understands.
-const KEYS: [&str; 8] = option_key::ALL;
+const KEYS: [&str; option_key::ALL.len()] = option_key::ALL;
 
 /// Why a command line was rejected; every variant names the offending word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +132,7 @@ fn apply(options: &mut Options, key: &str, value: &str) -> Option<()> {
         option_key::REMOVED => options.removed = parse_cpu_list(value)?,
         option_key::COMMANDS => options.commands = value.parse().ok()?,
         option_key::SEED => options.seed = value.parse().ok()?,
+        option_key::LATE => options.late = Some(value.parse().ok()?),
         _ => options.unresponsive = Some(value.parse().ok()?),
     }
     Some(())
@@ -196,7 +201,7 @@ mod tests {
         assert_eq!(
             parse("color=red").unwrap_err().to_string(),
             "unknown kernel option 'color' (known: scenario, log, boot, ap_delay, removed, \
-             unresponsive, commands, seed)"
+             unresponsive, late, commands, seed)"
         );
         assert!(parse("log=loud")
             .unwrap_err()

@@ -46,6 +46,9 @@ pub struct StartOptions {
     pub delay: ApDelay,
     /// A VP that gets INIT but no SIPI (a self-test of the boot timeout).
     pub unresponsive: Option<u32>,
+    /// A VP whose startup IPIs come only after its boot timeout (a
+    /// self-test of a late arrival).
+    pub late: Option<u32>,
 }
 
 /// Everything the BSP decided about the machine.
@@ -133,6 +136,7 @@ mod tests {
                 strategy: BootStrategy::Fanout,
                 delay: ApDelay::None,
                 unresponsive: None,
+                late: None,
             },
             guest: GuestRegion {
                 host_base: 0,

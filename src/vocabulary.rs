@@ -302,19 +302,22 @@ pub mod option_key {
     pub const REMOVED: &str = "removed";
     /// A VP whose starter sends INIT but no startup IPI.
     pub const UNRESPONSIVE: &str = "unresponsive";
+    /// A VP whose startup IPIs come only after the BSP gave up on it.
+    pub const LATE: &str = "late";
     /// Operations the stress scenario issues.
     pub const COMMANDS: &str = "commands";
     /// The stress scenario's random seed.
     pub const SEED: &str = "seed";
 
     /// Every key, in the order error messages list them.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         SCENARIO,
         LOG,
         BOOT,
         AP_DELAY,
         REMOVED,
         UNRESPONSIVE,
+        LATE,
         COMMANDS,
         SEED,
     ];
@@ -354,6 +357,8 @@ pub mod report_key {
     pub const BOOT_FAILED: &str = "boot.failed";
     /// One object per CPU (appended).
     pub const BOOT_CPUS: &str = "boot.cpus";
+    /// With `late=`: what the late CPU did ("parked" when it found REMOVED).
+    pub const BOOT_LATE_CPU: &str = "boot.late_cpu";
     /// One object per NUMA node (appended).
     pub const NODES: &str = "nodes";
     /// Pages one CPU costs.
@@ -475,6 +480,7 @@ pub mod report_key {
         BOOT_SIDECAR_CPUS,
         BOOT_FAILED,
         BOOT_CPUS,
+        BOOT_LATE_CPU,
         NODES,
         MEMORY_PER_CPU_PAGES,
         MEMORY_TOTAL_PAGES,

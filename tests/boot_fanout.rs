@@ -120,6 +120,23 @@ fn unresponsive_cpu_is_reported_failed_and_boot_goes_on() {
 }
 
 #[test]
+fn a_cpu_that_comes_up_after_its_timeout_parks() {
+    // With late=2 the BSP sends CPU 2 its startup IPIs only once it gave up
+    // on it: the CPU must find REMOVED, not RUN, and park instead of storing
+    // IDLE and entering sidecar behind the driver's back.
+    let mut config = config(Scenario::Boot, 4);
+    config.extra_cmdline.push("late=2".into());
+    let outcome = boot_pass(&config);
+    let cpus = boot_cpus(&outcome);
+    assert_eq!(cpus[2].status, CpuBootStatus::Failed);
+    assert_eq!(outcome.report.boot.late_cpu.as_deref(), Some("parked"));
+    assert!(outcome
+        .log_lines
+        .iter()
+        .any(|l| l.starts_with("[cpu 2]") && l.contains("came up after the BSP gave up on it")));
+}
+
+#[test]
 fn a_sidecar_cpu_cannot_reach_another_cpus_pages() {
     for (scenario, what) in [
         (Scenario::IsolationCommandSelftest, "command page"),

@@ -190,6 +190,9 @@ pub struct Boot {
     /// One entry per CPU.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus: Option<Vec<BootCpu>>,
+    /// With `late=`: what the late CPU did (`parked`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_cpu: Option<String>,
 }
 
 /// One `boot.cpus[]` entry.
@@ -537,7 +540,8 @@ mod tests {
             report_key::FAILURE
             | report_key::SCENARIO
             | report_key::KERNEL_VERSION
-            | report_key::STRESS_GUEST_RUNS => {
+            | report_key::STRESS_GUEST_RUNS
+            | report_key::BOOT_LATE_CPU => {
                 format!("{key}=\"x\"")
             }
             report_key::BOOT_STRATEGY => format!("{key}=\"serial\""),

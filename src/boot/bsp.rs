@@ -91,6 +91,7 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
             strategy: options.boot,
             delay: options.ap_delay,
             unresponsive: options.unresponsive,
+            late: options.late,
         },
         guest: prepared.guest,
     });

@@ -94,13 +94,22 @@ fn start(starter: u32, vp: u32) {
     if spec {
         time::sleep_us(INIT_WAIT_US);
     }
+    if plan.start.late == Some(vp) {
+        warn!("cpu {vp}: startup IPIs only once the BSP gave up on it (late={vp} self-test)");
+        return;
+    }
     if plan.start.unresponsive == Some(vp) {
         warn!("cpu {vp}: sending no startup IPI (unresponsive={vp} self-test)");
         return;
     }
+    send_startup_ipis(apic_id, plan.start.delay);
+}
+
+/// The two startup IPIs (with the spec's waits after each, if asked).
+fn send_startup_ipis(apic_id: u32, delay: ApDelay) {
     for _ in 0..2 {
         apic::send_startup(apic_id, TRAMPOLINE_PAGE);
-        if spec {
+        if delay == ApDelay::Spec {
             time::sleep_us(SIPI_WAIT_US);
         }
     }
@@ -206,7 +215,11 @@ pub fn wait_for_all() -> heapless::Vec<CpuBootStatus, MAX_CPUS> {
                 let started = RECORDS[cpu.vp as usize].start_tsc.load(Ordering::Acquire);
                 let late = started != 0 && now - started > cpu_timeout;
                 if late || now - began > total_timeout {
-                    break give_up_on(cpu.vp);
+                    let outcome = give_up_on(cpu.vp);
+                    if plan.start.late == Some(cpu.vp) {
+                        send_startup_ipis(cpu.apic_id, plan.start.delay);
+                    }
+                    break outcome;
                 }
                 time::sleep_us(POLL_INTERVAL_US);
             }

@@ -125,7 +125,8 @@ pub fn summarize(entry_tsc: u64, outcomes: &[CpuBootStatus], prepared: &Prepared
                     "cpu {} (APIC ID {}) did not come up: marked failed, boot goes on without it",
                     cpu.vp, cpu.apic_id
                 );
-                if plan.start.unresponsive != Some(cpu.vp) {
+                let deliberate = [plan.start.unresponsive, plan.start.late];
+                if !deliberate.contains(&Some(cpu.vp)) {
                     unexpected_failures += 1;
                 }
             }

@@ -65,6 +65,28 @@ use crate::vocabulary::report_key;
 
 pub use runtime_hooks::runtime_hooks;
 
+/// With `late=VP`: VP came up after the BSP gave up on it, and must have
+/// found REMOVED on its control page and parked, not entered sidecar.
+fn late_cpu_parked(vp: u32) -> Result<(), Failure> {
+    let record = crate::boot::fanout::RECORDS.get(vp as usize);
+    let up = || record.is_some_and(|r| r.up_tsc.load(core::sync::atomic::Ordering::Acquire) != 0);
+    let began = cpu::rdtsc();
+    while !up() && cpu::rdtsc() - began < time::us_to_ticks(2_000_000) {
+        time::sleep_us(1000);
+    }
+    check!(up(), "the late cpu {vp} never came up");
+    // Give it the moment from its Rust entry to its status check.
+    time::sleep_us(10_000);
+    let status = crate::boot::fanout::control_status(vp);
+    check!(
+        status == Some(crate::abi::CpuStatus::REMOVED),
+        "the late cpu {vp} left its status at {status:?} instead of REMOVED"
+    );
+    info!("cpu {vp} came up after its timeout, found REMOVED and parked");
+    report::string(report_key::BOOT_LATE_CPU, format_args!("parked"));
+    Ok(())
+}
+
 /// An address the boot page tables do not map (above the 4 GiB identity map).
 const UNMAPPED_ADDRESS: u64 = 0x40_0000_0000;
 
@@ -79,6 +101,11 @@ pub fn run(options: Options, boot: &BootSummary) -> ! {
             boot.unexpected_failures
         ))),
         Scenario::Boot => {
+            if let Some(vp) = options.late {
+                if let Err(failure) = late_cpu_parked(vp) {
+                    report::finish(Some(format_args!("boot: {failure}")));
+                }
+            }
             info!("boot scenario complete");
             report::finish(None)
         }
