@@ -67,6 +67,8 @@ pub use runtime_hooks::runtime_hooks;
 
 /// With `late=VP`: VP came up after the BSP gave up on it, and must have
 /// found REMOVED on its control page and parked, not entered sidecar.
+// Failures are one-line strings by value: there is no allocator to box them.
+#[allow(clippy::result_large_err)]
 fn late_cpu_parked(vp: u32) -> Result<(), Failure> {
     let record = crate::boot::fanout::RECORDS.get(vp as usize);
     let up = || record.is_some_and(|r| r.up_tsc.load(core::sync::atomic::Ordering::Acquire) != 0);
