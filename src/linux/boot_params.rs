@@ -366,6 +366,9 @@ pub struct RecordNode {
     pub base_vp: u32,
     /// CPUs in the node.
     pub vp_count: u32,
+    /// Bit i set: the node's CPU i runs sidecar (the others are the main
+    /// kernel's: the base VP and removed CPUs). Nodes have at most 32 CPUs.
+    pub sidecar_mask: u32,
 }
 
 /// What Linux's command line carries besides the console options.
@@ -384,7 +387,7 @@ pub struct LinuxCmdline<'a> {
 impl fmt::Display for LinuxCmdline<'_> {
     /// `console=ttyS0 earlyprintk=serial panic=-1 maxcpus=1 sidecar=V,N,N...
     /// sidecar_entry_tsc=T sidecar_tsc_hz=H`, where each node `N` is
-    /// `CONTROL:BASE_VP:COUNT` (`docs/linux.md`).
+    /// `CONTROL:BASE_VP:COUNT:SIDECAR_MASK` (`docs/linux.md`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // maxcpus=1: Linux boots on the BSP alone and brings up no other
         // CPU by itself; init onlines the main-kernel CPUs by number.
@@ -393,8 +396,8 @@ impl fmt::Display for LinuxCmdline<'_> {
         for node in self.nodes {
             write!(
                 f,
-                ",{:#x}:{}:{}",
-                node.control_page, node.base_vp, node.vp_count
+                ",{:#x}:{}:{}:{:#x}",
+                node.control_page, node.base_vp, node.vp_count, node.sidecar_mask
             )?;
         }
         write!(
@@ -605,11 +608,13 @@ mod tests {
                 control_page: 0x20_1000,
                 base_vp: 0,
                 vp_count: 8,
+                sidecar_mask: 0xF6,
             },
             RecordNode {
                 control_page: 0,
                 base_vp: 8,
                 vp_count: 1,
+                sidecar_mask: 0,
             },
         ];
         let line = LinuxCmdline {
@@ -624,7 +629,7 @@ mod tests {
         assert_eq!(
             buffer.as_str(),
             "console=ttyS0 earlyprintk=serial panic=-1 maxcpus=1 \
-             sidecar=241,0x201000:0:8,0x0:8:1 sidecar_entry_tsc=123 sidecar_tsc_hz=2000000000"
+             sidecar=241,0x201000:0:8:0xf6,0x0:8:1:0x0 sidecar_entry_tsc=123 sidecar_tsc_hz=2000000000"
         );
         let mut small = [0u8; 8];
         assert!(write!(CmdlineBuffer::new(&mut small), "{line}").is_err());

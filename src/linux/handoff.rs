@@ -29,7 +29,7 @@ use crate::boot::pvh::MemmapEntry;
 use crate::boot::summary::ms;
 use crate::fatal::boot_error;
 use crate::layout::PAGE_SIZE;
-use crate::topology::MAX_NODES;
+use crate::topology::{Role, MAX_NODES};
 use crate::vocabulary::report_key;
 use crate::{plan, report};
 
@@ -121,6 +121,12 @@ fn record_nodes(prepared: &Prepared) -> heapless::Vec<RecordNode, MAX_NODES> {
             control_page: region.map_or(0, |r| r.control_page()),
             base_vp: node.base_vp,
             vp_count: node.vp_count,
+            sidecar_mask: plan
+                .topology
+                .cpus
+                .iter()
+                .filter(|cpu| cpu.node == node.index && cpu.role == Role::Sidecar)
+                .fold(0, |mask, cpu| mask | 1 << (cpu.vp - node.base_vp)),
         })
         .collect()
 }

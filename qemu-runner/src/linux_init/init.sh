@@ -9,7 +9,9 @@
 #   linux.control_status[] each CPU's status byte on its node's control page
 #   result, failure        the verdict
 # The sidecar record on the command line is
-#   sidecar=VECTOR,CONTROL:BASE_VP:COUNT,...   (CONTROL 0x0: no sidecar CPU)
+#   sidecar=VECTOR,CONTROL:BASE_VP:COUNT:SIDECAR_MASK,...
+# one node after the comma each (CONTROL 0x0: the node has no control page;
+# bit i of SIDECAR_MASK: the node's CPU i runs sidecar, else it is Linux's).
 export PATH=/bin
 # First of all the TSC: ftrace's x86-tsc clock stamps a trace_marker write
 # with the raw TSC (QEMU's TCG reads MSR 0x10 as 0, and busybox has no
@@ -76,26 +78,19 @@ done
     || finish "Linux's command line has no sidecar record"
 [ -n "$HAVE_TSC" ] && say linux.init_ms "$(ms_since_entry "$INIT_TSC")"
 
-# The main kernel's CPUs: every CPU of a node without a control page, and
-# every CPU whose status is REMOVED (the base VP, --removed); the rest are
-# sidecar's.
+# The main kernel's CPUs (the base VPs, --removed) are Linux's to online;
+# the sidecar CPUs must stay IDLE and offline.
 MAIN=
 SIDECAR=
 NODES=$(echo "$RECORD" | tr ',' ' ')
 for node in ${NODES#* }; do
-    control=${node%%:*}
-    rest=${node#*:}
-    base=${rest%%:*}
-    count=${rest#*:}
+    set -- $(echo "$node" | tr ':' ' ')
     i=0
-    while [ $i -lt "$count" ]; do
-        vp=$((base + i))
-        STATUS=0
-        [ "$control" = 0x0 ] || read_status "$control" $i
-        if [ $STATUS = 0 ]; then
-            MAIN="$MAIN $vp"
+    while [ $i -lt "$3" ]; do
+        if [ $(( ($4 >> i) & 1 )) = 1 ]; then
+            SIDECAR="$SIDECAR $(($2 + i))"
         else
-            SIDECAR="$SIDECAR $vp"
+            MAIN="$MAIN $(($2 + i))"
         fi
         i=$((i + 1))
     done
@@ -111,14 +106,12 @@ say linux.apic_ids "[$(grep '^apicid' /proc/cpuinfo | sed 's/.*: //' | tr '\n' '
 
 FAILURE=
 for node in ${NODES#* }; do
-    control=${node%%:*}
+    set -- $(echo "$node" | tr ':' ' ')
+    control=$1
     [ "$control" = 0x0 ] && continue
-    rest=${node#*:}
-    base=${rest%%:*}
-    count=${rest#*:}
     i=0
-    while [ $i -lt "$count" ]; do
-        vp=$((base + i))
+    while [ $i -lt "$3" ]; do
+        vp=$(($2 + i))
         read_status "$control" $i
         name=$(status_name $STATUS)
         say "linux.control_status[]" "{\"vp\":$vp,\"status\":\"$name\"}"
