@@ -9,7 +9,7 @@ use core::fmt;
 
 use crate::topology::CpuSet;
 use crate::vocabulary::{option_key, write_list, Named};
-pub use crate::vocabulary::{ApDelay, BootStrategy, LogLevel, Scenario};
+pub use crate::vocabulary::{ApDelay, BootStrategy, LogLevel, MainKernel, Scenario};
 
 /// Everything the command line configures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +34,8 @@ pub struct Options {
     pub commands: u32,
     /// The stress scenario's random seed (`seed=`; default 1).
     pub seed: u64,
+    /// The kernel the BSP runs after the fan-out (`main=`; default sidecar's own).
+    pub main: MainKernel,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             late: None,
             commands: 2000,
             seed: 1,
+            main: MainKernel::default(),
         }
     }
 }
@@ -95,6 +98,7 @@ impl fmt::Display for CmdlineError<'_> {
                     option_key::LOG => write_words(f, LogLevel::NAMES)?,
                     option_key::BOOT => write_words(f, BootStrategy::NAMES)?,
                     option_key::AP_DELAY => write_words(f, ApDelay::NAMES)?,
+                    option_key::MAIN => write_words(f, MainKernel::NAMES)?,
                     option_key::REMOVED => f.write_str("a comma-separated list of CPU numbers")?,
                     option_key::COMMANDS | option_key::SEED => f.write_str("a number")?,
                     _ => f.write_str("a CPU number")?,
@@ -133,6 +137,7 @@ fn apply(options: &mut Options, key: &str, value: &str) -> Option<()> {
         option_key::COMMANDS => options.commands = value.parse().ok()?,
         option_key::SEED => options.seed = value.parse().ok()?,
         option_key::LATE => options.late = Some(value.parse().ok()?),
+        option_key::MAIN => options.main = value.parse().ok()?,
         _ => options.unresponsive = Some(value.parse().ok()?),
     }
     Some(())
@@ -201,7 +206,7 @@ mod tests {
         assert_eq!(
             parse("color=red").unwrap_err().to_string(),
             "unknown kernel option 'color' (known: scenario, log, boot, ap_delay, removed, \
-             unresponsive, late, commands, seed)"
+             unresponsive, late, commands, seed, main)"
         );
         assert!(parse("log=loud")
             .unwrap_err()
@@ -237,6 +242,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("one of: fanout, serial"));
+    }
+
+    #[test]
+    fn main_kernel() {
+        assert_eq!(Options::default().main, MainKernel::Sidecar);
+        assert_eq!(parse("main=linux").unwrap().main, MainKernel::Linux);
+        assert_eq!(parse("main=sidecar").unwrap().main, MainKernel::Sidecar);
+        assert_eq!(
+            parse("main=bsd").unwrap_err().to_string(),
+            "bad value 'bsd' for kernel option 'main' (expected one of: sidecar, linux)"
+        );
     }
 
     #[test]

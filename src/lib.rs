@@ -29,6 +29,7 @@
 //!   kernel's driver; it names nothing else of the kernel;
 //! - [`svm`], [`vp`], [`paging`], [`layout`], [`topology`], [`acpi`],
 //!   [`cmdline`], [`json`]: pure logic, tested on the host;
+//! - [`linux`]: handing the BSP over to a real Linux (`--main linux`);
 //! - [`vocabulary`]: the names the kernel and `qemu-runner` share (scenarios,
 //!   option values, report keys);
 //! - `log`, `report`, `fatal`: the serial log, the report channel, faults.
@@ -50,6 +51,7 @@ pub mod boot;
 pub mod cmdline;
 pub mod json;
 pub mod layout;
+pub mod linux;
 #[cfg(target_os = "none")]
 pub mod main_kernel;
 pub mod paging;

@@ -277,6 +277,20 @@ named_enum! {
 }
 
 named_enum! {
+    /// Which kernel the BSP runs after the fan-out (`main=`).
+    #[derive(Default)]
+    pub enum MainKernel: "main kernel" {
+        /// Sidecar's own small main kernel, which runs the scenario.
+        #[default]
+        Sidecar => "sidecar",
+        /// A Linux bzImage handed in through fw_cfg, entered on the BSP
+        /// beside the idle sidecar CPUs (`docs/linux.md`; scenario `boot`
+        /// only).
+        Linux => "linux",
+    }
+}
+
+named_enum! {
     /// How a CPU ended the boot (`boot.cpus[].status` in the report).
     pub enum CpuBootStatus: "CPU boot status" {
         /// It came up and stored IDLE.
@@ -308,9 +322,11 @@ pub mod option_key {
     pub const COMMANDS: &str = "commands";
     /// The stress scenario's random seed.
     pub const SEED: &str = "seed";
+    /// The main kernel ([`super::MainKernel`]).
+    pub const MAIN: &str = "main";
 
     /// Every key, in the order error messages list them.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
         SCENARIO,
         LOG,
         BOOT,
@@ -320,6 +336,7 @@ pub mod option_key {
         LATE,
         COMMANDS,
         SEED,
+        MAIN,
     ];
 }
 
@@ -464,6 +481,26 @@ pub mod report_key {
     /// One object per contained fault or panic (appended).
     pub const FAULTS: &str = "faults";
 
+    /// `--main linux`: BSP entry to the jump into Linux, in ms (kernel).
+    pub const LINUX_HANDOFF_MS: &str = "linux.handoff_ms";
+    /// Reading the bzImage and the initramfs through fw_cfg, in ms (kernel).
+    pub const LINUX_LOAD_MS: &str = "linux.load_ms";
+    /// Linux's command line as sidecar wrote it (kernel).
+    pub const LINUX_CMDLINE: &str = "linux.cmdline";
+    /// Where the protected-mode part of the bzImage was loaded (kernel).
+    pub const LINUX_LOAD_ADDRESS: &str = "linux.load_address";
+    /// `/sys/devices/system/cpu/online` at the end of init (init script).
+    pub const LINUX_ONLINE_CPUS: &str = "linux.online_cpus";
+    /// The APIC IDs of Linux's online CPUs, from `/proc/cpuinfo` (init script).
+    pub const LINUX_APIC_IDS: &str = "linux.apic_ids";
+    /// BSP entry to Linux's init, in ms, from the TSC (init script).
+    pub const LINUX_INIT_MS: &str = "linux.init_ms";
+    /// BSP entry to the end of the init script's CPU onlining, in ms (init script).
+    pub const LINUX_CPUS_UP_MS: &str = "linux.cpus_up_ms";
+    /// One object per CPU of a node with a control page: its status read
+    /// there after Linux's init ran (init script, appended).
+    pub const LINUX_CONTROL_STATUS: &str = "linux.control_status";
+
     /// Every key above.
     pub const ALL: &[&str] = &[
         RESULT,
@@ -528,6 +565,15 @@ pub mod report_key {
         FAULT_CONTAINMENT_WORKING_CPUS,
         FAULT_CONTAINMENT_BOUNDED_MS,
         FAULTS,
+        LINUX_HANDOFF_MS,
+        LINUX_LOAD_MS,
+        LINUX_CMDLINE,
+        LINUX_LOAD_ADDRESS,
+        LINUX_ONLINE_CPUS,
+        LINUX_APIC_IDS,
+        LINUX_INIT_MS,
+        LINUX_CPUS_UP_MS,
+        LINUX_CONTROL_STATUS,
     ];
 }
 
@@ -580,6 +626,7 @@ mod tests {
         check::<BootStrategy>();
         check::<ApDelay>();
         check::<CpuBootStatus>();
+        check::<MainKernel>();
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use qemu_runner::bench::{self, BenchError, BenchKind, BenchOptions};
 use qemu_runner::{
-    Accel, ApDelay, BootStrategy, LogLevel, Numa, RunConfig, RunOutcome, Scenario, MAX_CPUS,
-    MAX_NUMA_NODES, MIN_MEMORY_MIB,
+    Accel, ApDelay, BootStrategy, LogLevel, MainKernel, Numa, RunConfig, RunOutcome, Scenario,
+    MAX_CPUS, MAX_NUMA_NODES, MIN_MEMORY_MIB,
 };
 
 /// How many log lines a failure shows.
@@ -109,6 +109,15 @@ pub struct Args {
     /// The stress scenario's random seed.
     #[arg(long, value_name = "S")]
     seed: Option<u64>,
+    /// The kernel the BSP runs after starting the sidecar CPUs: sidecar's own, or
+    /// linux (a real Linux beside the idle sidecar CPUs, --scenario boot only;
+    /// docs/linux.md).
+    #[arg(long, value_enum, value_name = "KERNEL", default_value_t = MainKernel::Sidecar)]
+    main: MainKernel,
+    /// With --main linux: the bzImage (default: the newest target/linux-cloud/boot/vmlinuz-*,
+    /// which scripts/fetch-linux.sh fetches).
+    #[arg(long, value_name = "BZIMAGE")]
+    linux_kernel: Option<PathBuf>,
 }
 
 /// What else `cargo qemu` does besides one boot.
@@ -237,6 +246,8 @@ impl Args {
                 .chain(self.commands.map(|n| format!("commands={n}")))
                 .chain(self.seed.map(|s| format!("seed={s}")))
                 .collect(),
+            main: self.main,
+            linux_kernel: self.linux_kernel.clone(),
         }
     }
 }

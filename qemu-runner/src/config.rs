@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sidecar::vocabulary::option_key;
-pub use sidecar::vocabulary::{ApDelay, BootStrategy, LogLevel, Scenario};
+pub use sidecar::vocabulary::{ApDelay, BootStrategy, LogLevel, MainKernel, Scenario};
 
 use crate::topology::{self, Numa};
 use crate::RunnerError;
@@ -47,7 +47,12 @@ pub const RUNNER_KEYS: &[(&str, &str)] = &[
     (option_key::BOOT, "--boot"),
     (option_key::AP_DELAY, "--ap-delay"),
     (option_key::REMOVED, "--removed"),
+    (option_key::MAIN, "--main"),
 ];
+
+/// Least guest memory, in MiB, for `--main linux` (Debian's cloud kernel
+/// and its initramfs).
+pub const MIN_LINUX_MEMORY_MIB: u32 = 256;
 
 /// One boot of the kernel in QEMU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +99,12 @@ pub struct RunConfig {
     /// runner's own (`scenario=`, `log=`, `boot=`, `ap_delay=`, `removed=`),
     /// whose keys they must not repeat: e.g. `unresponsive=2`.
     pub extra_cmdline: Vec<String>,
+    /// The kernel the BSP runs after the fan-out (`main=`): sidecar's own,
+    /// or Linux (`docs/linux.md`; scenario `boot` only).
+    pub main: MainKernel,
+    /// With [`MainKernel::Linux`]: the bzImage; `None` takes the newest in
+    /// `target/linux-cloud/boot` (`scripts/fetch-linux.sh`).
+    pub linux_kernel: Option<PathBuf>,
 }
 
 impl Default for RunConfig {
@@ -117,6 +128,8 @@ impl Default for RunConfig {
             numa: Numa::Off,
             removed: Vec::new(),
             extra_cmdline: Vec::new(),
+            main: MainKernel::Sidecar,
+            linux_kernel: None,
         }
     }
 }
@@ -161,6 +174,22 @@ impl RunConfig {
         }
         for word in &self.extra_cmdline {
             check_kernel_word(word).map_err(RunnerError::Config)?;
+        }
+        if self.main == MainKernel::Linux {
+            if self.scenario != Scenario::Boot {
+                return bad(format!(
+                    "--main linux runs the boot scenario only, not {}",
+                    self.scenario
+                ));
+            }
+            if self.memory_mib < MIN_LINUX_MEMORY_MIB {
+                return bad(format!(
+                    "--main linux needs at least {MIN_LINUX_MEMORY_MIB} MiB, not {}",
+                    self.memory_mib
+                ));
+            }
+        } else if self.linux_kernel.is_some() {
+            return bad("--linux-kernel needs --main linux".to_owned());
         }
         topology::check_removed(&self.removed, self.cpus).map_err(RunnerError::Config)?;
         let layout = self
@@ -236,6 +265,41 @@ mod tests {
     #[test]
     fn default_is_valid() {
         RunConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn linux_runs_boot_with_enough_memory() {
+        let linux = RunConfig {
+            main: MainKernel::Linux,
+            ..RunConfig::default()
+        };
+        linux.validate().unwrap();
+        for (bad, why) in [
+            (
+                RunConfig {
+                    scenario: Scenario::Demo,
+                    ..linux.clone()
+                },
+                "boot scenario only, not demo",
+            ),
+            (
+                RunConfig {
+                    memory_mib: 128,
+                    ..linux.clone()
+                },
+                "at least 256 MiB",
+            ),
+            (
+                RunConfig {
+                    linux_kernel: Some(PathBuf::from("/k")),
+                    ..RunConfig::default()
+                },
+                "needs --main linux",
+            ),
+        ] {
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+        }
     }
 
     #[test]

@@ -125,6 +125,7 @@ pub mod bench;
 mod build;
 mod config;
 mod error;
+pub mod initramfs;
 mod linux;
 mod monitor;
 mod process;
@@ -140,8 +141,8 @@ mod verdict;
 
 pub use build::{build_kernel, kernel_elf_path, workspace_root, KERNEL_TARGET};
 pub use config::{
-    check_kernel_word, x2apic_check, Accel, ApDelay, BootStrategy, LogLevel, RunConfig, Scenario,
-    MAX_CPUS, MIN_MEMORY_MIB, RUNNER_KEYS, TCG_MAX_CPUS,
+    check_kernel_word, x2apic_check, Accel, ApDelay, BootStrategy, LogLevel, MainKernel, RunConfig,
+    Scenario, MAX_CPUS, MIN_LINUX_MEMORY_MIB, MIN_MEMORY_MIB, RUNNER_KEYS, TCG_MAX_CPUS,
 };
 pub use error::RunnerError;
 pub use linux::{

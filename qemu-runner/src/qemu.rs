@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use sidecar::vocabulary::option_key;
 
 use crate::topology::{self, NumaNode};
-use crate::{Accel, RunConfig, RunnerError, Scenario, TCG_MAX_CPUS};
+use crate::{Accel, MainKernel, RunConfig, RunnerError, Scenario, TCG_MAX_CPUS};
 
 /// The fast firmware for PVH boots, used when it is installed.
 pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
@@ -56,7 +56,23 @@ pub(crate) struct Launch<'a> {
     pub report_txt: &'a Path,
     /// The NUMA nodes ([`RunConfig::numa_layout`]); empty for none.
     pub numa: &'a [NumaNode],
+    /// With `--main linux`: the bzImage and the initramfs, handed in as
+    /// fw_cfg files.
+    pub linux: Option<LinuxFiles<'a>>,
 }
+
+/// The files `--main linux` hands the kernel through fw_cfg.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LinuxFiles<'a> {
+    /// The bzImage (`opt/sidecar/linux`).
+    pub kernel: &'a Path,
+    /// The initramfs (`opt/sidecar/initrd`).
+    pub initrd: &'a Path,
+}
+
+/// The fw_cfg file names the kernel reads (`src/linux/handoff.rs`).
+const FW_CFG_KERNEL: &str = "opt/sidecar/linux";
+const FW_CFG_INITRD: &str = "opt/sidecar/initrd";
 
 /// Finds the QEMU binary: a bare name in `PATH`, anything else as a path.
 /// Runs before the kernel is built, so a missing QEMU fails fast.
@@ -129,6 +145,9 @@ pub(crate) fn kernel_cmdline(config: &RunConfig) -> String {
     if !config.removed.is_empty() {
         words.push(topology::removed_word(&config.removed));
     }
+    if config.main != MainKernel::Sidecar {
+        words.push(format!("{}={}", option_key::MAIN, config.main));
+    }
     words.extend(config.extra_cmdline.iter().cloned());
     words.join(" ")
 }
@@ -198,6 +217,12 @@ pub(crate) fn qemu_args(launch: &Launch<'_>) -> Vec<OsString> {
         os("-append"),
         cmdline.as_ref(),
     ]);
+    if let Some(linux) = launch.linux {
+        for (name, file) in [(FW_CFG_KERNEL, linux.kernel), (FW_CFG_INITRD, linux.initrd)] {
+            let value = option_value(&format!("name={name},file="), file.as_os_str());
+            push(&[os("-fw_cfg"), &value]);
+        }
+    }
     push(&[os("-device"), os("isa-debug-exit,iobase=0xf4,iosize=0x04")]);
     let report = option_value("file:", launch.report_txt.as_os_str());
     push(&[os("-serial"), os("stdio"), os("-serial"), &report]);
@@ -251,8 +276,39 @@ mod tests {
             firmware,
             report_txt: Path::new("/runs/a,b/report.txt"),
             numa: &numa,
+            linux: None,
         };
         display_command(Path::new("qemu"), &qemu_args(&launch))
+    }
+
+    #[test]
+    fn linux_files_go_through_fw_cfg() {
+        let config = RunConfig {
+            main: MainKernel::Linux,
+            ..RunConfig::default()
+        };
+        let numa = Vec::new();
+        let launch = Launch {
+            config: &config,
+            engine: Engine::Tcg,
+            kernel: Path::new("/k/sidecar"),
+            firmware: None,
+            report_txt: Path::new("/runs/report.txt"),
+            numa: &numa,
+            linux: Some(LinuxFiles {
+                kernel: Path::new("/boot/vmlinuz-6.1"),
+                initrd: Path::new("/runs/a,b/initramfs.cpio"),
+            }),
+        };
+        let line = display_command(Path::new("qemu"), &qemu_args(&launch));
+        assert!(
+            line.contains(
+                "-append 'scenario=boot log=info boot=fanout ap_delay=spec main=linux' \
+                 -fw_cfg name=opt/sidecar/linux,file=/boot/vmlinuz-6.1 \
+                 -fw_cfg name=opt/sidecar/initrd,file=/runs/a,,b/initramfs.cpio -device"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

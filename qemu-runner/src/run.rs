@@ -15,11 +15,11 @@ use sidecar::vocabulary::report_key;
 
 use crate::monitor::MonitorDir;
 use crate::process::{Flow, Qemu, Watched};
-use crate::qemu::{self, Engine, Launch};
+use crate::qemu::{self, Engine, Launch, LinuxFiles};
 use crate::report_file::ReportFile;
 use crate::schema::{CpuStatusAtTimeout, Node, Report};
 use crate::verdict::{self, QemuExit};
-use crate::{build, report, RunConfig, RunnerError};
+use crate::{build, initramfs, report, MainKernel, RunConfig, RunnerError};
 
 /// What one boot produced. A kernel failure is an outcome, not an error.
 #[derive(Debug, Clone)]
@@ -97,7 +97,15 @@ pub fn run(config: &RunConfig) -> Result<RunOutcome, RunnerError> {
         Some(path) => return Err(RunnerError::KernelMissing(path.clone())),
         None => build::build_kernel(config.verbose)?,
     };
+    let linux_kernel = match config.main {
+        MainKernel::Linux => Some(initramfs::linux_kernel(config.linux_kernel.as_deref())?),
+        MainKernel::Sidecar => None,
+    };
     let paths = RunPaths::create(config)?;
+    let initrd = paths.dir.join("initramfs.cpio");
+    if linux_kernel.is_some() {
+        initramfs::write_initramfs(&initrd)?;
+    }
     let firmware = qemu::firmware();
     let launch = Launch {
         config,
@@ -106,6 +114,10 @@ pub fn run(config: &RunConfig) -> Result<RunOutcome, RunnerError> {
         firmware: firmware.as_deref(),
         report_txt: &paths.report_txt,
         numa: &numa,
+        linux: linux_kernel.as_deref().map(|kernel| LinuxFiles {
+            kernel,
+            initrd: &initrd,
+        }),
     };
     let mut args = qemu::qemu_args(&launch);
     args.extend(crate::monitor::monitor_args(paths.monitor.socket()));
@@ -216,6 +228,10 @@ fn execute(
         stderr_line: verdict::stderr_reason(&stderr),
         kernel_spoke: !log_lines.is_empty() || has_content(&paths.report_txt),
         program: config.qemu.display().to_string(),
+        main: config.main,
+        linux_panic: (config.main == MainKernel::Linux)
+            .then(|| verdict::linux_panic_line(&log_lines))
+            .flatten(),
     };
     Ok(Finished {
         exit,

@@ -453,7 +453,9 @@ pub struct Fault {
     pub panic: bool,
 }
 
-/// `linux.*`: what [`crate::run_linux`] read from Linux's console.
+/// `linux.*`: what [`crate::run_linux`] read from Linux's console, or,
+/// with `--main linux`, what sidecar's hand-off and Linux's init reported
+/// (docs/linux.md).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LinuxFacts {
@@ -473,6 +475,39 @@ pub struct LinuxFacts {
     pub percpu_pages: Option<u32>,
     /// The delay loop's loops per jiffy.
     pub lpj: Option<u64>,
+    /// `--main linux`: BSP entry to the jump into Linux, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handoff_ms: Option<f64>,
+    /// `--main linux`: reading the bzImage and the initramfs through fw_cfg, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_ms: Option<f64>,
+    /// `--main linux`: the protected-mode part's load address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_address: Option<u64>,
+    /// `--main linux`: `/sys/devices/system/cpu/online` at the end of init.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online_cpus: Option<String>,
+    /// `--main linux`: the APIC IDs of Linux's online CPUs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apic_ids: Option<Vec<u32>>,
+    /// `--main linux`: BSP entry to Linux's init, in ms (TSC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_ms: Option<f64>,
+    /// `--main linux`: BSP entry to the main-kernel CPUs online, in ms (TSC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus_up_ms: Option<f64>,
+    /// `--main linux`: each CPU's status on its control page after init.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_status: Option<Vec<ControlStatus>>,
+}
+
+/// One CPU's status byte on its node's control page, as Linux's init read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlStatus {
+    /// The CPU's VP index.
+    pub vp: u32,
+    /// `idle`, `removed`, `run`, `stop`, `remove`, or `unknown N`.
+    pub status: String,
 }
 
 impl Report {
@@ -549,6 +584,11 @@ mod tests {
             report_key::BOOT_CPUS => format!("{key}[]={{\"vp\":1,\"status\":\"idle\"}}"),
             report_key::NODES => format!("{key}[]={{\"base_vp\":0}}"),
             report_key::FAULTS => format!("{key}[]={{\"cpu\":2,\"panic\":true}}"),
+            report_key::LINUX_CMDLINE | report_key::LINUX_ONLINE_CPUS => format!("{key}=\"0,8\""),
+            report_key::LINUX_APIC_IDS => format!("{key}=[0,8]"),
+            report_key::LINUX_CONTROL_STATUS => {
+                format!("{key}[]={{\"vp\":1,\"status\":\"idle\"}}")
+            }
             _ => format!("{key}=7"),
         }
     }

@@ -4,10 +4,16 @@
 //! kernel wrote 0x10 to `isa-debug-exit`), the report says `result="pass"`,
 //! and the runner did not have to kill QEMU. Everything else fails with the
 //! most specific reason at hand, the kernel's own `failure` when it gave one.
+//!
+//! With `--main linux` the verdict is the init script's (docs/linux.md):
+//! Linux cannot reach `isa-debug-exit` from user space, so the init powers
+//! the machine off, and QEMU's status 0 with `result="pass"` is a pass; a
+//! status 0 without a result is Linux rebooting (`panic=-1` on a panic,
+//! `-no-reboot` makes QEMU exit), told with the console's panic line.
 
 use std::time::Duration;
 
-use sidecar::vocabulary::report_key;
+use sidecar::vocabulary::{report_key, MainKernel};
 
 use crate::report::KernelReport;
 
@@ -32,6 +38,18 @@ pub(crate) struct QemuExit {
     /// The QEMU binary, as the user named it, for the hint when it exits
     /// at once with an error and says nothing.
     pub program: String,
+    /// The kernel the BSP handed over to.
+    pub main: MainKernel,
+    /// With `--main linux`: Linux's `Kernel panic` console line, if any.
+    pub linux_panic: Option<String>,
+}
+
+/// The first `Kernel panic` line of a Linux console log.
+pub(crate) fn linux_panic_line(lines: &[String]) -> Option<String> {
+    lines
+        .iter()
+        .find(|line| line.contains("Kernel panic"))
+        .map(|line| line.trim().to_owned())
 }
 
 /// `Ok(())` for a pass, else the reason for the failure.
@@ -40,6 +58,18 @@ pub(crate) fn verdict(exit: &QemuExit, report: &KernelReport) -> Result<(), Stri
         return Err(format!("timeout after {} s", limit.as_secs_f64()));
     }
     let kernel_reason = report.str_field(report_key::FAILURE).map(str::to_owned);
+    if exit.main == MainKernel::Linux && exit.status == Some(0) {
+        return match (report.str_field(report_key::RESULT), &exit.linux_panic) {
+            (Some("pass"), _) => Ok(()),
+            (Some("fail"), _) => Err(kernel_reason
+                .unwrap_or_else(|| "Linux's init reported fail with no reason".to_owned())),
+            (_, Some(panic)) => Err(format!("Linux panicked: {panic}")),
+            (_, None) => Err(
+                "Linux reset the machine before its init's verdict (see the console log)"
+                    .to_owned(),
+            ),
+        };
+    }
     match exit.status {
         Some(EXIT_PASS) => match report.str_field(report_key::RESULT) {
             Some("pass") => Ok(()),
@@ -214,6 +244,47 @@ mod tests {
             verdict(&exit, &parse("result=\"pass\"")),
             Err("timeout after 3 s".to_owned())
         );
+    }
+
+    #[test]
+    fn linux_powers_off_with_its_init_verdict() {
+        let linux = |panic: Option<&str>| QemuExit {
+            main: MainKernel::Linux,
+            linux_panic: panic.map(str::to_owned),
+            kernel_spoke: true,
+            ..exit(0)
+        };
+        assert_eq!(verdict(&linux(None), &parse("result=\"pass\"")), Ok(()));
+        assert_eq!(
+            verdict(
+                &linux(None),
+                &parse("failure=\"sidecar CPU 3 is run\"\nresult=\"fail\"")
+            ),
+            Err("sidecar CPU 3 is run".to_owned())
+        );
+        let lines = vec![
+            "[    1.0] boot".to_owned(),
+            "[    2.5] Kernel panic - not syncing: VFS: Unable to mount root fs".to_owned(),
+        ];
+        let panic = linux_panic_line(&lines);
+        assert_eq!(
+            verdict(&linux(panic.as_deref()), &parse("")).unwrap_err(),
+            "Linux panicked: [    2.5] Kernel panic - not syncing: VFS: Unable to mount root fs"
+        );
+        assert!(verdict(&linux(None), &parse(""))
+            .unwrap_err()
+            .contains("before its init's verdict"));
+        // The kernel's own exits still count, and a timeout still wins.
+        let sidecar_failed = QemuExit {
+            main: MainKernel::Linux,
+            ..exit(35)
+        };
+        assert_eq!(
+            verdict(&sidecar_failed, &parse("failure=\"no fw_cfg\"")),
+            Err("no fw_cfg".to_owned())
+        );
+        // Status 0 with sidecar's own main kernel stays a reset.
+        assert!(verdict(&exit(0), &parse("result=\"pass\"")).is_err());
     }
 
     #[test]

@@ -11,12 +11,12 @@ use crate::arch::x86_64::{apic, cpu, gdt::CpuTables, interrupts, time};
 use crate::boot::phys::IdentityMapped;
 use crate::boot::pvh::{self, StartInfo, START_INFO_MAGIC};
 use crate::boot::{fanout, prepare, summary};
-use crate::cmdline::{self, Options};
+use crate::cmdline::{self, MainKernel, Options};
 use crate::fatal::boot_error;
 use crate::plan::{self, MachinePlan, StartOptions};
 use crate::topology::{FirmwareCpu, Topology};
 use crate::vocabulary::report_key;
-use crate::{report, runtime, scenario, APIC_ID_LIMIT, MAX_CPUS};
+use crate::{linux, report, runtime, scenario, APIC_ID_LIMIT, MAX_CPUS};
 use x86_64::VirtAddr;
 
 /// The BSP's GDT and TSS.
@@ -49,6 +49,12 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
     let start_info = read_start_info(u64::from(start_info_paddr));
     let options = read_options(&start_info);
     crate::log::set_level(options.log_level);
+    if options.main == MainKernel::Linux && options.scenario != cmdline::Scenario::Boot {
+        boot_error(format_args!(
+            "main=linux runs the boot scenario only, not {}",
+            options.scenario.name()
+        ));
+    }
     info!(
         "sidecar {} booting: scenario {}",
         env!("CARGO_PKG_VERSION"),
@@ -98,7 +104,12 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
     fanout::bsp_start_all();
     let outcomes = fanout::wait_for_all();
     let boot = summary::summarize(entry_tsc, &outcomes, &prepared);
-    scenario::run(options, &boot)
+    match options.main {
+        MainKernel::Sidecar => scenario::run(options, &boot),
+        MainKernel::Linux => {
+            linux::handoff::enter_linux(entry_tsc, &prepared, &map, start_info.rsdp_paddr)
+        }
+    }
 }
 
 fn build_topology(machine: &AcpiInfo, options: &Options) -> Topology {

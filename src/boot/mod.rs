@@ -3,7 +3,8 @@
 //!
 //! Pure parts, tested on the host: [`pvh`] (the hand-off block), [`memory`]
 //! (finding RAM for the nodes) and [`page_tables`] (what every CPU maps).
-//! Bare-metal parts: `bsp` (the BSP's path from entry to scenario),
+//! Bare-metal parts: `bsp` (the BSP's path from entry to scenario, or to
+//! [`crate::linux`] with `main=linux`),
 //! `prepare` (its one-time preparation of the sidecar CPUs), `fanout`
 //! (INIT-SIPI-SIPI and the fan-out, run by the BSP and the APs), `ap` (an
 //! AP's first steps), `summary` (the boot report) and `phys` (reading

@@ -21,11 +21,11 @@ pub struct BootSummary {
 
 /// Milliseconds from `since` to `tsc`, with microsecond precision, as a
 /// value that `{}` formats like `12.345`.
-fn ms(since: u64, tsc: u64) -> Millis {
+pub(crate) fn ms(since: u64, tsc: u64) -> Millis {
     Millis(time::ticks_to_us(tsc.saturating_sub(since)))
 }
 
-struct Millis(u64);
+pub(crate) struct Millis(u64);
 
 impl core::fmt::Display for Millis {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

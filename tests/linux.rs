@@ -1,0 +1,124 @@
+//! `--main linux` (docs/linux.md): sidecar starts its CPUs, then the BSP
+//! enters Debian's cloud kernel, whose init reports back on COM2. Needs the
+//! kernel in target/linux-cloud and a static /bin/busybox
+//! (`scripts/fetch-linux.sh`, which CI runs); without them each test says
+//! "skipped" and passes.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::{boot, check_boot, config, tail};
+use qemu_runner::initramfs::{linux_kernel, BUSYBOX};
+use qemu_runner::schema::{CpuBootStatus, Report};
+use qemu_runner::{MainKernel, Numa, RunConfig, Scenario};
+
+/// Whether the kernel and busybox are there; says why not on the real
+/// stderr, which the harness does not capture.
+fn linux_or_skip(test: &str) -> bool {
+    let missing = match (linux_kernel(None), std::path::Path::new(BUSYBOX).is_file()) {
+        (Ok(_), true) => return true,
+        (Err(err), _) => err.to_string(),
+        (Ok(_), false) => format!("no {BUSYBOX}"),
+    };
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "skipped: {test}: {missing} (run scripts/fetch-linux.sh)"
+    );
+    false
+}
+
+/// 16 CPUs in two NUMA nodes of 8, Linux as the main kernel.
+fn linux_config(removed: &[u16]) -> RunConfig {
+    RunConfig {
+        numa: Numa::Equal(2),
+        memory_mib: 512,
+        removed: removed.to_vec(),
+        main: MainKernel::Linux,
+        timeout: Duration::from_secs(240),
+        ..config(Scenario::Boot, 16)
+    }
+}
+
+/// What every passing `--main linux` boot must show: Linux online on
+/// exactly the main-kernel CPUs (by APIC ID, from sidecar's own boot
+/// records), every sidecar CPU IDLE on its control page after init, and
+/// the times in order.
+fn check_linux(report: &Report, main_vps: &[u32], online: &str) {
+    let linux = report.linux.as_ref().expect("the report has linux.*");
+    assert_eq!(linux.online_cpus.as_deref(), Some(online));
+    let cpus = report.boot.cpus.as_ref().expect("boot.cpus");
+    let main_apic_ids: Vec<u32> = cpus
+        .iter()
+        .filter(|cpu| main_vps.contains(&(cpu.vp as u32)))
+        .map(|cpu| cpu.apic_id.expect("boot.cpus[].apic_id") as u32)
+        .collect();
+    assert_eq!(linux.apic_ids.as_deref(), Some(main_apic_ids.as_slice()));
+
+    let statuses = linux.control_status.as_ref().expect("linux.control_status");
+    assert_eq!(statuses.len(), cpus.len());
+    for status in statuses {
+        let expected = match main_vps.contains(&status.vp) {
+            true => "removed",
+            false => "idle",
+        };
+        assert_eq!(status.status, expected, "CPU {}", status.vp);
+    }
+    let sidecar = cpus
+        .iter()
+        .filter(|c| c.status == CpuBootStatus::Idle)
+        .count();
+    assert_eq!(sidecar + main_vps.len(), cpus.len());
+
+    let ready = report.boot.ready_ms.expect("boot.ready_ms");
+    let handoff = linux.handoff_ms.expect("linux.handoff_ms");
+    let init = linux.init_ms.expect("linux.init_ms");
+    let up = linux.cpus_up_ms.expect("linux.cpus_up_ms");
+    assert!(
+        ready < handoff && handoff < init && init < up,
+        "{ready} {handoff} {init} {up}"
+    );
+}
+
+#[test]
+fn linux_beside_fourteen_idle_sidecar_cpus() {
+    if !linux_or_skip("linux_beside_fourteen_idle_sidecar_cpus") {
+        return;
+    }
+    let report = check_boot(&linux_config(&[]), &[(0, 8), (8, 8)], &[]);
+    check_linux(&report, &[0, 8], "0,8");
+}
+
+#[test]
+fn linux_takes_the_removed_cpus_too() {
+    if !linux_or_skip("linux_takes_the_removed_cpus_too") {
+        return;
+    }
+    let report = check_boot(&linux_config(&[3, 9]), &[(0, 8), (8, 8)], &[3, 9]);
+    check_linux(&report, &[0, 3, 8, 9], "0,3,8-9");
+}
+
+#[test]
+fn a_sidecar_cpu_that_is_not_idle_fails_the_run() {
+    if !linux_or_skip("a_sidecar_cpu_that_is_not_idle_fails_the_run") {
+        return;
+    }
+    // CPU 5 gets INIT but no startup IPI: sidecar gives up on it (REMOVED
+    // on its control page), and Linux, told it is a sidecar CPU, leaves it.
+    let config = RunConfig {
+        extra_cmdline: vec!["unresponsive=5".to_owned()],
+        ..linux_config(&[])
+    };
+    let outcome = boot(&config);
+    assert!(!outcome.passed, "{}", tail(&outcome));
+    assert_eq!(
+        outcome.failure.as_deref(),
+        Some("sidecar CPU 5 is removed on its control page, not idle"),
+        "{}",
+        tail(&outcome)
+    );
+    // Linux still did not take it.
+    let linux = outcome.report.linux.as_ref().unwrap();
+    assert_eq!(linux.online_cpus.as_deref(), Some("0,8"));
+}
