@@ -146,3 +146,32 @@ fn ensure_rust_target(root: &Path) -> Result<(), String> {
         )),
     }
 }
+
+/// Builds sidecar.ko (`make -C linux-driver`, kbuild against the installed
+/// cloud-kernel headers; docs/linux.md) and returns the module. Like
+/// [`build_kernel`], once per process.
+pub fn build_linux_driver(verbose: bool) -> Result<PathBuf, RunnerError> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = workspace_root().join("linux-driver");
+            let mut command = Command::new("make");
+            command.arg("-C").arg(&dir);
+            for name in OUTER_BUILD_ENV {
+                command.env_remove(name);
+            }
+            let ran = match verbose {
+                true => run_verbose(&mut command),
+                false => run_captured(&mut command),
+            };
+            match ran {
+                Ok(true) => Ok(dir.join("sidecar.ko")),
+                Ok(false) => Err("make -C linux-driver failed (its output is above; \
+                                  scripts/fetch-linux.sh installs the headers)"
+                    .into()),
+                Err(e) => Err(format!("running make: {e}")),
+            }
+        })
+        .clone()
+        .map_err(RunnerError::Build)
+}

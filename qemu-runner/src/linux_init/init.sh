@@ -7,6 +7,7 @@
 #   linux.online_cpus      /sys/devices/system/cpu/online
 #   linux.apic_ids         the APIC IDs of Linux's online CPUs
 #   linux.control_status[] each CPU's status byte on its node's control page
+#   linux.driver_nodes     /dev/sidecarN devices sidecar.ko made (demo only)
 #   result, failure        the verdict
 # The sidecar record on the command line is
 #   sidecar=VECTOR,CONTROL:BASE_VP:COUNT:SIDECAR_MASK,...
@@ -72,6 +73,7 @@ for word in $(cat /proc/cmdline); do
         sidecar=*) RECORD=${word#sidecar=} ;;
         sidecar_entry_tsc=*) ENTRY_TSC=${word#*=} ;;
         sidecar_tsc_hz=*) TSC_HZ=${word#*=} ;;
+        sidecar_guest=*) GUEST=${word#*=} ;;
     esac
 done
 [ -n "$RECORD" ] && [ -n "$ENTRY_TSC" ] && [ -n "$TSC_HZ" ] \
@@ -125,4 +127,14 @@ for node in ${NODES#* }; do
         i=$((i + 1))
     done
 done
-finish "$FAILURE"
+[ -z "$FAILURE" ] || finish "$FAILURE"
+
+# Scenario demo: the runner packed the driver (docs/linux.md, "The driver").
+if [ -f /lib/sidecar.ko ]; then
+    insmod /lib/sidecar.ko record="$RECORD" guest="$GUEST" \
+        || finish "insmod sidecar.ko record=$RECORD guest=$GUEST failed"
+    DEVICES=$(ls /dev | grep -c '^sidecar[0-9]')
+    say linux.driver_nodes "$DEVICES"
+    [ -c /dev/sidecar-guest ] || finish "sidecar.ko made no /dev/sidecar-guest"
+fi
+finish ""
