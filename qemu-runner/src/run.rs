@@ -427,7 +427,8 @@ fn shown_path(path: &Path) -> &Path {
 }
 
 /// What the initramfs carries besides busybox and the init: with scenario
-/// `demo`, the driver (`/lib/sidecar.ko`), which the init loads.
+/// `demo`, the driver (`/lib/sidecar.ko`), which the init loads, and the
+/// user-mode VMM (`/bin/linux-vmm`), which it runs.
 fn linux_extras(config: &RunConfig) -> Result<Vec<initramfs::ExtraFile>, RunnerError> {
     if config.scenario != Scenario::Demo {
         return Ok(Vec::new());
@@ -435,8 +436,17 @@ fn linux_extras(config: &RunConfig) -> Result<Vec<initramfs::ExtraFile>, RunnerE
     let driver = build::build_linux_driver(config.verbose)?;
     let data =
         std::fs::read(&driver).map_err(RunnerError::io(format!("reading {}", driver.display())))?;
-    Ok(vec![initramfs::ExtraFile {
-        name: "lib/sidecar.ko",
-        data,
-    }])
+    let vmm = build::build_linux_vmm(config.verbose)?;
+    let vmm_data =
+        std::fs::read(&vmm).map_err(RunnerError::io(format!("reading {}", vmm.display())))?;
+    Ok(vec![
+        initramfs::ExtraFile {
+            name: "lib/sidecar.ko",
+            data,
+        },
+        initramfs::ExtraFile {
+            name: "bin/linux-vmm",
+            data: vmm_data,
+        },
+    ])
 }

@@ -8,6 +8,7 @@
 #   linux.apic_ids         the APIC IDs of Linux's online CPUs
 #   linux.control_status[] each CPU's status byte on its node's control page
 #   linux.driver_nodes     /dev/sidecarN devices sidecar.ko made (demo only)
+#   linux.vps, linux.exits from the user-mode VMM, /bin/linux-vmm (demo only)
 #   result, failure        the verdict
 # The sidecar record on the command line is
 #   sidecar=VECTOR,CONTROL:BASE_VP:COUNT:SIDECAR_MASK,...
@@ -136,5 +137,9 @@ if [ -f /lib/sidecar.ko ]; then
     DEVICES=$(ls /dev | grep -c '^sidecar[0-9]')
     say linux.driver_nodes "$DEVICES"
     [ -c /dev/sidecar-guest ] || finish "sidecar.ko made no /dev/sidecar-guest"
+fi
+# The user-mode VMM: report lines on its stdout, its log on the console.
+if [ -x /bin/linux-vmm ]; then
+    linux-vmm "${GUEST#*:}" >&3 || finish "linux-vmm failed (its log is above)"
 fi
 finish ""
