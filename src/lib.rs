@@ -49,6 +49,7 @@ pub mod acpi;
 pub mod arch;
 pub mod boot;
 pub mod cmdline;
+pub mod guests;
 pub mod json;
 pub mod layout;
 pub mod linux;

@@ -500,6 +500,18 @@ pub mod report_key {
     /// One object per CPU of a node with a control page: its status read
     /// there after Linux's init ran (init script, appended).
     pub const LINUX_CONTROL_STATUS: &str = "linux.control_status";
+    /// The `/dev/sidecarN` devices sidecar.ko made, one per node with
+    /// sidecar CPUs (init script, scenario `demo`).
+    pub const LINUX_DRIVER_NODES: &str = "linux.driver_nodes";
+    /// Guest VPs the user-mode VMM ran to a correct answer (linux-vmm).
+    pub const LINUX_VPS: &str = "linux.vps";
+    /// The VM exits those VPs took, all kinds (linux-vmm).
+    pub const LINUX_EXITS: &str = "linux.exits";
+    /// The STOP of a spinning VP: the ioctl to RUN_VP's return, in TSC
+    /// cycles (linux-vmm).
+    pub const LINUX_STOP_LATENCY_CYCLES: &str = "linux.stop_latency_cycles";
+    /// Sidecar CPUs onlined into Linux (init script).
+    pub const LINUX_CONVERTED: &str = "linux.converted";
 
     /// Every key above.
     pub const ALL: &[&str] = &[
@@ -574,6 +586,11 @@ pub mod report_key {
         LINUX_INIT_MS,
         LINUX_CPUS_UP_MS,
         LINUX_CONTROL_STATUS,
+        LINUX_DRIVER_NODES,
+        LINUX_VPS,
+        LINUX_EXITS,
+        LINUX_STOP_LATENCY_CYCLES,
+        LINUX_CONVERTED,
     ];
 }
 

@@ -29,6 +29,26 @@ fn linux_or_skip(test: &str) -> bool {
     false
 }
 
+/// Whether the cloud kernel's headers are installed, for building
+/// sidecar.ko (scenario `demo`); says why not like [`linux_or_skip`].
+fn headers_or_skip() -> bool {
+    let found = std::fs::read_dir("/usr/src")
+        .into_iter()
+        .flatten()
+        .any(|entry| {
+            let name = entry.map(|e| e.file_name()).unwrap_or_default();
+            let name = name.to_string_lossy();
+            name.starts_with("linux-headers-") && name.ends_with("-cloud-amd64")
+        });
+    if !found {
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "skipped: no /usr/src/linux-headers-*-cloud-amd64 for sidecar.ko (run scripts/fetch-linux.sh)"
+        );
+    }
+    found
+}
+
 /// 16 CPUs in two NUMA nodes of 8, Linux as the main kernel.
 fn linux_config(removed: &[u16]) -> RunConfig {
     RunConfig {
@@ -121,4 +141,25 @@ fn a_sidecar_cpu_that_is_not_idle_fails_the_run() {
     // Linux still did not take it.
     let linux = outcome.report.linux.as_ref().unwrap();
     assert_eq!(linux.online_cpus.as_deref(), Some("0,8"));
+}
+
+/// Scenario `demo` through Linux: the init loads sidecar.ko, which makes
+/// one device per node with sidecar CPUs, and the user-mode VMM runs a
+/// guest VP on a sidecar CPU through it to the answer it checks (the
+/// guest's OUT of the result and its OUT to the exit port: two exits).
+#[test]
+fn linux_demo_drives_the_sidecar_cpus() {
+    if !linux_or_skip("linux_demo_drives_the_sidecar_cpus") || !headers_or_skip() {
+        return;
+    }
+    let config = RunConfig {
+        scenario: Scenario::Demo,
+        ..linux_config(&[])
+    };
+    let outcome = boot(&config);
+    assert!(outcome.passed, "{}", tail(&outcome));
+    let linux = outcome.report.linux.as_ref().expect("linux.*");
+    assert_eq!(linux.driver_nodes, Some(2), "{}", tail(&outcome));
+    assert_eq!(linux.vps, Some(1), "{}", tail(&outcome));
+    assert_eq!(linux.exits, Some(2), "{}", tail(&outcome));
 }

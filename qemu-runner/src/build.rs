@@ -119,6 +119,12 @@ fn run_captured(command: &mut Command) -> io::Result<bool> {
 /// it: rustup does not add a `rust-toolchain.toml` target to a toolchain
 /// that is already installed.
 fn ensure_rust_target(root: &Path) -> Result<(), String> {
+    ensure_target(root, KERNEL_TARGET)
+}
+
+/// Adds the Rust target `target` when rustup manages the toolchain and
+/// lacks it.
+fn ensure_target(root: &Path, target: &str) -> Result<(), String> {
     let listed = Command::new("rustup")
         .current_dir(root)
         .args(["target", "list", "--installed"])
@@ -128,21 +134,83 @@ fn ensure_rust_target(root: &Path) -> Result<(), String> {
         return Ok(()); // no rustup: the toolchain is someone else's business
     };
     let installed = String::from_utf8_lossy(&listed.stdout);
-    if !listed.status.success() || installed.lines().any(|l| l.trim() == KERNEL_TARGET) {
+    if !listed.status.success() || installed.lines().any(|l| l.trim() == target) {
         return Ok(());
     }
-    eprintln!(
-        "qemu-runner: adding the Rust target {KERNEL_TARGET} (rustup target add {KERNEL_TARGET})"
-    );
+    eprintln!("qemu-runner: adding the Rust target {target} (rustup target add {target})");
     let status = Command::new("rustup")
         .current_dir(root)
-        .args(["target", "add", KERNEL_TARGET])
+        .args(["target", "add", target])
         .status()
         .map_err(|e| format!("running rustup target add: {e}"))?;
     match status.success() {
         true => Ok(()),
-        false => Err(format!(
-            "rustup target add {KERNEL_TARGET} failed ({status})"
-        )),
+        false => Err(format!("rustup target add {target} failed ({status})")),
     }
+}
+
+/// Builds sidecar.ko (`make -C linux-driver`, kbuild against the installed
+/// cloud-kernel headers; docs/linux.md) and returns the module. Like
+/// [`build_kernel`], once per process.
+pub fn build_linux_driver(verbose: bool) -> Result<PathBuf, RunnerError> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = workspace_root().join("linux-driver");
+            let mut command = Command::new("make");
+            command.arg("-C").arg(&dir);
+            for name in OUTER_BUILD_ENV {
+                command.env_remove(name);
+            }
+            let ran = match verbose {
+                true => run_verbose(&mut command),
+                false => run_captured(&mut command),
+            };
+            match ran {
+                Ok(true) => Ok(dir.join("sidecar.ko")),
+                Ok(false) => Err("make -C linux-driver failed (its output is above; \
+                                  scripts/fetch-linux.sh installs the headers)"
+                    .into()),
+                Err(e) => Err(format!("running make: {e}")),
+            }
+        })
+        .clone()
+        .map_err(RunnerError::Build)
+}
+
+/// The user-mode VMM's Rust target: static, so the initramfs needs no libc.
+pub const LINUX_VMM_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// Builds the user-mode VMM (`linux-vmm`, release, [`LINUX_VMM_TARGET`],
+/// adding the target with rustup if needed) and returns the binary. Like
+/// [`build_kernel`], once per process.
+pub fn build_linux_vmm(verbose: bool) -> Result<PathBuf, RunnerError> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = workspace_root();
+            ensure_target(&root, LINUX_VMM_TARGET)?;
+            let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let target_dir = root.join("target/linux-vmm");
+            let mut command = Command::new(&cargo);
+            command
+                .current_dir(&root)
+                .args(["build", "--release", "-p", "linux-vmm"])
+                .args(["--target", LINUX_VMM_TARGET, "--target-dir"])
+                .arg(&target_dir);
+            for name in OUTER_BUILD_ENV {
+                command.env_remove(name);
+            }
+            let ran = match verbose {
+                true => run_verbose(&mut command),
+                false => run_captured(&mut command),
+            };
+            match ran {
+                Ok(true) => Ok(target_dir.join(LINUX_VMM_TARGET).join("release/linux-vmm")),
+                Ok(false) => Err("cargo build -p linux-vmm failed (its output is above)".into()),
+                Err(e) => Err(format!("running {}: {e}", Path::new(&cargo).display())),
+            }
+        })
+        .clone()
+        .map_err(RunnerError::Build)
 }

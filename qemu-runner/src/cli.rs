@@ -110,7 +110,7 @@ pub struct Args {
     #[arg(long, value_name = "S")]
     seed: Option<u64>,
     /// The kernel the BSP runs after starting the sidecar CPUs: sidecar's own, or
-    /// linux (a real Linux beside the idle sidecar CPUs, --scenario boot only;
+    /// linux (a real Linux beside the sidecar CPUs, --scenario boot or demo;
     /// docs/linux.md).
     #[arg(long, value_enum, value_name = "KERNEL", default_value_t = MainKernel::Sidecar)]
     main: MainKernel,

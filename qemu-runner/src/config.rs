@@ -176,9 +176,9 @@ impl RunConfig {
             check_kernel_word(word).map_err(RunnerError::Config)?;
         }
         if self.main == MainKernel::Linux {
-            if self.scenario != Scenario::Boot {
+            if !matches!(self.scenario, Scenario::Boot | Scenario::Demo) {
                 return bad(format!(
-                    "--main linux runs the boot scenario only, not {}",
+                    "--main linux runs the boot and demo scenarios only, not {}",
                     self.scenario
                 ));
             }
@@ -277,10 +277,10 @@ mod tests {
         for (bad, why) in [
             (
                 RunConfig {
-                    scenario: Scenario::Demo,
+                    scenario: Scenario::Convert,
                     ..linux.clone()
                 },
-                "boot scenario only, not demo",
+                "boot and demo scenarios only, not convert",
             ),
             (
                 RunConfig {

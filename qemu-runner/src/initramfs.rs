@@ -136,17 +136,29 @@ const EXECUTABLE: u32 = 0o100_755;
 const SYMLINK: u32 = 0o120_777;
 const CHAR_DEVICE: u32 = 0o020_600;
 
-/// The initramfs as bytes: busybox, the init script and `/dev/console`.
-fn initramfs(busybox: &[u8]) -> Vec<u8> {
+/// A file the runner adds to the initramfs besides busybox and the init
+/// (scenario `demo`: the driver and the user-mode VMM).
+#[derive(Clone, Debug)]
+pub struct ExtraFile {
+    /// Its path in the archive, without the leading `/` (`lib/sidecar.ko`).
+    pub name: &'static str,
+    /// Its contents.
+    pub data: Vec<u8>,
+}
+
+/// The initramfs as bytes: busybox, the init script, `/dev/console`, and
+/// `extras` (executable, in `lib/` or `bin/`).
+fn initramfs(busybox: &[u8], extras: &[ExtraFile]) -> Vec<u8> {
     let dir = |name| Entry {
         name,
         mode: DIRECTORY,
         data: &[],
         rdev: (0, 0),
     };
-    let entries = [
+    let mut entries = vec![
         dir("bin"),
         dir("dev"),
+        dir("lib"),
         dir("proc"),
         dir("sys"),
         Entry {
@@ -174,12 +186,18 @@ fn initramfs(busybox: &[u8]) -> Vec<u8> {
             rdev: (5, 1),
         },
     ];
+    entries.extend(extras.iter().map(|extra| Entry {
+        name: extra.name,
+        mode: EXECUTABLE,
+        data: &extra.data,
+        rdev: (0, 0),
+    }));
     cpio(&entries)
 }
 
 /// Writes the initramfs to `out`, with busybox from [`BUSYBOX`] (which
-/// must be static: the archive has no libraries).
-pub fn write_initramfs(out: &Path) -> Result<(), RunnerError> {
+/// must be static: the archive has no libraries), and `extras`.
+pub fn write_initramfs(out: &Path, extras: &[ExtraFile]) -> Result<(), RunnerError> {
     let busybox = fs::read(BUSYBOX).map_err(|err| {
         RunnerError::Config(format!(
             "--main linux needs a static busybox at {BUSYBOX} ({err}): {FETCH_HINT}"
@@ -190,7 +208,7 @@ pub fn write_initramfs(out: &Path) -> Result<(), RunnerError> {
             "{BUSYBOX} is not a static ELF (install busybox-static, not busybox)"
         )));
     }
-    fs::write(out, initramfs(&busybox))
+    fs::write(out, initramfs(&busybox, extras))
         .map_err(RunnerError::io(format!("writing {}", out.display())))
 }
 
@@ -231,7 +249,11 @@ mod tests {
 
     #[test]
     fn the_archive_reads_back() {
-        let archive = initramfs(b"\x7fELF-busybox");
+        let extra = ExtraFile {
+            name: "lib/sidecar.ko",
+            data: b"module".to_vec(),
+        };
+        let archive = initramfs(b"\x7fELF-busybox", &[extra]);
         let read = entries(&archive);
         let names: Vec<&str> = read.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(
@@ -239,22 +261,28 @@ mod tests {
             [
                 "bin",
                 "dev",
+                "lib",
                 "proc",
                 "sys",
                 "bin/busybox",
                 "bin/sh",
                 "init",
-                "dev/console"
+                "dev/console",
+                "lib/sidecar.ko"
             ]
         );
-        assert_eq!(read[4].2, b"\x7fELF-busybox");
+        assert_eq!(read[5].2, b"\x7fELF-busybox");
         assert_eq!(
-            (read[5].1, read[5].2.as_slice()),
+            (read[6].1, read[6].2.as_slice()),
             (SYMLINK, &b"busybox"[..])
         );
-        assert_eq!(read[6].2, INIT_SCRIPT.as_bytes());
-        assert_eq!(read[6].1, EXECUTABLE);
-        assert_eq!((read[7].1, read[7].3), (CHAR_DEVICE, (5, 1)));
+        assert_eq!(read[7].2, INIT_SCRIPT.as_bytes());
+        assert_eq!(read[7].1, EXECUTABLE);
+        assert_eq!((read[8].1, read[8].3), (CHAR_DEVICE, (5, 1)));
+        assert_eq!(
+            (read[9].1, read[9].2.as_slice()),
+            (EXECUTABLE, &b"module"[..])
+        );
     }
 
     #[test]

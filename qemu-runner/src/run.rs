@@ -19,7 +19,7 @@ use crate::qemu::{self, Engine, Launch, LinuxFiles};
 use crate::report_file::ReportFile;
 use crate::schema::{CpuStatusAtTimeout, Node, Report};
 use crate::verdict::{self, QemuExit};
-use crate::{build, initramfs, report, MainKernel, RunConfig, RunnerError};
+use crate::{build, initramfs, report, MainKernel, RunConfig, RunnerError, Scenario};
 
 /// What one boot produced. A kernel failure is an outcome, not an error.
 #[derive(Debug, Clone)]
@@ -104,7 +104,7 @@ pub fn run(config: &RunConfig) -> Result<RunOutcome, RunnerError> {
     let paths = RunPaths::create(config)?;
     let initrd = paths.dir.join("initramfs.cpio");
     if linux_kernel.is_some() {
-        initramfs::write_initramfs(&initrd)?;
+        initramfs::write_initramfs(&initrd, &linux_extras(config)?)?;
     }
     let firmware = qemu::firmware();
     let launch = Launch {
@@ -424,4 +424,29 @@ fn shown_path(path: &Path) -> &Path {
         .ok()
         .and_then(|cwd| path.strip_prefix(cwd).ok())
         .unwrap_or(path)
+}
+
+/// What the initramfs carries besides busybox and the init: with scenario
+/// `demo`, the driver (`/lib/sidecar.ko`), which the init loads, and the
+/// user-mode VMM (`/bin/linux-vmm`), which it runs.
+fn linux_extras(config: &RunConfig) -> Result<Vec<initramfs::ExtraFile>, RunnerError> {
+    if config.scenario != Scenario::Demo {
+        return Ok(Vec::new());
+    }
+    let driver = build::build_linux_driver(config.verbose)?;
+    let data =
+        std::fs::read(&driver).map_err(RunnerError::io(format!("reading {}", driver.display())))?;
+    let vmm = build::build_linux_vmm(config.verbose)?;
+    let vmm_data =
+        std::fs::read(&vmm).map_err(RunnerError::io(format!("reading {}", vmm.display())))?;
+    Ok(vec![
+        initramfs::ExtraFile {
+            name: "lib/sidecar.ko",
+            data,
+        },
+        initramfs::ExtraFile {
+            name: "bin/linux-vmm",
+            data: vmm_data,
+        },
+    ])
 }

@@ -499,6 +499,21 @@ pub struct LinuxFacts {
     /// `--main linux`: each CPU's status on its control page after init.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control_status: Option<Vec<ControlStatus>>,
+    /// `--main linux`, demo: the `/dev/sidecarN` devices sidecar.ko made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver_nodes: Option<u32>,
+    /// `--main linux`, demo: VPs the user-mode VMM ran to a correct answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vps: Option<u32>,
+    /// `--main linux`, demo: the VM exits those VPs took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exits: Option<u64>,
+    /// `--main linux`, demo: a spinning VP's STOP, ioctl to RUN_VP's return (TSC cycles).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_latency_cycles: Option<u64>,
+    /// `--main linux`, demo: sidecar CPUs onlined into Linux.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub converted: Option<u32>,
 }
 
 /// One CPU's status byte on its node's control page, as Linux's init read it.

@@ -49,9 +49,13 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
     let start_info = read_start_info(u64::from(start_info_paddr));
     let options = read_options(&start_info);
     crate::log::set_level(options.log_level);
-    if options.main == MainKernel::Linux && options.scenario != cmdline::Scenario::Boot {
+    let linux_scenario = matches!(
+        options.scenario,
+        cmdline::Scenario::Boot | cmdline::Scenario::Demo
+    );
+    if options.main == MainKernel::Linux && !linux_scenario {
         boot_error(format_args!(
-            "main=linux runs the boot scenario only, not {}",
+            "main=linux runs the boot and demo scenarios only, not {}",
             options.scenario.name()
         ));
     }

@@ -382,11 +382,14 @@ pub struct LinuxCmdline<'a> {
     pub entry_tsc: u64,
     /// The TSC's frequency.
     pub tsc_hz: u64,
+    /// Guest memory: its host physical base and size (the user-mode VMM
+    /// maps it through the driver).
+    pub guest: (u64, u64),
 }
 
 impl fmt::Display for LinuxCmdline<'_> {
     /// `console=ttyS0 earlyprintk=serial panic=-1 maxcpus=1 sidecar=V,N,N...
-    /// sidecar_entry_tsc=T sidecar_tsc_hz=H`, where each node `N` is
+    /// sidecar_guest=BASE:SIZE sidecar_entry_tsc=T sidecar_tsc_hz=H`, where each node `N` is
     /// `CONTROL:BASE_VP:COUNT:SIDECAR_MASK` (`docs/linux.md`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // maxcpus=1: Linux boots on the BSP alone and brings up no other
@@ -402,8 +405,8 @@ impl fmt::Display for LinuxCmdline<'_> {
         }
         write!(
             f,
-            " sidecar_entry_tsc={} sidecar_tsc_hz={}",
-            self.entry_tsc, self.tsc_hz
+            " sidecar_guest={:#x}:{:#x} sidecar_entry_tsc={} sidecar_tsc_hz={}",
+            self.guest.0, self.guest.1, self.entry_tsc, self.tsc_hz
         )
     }
 }
@@ -622,6 +625,7 @@ mod tests {
             nodes: &nodes,
             entry_tsc: 123,
             tsc_hz: 2_000_000_000,
+            guest: (0x600000, 0x600000),
         };
         let mut bytes = [0u8; 256];
         let mut buffer = CmdlineBuffer::new(&mut bytes);
@@ -629,7 +633,8 @@ mod tests {
         assert_eq!(
             buffer.as_str(),
             "console=ttyS0 earlyprintk=serial panic=-1 maxcpus=1 \
-             sidecar=241,0x201000:0:8:0xf6,0x0:8:1:0x0 sidecar_entry_tsc=123 sidecar_tsc_hz=2000000000"
+             sidecar=241,0x201000:0:8:0xf6,0x0:8:1:0x0 sidecar_guest=0x600000:0x600000 \
+             sidecar_entry_tsc=123 sidecar_tsc_hz=2000000000"
         );
         let mut small = [0u8; 8];
         assert!(write!(CmdlineBuffer::new(&mut small), "{line}").is_err());

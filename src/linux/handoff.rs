@@ -174,6 +174,7 @@ pub fn enter_linux(entry_tsc: u64, prepared: &Prepared, map: &[MemmapEntry], rsd
         nodes: &nodes,
         entry_tsc,
         tsc_hz: time::tsc_hz(),
+        guest: (prepared.guest.host_base, prepared.guest.size),
     };
     let cmdline_ptr = &raw mut CMDLINE;
     // SAFETY: the BSP's own static, written once here, before Linux runs.

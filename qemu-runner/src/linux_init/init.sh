@@ -7,6 +7,8 @@
 #   linux.online_cpus      /sys/devices/system/cpu/online
 #   linux.apic_ids         the APIC IDs of Linux's online CPUs
 #   linux.control_status[] each CPU's status byte on its node's control page
+#   linux.driver_nodes     /dev/sidecarN devices sidecar.ko made (demo only)
+#   linux.vps, linux.exits from the user-mode VMM, /bin/linux-vmm (demo only)
 #   result, failure        the verdict
 # The sidecar record on the command line is
 #   sidecar=VECTOR,CONTROL:BASE_VP:COUNT:SIDECAR_MASK,...
@@ -72,6 +74,7 @@ for word in $(cat /proc/cmdline); do
         sidecar=*) RECORD=${word#sidecar=} ;;
         sidecar_entry_tsc=*) ENTRY_TSC=${word#*=} ;;
         sidecar_tsc_hz=*) TSC_HZ=${word#*=} ;;
+        sidecar_guest=*) GUEST=${word#*=} ;;
     esac
 done
 [ -n "$RECORD" ] && [ -n "$ENTRY_TSC" ] && [ -n "$TSC_HZ" ] \
@@ -125,4 +128,18 @@ for node in ${NODES#* }; do
         i=$((i + 1))
     done
 done
-finish "$FAILURE"
+[ -z "$FAILURE" ] || finish "$FAILURE"
+
+# Scenario demo: the runner packed the driver (docs/linux.md, "The driver").
+if [ -f /lib/sidecar.ko ]; then
+    insmod /lib/sidecar.ko record="$RECORD" guest="$GUEST" \
+        || finish "insmod sidecar.ko record=$RECORD guest=$GUEST failed"
+    DEVICES=$(ls /dev | grep -c '^sidecar[0-9]')
+    say linux.driver_nodes "$DEVICES"
+    [ -c /dev/sidecar-guest ] || finish "sidecar.ko made no /dev/sidecar-guest"
+fi
+# The user-mode VMM: report lines on its stdout, its log on the console.
+if [ -x /bin/linux-vmm ]; then
+    linux-vmm "${GUEST#*:}" >&3 || finish "linux-vmm failed (its log is above)"
+fi
+finish ""

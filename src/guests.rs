@@ -1,6 +1,9 @@
-//! The guest programs the VMM runs: small 32-bit protected-mode programs
-//! (paging off, flat segments), assembled into the kernel image and copied
-//! into guest memory at [`CODE_GPA`].
+//! The guest programs the VMMs run: small 32-bit protected-mode programs
+//! (paging off, flat segments), assembled into the kernel image (and into
+//! the user-mode VMM, `linux-vmm/`, which builds this crate for Linux) and
+//! copied into guest memory at [`CODE_GPA`]; and the guest memory layout
+//! and first registers they start with. Pure: the kernel's VMM (`vmm`) and
+//! the user-mode VMM share it.
 //!
 //! The VMM starts a program by setting RIP to its address and passes
 //! parameters in registers. They talk to the VMM through intercepted port
@@ -9,6 +12,10 @@
 //! nested page faults.
 
 use core::arch::global_asm;
+
+use crate::abi::{
+    HvRegisterAssoc, HvX64RegisterName as Name, HvX64SegmentRegister, HvX64TableRegister,
+};
 
 /// Guest physical address the programs are copied to.
 pub const CODE_GPA: u64 = 0x8000;
@@ -388,4 +395,102 @@ pub fn expected_compute(seed: u32, rounds: u32) -> u32 {
         x ^= x << 5;
     }
     x
+}
+
+/// Where VP `vp`'s checksum region lives, and its length.
+pub fn checksum_region(vp: u32) -> (u64, u64) {
+    (CHECKSUM_REGIONS_GPA + u64::from(vp) * 0x1000, 0x1000)
+}
+
+/// VP `vp`'s stack top.
+pub fn stack_top(vp: u32) -> u64 {
+    STACKS_GPA + (u64::from(vp) + 1) * 0x1000
+}
+
+/// Guest memory layout, one 4 KiB page per VP in each area, for every VP up
+/// to `MAX_CPUS`. (An earlier layout put the stacks below 1 MiB, where the
+/// stacks of VPs 240 and up ran into the checksum regions: the stress
+/// benchmark on 255 CPUs found it.)
+const CHECKSUM_REGIONS_GPA: u64 = 0x10_0000;
+/// See [`CHECKSUM_REGIONS_GPA`].
+const STACKS_GPA: u64 = CHECKSUM_REGIONS_GPA + crate::MAX_CPUS as u64 * 0x1000;
+const _: () =
+    assert!(STACKS_GPA + crate::MAX_CPUS as u64 * 0x1000 <= crate::plan::GUEST_MEMORY_BYTES);
+
+/// A flat 32-bit segment.
+fn flat(selector: u16, attributes: u16) -> HvX64SegmentRegister {
+    HvX64SegmentRegister {
+        base: 0,
+        limit: 0xFFFF_FFFF,
+        selector,
+        attributes,
+    }
+}
+
+/// The registers that start `program` on VP `vp` in 32-bit protected mode,
+/// paging off; `eax`/`ecx` are program arguments.
+pub fn start_registers(
+    program: Program,
+    vp: u32,
+    eax: u32,
+    ecx: u32,
+) -> heapless::Vec<HvRegisterAssoc, 28> {
+    let (region, len) = checksum_region(vp);
+    let ecx = if program == Program::Checksum {
+        len as u32
+    } else {
+        ecx
+    };
+    let code = flat(0x08, 0xC09B);
+    let data = flat(0x10, 0xC093);
+    let table = HvX64TableRegister {
+        pad: [0; 3],
+        limit: 0xFFFF,
+        base: 0,
+    };
+    let list = [
+        HvRegisterAssoc::new(Name::Cr0, 0x11u64),
+        HvRegisterAssoc::new(Name::Cr3, 0u64),
+        HvRegisterAssoc::new(Name::Cr4, 0u64),
+        HvRegisterAssoc::new(Name::Efer, 0u64),
+        HvRegisterAssoc::new(Name::Cs, code),
+        HvRegisterAssoc::new(Name::Ds, data),
+        HvRegisterAssoc::new(Name::Es, data),
+        HvRegisterAssoc::new(Name::Ss, data),
+        HvRegisterAssoc::new(Name::Fs, data),
+        HvRegisterAssoc::new(Name::Gs, data),
+        HvRegisterAssoc::new(
+            Name::Tr,
+            HvX64SegmentRegister {
+                base: 0,
+                limit: 0x67,
+                selector: 0,
+                attributes: 0x8B,
+            },
+        ),
+        HvRegisterAssoc::new(
+            Name::Ldtr,
+            HvX64SegmentRegister {
+                base: 0,
+                limit: 0xFFFF,
+                selector: 0,
+                attributes: 0x82,
+            },
+        ),
+        HvRegisterAssoc::new(Name::Gdtr, table),
+        HvRegisterAssoc::new(Name::Idtr, table),
+        HvRegisterAssoc::new(Name::Rflags, 0x2u64),
+        HvRegisterAssoc::new(Name::Rip, program.entry()),
+        HvRegisterAssoc::new(Name::Rsp, stack_top(vp)),
+        HvRegisterAssoc::new(Name::Rax, u64::from(eax)),
+        HvRegisterAssoc::new(Name::Rbx, u64::from(vp)),
+        HvRegisterAssoc::new(Name::Rcx, u64::from(ecx)),
+        HvRegisterAssoc::new(Name::Rsi, region),
+        HvRegisterAssoc::new(Name::Pat, 0x0007_0406_0007_0406u64),
+        HvRegisterAssoc::new(Name::Dr7, 0x400u64),
+        // A fresh start: nothing left pending from a previous program.
+        HvRegisterAssoc::new(Name::PendingInterruption, 0u64),
+        HvRegisterAssoc::new(Name::InterruptState, 0u64),
+    ];
+    list.into_iter().collect()
 }

@@ -1,0 +1,390 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0
+/*
+ * sidecar.ko: Linux's driver for the sidecar CPUs of the machine it was
+ * started on (docs/linux.md). It owns each node's control page: it stores a
+ * CPU's status (RUN, STOP, REMOVE) and sends the request IPI; user space
+ * (linux-vmm) maps the command pages and writes the commands themselves.
+ * A CPU hotplug callback REMOVEs a sidecar CPU before Linux brings it up.
+ *
+ * Parameters (the init script passes them from Linux's command line):
+ *   record=VECTOR,CONTROL:BASE_VP:COUNT:SIDECAR_MASK,...  (sidecar=)
+ *   guest=HOST_BASE:SIZE                                   (sidecar_guest=)
+ */
+#include <linux/cpu.h>
+#include <linux/cpuhotplug.h>
+#include <linux/delay.h>
+#include <linux/fs.h>
+#include <linux/io.h>
+#include <linux/ktime.h>
+#include <linux/miscdevice.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+#include <asm/apic.h>
+
+#include "sidecar_ioctl.h"
+
+#define MAX_NODES 16
+/* The statuses start at byte 64 of the control page (abi::ControlPage). */
+#define STATUS_OFFSET 64
+/* How long the hotplug callback waits for a STOP or a REMOVE. */
+#define CONVERT_TIMEOUT_US (5 * USEC_PER_SEC)
+
+static char *record;
+module_param(record, charp, 0444);
+MODULE_PARM_DESC(record, "the sidecar= record of Linux's command line");
+static char *guest;
+module_param(guest, charp, 0444);
+MODULE_PARM_DESC(guest, "the sidecar_guest= HOST_BASE:SIZE of guest memory");
+
+struct sidecar_node {
+	phys_addr_t control;
+	u32 base_vp;
+	u32 count;
+	u64 mask;
+	u8 *status; /* the control page's status bytes, memremap'd */
+	void *page;
+	char name[16];
+	struct miscdevice misc;
+};
+
+static u32 request_vector;
+static struct sidecar_node nodes[MAX_NODES];
+static unsigned int node_count;
+static phys_addr_t guest_base;
+static u64 guest_size;
+static struct miscdevice guest_misc;
+static enum cpuhp_state hotplug_state;
+
+static bool is_sidecar(const struct sidecar_node *node, u32 cpu)
+{
+	return cpu < node->count && cpu < 64 && (node->mask >> cpu) & 1;
+}
+
+/* The request IPI to the CPU's APIC ID, fixed delivery, physical mode. */
+static void send_request(const struct sidecar_node *node, u32 cpu)
+{
+	u32 apic_id = cpu_physical_id(node->base_vp + cpu);
+	unsigned long flags;
+
+	local_irq_save(flags);
+	apic->wait_icr_idle();
+	apic->icr_write(APIC_DM_FIXED | APIC_DEST_PHYSICAL | request_vector, apic_id);
+	local_irq_restore(flags);
+}
+
+/* Changes a status from `from` to `to` (fully ordered: the caller's
+ * writes to the command page are visible before `to`), then IPIs. */
+static bool request(struct sidecar_node *node, u32 cpu, u8 from, u8 to)
+{
+	if (cmpxchg(&node->status[cpu], from, to) != from)
+		return false;
+	send_request(node, cpu);
+	return true;
+}
+
+static int request_status(struct sidecar_node *node, u32 cpu, u32 status)
+{
+	u8 now;
+
+	if (cpu >= node->count || (status != SIDECAR_RUN && status != SIDECAR_STOP &&
+				   status != SIDECAR_REMOVE))
+		return -EINVAL;
+	if (!is_sidecar(node, cpu))
+		return -ENODEV;
+	now = READ_ONCE(node->status[cpu]);
+	if (now == SIDECAR_REMOVED || now == SIDECAR_REMOVE)
+		return -ENXIO;
+	if (status == SIDECAR_STOP)
+		return request(node, cpu, SIDECAR_RUN, SIDECAR_STOP) ? 0 : -EALREADY;
+	if (request(node, cpu, SIDECAR_IDLE, status))
+		return 0;
+	now = READ_ONCE(node->status[cpu]);
+	return (now == SIDECAR_REMOVED || now == SIDECAR_REMOVE) ? -ENXIO : -EBUSY;
+}
+
+/* Bounded polling of a CPU's status until it leaves RUN and STOP. */
+static int wait_done(struct sidecar_node *node, u32 cpu, u64 timeout_us, bool interruptible)
+{
+	ktime_t deadline = ktime_add_us(ktime_get(), timeout_us);
+	unsigned int spins = 0;
+	u8 now;
+
+	for (;;) {
+		now = smp_load_acquire(&node->status[cpu]);
+		if (now != SIDECAR_RUN && now != SIDECAR_STOP && now != SIDECAR_REMOVE)
+			return now;
+		if (ktime_after(ktime_get(), deadline))
+			return -ETIMEDOUT;
+		if (interruptible && signal_pending(current))
+			return -EINTR;
+		if (++spins % 64 == 0)
+			cond_resched();
+		cpu_relax();
+	}
+}
+
+static long sidecar_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct sidecar_node *node = container_of(file->private_data, struct sidecar_node, misc);
+	struct sidecar_request req;
+	int ret;
+
+	if (copy_from_user(&req, (void __user *)arg, sizeof(req)))
+		return -EFAULT;
+	switch (cmd) {
+	case SIDECAR_IOC_REQUEST:
+		return request_status(node, req.cpu, req.status);
+	case SIDECAR_IOC_WAIT:
+		if (req.cpu >= node->count)
+			return -EINVAL;
+		if (!is_sidecar(node, req.cpu))
+			return -ENODEV;
+		ret = wait_done(node, req.cpu, req.status, true);
+		if (ret < 0)
+			return ret;
+		req.status = ret;
+		return copy_to_user((void __user *)arg, &req, sizeof(req)) ? -EFAULT : 0;
+	default:
+		return -ENOTTY;
+	}
+}
+
+/* Maps `len` bytes of physical memory at `base` (offset = the mapping's
+ * page offset); nothing past them. */
+static int map_range(struct vm_area_struct *vma, phys_addr_t base, u64 len)
+{
+	u64 offset = (u64)vma->vm_pgoff << PAGE_SHIFT;
+	u64 size = vma->vm_end - vma->vm_start;
+
+	if (offset >= len || size > len - offset)
+		return -EINVAL;
+	vma->vm_flags |= VM_IO | VM_DONTEXPAND | VM_DONTDUMP;
+	return remap_pfn_range(vma, vma->vm_start, (base + offset) >> PAGE_SHIFT, size,
+			       vma->vm_page_prot);
+}
+
+static int sidecar_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct sidecar_node *node = container_of(file->private_data, struct sidecar_node, misc);
+
+	return map_range(vma, node->control, (u64)(1 + 2 * node->count) * PAGE_SIZE);
+}
+
+static int guest_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	return map_range(vma, guest_base, guest_size);
+}
+
+static const struct file_operations sidecar_fops = {
+	.owner = THIS_MODULE,
+	.unlocked_ioctl = sidecar_ioctl,
+	.mmap = sidecar_mmap,
+};
+
+static const struct file_operations guest_fops = {
+	.owner = THIS_MODULE,
+	.mmap = guest_mmap,
+};
+
+/* The node and index of Linux CPU `vp`, if it is a sidecar CPU. */
+static struct sidecar_node *node_of(unsigned int vp, u32 *cpu)
+{
+	unsigned int i;
+
+	for (i = 0; i < node_count; i++) {
+		if (vp >= nodes[i].base_vp && vp - nodes[i].base_vp < nodes[i].count &&
+		    is_sidecar(&nodes[i], vp - nodes[i].base_vp)) {
+			*cpu = vp - nodes[i].base_vp;
+			return &nodes[i];
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Conversion: runs on a Linux CPU before Linux starts CPU `vp` with its
+ * INIT-SIPI-SIPI. A running VP is stopped first (INIT is held while the
+ * CPU is inside VMRUN), then the CPU is REMOVEd; the bring-up fails if the
+ * CPU does not answer in time.
+ */
+static int sidecar_cpu_prepare(unsigned int vp)
+{
+	struct sidecar_node *node;
+	u32 cpu;
+	int ret;
+	u8 now;
+
+	node = node_of(vp, &cpu);
+	if (!node)
+		return 0;
+	for (;;) {
+		now = smp_load_acquire(&node->status[cpu]);
+		if (now == SIDECAR_REMOVED)
+			break;
+		if (now == SIDECAR_RUN)
+			request(node, cpu, SIDECAR_RUN, SIDECAR_STOP);
+		else if (now == SIDECAR_IDLE)
+			request(node, cpu, SIDECAR_IDLE, SIDECAR_REMOVE);
+		ret = wait_done(node, cpu, CONVERT_TIMEOUT_US, false);
+		if (ret == -ETIMEDOUT) {
+			pr_err("sidecar: CPU %u did not leave sidecar (status %u)\n", vp,
+			       READ_ONCE(node->status[cpu]));
+			return -ETIMEDOUT;
+		}
+	}
+	pr_info("sidecar: CPU %u removed from sidecar, Linux starts it\n", vp);
+	return 0;
+}
+
+static int parse_node(char *text, struct sidecar_node *node)
+{
+	char *fields[4];
+	u64 control, mask;
+	u32 base, count;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		fields[i] = strsep(&text, ":");
+		if (!fields[i])
+			return -EINVAL;
+	}
+	if (kstrtou64(fields[0], 0, &control) || kstrtou32(fields[1], 0, &base) ||
+	    kstrtou32(fields[2], 0, &count) || kstrtou64(fields[3], 0, &mask))
+		return -EINVAL;
+	/* One control page describes at most this many CPUs' pages we map. */
+	if (count > 64 || control & ~PAGE_MASK)
+		return -EINVAL;
+	node->control = control;
+	node->base_vp = base;
+	node->count = count;
+	node->mask = mask;
+	return 0;
+}
+
+static int parse_record(void)
+{
+	char *copy, *text, *word;
+	int ret = 0;
+
+	if (!record)
+		return -EINVAL;
+	copy = kstrdup(record, GFP_KERNEL);
+	if (!copy)
+		return -ENOMEM;
+	text = copy;
+	word = strsep(&text, ",");
+	if (kstrtou32(word, 0, &request_vector) || request_vector < 32 || request_vector > 255)
+		ret = -EINVAL;
+	while (!ret && (word = strsep(&text, ","))) {
+		struct sidecar_node node = {};
+
+		ret = parse_node(word, &node);
+		if (ret || !node.control)
+			continue;
+		if (node_count == MAX_NODES)
+			ret = -E2BIG;
+		else
+			nodes[node_count++] = node;
+	}
+	kfree(copy);
+	return ret;
+}
+
+static int parse_guest(void)
+{
+	char *colon;
+
+	if (!guest)
+		return 0;
+	colon = strchr(guest, ':');
+	if (!colon)
+		return -EINVAL;
+	*colon = '\0';
+	if (kstrtou64(guest, 0, &guest_base) || kstrtou64(colon + 1, 0, &guest_size))
+		return -EINVAL;
+	*colon = ':';
+	return (guest_base | guest_size) & ~PAGE_MASK ? -EINVAL : 0;
+}
+
+static void release(void)
+{
+	unsigned int i;
+
+	if (hotplug_state > 0)
+		cpuhp_remove_state_nocalls(hotplug_state);
+	if (guest_misc.name)
+		misc_deregister(&guest_misc);
+	for (i = 0; i < node_count; i++) {
+		if (nodes[i].misc.name)
+			misc_deregister(&nodes[i].misc);
+		if (nodes[i].page)
+			memunmap(nodes[i].page);
+	}
+}
+
+static int __init sidecar_init(void)
+{
+	unsigned int i;
+	int ret;
+
+	ret = parse_record();
+	if (!ret)
+		ret = parse_guest();
+	if (ret) {
+		pr_err("sidecar: bad record=%s guest=%s\n", record ?: "", guest ?: "");
+		return ret;
+	}
+	for (i = 0; i < node_count; i++) {
+		struct sidecar_node *node = &nodes[i];
+
+		node->page = memremap(node->control, PAGE_SIZE, MEMREMAP_WB);
+		if (!node->page) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+		node->status = (u8 *)node->page + STATUS_OFFSET;
+		snprintf(node->name, sizeof(node->name), "sidecar%u", i);
+		node->misc = (struct miscdevice){
+			.minor = MISC_DYNAMIC_MINOR, .name = node->name, .fops = &sidecar_fops,
+		};
+		ret = misc_register(&node->misc);
+		if (ret) {
+			node->misc.name = NULL;
+			goto fail;
+		}
+	}
+	if (guest_size) {
+		guest_misc = (struct miscdevice){
+			.minor = MISC_DYNAMIC_MINOR, .name = "sidecar-guest", .fops = &guest_fops,
+		};
+		ret = misc_register(&guest_misc);
+		if (ret) {
+			guest_misc.name = NULL;
+			goto fail;
+		}
+	}
+	ret = cpuhp_setup_state_nocalls(CPUHP_BP_PREPARE_DYN, "sidecar:prepare",
+					sidecar_cpu_prepare, NULL);
+	if (ret < 0)
+		goto fail;
+	hotplug_state = ret;
+	pr_info("sidecar: %u nodes, request vector %u\n", node_count, request_vector);
+	return 0;
+fail:
+	release();
+	return ret;
+}
+
+static void __exit sidecar_exit(void)
+{
+	release();
+}
+
+module_init(sidecar_init);
+module_exit(sidecar_exit);
+MODULE_LICENSE("Dual MIT/GPL");
+MODULE_DESCRIPTION("Sidecar CPUs: control pages, request IPIs, conversion by CPU hotplug");
