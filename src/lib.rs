@@ -30,6 +30,8 @@
 //! - [`svm`], [`vp`], [`paging`], [`layout`], [`topology`], [`acpi`],
 //!   [`cmdline`], [`json`]: pure logic, tested on the host;
 //! - [`linux`]: handing the BSP over to a real Linux (`--main linux`);
+//! - [`guests`]: the guest programs and their memory layout, which both the
+//!   kernel's VMM and the user-mode VMM under Linux (`linux-vmm/`) load;
 //! - [`vocabulary`]: the names the kernel and `qemu-runner` share (scenarios,
 //!   option values, report keys);
 //! - `log`, `report`, `fatal`: the serial log, the report channel, faults.
