@@ -147,7 +147,8 @@ fn a_sidecar_cpu_that_is_not_idle_fails_the_run() {
 /// one device per node with sidecar CPUs, and the user-mode VMM runs a
 /// guest VP on every sidecar CPU (14: 16 CPUs less the two base VPs)
 /// through it to the answer it checks (each guest's OUT of the result and
-/// its OUT to the exit port: two exits per VP).
+/// its OUT to the exit port: two exits per VP); then a STOP through the
+/// driver ends a spinning VP, its RUN_VP completing with intercept 0.
 #[test]
 fn linux_demo_drives_the_sidecar_cpus() {
     if !linux_or_skip("linux_demo_drives_the_sidecar_cpus") || !headers_or_skip() {
@@ -163,4 +164,8 @@ fn linux_demo_drives_the_sidecar_cpus() {
     assert_eq!(linux.driver_nodes, Some(2), "{}", tail(&outcome));
     assert_eq!(linux.vps, Some(14), "{}", tail(&outcome));
     assert_eq!(linux.exits, Some(2 * 14), "{}", tail(&outcome));
+    let stop = linux
+        .stop_latency_cycles
+        .expect("linux.stop_latency_cycles");
+    assert!(stop > 0, "{}", tail(&outcome));
 }

@@ -8,7 +8,8 @@
 #   linux.apic_ids         the APIC IDs of Linux's online CPUs
 #   linux.control_status[] each CPU's status byte on its node's control page
 #   linux.driver_nodes     /dev/sidecarN devices sidecar.ko made (demo only)
-#   linux.vps, linux.exits from the user-mode VMM, /bin/linux-vmm (demo only)
+#   linux.vps, linux.exits, linux.stop_latency_cycles
+#                          from the user-mode VMM, /bin/linux-vmm (demo only)
 #   result, failure        the verdict
 # The sidecar record on the command line is
 #   sidecar=VECTOR,CONTROL:BASE_VP:COUNT:SIDECAR_MASK,...
