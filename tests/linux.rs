@@ -145,8 +145,13 @@ fn a_sidecar_cpu_that_is_not_idle_fails_the_run() {
 
 /// Scenario `demo` through Linux: the init loads sidecar.ko, which makes
 /// one device per node with sidecar CPUs, and the user-mode VMM runs a
-/// guest VP on a sidecar CPU through it to the answer it checks (the
-/// guest's OUT of the result and its OUT to the exit port: two exits).
+/// guest VP on every sidecar CPU (14: 16 CPUs less the two base VPs)
+/// through it to the answer it checks (each guest's OUT of the result and
+/// its OUT to the exit port: two exits per VP); then a STOP through the
+/// driver ends a spinning VP, its RUN_VP completing with intercept 0.
+/// Last, init onlines CPUs 14 and 15 (node 1's last two) into Linux: the
+/// driver's hotplug callback REMOVEs each first, and every other sidecar
+/// CPU stays IDLE.
 #[test]
 fn linux_demo_drives_the_sidecar_cpus() {
     if !linux_or_skip("linux_demo_drives_the_sidecar_cpus") || !headers_or_skip() {
@@ -160,6 +165,22 @@ fn linux_demo_drives_the_sidecar_cpus() {
     assert!(outcome.passed, "{}", tail(&outcome));
     let linux = outcome.report.linux.as_ref().expect("linux.*");
     assert_eq!(linux.driver_nodes, Some(2), "{}", tail(&outcome));
-    assert_eq!(linux.vps, Some(1), "{}", tail(&outcome));
-    assert_eq!(linux.exits, Some(2), "{}", tail(&outcome));
+    assert_eq!(linux.vps, Some(14), "{}", tail(&outcome));
+    assert_eq!(linux.exits, Some(2 * 14), "{}", tail(&outcome));
+    let stop = linux
+        .stop_latency_cycles
+        .expect("linux.stop_latency_cycles");
+    assert!(stop > 0, "{}", tail(&outcome));
+
+    assert_eq!(linux.converted, Some(2), "{}", tail(&outcome));
+    assert_eq!(linux.online_cpus.as_deref(), Some("0,8,14-15"));
+    let statuses = linux.control_status.as_ref().expect("linux.control_status");
+    assert_eq!(statuses.len(), 16);
+    for status in statuses {
+        let expected = match status.vp {
+            0 | 8 | 14 | 15 => "removed",
+            _ => "idle",
+        };
+        assert_eq!(status.status, expected, "CPU {}", status.vp);
+    }
 }

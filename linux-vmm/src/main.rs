@@ -6,10 +6,12 @@
 //! store and the request IPI are the driver's), and waits for IDLE with
 //! the driver's bounded poll.
 //!
-//! Today it runs [`Program::Compute`] on the first sidecar CPU of node 0 to
-//! its answer, emulating the test ports it reports through, and prints
-//! `linux.vps` and `linux.exits` as report lines on stdout (the init script
-//! sends them to COM2); its log goes to stderr.
+//! It runs [`Program::Compute`] with a seed of its own on every sidecar CPU
+//! of every node, one after another, to its answer, emulating the test
+//! ports it reports through, and prints `linux.vps` and `linux.exits` as
+//! report lines on stdout (the init script sends them to COM2); its log
+//! goes to stderr. Then it starts [`Program::Spin`] on one of them, STOPs
+//! it through the driver and reports `linux.stop_latency_cycles`.
 //!
 //! Shared pages are touched only through atomics (the control page) or
 //! volatile copies of a whole command page taken while the CPU is IDLE,
@@ -21,6 +23,7 @@ use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use sidecar::abi::client::{self, RunVpExit};
 use sidecar::abi::{
@@ -149,19 +152,15 @@ impl Node {
         }
     }
 
-    /// Sends one command: `write` fills a copy of the page, the copy goes
-    /// back, the driver stores RUN and IPIs, and the answer comes back once
-    /// the CPU is IDLE again.
-    fn command(
-        &self,
-        cpu: u32,
-        write: impl FnOnce(&mut CommandPage),
-    ) -> Result<CommandPage, String> {
-        let mut page = self.read_page(cpu);
-        write(&mut page);
-        self.write_page(cpu, &page);
-        self.ioctl(IOC_REQUEST, cpu, u32::from(CpuStatus::RUN.0))
-            .map_err(|e| format!("RUN on CPU {cpu}: {e}"))?;
+    /// Stores `status` for CPU `cpu` through the driver, which IPIs it.
+    fn request(&self, cpu: u32, status: CpuStatus) -> Result<(), String> {
+        self.ioctl(IOC_REQUEST, cpu, u32::from(status.0))
+            .map(drop)
+            .map_err(|e| format!("{status:?} on CPU {cpu}: {e}"))
+    }
+
+    /// Waits until CPU `cpu` is done with its command, and copies its page.
+    fn wait(&self, cpu: u32) -> Result<CommandPage, String> {
         let status = self
             .ioctl(IOC_WAIT, cpu, WAIT_US)
             .map_err(|e| format!("waiting for CPU {cpu}: {e}"))?;
@@ -169,6 +168,26 @@ impl Node {
             CpuStatus::IDLE => Ok(self.read_page(cpu)),
             other => Err(format!("CPU {cpu} ended a command {other:?}")),
         }
+    }
+
+    /// Starts one command: `write` fills a copy of the page, the copy goes
+    /// back, and the driver stores RUN and IPIs.
+    fn start(&self, cpu: u32, write: impl FnOnce(&mut CommandPage)) -> Result<(), String> {
+        let mut page = self.read_page(cpu);
+        write(&mut page);
+        self.write_page(cpu, &page);
+        self.request(cpu, CpuStatus::RUN)
+    }
+
+    /// Sends one command and returns the page with its answer, once the
+    /// CPU is IDLE again.
+    fn command(
+        &self,
+        cpu: u32,
+        write: impl FnOnce(&mut CommandPage),
+    ) -> Result<CommandPage, String> {
+        self.start(cpu, write)?;
+        self.wait(cpu)
     }
 
     fn set_registers(&self, cpu: u32, registers: &[HvRegisterAssoc]) -> Result<(), String> {
@@ -281,25 +300,28 @@ fn run_program(
     }
 }
 
-/// The first sidecar CPU of `node` (status IDLE).
-fn first_sidecar_cpu(node: &Node) -> Option<u32> {
-    (0..node.count).find(|&cpu| node.status(cpu) == CpuStatus::IDLE)
+/// The sidecar CPUs of `node`: those IDLE on its control page.
+fn sidecar_cpus(node: &Node) -> Vec<u32> {
+    (0..node.count)
+        .filter(|&cpu| node.status(cpu) == CpuStatus::IDLE)
+        .collect()
 }
 
-fn run() -> Result<(), String> {
-    let guest_len = std::env::args()
-        .nth(1)
-        .and_then(|size| u64::from_str_radix(size.trim_start_matches("0x"), 16).ok())
-        .ok_or("usage: linux-vmm GUEST_SIZE_HEX")? as usize;
-    let guest = Guest::open(guest_len)?;
-    guest.write(guests::CODE_GPA, guests::image())?;
-    guest.write(guests::IDT_GPA, &[0; 0x800])?;
+/// Every node the driver made a device for, `/dev/sidecar0` on.
+fn open_nodes() -> Result<Vec<Node>, String> {
+    let mut nodes = Vec::new();
+    while std::path::Path::new(&format!("/dev/sidecar{}", nodes.len())).exists() {
+        nodes.push(Node::open(nodes.len() as u32)?);
+    }
+    Ok(nodes)
+}
 
-    let node = Node::open(0)?;
-    let cpu = first_sidecar_cpu(&node).ok_or("node 0 has no IDLE sidecar CPU")?;
+/// Runs [`Program::Compute`] on CPU `cpu` of `node` with a seed of its
+/// own and checks the answer; returns the exits it took.
+fn compute_on(node: &Node, cpu: u32) -> Result<u64, String> {
     let vp = node.base_vp + cpu;
-    let (seed, rounds) = (0x1234_5678 ^ vp, 100_000);
-    let outcome = run_program(&node, cpu, Program::Compute, seed, rounds)?;
+    let (seed, rounds) = (0x1234_5678 ^ vp.wrapping_mul(0x9E37_79B9), 100_000);
+    let outcome = run_program(node, cpu, Program::Compute, seed, rounds)?;
     let expected = guests::expected_compute(seed, rounds);
     if outcome.result != Some(expected) {
         return Err(format!(
@@ -311,8 +333,80 @@ fn run() -> Result<(), String> {
         "linux-vmm: VP {vp} computed {expected:#x} in {} exits",
         outcome.exits
     );
-    println!("linux.vps=1");
-    println!("linux.exits={}", outcome.exits);
+    Ok(outcome.exits)
+}
+
+/// How long a spinning VP runs before the VMM STOPs it.
+const SPIN_BEFORE_STOP: Duration = Duration::from_millis(20);
+
+/// The TSC now.
+fn tsc() -> u64 {
+    // SAFETY: RDTSC reads a counter; it touches no memory (and user mode
+    // may run it: Linux leaves CR4.TSD clear).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Runs [`Program::Spin`] on CPU `cpu` of `node`, STOPs it through the
+/// driver once it has spun for [`SPIN_BEFORE_STOP`], and checks that
+/// RUN_VP ended with intercept 0; returns the TSC cycles from the STOP
+/// request to the WAIT's return.
+fn stop_spinning(node: &Node, cpu: u32) -> Result<u64, String> {
+    let vp = node.base_vp + cpu;
+    node.set_registers(cpu, &guests::start_registers(Program::Spin, vp, 0, 0))?;
+    node.start(cpu, client::write_run_vp)?;
+    std::thread::sleep(SPIN_BEFORE_STOP);
+    if node.status(cpu) != CpuStatus::RUN {
+        return Err(format!(
+            "VP {vp} ended its spin before the STOP: {:?}",
+            node.status(cpu)
+        ));
+    }
+    let stop = tsc();
+    node.request(cpu, CpuStatus::STOP)?;
+    let page = node.wait(cpu)?;
+    let cycles = tsc() - stop;
+    match client::read_run_vp(&page).map_err(|e| format!("CPU {cpu}: {e}"))? {
+        RunVpExit::Stopped => Ok(cycles),
+        RunVpExit::Intercept(message) => Err(format!(
+            "VP {vp} spun into an exit {:?}, not the STOP",
+            message.header.typ
+        )),
+    }
+}
+
+fn run() -> Result<(), String> {
+    let guest_len = std::env::args()
+        .nth(1)
+        .and_then(|size| u64::from_str_radix(size.trim_start_matches("0x"), 16).ok())
+        .ok_or("usage: linux-vmm GUEST_SIZE_HEX")? as usize;
+    let guest = Guest::open(guest_len)?;
+    guest.write(guests::CODE_GPA, guests::image())?;
+    guest.write(guests::IDT_GPA, &[0; 0x800])?;
+
+    let nodes = open_nodes()?;
+    let (mut vps, mut exits) = (0, 0);
+    for node in &nodes {
+        for cpu in sidecar_cpus(node) {
+            exits += compute_on(node, cpu)?;
+            vps += 1;
+        }
+    }
+    if vps == 0 {
+        return Err("no IDLE sidecar CPU on any node".to_owned());
+    }
+    println!("linux.vps={vps}");
+    println!("linux.exits={exits}");
+    // The STOP, on the first sidecar CPU, done with its Compute.
+    let (node, cpu) = nodes
+        .iter()
+        .find_map(|node| Some((node, *sidecar_cpus(node).first()?)))
+        .ok_or("no IDLE sidecar CPU left for the STOP")?;
+    let cycles = stop_spinning(node, cpu)?;
+    eprintln!(
+        "linux-vmm: STOP ended VP {}'s spin in {cycles} cycles",
+        node.base_vp + cpu
+    );
+    println!("linux.stop_latency_cycles={cycles}");
     Ok(())
 }
 

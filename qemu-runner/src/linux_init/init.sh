@@ -4,11 +4,13 @@
 # in the kernel's KEY=JSON lines, then powers the machine off:
 #   linux.init_ms          BSP entry -> here, from the TSC (through ftrace)
 #   linux.cpus_up_ms       BSP entry -> the main-kernel CPUs online
-#   linux.online_cpus      /sys/devices/system/cpu/online
+#   linux.online_cpus      /sys/devices/system/cpu/online (again at the end)
 #   linux.apic_ids         the APIC IDs of Linux's online CPUs
 #   linux.control_status[] each CPU's status byte on its node's control page
 #   linux.driver_nodes     /dev/sidecarN devices sidecar.ko made (demo only)
-#   linux.vps, linux.exits from the user-mode VMM, /bin/linux-vmm (demo only)
+#   linux.vps, linux.exits, linux.stop_latency_cycles
+#                          from the user-mode VMM, /bin/linux-vmm (demo only)
+#   linux.converted        sidecar CPUs onlined into Linux (demo only)
 #   result, failure        the verdict
 # The sidecar record on the command line is
 #   sidecar=VECTOR,CONTROL:BASE_VP:COUNT:SIDECAR_MASK,...
@@ -88,10 +90,12 @@ SIDECAR=
 NODES=$(echo "$RECORD" | tr ',' ' ')
 for node in ${NODES#* }; do
     set -- $(echo "$node" | tr ':' ' ')
+    LAST_NODE_SIDECAR=
     i=0
     while [ $i -lt "$3" ]; do
         if [ $(( ($4 >> i) & 1 )) = 1 ]; then
             SIDECAR="$SIDECAR $(($2 + i))"
+            LAST_NODE_SIDECAR="$LAST_NODE_SIDECAR $(($2 + i))"
         else
             MAIN="$MAIN $(($2 + i))"
         fi
@@ -107,28 +111,45 @@ done
 say linux.online_cpus "\"$(cat /sys/devices/system/cpu/online)\""
 say linux.apic_ids "[$(grep '^apicid' /proc/cpuinfo | sed 's/.*: //' | tr '\n' ',' | sed 's/,$//')]"
 
-FAILURE=
-for node in ${NODES#* }; do
-    set -- $(echo "$node" | tr ':' ' ')
-    control=$1
-    [ "$control" = 0x0 ] && continue
-    i=0
-    while [ $i -lt "$3" ]; do
-        vp=$(($2 + i))
-        read_status "$control" $i
-        name=$(status_name $STATUS)
-        say "linux.control_status[]" "{\"vp\":$vp,\"status\":\"$name\"}"
-        case " $SIDECAR " in
-            *" $vp "*)
-                [ "$name" = idle ] || FAILURE="sidecar CPU $vp is $name on its control page, not idle"
-                [ "$(cat /sys/devices/system/cpu/cpu$vp/online)" = 0 ] \
-                    || FAILURE="sidecar CPU $vp is online in Linux"
-                ;;
-        esac
-        i=$((i + 1))
+# Every CPU's status on its node's control page: the sidecar CPUs IDLE and
+# offline in Linux, except those in $CONVERTED (REMOVED and online). With
+# $1 = report, each status is also reported.
+CONVERTED=
+check_statuses() {
+    REPORT=$1
+    FAILURE=
+    for node in ${NODES#* }; do
+        set -- $(echo "$node" | tr ':' ' ')
+        control=$1
+        [ "$control" = 0x0 ] && continue
+        i=0
+        while [ $i -lt "$3" ]; do
+            vp=$(($2 + i))
+            read_status "$control" $i
+            name=$(status_name $STATUS)
+            [ "$REPORT" = report ] && say "linux.control_status[]" "{\"vp\":$vp,\"status\":\"$name\"}"
+            case " $CONVERTED " in
+                *" $vp "*)
+                    [ "$name" = removed ] || FAILURE="converted CPU $vp is $name on its control page"
+                    [ "$(cat /sys/devices/system/cpu/cpu$vp/online)" = 1 ] \
+                        || FAILURE="converted CPU $vp is offline in Linux"
+                    ;;
+                *)
+                    case " $SIDECAR " in
+                        *" $vp "*)
+                            [ "$name" = idle ] || FAILURE="sidecar CPU $vp is $name on its control page, not idle"
+                            [ "$(cat /sys/devices/system/cpu/cpu$vp/online)" = 0 ] \
+                                || FAILURE="sidecar CPU $vp is online in Linux"
+                            ;;
+                    esac
+                    ;;
+            esac
+            i=$((i + 1))
+        done
     done
-done
-[ -z "$FAILURE" ] || finish "$FAILURE"
+    [ -z "$FAILURE" ] || finish "$FAILURE"
+}
+check_statuses
 
 # Scenario demo: the runner packed the driver (docs/linux.md, "The driver").
 if [ -f /lib/sidecar.ko ]; then
@@ -141,5 +162,17 @@ fi
 # The user-mode VMM: report lines on its stdout, its log on the console.
 if [ -x /bin/linux-vmm ]; then
     linux-vmm "${GUEST#*:}" >&3 || finish "linux-vmm failed (its log is above)"
+    # Conversion: Linux onlines the last two sidecar CPUs of the last node
+    # (the VMM is done with them); sidecar.ko's hotplug callback REMOVEs
+    # each first.
+    for vp in $(echo $LAST_NODE_SIDECAR | tr ' ' '\n' | tail -2); do
+        echo 1 > /sys/devices/system/cpu/cpu$vp/online || finish "Linux could not online sidecar CPU $vp"
+        CONVERTED="$CONVERTED $vp"
+    done
+    say linux.converted "$(echo $CONVERTED | wc -w)"
 fi
+check_statuses report
+ONLINE=$(grep -c '^processor' /proc/cpuinfo)
+[ "$(nproc)" = "$ONLINE" ] || finish "nproc says $(nproc), /proc/cpuinfo $ONLINE CPUs"
+say linux.online_cpus "\"$(cat /sys/devices/system/cpu/online)\""
 finish ""
