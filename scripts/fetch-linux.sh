@@ -33,8 +33,16 @@ if compgen -G "$dest/boot/vmlinuz-*" >/dev/null; then
     package=linux-image-${kernel##*/vmlinuz-}
 else
     kernel=
-    package=$(apt-cache depends linux-image-cloud-amd64 \
-        | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+    cloud_image() {
+        apt-cache depends linux-image-cloud-amd64 2>/dev/null \
+            | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+    }
+    package=$(cloud_image)
+    if [ -z "$package" ]; then
+        echo "fetch-linux: apt knows no linux-image-cloud-amd64 yet: apt-get update"
+        as_root apt-get update
+        package=$(cloud_image)
+    fi
 fi
 if [ -z "$package" ]; then
     echo "fetch-linux: apt-cache knows no linux-image-cloud-amd64 (run apt-get update?)" >&2
