@@ -73,22 +73,36 @@ fn build_uncached(verbose: bool) -> Result<PathBuf, String> {
         .args(["build", "--release", "-p", "sidecar", "--bin", "sidecar"])
         .args(["--target", KERNEL_TARGET, "--target-dir"])
         .arg(root.join("target/kernel"));
-    for name in OUTER_BUILD_ENV {
-        command.env_remove(name);
-    }
-    let ran = match verbose {
-        true => run_verbose(&mut command),
-        false => run_captured(&mut command),
-    };
-    match ran {
-        Ok(true) => {}
-        Ok(false) => return Err("cargo build -p sidecar failed (its output is above)".into()),
-        Err(e) => return Err(format!("running {}: {e}", Path::new(&cargo).display())),
-    }
+    run_build(
+        &mut command,
+        verbose,
+        "cargo build -p sidecar failed (its output is above)",
+    )?;
     let elf = kernel_elf_path();
     match elf.is_file() {
         true => Ok(elf),
         false => Err(format!("the build left no kernel at {}", elf.display())),
+    }
+}
+
+/// Runs a build `command` without the outer cargo's environment, showing
+/// its output (`verbose`) or keeping it for a failure; `Err` is `failed`
+/// when it ran and failed, or why it could not run.
+fn run_build(command: &mut Command, verbose: bool, failed: &str) -> Result<(), String> {
+    for name in OUTER_BUILD_ENV {
+        command.env_remove(name);
+    }
+    let ran = match verbose {
+        true => run_verbose(command),
+        false => run_captured(command),
+    };
+    match ran {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(failed.into()),
+        Err(e) => Err(format!(
+            "running {}: {e}",
+            Path::new(command.get_program()).display()
+        )),
     }
 }
 
@@ -159,20 +173,13 @@ pub fn build_linux_driver(verbose: bool) -> Result<PathBuf, RunnerError> {
             let dir = workspace_root().join("linux-driver");
             let mut command = Command::new("make");
             command.arg("-C").arg(&dir);
-            for name in OUTER_BUILD_ENV {
-                command.env_remove(name);
-            }
-            let ran = match verbose {
-                true => run_verbose(&mut command),
-                false => run_captured(&mut command),
-            };
-            match ran {
-                Ok(true) => Ok(dir.join("sidecar.ko")),
-                Ok(false) => Err("make -C linux-driver failed (its output is above; \
-                                  scripts/fetch-linux.sh installs the headers)"
-                    .into()),
-                Err(e) => Err(format!("running make: {e}")),
-            }
+            run_build(
+                &mut command,
+                verbose,
+                "make -C linux-driver failed (its output is above; \
+                 scripts/fetch-linux.sh installs the headers)",
+            )?;
+            Ok(dir.join("sidecar.ko"))
         })
         .clone()
         .map_err(RunnerError::Build)
@@ -198,18 +205,12 @@ pub fn build_linux_vmm(verbose: bool) -> Result<PathBuf, RunnerError> {
                 .args(["build", "--release", "-p", "linux-vmm"])
                 .args(["--target", LINUX_VMM_TARGET, "--target-dir"])
                 .arg(&target_dir);
-            for name in OUTER_BUILD_ENV {
-                command.env_remove(name);
-            }
-            let ran = match verbose {
-                true => run_verbose(&mut command),
-                false => run_captured(&mut command),
-            };
-            match ran {
-                Ok(true) => Ok(target_dir.join(LINUX_VMM_TARGET).join("release/linux-vmm")),
-                Ok(false) => Err("cargo build -p linux-vmm failed (its output is above)".into()),
-                Err(e) => Err(format!("running {}: {e}", Path::new(&cargo).display())),
-            }
+            run_build(
+                &mut command,
+                verbose,
+                "cargo build -p linux-vmm failed (its output is above)",
+            )?;
+            Ok(target_dir.join(LINUX_VMM_TARGET).join("release/linux-vmm"))
         })
         .clone()
         .map_err(RunnerError::Build)

@@ -202,9 +202,14 @@ impl ThisCpu {
         if !matches!(self.status(), CpuStatus::RUN | CpuStatus::STOP) {
             return None;
         }
-        if self.globals.pages_owned.swap(true, Ordering::Acquire) {
+        // Only this CPU's own code touches the flag (interrupt handlers never
+        // claim pages), so a plain load and store suffice: no locked
+        // instruction on the command path.
+        let owned = &self.globals.pages_owned;
+        if owned.load(Ordering::Relaxed) {
             return None;
         }
+        owned.store(true, Ordering::Relaxed);
         Some(OwnedPages {
             owned: &self.globals.pages_owned,
             vmcb_pa: self.identity().vmcb,
@@ -323,6 +328,6 @@ impl OwnedPages {
 
 impl Drop for OwnedPages {
     fn drop(&mut self) {
-        self.owned.store(false, Ordering::Release);
+        self.owned.store(false, Ordering::Relaxed);
     }
 }
