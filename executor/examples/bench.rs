@@ -17,7 +17,10 @@
 //!   waker's side of a remote wake; the poll is not counted).
 //! * `remote`: another thread wakes a task `iterations` times while the
 //!   owner runs it (time only: callgrind serialises threads).
-//! * `spawn`: spawn a task that returns at once, run it, read its result.
+//! * `spawn`: spawn a task that returns at once, run it, read its result
+//!   (`ours`: `spawn`, `run_until_idle`, `try_take`).
+//! * `spawn_now` (`ours` only): the same with `spawn_now`, which polls the
+//!   task once inside the spawn, and `try_take`.
 //!
 //! The process prints `ns/iter` for the loop alone; `bench.py` subtracts
 //! the callgrind totals of two runs (2 M and 1 M iterations) to get
@@ -188,6 +191,16 @@ fn ours_spawn(n: u64) {
     }
 }
 
+/// `spawn_now`: the first poll happens inside the spawn, and a task that
+/// is done then never enters the run loop.
+fn ours_spawn_now(n: u64) {
+    let runner = OURS.claim().unwrap();
+    for i in 0..n {
+        let mut handle = runner.spawn_now(Trivial(black_box(i))).unwrap();
+        black_box(handle.try_take());
+    }
+}
+
 // === embassy-executor ===
 
 static PENDED: AtomicBool = AtomicBool::new(false);
@@ -305,7 +318,7 @@ fn main() {
     let (scenario, n) = match &args[..] {
         [_, scenario, n] => (scenario.as_str(), n.parse::<u64>().expect("iterations")),
         _ => {
-            eprintln!("usage: bench <loop|ours|embassy>-<self|wake|remote|spawn> <iterations> | bench footprint");
+            eprintln!("usage: bench <loop|ours|embassy>-<self|wake|remote|spawn> <iterations> | bench ours-spawn_now <iterations> | bench footprint");
             std::process::exit(2);
         }
     };
@@ -317,6 +330,7 @@ fn main() {
         "ours-wake" => ours_wake,
         "ours-remote" => ours_remote,
         "ours-spawn" => ours_spawn,
+        "ours-spawn_now" => ours_spawn_now,
         "embassy-self" => embassy_self,
         "embassy-wake" => embassy_wake,
         "embassy-remote" => embassy_remote,

@@ -162,6 +162,14 @@ impl<const BYTES: usize> Runner<BYTES> {
         self.spawner().spawn(future)
     }
 
+    /// Spawns a task and polls it once at once; see [`Spawner::spawn_now`].
+    pub fn spawn_now<F>(&self, future: F) -> Result<JoinHandle<F::Output>, SpawnError<F>>
+    where
+        F: Future + 'static,
+    {
+        self.spawner().spawn_now(future)
+    }
+
     /// Polls ready tasks, batch after batch, until none is ready; never
     /// parks. Returns `false` if no task was ready when it was called.
     ///
@@ -271,6 +279,38 @@ impl<const BYTES: usize> Spawner<BYTES> {
     where
         F: Future + 'static,
     {
+        Self::check_fits::<F>();
+        // SAFETY: owner (`Spawner` is `!Send`); both types fit (checked above).
+        self.handle(unsafe { self.local.spawn(future) })
+    }
+
+    /// Moves `future` into a free slot and polls it for the first time
+    /// right here, before returning; it joins the run loop only if that poll
+    /// returns `Pending`. A task that is done at its first poll (a short
+    /// command, a check) never goes through the ready word or the run loop:
+    /// [`JoinHandle::try_take`] reads its output at once.
+    ///
+    /// The first poll runs on the caller's stack, inside the caller's own
+    /// poll when a task spawns: it counts as a poll of a task (running the
+    /// executor from inside it panics), and if it panics (host only) the
+    /// panic goes on to the caller, the new slot is poisoned, and the
+    /// caller's task is poisoned too if the panic leaves its poll. A
+    /// [`CancelToken`] can only be made once this returns, so there is no
+    /// "cancelled before the first poll" for such a task. Otherwise as
+    /// [`Spawner::spawn`]: a full executor is [`SpawnError`], sizes are
+    /// checked at compile time.
+    pub fn spawn_now<F>(&self, future: F) -> Result<JoinHandle<F::Output>, SpawnError<F>>
+    where
+        F: Future + 'static,
+    {
+        Self::check_fits::<F>();
+        // SAFETY: owner (`Spawner` is `!Send`); both types fit (checked above).
+        self.handle(unsafe { self.local.spawn_now(future) })
+    }
+
+    /// Refuses, at compile time, a future or output that does not fit a slot.
+    #[inline(always)]
+    fn check_fits<F: Future>() {
         const {
             assert!(
                 raw::fits::<F>(BYTES),
@@ -281,8 +321,15 @@ impl<const BYTES: usize> Spawner<BYTES> {
                 "the output does not fit the executor's task slots"
             );
         }
-        // SAFETY: owner (`Spawner` is `!Send`); both types fit (checked above).
-        match unsafe { self.local.spawn(future) } {
+    }
+
+    /// The join handle of a spawned slot, or the future back.
+    #[inline(always)]
+    fn handle<F: Future>(
+        &self,
+        spawned: Result<usize, F>,
+    ) -> Result<JoinHandle<F::Output>, SpawnError<F>> {
+        match spawned {
             Ok(index) => Ok(JoinHandle {
                 local: self.local,
                 index,
@@ -474,8 +521,13 @@ impl<T> Drop for JoinHandle<T> {
         }
         match self.local.phase(self.index) {
             Phase::Live => self.local.detach(self.index),
-            // SAFETY: owner; the task is complete and its only reader, this
-            // handle, is going away.
+            // SAFETY: owner; the slot is `Finished` and holds this handle's
+            // task's output, a `T`, whose only reader, this handle, is going
+            // away. Dropped with its type: a task finished by its first poll
+            // in `spawn_now` has no drop function in its slot.
+            Phase::Finished => unsafe { self.local.release_output::<T>(self.index) },
+            // SAFETY: owner; the task is complete, its storage holds nothing,
+            // and its only reader, this handle, is going away.
             _ => unsafe { self.local.release(self.index) },
         }
     }

@@ -816,3 +816,161 @@ fn a_detached_task_whose_output_drop_panics_loses_no_wake_up() {
         "the slot whose drop panicked is never reused"
     );
 }
+
+#[test]
+fn spawn_now_polls_at_once_and_a_finished_task_skips_the_run_loop() {
+    static EX: Exec<2> = Executor::new(ThreadSignal::new());
+    let runner = EX.claim().unwrap();
+    let mut handle = runner.spawn_now(async { 6 * 7 }).unwrap();
+    assert!(
+        handle.is_finished(),
+        "done in the first poll, inside spawn_now"
+    );
+    assert!(!runner.run_until_idle(), "it never entered the ready word");
+    assert_eq!(handle.try_take(), Some(Completion::Finished(42)));
+    assert_eq!(runner.spawner().free_slots(), 2);
+    // The slot is reused, by both kinds of spawn, and reports correctly.
+    for i in 0..4 {
+        let mut now = runner.spawn_now(async move { i }).unwrap();
+        let mut later = runner.spawn(async move { i + 10 }).unwrap();
+        runner.run_until_idle();
+        assert_eq!(now.try_take(), Some(Completion::Finished(i)));
+        assert_eq!(later.try_take(), Some(Completion::Finished(i + 10)));
+    }
+    assert_eq!(runner.spawner().free_slots(), 2);
+}
+
+#[test]
+fn spawn_now_pending_joins_the_run_loop_and_can_be_cancelled() {
+    static EX: Exec<4> = Executor::new(ThreadSignal::new());
+    static GATE: Gate = Gate::new();
+    static DROPS: AtomicU32 = AtomicU32::new(0);
+    let runner = EX.claim().unwrap();
+    let mut handle = runner.spawn_now(GATE.wait()).unwrap();
+    assert_eq!(GATE.polls(), 1, "polled inside spawn_now");
+    assert!(!handle.is_finished());
+    assert!(!runner.run_until_idle(), "not woken: not ready");
+    GATE.open();
+    runner.run_until_idle();
+    assert_eq!(GATE.polls(), 2);
+    assert_eq!(handle.try_take(), Some(Completion::Finished(())));
+
+    let flag = DropFlag(&DROPS);
+    let mut doomed = runner
+        .spawn_now(async move {
+            let _flag = flag;
+            std::future::pending::<()>().await;
+        })
+        .unwrap();
+    let token = doomed.cancel_token();
+    assert!(token.is_live());
+    assert!(token.cancel());
+    assert_eq!(DROPS.load(Relaxed), 0, "dropped at its next boundary");
+    runner.run_until_idle();
+    assert_eq!(DROPS.load(Relaxed), 1);
+    assert_eq!(doomed.try_take(), Some(Completion::Cancelled));
+    assert_eq!(runner.spawner().free_slots(), 4);
+}
+
+#[test]
+fn spawn_now_keeps_a_wake_from_the_first_poll() {
+    static EX: Exec<2> = Executor::new(ThreadSignal::new());
+    let runner = EX.claim().unwrap();
+    let mut polls = 0;
+    let mut handle = runner
+        .spawn_now(std::future::poll_fn(move |cx| {
+            polls += 1;
+            if polls == 2 {
+                return Poll::Ready(polls);
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }))
+        .unwrap();
+    assert!(!handle.is_finished());
+    assert!(
+        runner.run_until_idle(),
+        "the first poll's own wake made it ready"
+    );
+    assert_eq!(handle.try_take(), Some(Completion::Finished(2)));
+}
+
+#[test]
+fn a_spawn_now_output_is_dropped_with_its_own_type() {
+    // One slot, so both tasks use it: the first leaves its type-erased drop
+    // function there; `spawn_now`'s finished task sets none, and dropping
+    // its handle must drop its output, not the first task's type.
+    static EX: Exec<1> = Executor::new(ThreadSignal::new());
+    static DROPS: AtomicU32 = AtomicU32::new(0);
+    let runner = EX.claim().unwrap();
+    let mut first = runner.spawn(async { 7_u64 }).unwrap();
+    runner.run_until_idle();
+    assert_eq!(first.try_take(), Some(Completion::Finished(7)));
+    let second = runner.spawn_now(async { DropFlag(&DROPS) }).unwrap();
+    assert!(second.is_finished());
+    drop(second);
+    assert_eq!(DROPS.load(Relaxed), 1, "the output was dropped, once");
+    assert_eq!(runner.spawner().free_slots(), 1);
+}
+
+#[test]
+fn tasks_spawn_now_and_await_each_other() {
+    static EX: Exec<4> = Executor::new(ThreadSignal::new());
+    static GATE: Gate = Gate::new();
+    let runner = EX.claim().unwrap();
+    let spawner = runner.spawner();
+    let mut outer = runner
+        .spawn(async move {
+            let quick = spawner.spawn_now(async { 1 }).unwrap();
+            assert!(
+                quick.is_finished(),
+                "polled inside the spawning task's poll"
+            );
+            let slow = spawner.spawn_now(GATE.wait()).unwrap();
+            let Completion::Finished(one) = quick.await else {
+                unreachable!()
+            };
+            let Completion::Finished(()) = slow.await else {
+                unreachable!()
+            };
+            one + 1
+        })
+        .unwrap();
+    runner.run_until_idle();
+    assert_eq!(GATE.polls(), 1);
+    assert!(!outer.is_finished(), "waits for the gate");
+    GATE.open();
+    runner.run_until_idle();
+    assert_eq!(outer.try_take(), Some(Completion::Finished(2)));
+    assert_eq!(runner.spawner().free_slots(), 4);
+}
+
+#[test]
+fn a_first_poll_that_panics_poisons_its_slot_and_the_executor_runs_on() {
+    static EX: Exec<2> = Executor::new(ThreadSignal::new());
+    let runner = EX.claim().unwrap();
+    let caught = catch(|| runner.spawn_now(async { panic!("boom in the first poll") }));
+    assert!(caught.is_err(), "the panic reaches the caller of spawn_now");
+    assert_eq!(
+        runner.spawner().free_slots(),
+        1,
+        "a poisoned slot is never reused"
+    );
+    let mut handle = runner.spawn(async { 3 }).unwrap();
+    assert!(runner.run_until_idle(), "the executor runs again");
+    assert_eq!(handle.try_take(), Some(Completion::Finished(3)));
+}
+
+#[test]
+#[should_panic(expected = "re-entered")]
+fn running_the_executor_from_a_first_poll_panics() {
+    static EX: Exec<4> = Executor::new(ThreadSignal::new());
+    thread_local! {
+        static RUNNER: std::cell::OnceCell<executor::Runner<256>> = const { std::cell::OnceCell::new() };
+    }
+    RUNNER.with(|runner| {
+        let runner = runner.get_or_init(|| EX.claim().unwrap());
+        let _handle =
+            runner.spawn_now(async { RUNNER.with(|r| r.get().unwrap().run_until_idle()) });
+    });
+}

@@ -163,36 +163,110 @@ impl Local {
     /// # Safety
     /// Owner only; `F` and `F::Output` fit the slot storage ([`fits`](super::fits)).
     pub(crate) unsafe fn spawn<F: Future + 'static>(&self, future: F) -> Result<usize, F> {
-        let free = self.free.get();
-        if free == 0 {
+        let Some((i, bit)) = self.take_free() else {
             return Err(future);
-        }
-        let i = free.trailing_zeros() as usize;
-        // The free mask's bits are the ready word's task bits: `free ^ rest`
-        // is this task's.
-        let rest = free & (free - 1);
-        self.free.set(rest);
-        let view = self.view();
-        let header = view.header(i);
+        };
+        let task = self.view().task(i);
         // SAFETY: the slot was free, so its storage holds nothing and
         // nothing refers to it; `F` fits it (caller).
-        unsafe { view.slot(i).cast::<F>().write(future) };
-        header.poll.set(poll_future::<F>);
-        header.drop.set(drop_contents::<F>);
-        header.phase.set(Phase::Live);
-        header.detached.set(false);
-        // A slot that is not live has `LIVE` and `RUN` clear (every path
-        // that ends a task stores the bare generation), so one addition
-        // starts the next generation, live and runnable.
-        let state = header.state.load(Relaxed);
-        debug_assert_eq!(state & !GEN_MASK, 0);
-        header
-            .state
-            .store(state.wrapping_add(GEN_ONE | LIVE | RUN), Relaxed);
+        unsafe { task.add(STORAGE_OFFSET).cast::<F>().write(future) };
+        // SAFETY: `task` is slot `i`, which starts with its header, in the
+        // `'static` slot array.
+        let header = unsafe { &*task.cast::<Header>() };
+        publish::<F>(header);
         // The owner is awake whenever it spawns (the word has `AWAKE`
         // outside `park`), so this mark never needs to notify anyone.
-        self.head().ready.mark(free ^ rest);
+        self.head().ready.mark(bit);
         Ok(i)
+    }
+
+    /// Moves `future` into a free slot and polls it once, here, before it is
+    /// published to the run loop: a future that is ready at its first poll
+    /// never touches the ready word, its poll and drop functions or its
+    /// state word. Gives the future back if every slot is taken.
+    ///
+    /// The first poll is a poll like the run loop's: it counts as a run
+    /// loop (`running`), so a run loop started from inside it panics, as
+    /// from any task; and if it panics (host only) the slot is poisoned.
+    ///
+    /// # Safety
+    /// Owner only; `F` and `F::Output` fit the slot storage ([`fits`](super::fits)).
+    #[inline(always)]
+    pub(crate) unsafe fn spawn_now<F: Future + 'static>(&self, future: F) -> Result<usize, F> {
+        let Some((i, _)) = self.take_free() else {
+            return Err(future);
+        };
+        let view = self.view();
+        let task = view.task(i);
+        // SAFETY: the slot was free, so its storage holds nothing and
+        // nothing refers to it; `F` fits it (caller).
+        unsafe { task.add(STORAGE_OFFSET).cast::<F>().write(future) };
+        let first = FirstPoll {
+            local: self,
+            i,
+            outer: self.running.replace(true),
+        };
+        // SAFETY: `task` is slot `i`'s address, from the slot array's
+        // pointer; its storage holds the `F` just written, pinned there from
+        // now on; `F::Output` fits it (caller). Nothing else refers to the
+        // slot: no handle exists yet, its state word is not `LIVE` (so a
+        // stale wake of an earlier occupant is ignored), and `running` keeps
+        // any run loop from starting while this poll runs.
+        let finished = unsafe { poll_future::<F>(task) }.is_some();
+        let outer = first.outer;
+        mem::forget(first);
+        self.running.set(outer);
+        // SAFETY: `task` is slot `i`, which starts with its header, in the
+        // `'static` slot array (the same address as `view.header(i)`, kept
+        // in a register instead of computed again).
+        let header = unsafe { &*task.cast::<Header>() };
+        if finished {
+            // The output is in place. Nothing ever polls or drops this slot
+            // through its type-erased functions (its state word never had
+            // `RUN`, and the join handle drops the output with its type), so
+            // they and the state word stay as they were; tokens made from
+            // the handle find the task complete (no `LIVE`).
+            header.phase.set(Phase::Finished);
+        } else {
+            // Pending: the future left its waker where it wanted to be woken
+            // (a wake during the poll set the ready bit, which the run loop
+            // takes once `publish` set `RUN`), so the slot only needs
+            // what the run loop reads.
+            publish::<F>(header);
+        }
+        Ok(i)
+    }
+
+    /// Takes the lowest free slot out of the free mask: its index and its
+    /// bit (the free mask's bits are the ready word's task bits).
+    #[inline(always)]
+    fn take_free(&self) -> Option<(usize, u64)> {
+        let free = self.free.get();
+        if free == 0 {
+            return None;
+        }
+        let rest = free & (free - 1);
+        self.free.set(rest);
+        Some((free.trailing_zeros() as usize, free ^ rest))
+    }
+
+    /// Drops a finished task's output, a `T` (so the slot's drop function
+    /// is not needed: [`Local::spawn_now`] does not set it), and frees the
+    /// slot.
+    ///
+    /// # Safety
+    /// Owner only; slot `i` is `Finished` with an output of type `T`, and
+    /// no join handle will read it.
+    pub(crate) unsafe fn release_output<T>(&self, i: usize) {
+        let view = self.view();
+        let header = view.header(i);
+        // Poisoned while the output's drop (user code) runs, as in `release`.
+        header.phase.set(Phase::Poisoned);
+        // SAFETY: the storage holds a `T` (caller), read by nobody; dropped
+        // once, here.
+        unsafe { ptr::drop_in_place(view.slot(i).cast::<T>()) };
+        header.phase.set(Phase::Free);
+        self.free.set(self.free.get() | header.mask());
     }
 
     /// Slot `i`'s phase (owner only).
@@ -295,6 +369,13 @@ impl View {
         before.wrapping_add(bit * stride).cast_mut()
     }
 
+    /// Slot `i` (header, then storage), derived from the slot array's
+    /// pointer, whose provenance covers the storage.
+    #[inline(always)]
+    pub(super) fn task(&self, i: usize) -> *mut u8 {
+        self.tasks.wrapping_add(i * self.stride).cast_mut()
+    }
+
     /// Slot `i`'s storage.
     #[inline(always)]
     pub(super) fn slot(&self, i: usize) -> *mut u8 {
@@ -317,5 +398,45 @@ pub(crate) struct Running<'a>(&'a Local);
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         self.0.running.set(false);
+    }
+}
+
+/// Makes a slot that holds a fresh `F` live for the run loop: its poll and
+/// drop functions, its phase, and the next generation in its state word,
+/// live and runnable.
+#[inline(always)]
+fn publish<F: Future + 'static>(header: &Header) {
+    header.poll.set(poll_future::<F>);
+    header.drop.set(drop_contents::<F>);
+    header.phase.set(Phase::Live);
+    header.detached.set(false);
+    // A slot that is not live has `LIVE` and `RUN` clear (every path that
+    // ends a task stores the bare generation), so one addition starts the
+    // next generation, live and runnable.
+    let state = header.state.load(Relaxed);
+    debug_assert_eq!(state & !GEN_MASK, 0);
+    header
+        .state
+        .store(state.wrapping_add(GEN_ONE | LIVE | RUN), Relaxed);
+}
+
+/// Armed around [`Local::spawn_now`]'s first poll, disarmed with
+/// `mem::forget`; if the poll panics (host only), it poisons the slot (its
+/// storage is in flux, and `Pin` forbids reusing it) and gives `running`
+/// back its value. With `panic = "abort"` it compiles to nothing.
+struct FirstPoll<'a> {
+    local: &'a Local,
+    i: usize,
+    /// `running` before the poll: `true` when the caller is itself a task.
+    outer: bool,
+}
+
+impl Drop for FirstPoll<'_> {
+    #[cold]
+    fn drop(&mut self) {
+        // Out of the free mask (`take_free`), never `LIVE`, no handle: the
+        // slot is never polled, dropped or reused again.
+        self.local.view().header(self.i).phase.set(Phase::Poisoned);
+        self.local.running.set(self.outer);
     }
 }

@@ -137,7 +137,8 @@ pub(super) unsafe fn poll_future<F: Future>(task: *mut u8) -> Option<NonNull<Hea
                 ptr::drop_in_place(slot.cast::<F>());
                 slot.cast::<F::Output>().write(output);
             }
-            NonNull::new(task.cast())
+            // SAFETY: `task` is a slot's address (caller), never null.
+            Some(unsafe { NonNull::new_unchecked(task.cast()) })
         }
     }
 }
