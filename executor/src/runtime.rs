@@ -15,7 +15,7 @@ use core::marker::PhantomData;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
-use crate::raw::{self, Batch, Core, Local, Phase, RawCancel, Task};
+use crate::raw::{self, Batch, Core, Local, Phase, RawCancel, Slot, Task};
 use crate::sync::{array, fence, maybe_const_fn, Ordering::*};
 use crate::{Notifier, Parker, WaitFlag};
 
@@ -327,12 +327,12 @@ impl<const BYTES: usize> Spawner<BYTES> {
     #[inline(always)]
     fn handle<F: Future>(
         &self,
-        spawned: Result<usize, F>,
+        spawned: Result<Slot, F>,
     ) -> Result<JoinHandle<F::Output>, SpawnError<F>> {
         match spawned {
-            Ok(index) => Ok(JoinHandle {
+            Ok(slot) => Ok(JoinHandle {
                 local: self.local,
-                index,
+                slot: Some(slot),
                 _marker: PhantomData,
             }),
             Err(future) => Err(SpawnError { future }),
@@ -403,18 +403,17 @@ pub enum Completion<T> {
 /// before completion detaches the task, which then frees its slot itself.
 pub struct JoinHandle<T> {
     local: &'static Local,
-    /// The slot, or [`SPENT`] once the completion was read.
-    index: usize,
+    /// The task's slot, or `None` once the completion was read (spent).
+    slot: Option<Slot>,
     _marker: PhantomData<(T, *const ())>,
 }
-
-const SPENT: usize = usize::MAX;
 
 impl<T> JoinHandle<T> {
     /// `true` once the task has finished or was cancelled (and until the
     /// completion is read).
     pub fn is_finished(&self) -> bool {
-        self.index != SPENT && self.local.phase(self.index) != Phase::Live
+        self.slot
+            .is_some_and(|slot| self.local.phase(slot) != Phase::Live)
     }
 
     /// Reads the completion if the task has completed; the handle is spent
@@ -423,35 +422,32 @@ impl<T> JoinHandle<T> {
     /// # Panics
     /// If the task panicked (host only: the kernel aborts on panics).
     pub fn try_take(&mut self) -> Option<Completion<T>> {
-        if self.index == SPENT {
-            return None;
-        }
-        let i = self.index;
+        let slot = self.slot?;
         // A finished task is the common case: tested first, on its own, and
         // the rest out of line (by value, so that the handle stays in
         // registers).
-        let completion = if self.local.phase(i) == Phase::Finished {
+        let completion = if self.local.phase(slot) == Phase::Finished {
             // SAFETY: owner (`JoinHandle` is `!Send`); the slot is
             // `Finished` and holds this handle's task's output, a `T`, read
             // once: the handle is spent below.
-            Completion::Finished(unsafe { self.local.take_output::<T>(i) })
+            Completion::Finished(unsafe { self.local.take_output::<T>(slot) })
         } else {
-            match take_unfinished(self.local, i) {
+            match take_unfinished(self.local, slot) {
                 Unfinished::Live => return None,
                 Unfinished::Cancelled => Completion::Cancelled,
                 Unfinished::Poisoned => {
-                    self.index = SPENT;
+                    self.slot = None;
                     panic!("the task panicked");
                 }
             }
         };
-        self.index = SPENT;
+        self.slot = None;
         Some(completion)
     }
 
     /// Cancels the task; see [`CancelToken::cancel`].
     pub fn cancel(&self) -> bool {
-        self.index != SPENT && self.cancel_token().cancel()
+        self.slot.is_some() && self.cancel_token().cancel()
     }
 
     /// A token that cancels this task from any CPU or interrupt handler.
@@ -459,8 +455,8 @@ impl<T> JoinHandle<T> {
     /// # Panics
     /// If the completion was already read.
     pub fn cancel_token(&self) -> CancelToken {
-        assert!(self.index != SPENT, "the completion was already read");
-        CancelToken(self.local.cancel_token(self.index))
+        let slot = self.slot.expect("the completion was already read");
+        CancelToken(self.local.cancel_token(slot))
     }
 }
 
@@ -472,17 +468,17 @@ enum Unfinished {
     Poisoned,
 }
 
-/// The cold side of [`JoinHandle::try_take`], for slot `i`.
+/// The cold side of [`JoinHandle::try_take`], for `slot`.
 #[cold]
 #[inline(never)]
-fn take_unfinished(local: &Local, i: usize) -> Unfinished {
-    match local.phase(i) {
+fn take_unfinished(local: &Local, slot: Slot) -> Unfinished {
+    match local.phase(slot) {
         Phase::Live => Unfinished::Live,
         Phase::Cancelled => {
             // SAFETY: owner (only a `JoinHandle`, `!Send`, calls this); the
             // slot is complete, and its only reader, the handle, is spent by
             // the caller.
-            unsafe { local.release(i) };
+            unsafe { local.release(slot) };
             Unfinished::Cancelled
         }
         Phase::Poisoned => Unfinished::Poisoned,
@@ -500,14 +496,13 @@ impl<T> Future for JoinHandle<T> {
     /// Cancel safety: dropping the awaiting future loses nothing as long as
     /// the handle itself is kept; dropping the handle detaches the task.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion<T>> {
-        assert!(
-            self.index != SPENT,
-            "JoinHandle polled after its completion was read"
-        );
+        let slot = self
+            .slot
+            .expect("JoinHandle polled after its completion was read");
         match self.try_take() {
             Some(completion) => Poll::Ready(completion),
             None => {
-                self.local.set_join_waker(self.index, cx.waker());
+                self.local.set_join_waker(slot, cx.waker());
                 Poll::Pending
             }
         }
@@ -516,19 +511,19 @@ impl<T> Future for JoinHandle<T> {
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
-        if self.index == SPENT {
+        let Some(slot) = self.slot else {
             return;
-        }
-        match self.local.phase(self.index) {
-            Phase::Live => self.local.detach(self.index),
+        };
+        match self.local.phase(slot) {
+            Phase::Live => self.local.detach(slot),
             // SAFETY: owner; the slot is `Finished` and holds this handle's
             // task's output, a `T`, whose only reader, this handle, is going
             // away. Dropped with its type: a task finished by its first poll
             // in `spawn_now` has no drop function in its slot.
-            Phase::Finished => unsafe { self.local.release_output::<T>(self.index) },
+            Phase::Finished => unsafe { self.local.release_output::<T>(slot) },
             // SAFETY: owner; the task is complete, its storage holds nothing,
             // and its only reader, this handle, is going away.
-            _ => unsafe { self.local.release(self.index) },
+            _ => unsafe { self.local.release(slot) },
         }
     }
 }
@@ -536,7 +531,7 @@ impl<T> Drop for JoinHandle<T> {
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinHandle")
-            .field("slot", &self.index)
+            .field("slot", &self.slot.map(Slot::index))
             .finish()
     }
 }

@@ -1,12 +1,13 @@
 //! The owner's side of an executor: [`Local`], its view of the slots, and
-//! the slot life cycle outside the poll loop (spawn, join, detach,
-//! release, cancel tokens, flag waiters). Only the owner's `!Send`
-//! handles reach a `Local`, so its `Cell`s need no synchronisation.
+//! the slot life cycle outside the poll loop (spawn, `spawn_now` and its
+//! first poll, join, detach, release, cancel tokens, flag waiters). Only
+//! the owner's `!Send` handles reach a `Local`, so its `Cell`s need no
+//! synchronisation.
 
 use core::cell::{Cell, UnsafeCell};
 use core::future::Future;
 use core::mem;
-use core::ptr;
+use core::ptr::{self, NonNull};
 use core::task::{RawWakerVTable, Waker};
 
 use super::cancel::RawCancel;
@@ -119,10 +120,13 @@ impl Local {
     /// Marks a run loop active; panics if one already is (a task that runs
     /// its own executor would alias the future being polled).
     pub(crate) fn enter(&self) -> Running<'_> {
+        // A test and a store: `replace` would load into a register and
+        // compare there, one instruction more.
         assert!(
-            !self.running.replace(true),
+            !self.running.get(),
             "executor run re-entered from inside a task"
         );
+        self.running.set(true);
         Running(self)
     }
 
@@ -138,23 +142,27 @@ impl Local {
     /// is poisoned.
     ///
     /// # Safety
-    /// Owner only; slot `i` is complete and no join handle will read it.
-    pub(crate) unsafe fn release(&self, i: usize) {
-        let view = self.view();
-        let header = view.header(i);
+    /// Owner only; `slot` is complete and no join handle will read it.
+    pub(crate) unsafe fn release(&self, slot: Slot) {
+        let header = slot.header();
         // Poisoned while the output's drop (user code) runs: if it panics,
         // the slot is never touched again.
         match header.phase.replace(Phase::Poisoned) {
             Phase::Poisoned => return,
             Phase::Finished => {
                 // SAFETY: the storage holds the output (`Finished`), read by
-                // nobody (caller); dropped once, here.
-                unsafe { (header.drop.get())(view.slot(i), Phase::Finished) };
+                // nobody (caller); dropped once, here. The drop function is
+                // this task's own: a finished slot comes here only from the
+                // run loop's detached path, and only a task published to the
+                // run loop (`publish`, which writes it) can be detached
+                // (join handles release finished outputs themselves, with
+                // `release_output`).
+                unsafe { (header.drop.get())(slot.storage(), Phase::Finished) };
             }
             _ => {}
         }
         header.phase.set(Phase::Free);
-        self.free.set(self.free.get() | 1 << i);
+        self.free.set(self.free.get() | header.mask());
     }
 
     /// Moves `future` into a free slot and marks it ready; gives the future
@@ -162,22 +170,19 @@ impl Local {
     ///
     /// # Safety
     /// Owner only; `F` and `F::Output` fit the slot storage ([`fits`](super::fits)).
-    pub(crate) unsafe fn spawn<F: Future + 'static>(&self, future: F) -> Result<usize, F> {
+    pub(crate) unsafe fn spawn<F: Future + 'static>(&self, future: F) -> Result<Slot, F> {
         let Some((i, bit)) = self.take_free() else {
             return Err(future);
         };
-        let task = self.view().task(i);
+        let slot = self.view().slot_ref(i);
         // SAFETY: the slot was free, so its storage holds nothing and
         // nothing refers to it; `F` fits it (caller).
-        unsafe { task.add(STORAGE_OFFSET).cast::<F>().write(future) };
-        // SAFETY: `task` is slot `i`, which starts with its header, in the
-        // `'static` slot array.
-        let header = unsafe { &*task.cast::<Header>() };
-        publish::<F>(header);
+        unsafe { slot.storage().cast::<F>().write(future) };
+        publish::<F>(slot.header());
         // The owner is awake whenever it spawns (the word has `AWAKE`
         // outside `park`), so this mark never needs to notify anyone.
         self.head().ready.mark(bit);
-        Ok(i)
+        Ok(slot)
     }
 
     /// Moves `future` into a free slot and polls it once, here, before it is
@@ -192,34 +197,32 @@ impl Local {
     /// # Safety
     /// Owner only; `F` and `F::Output` fit the slot storage ([`fits`](super::fits)).
     #[inline(always)]
-    pub(crate) unsafe fn spawn_now<F: Future + 'static>(&self, future: F) -> Result<usize, F> {
+    pub(crate) unsafe fn spawn_now<F: Future + 'static>(&self, future: F) -> Result<Slot, F> {
         let Some((i, _)) = self.take_free() else {
             return Err(future);
         };
-        let view = self.view();
-        let task = view.task(i);
+        // Computed once, before the stores below (which the compiler cannot
+        // tell apart from the view), and kept for the handle.
+        let slot = self.view().slot_ref(i);
         // SAFETY: the slot was free, so its storage holds nothing and
         // nothing refers to it; `F` fits it (caller).
-        unsafe { task.add(STORAGE_OFFSET).cast::<F>().write(future) };
+        unsafe { slot.storage().cast::<F>().write(future) };
         let first = FirstPoll {
             local: self,
             i,
             outer: self.running.replace(true),
         };
-        // SAFETY: `task` is slot `i`'s address, from the slot array's
+        // SAFETY: `slot` is slot `i`'s address, from the slot array's
         // pointer; its storage holds the `F` just written, pinned there from
         // now on; `F::Output` fits it (caller). Nothing else refers to the
         // slot: no handle exists yet, its state word is not `LIVE` (so a
         // stale wake of an earlier occupant is ignored), and `running` keeps
         // any run loop from starting while this poll runs.
-        let finished = unsafe { poll_future::<F>(task) }.is_some();
+        let finished = unsafe { poll_future::<F>(slot.0.as_ptr()) }.is_some();
         let outer = first.outer;
         mem::forget(first);
         self.running.set(outer);
-        // SAFETY: `task` is slot `i`, which starts with its header, in the
-        // `'static` slot array (the same address as `view.header(i)`, kept
-        // in a register instead of computed again).
-        let header = unsafe { &*task.cast::<Header>() };
+        let header = slot.header();
         if finished {
             // The output is in place. Nothing ever polls or drops this slot
             // through its type-erased functions (its state word never had
@@ -234,7 +237,7 @@ impl Local {
             // what the run loop reads.
             publish::<F>(header);
         }
-        Ok(i)
+        Ok(slot)
     }
 
     /// Takes the lowest free slot out of the free mask: its index and its
@@ -255,62 +258,62 @@ impl Local {
     /// slot.
     ///
     /// # Safety
-    /// Owner only; slot `i` is `Finished` with an output of type `T`, and
-    /// no join handle will read it.
-    pub(crate) unsafe fn release_output<T>(&self, i: usize) {
-        let view = self.view();
-        let header = view.header(i);
+    /// Owner only; `slot` is `Finished` with an output of type `T`, and no
+    /// join handle will read it.
+    pub(crate) unsafe fn release_output<T>(&self, slot: Slot) {
+        let header = slot.header();
         // Poisoned while the output's drop (user code) runs, as in `release`.
         header.phase.set(Phase::Poisoned);
         // SAFETY: the storage holds a `T` (caller), read by nobody; dropped
         // once, here.
-        unsafe { ptr::drop_in_place(view.slot(i).cast::<T>()) };
+        unsafe { ptr::drop_in_place(slot.storage().cast::<T>()) };
         header.phase.set(Phase::Free);
         self.free.set(self.free.get() | header.mask());
     }
 
-    /// Slot `i`'s phase (owner only).
-    pub(crate) fn phase(&self, i: usize) -> Phase {
-        self.view().header(i).phase.get()
+    /// `slot`'s phase (owner only).
+    #[inline(always)]
+    pub(crate) fn phase(&self, slot: Slot) -> Phase {
+        slot.header().phase.get()
     }
 
     /// Reads a finished task's output and frees its slot.
     ///
     /// # Safety
-    /// Owner only; slot `i` is `Finished` with an output of type `T`.
-    pub(crate) unsafe fn take_output<T>(&self, i: usize) -> T {
-        let view = self.view();
+    /// Owner only; `slot` is `Finished` with an output of type `T`.
+    #[inline(always)]
+    pub(crate) unsafe fn take_output<T>(&self, slot: Slot) -> T {
         // SAFETY: the storage holds a `T` (caller), read once: the slot is
         // freed right after without dropping it.
-        let output = unsafe { view.slot(i).cast::<T>().read() };
-        let header = view.header(i);
+        let output = unsafe { slot.storage().cast::<T>().read() };
+        let header = slot.header();
         header.phase.set(Phase::Free);
-        // The record's mask is slot `i`'s bit in the free mask too: one load
+        // The record's mask is the slot's bit in the free mask too: one load
         // where `1 << i` is three instructions.
         self.free.set(self.free.get() | header.mask());
         output
     }
 
-    /// Registers who awaits slot `i`'s completion.
-    pub(crate) fn set_join_waker(&self, i: usize, waker: &Waker) {
-        let join = &self.view().header(i).join;
+    /// Registers who awaits `slot`'s completion.
+    pub(crate) fn set_join_waker(&self, slot: Slot, waker: &Waker) {
+        let join = &slot.header().join;
         match join.take() {
             Some(old) if old.will_wake(waker) => join.set(Some(old)),
             _ => join.set(Some(waker.clone())),
         }
     }
 
-    /// The join handle of live slot `i` is gone.
-    pub(crate) fn detach(&self, i: usize) {
-        let header = self.view().header(i);
+    /// The join handle of live `slot` is gone.
+    pub(crate) fn detach(&self, slot: Slot) {
+        let header = slot.header();
         header.detached.set(true);
         drop(header.join.take());
     }
 
-    /// A token that cancels the task now in slot `i`, and no later occupant.
-    pub(crate) fn cancel_token(&self, i: usize) -> RawCancel {
-        let view = self.view();
-        RawCancel::new(&view.header(i).state, view.waker(i).clone())
+    /// A token that cancels the task now in `slot`, and no later occupant.
+    pub(crate) fn cancel_token(&self, slot: Slot) -> RawCancel {
+        let header = slot.header();
+        RawCancel::new(&header.state, header.waker().clone())
     }
 
     /// Registers the task whose waker this is as a flag waiter; `false` if
@@ -385,10 +388,43 @@ impl View {
         unsafe { self.tasks.add(i * self.stride + STORAGE_OFFSET).cast_mut() }
     }
 
-    /// Task `i`'s waker.
+    /// Slot `i` as join handles keep it.
     #[inline(always)]
-    fn waker(&self, i: usize) -> &'static Waker {
-        self.header(i).waker()
+    pub(super) fn slot_ref(&self, i: usize) -> Slot {
+        // SAFETY: `tasks` is the slot array's pointer (`init`), not null, and
+        // slot `i` (every caller passes a slot index) is inside the array,
+        // so its address is not null either.
+        Slot(unsafe { NonNull::new_unchecked(self.task(i)) })
+    }
+}
+
+// === impl Slot ===
+
+/// A slot's address, as a join handle keeps it: derived from the slot
+/// array's pointer, so that its provenance covers the storage. Made only by
+/// [`View::slot_ref`], for a slot of a claimed executor (in its `'static`
+/// slot array); only the owner's handles hold one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Slot(NonNull<u8>);
+
+impl Slot {
+    /// The slot's header.
+    #[inline(always)]
+    fn header(self) -> &'static Header {
+        // SAFETY: a `Slot` is the address of a slot (`slot_ref`), which
+        // starts with its header, in the `'static` slot array.
+        unsafe { self.0.cast::<Header>().as_ref() }
+    }
+
+    /// The slot's storage.
+    #[inline(always)]
+    fn storage(self) -> *mut u8 {
+        self.0.as_ptr().wrapping_add(STORAGE_OFFSET)
+    }
+
+    /// The slot's index in its executor.
+    pub(crate) fn index(self) -> usize {
+        self.header().mask().trailing_zeros() as usize
     }
 }
 

@@ -33,7 +33,7 @@ pub use ready::ReadySet;
 pub use task::SLOT_OVERHEAD;
 
 pub(crate) use cancel::RawCancel;
-pub(crate) use local::Local;
+pub(crate) use local::{Local, Slot};
 pub(crate) use run::Batch;
 pub(crate) use shared::Core;
 pub(crate) use state::Phase;

@@ -155,7 +155,7 @@ impl Local {
     #[inline(never)]
     unsafe fn release_detached(&self, i: usize) {
         // SAFETY: as the caller's.
-        unsafe { self.release(i) };
+        unsafe { self.release(self.view().slot_ref(i)) };
     }
 }
 
