@@ -35,12 +35,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TARGET = os.path.join(ROOT, "target", "bench")
 BINARY = os.path.join(TARGET, "release", "examples", "bench")
 FLAVOURS = ["loop", "ours", "embassy"]
-# (scenario, flavours) counted under callgrind; `spawn_now` is ours alone.
+# (scenario, flavours) counted under callgrind; `spawn_now` and `spawn_apart`
+# are ours alone.
 COUNTED = [
     ("self", FLAVOURS),
     ("wake", FLAVOURS),
     ("spawn", FLAVOURS),
     ("spawn_now", ["ours"]),
+    ("spawn_apart", ["ours"]),
 ]
 TIMED = COUNTED[:2] + [("remote", ["ours", "embassy"])] + COUNTED[2:]
 
@@ -218,6 +220,7 @@ def main():
         ("self-wake→poll", "self", "ours-self"),
         ("wake", "wake", "ours-wake"),
         ("spawn + run + result (spawn_now)", "spawn", "ours-spawn_now"),
+        ("spawn + run + result (spawn_now, handle read apart)", "spawn", "ours-spawn_apart"),
         ("spawn + run + result (spawn, run_until_idle)", "spawn", "ours-spawn"),
     ]
     summary = []

@@ -21,6 +21,9 @@
 //!   (`ours`: `spawn`, `run_until_idle`, `try_take`).
 //! * `spawn_now` (`ours` only): the same with `spawn_now`, which polls the
 //!   task once inside the spawn, and `try_take`.
+//! * `spawn_apart` (`ours` only): `spawn_now`, then the handle passes
+//!   through `black_box` before `try_take`, as when a caller awaits it
+//!   later: the compiler cannot merge the two.
 //!
 //! The process prints `ns/iter` for the loop alone; `bench.py` subtracts
 //! the callgrind totals of two runs (2 M and 1 M iterations) to get
@@ -201,6 +204,18 @@ fn ours_spawn_now(n: u64) {
     }
 }
 
+/// `spawn_now`, and the handle read behind an opaque barrier, as a caller
+/// that awaits it later would: the compiler can no longer merge the
+/// spawn's stores with the read's.
+fn ours_spawn_now_apart(n: u64) {
+    let runner = OURS.claim().unwrap();
+    for i in 0..n {
+        let mut handle = runner.spawn_now(Trivial(black_box(i))).unwrap();
+        black_box(&mut handle);
+        black_box(handle.try_take());
+    }
+}
+
 // === embassy-executor ===
 
 static PENDED: AtomicBool = AtomicBool::new(false);
@@ -318,7 +333,7 @@ fn main() {
     let (scenario, n) = match &args[..] {
         [_, scenario, n] => (scenario.as_str(), n.parse::<u64>().expect("iterations")),
         _ => {
-            eprintln!("usage: bench <loop|ours|embassy>-<self|wake|remote|spawn> <iterations> | bench ours-spawn_now <iterations> | bench footprint");
+            eprintln!("usage: bench <loop|ours|embassy>-<self|wake|remote|spawn> <iterations> | bench ours-<spawn_now|spawn_apart> <iterations> | bench footprint");
             std::process::exit(2);
         }
     };
@@ -331,6 +346,7 @@ fn main() {
         "ours-remote" => ours_remote,
         "ours-spawn" => ours_spawn,
         "ours-spawn_now" => ours_spawn_now,
+        "ours-spawn_apart" => ours_spawn_now_apart,
         "embassy-self" => embassy_self,
         "embassy-wake" => embassy_wake,
         "embassy-remote" => embassy_remote,
