@@ -7,8 +7,10 @@
 //! fixed number of task slots of a fixed size. The CPU [claims](Executor::claim)
 //! its executor once and gets the only [`Runner`]; it spawns tasks
 //! (commands from the main kernel, say) into the slots and runs them
-//! forever. Nothing is allocated: spawning into a full executor returns a
-//! [`SpawnError`] holding the future.
+//! forever ([`Spawner::spawn_now`] gives a new task its first poll at once,
+//! so one that is done then never goes through the run loop). Nothing is
+//! allocated: spawning into a full executor returns a [`SpawnError`]
+//! holding the future.
 //!
 //! A task waits for something by returning `Pending`, having left its
 //! [`Waker`](core::task::Waker) with whoever will make progress: a channel,
