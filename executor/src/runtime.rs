@@ -521,8 +521,9 @@ impl<T> Drop for JoinHandle<T> {
             // away. Dropped with its type: a task finished by its first poll
             // in `spawn_now` has no drop function in its slot.
             Phase::Finished => unsafe { self.local.release_output::<T>(slot) },
-            // SAFETY: owner; the task is complete, its storage holds nothing,
-            // and its only reader, this handle, is going away.
+            // SAFETY: owner; the task is complete (cancelled: its storage
+            // holds nothing; poisoned: `release` leaves it alone), and its
+            // only reader, this handle, is going away.
             _ => unsafe { self.local.release(slot) },
         }
     }
