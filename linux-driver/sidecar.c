@@ -64,7 +64,7 @@ module_param(respond, charp, 0444);
 MODULE_PARM_DESC(respond, "irq: completions by response IPI (default); poll: by polling");
 static uint spin_us;
 module_param(spin_us, uint, 0444);
-MODULE_PARM_DESC(spin_us, "with respond=irq: poll this long (µs) before sleeping for the IPI (default 0)");
+MODULE_PARM_DESC(spin_us, "with respond=irq: poll this many microseconds before sleeping for the IPI (default 0)");
 
 struct sidecar_node {
 	phys_addr_t control;
