@@ -6,15 +6,28 @@
  * (linux-vmm) maps the command pages and writes the commands themselves.
  * A CPU hotplug callback REMOVEs a sidecar CPU before Linux brings it up.
  *
+ * Completions: the driver owns a vector of Linux's (an interrupt allocated
+ * in x86_vector_domain, pinned to CPU 0) and writes it and CPU 0's APIC ID
+ * as each control page's response_vector and response_cpu; a sidecar CPU
+ * that finishes a command raises needs_attention and sends it. The
+ * handler takes needs_attention and wakes the node's waiters, who sleep
+ * until their CPU's status leaves RUN/STOP/REMOVE. With respond=poll (or
+ * when no vector can be had) the waiters poll the status instead and no
+ * response IPI is sent (response_vector stays 0).
+ *
  * Parameters (the init script passes them from Linux's command line):
  *   record=VECTOR,CONTROL:BASE_VP:COUNT:SIDECAR_MASK,...  (sidecar=)
  *   guest=HOST_BASE:SIZE                                   (sidecar_guest=)
+ *   respond=irq|poll                                       (default irq)
  */
 #include <linux/cpu.h>
 #include <linux/cpuhotplug.h>
 #include <linux/delay.h>
 #include <linux/fs.h>
+#include <linux/interrupt.h>
 #include <linux/io.h>
+#include <linux/irq.h>
+#include <linux/irqdomain.h>
 #include <linux/ktime.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
@@ -23,13 +36,20 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <linux/wait.h>
 #include <asm/apic.h>
+#include <asm/hw_irq.h>
+#include <asm/irqdomain.h>
 
 #include "sidecar_ioctl.h"
 
 #define MAX_NODES 16
 /* The statuses start at byte 64 of the control page (abi::ControlPage). */
 #define STATUS_OFFSET 64
+/* abi::ControlPage's header: response_cpu, response_vector, needs_attention. */
+#define RESPONSE_CPU_OFFSET 16
+#define RESPONSE_VECTOR_OFFSET 20
+#define NEEDS_ATTENTION_OFFSET 24
 /* How long the hotplug callback waits for a STOP or a REMOVE. */
 #define CONVERT_TIMEOUT_US (5 * USEC_PER_SEC)
 
@@ -39,6 +59,12 @@ MODULE_PARM_DESC(record, "the sidecar= record of Linux's command line");
 static char *guest;
 module_param(guest, charp, 0444);
 MODULE_PARM_DESC(guest, "the sidecar_guest= HOST_BASE:SIZE of guest memory");
+static char *respond = "irq";
+module_param(respond, charp, 0444);
+MODULE_PARM_DESC(respond, "irq: completions by response IPI (default); poll: by polling");
+static uint spin_us;
+module_param(spin_us, uint, 0444);
+MODULE_PARM_DESC(spin_us, "with respond=irq: poll this many microseconds before sleeping for the IPI (default 0)");
 
 struct sidecar_node {
 	phys_addr_t control;
@@ -47,6 +73,8 @@ struct sidecar_node {
 	u64 mask;
 	u8 *status; /* the control page's status bytes, memremap'd */
 	void *page;
+	u32 *response_cpu, *response_vector, *needs_attention;
+	wait_queue_head_t done; /* woken by the response IPI */
 	char name[16];
 	struct miscdevice misc;
 };
@@ -58,6 +86,9 @@ static phys_addr_t guest_base;
 static u64 guest_size;
 static struct miscdevice guest_misc;
 static enum cpuhp_state hotplug_state;
+/* The response interrupt (0: none, completions are polled). */
+static unsigned int response_irq;
+static bool response_requested;
 
 static bool is_sidecar(const struct sidecar_node *node, u32 cpu)
 {
@@ -106,16 +137,25 @@ static int request_status(struct sidecar_node *node, u32 cpu, u32 status)
 	return (now == SIDECAR_REMOVED || now == SIDECAR_REMOVE) ? -ENXIO : -EBUSY;
 }
 
+/* The CPU's status once it is done with its command (acquire: its
+ * results are visible then), or -1 while it still works on it. */
+static int done_status(struct sidecar_node *node, u32 cpu)
+{
+	u8 now = smp_load_acquire(&node->status[cpu]);
+
+	return (now == SIDECAR_RUN || now == SIDECAR_STOP || now == SIDECAR_REMOVE) ? -1 : now;
+}
+
 /* Bounded polling of a CPU's status until it leaves RUN and STOP. */
-static int wait_done(struct sidecar_node *node, u32 cpu, u64 timeout_us, bool interruptible)
+static int poll_done(struct sidecar_node *node, u32 cpu, u64 timeout_us, bool interruptible)
 {
 	ktime_t deadline = ktime_add_us(ktime_get(), timeout_us);
 	unsigned int spins = 0;
-	u8 now;
+	int now;
 
 	for (;;) {
-		now = smp_load_acquire(&node->status[cpu]);
-		if (now != SIDECAR_RUN && now != SIDECAR_STOP && now != SIDECAR_REMOVE)
+		now = done_status(node, cpu);
+		if (now >= 0)
 			return now;
 		if (ktime_after(ktime_get(), deadline))
 			return -ETIMEDOUT;
@@ -124,6 +164,124 @@ static int wait_done(struct sidecar_node *node, u32 cpu, u64 timeout_us, bool in
 		if (++spins % 64 == 0)
 			cond_resched();
 		cpu_relax();
+	}
+}
+
+/*
+ * Waits until CPU `cpu` is done with its command, for at most `timeout_us`:
+ * by polling for the first `spin_us` (a short command is done by then, and
+ * a sleeping waiter pays the wake-up of an idle CPU), then asleep until the
+ * response IPI's handler wakes the node's queue. Without a response
+ * interrupt, by polling all along. Returns the status, or -ETIMEDOUT /
+ * -EINTR.
+ */
+static int wait_done(struct sidecar_node *node, u32 cpu, u64 timeout_us, bool interruptible)
+{
+	unsigned long timeout;
+	long left;
+	int now;
+
+	if (!response_irq)
+		return poll_done(node, cpu, timeout_us, interruptible);
+	now = poll_done(node, cpu, min_t(u64, spin_us, timeout_us), interruptible);
+	if (now != -ETIMEDOUT || spin_us >= timeout_us)
+		return now;
+	timeout = usecs_to_jiffies(timeout_us - spin_us) + 1;
+	now = -1;
+	if (interruptible)
+		left = wait_event_interruptible_timeout(node->done,
+							(now = done_status(node, cpu)) >= 0, timeout);
+	else
+		left = wait_event_timeout(node->done, (now = done_status(node, cpu)) >= 0,
+					  timeout);
+	if (left < 0)
+		return -EINTR;
+	if (now < 0)
+		now = done_status(node, cpu);
+	return now >= 0 ? now : -ETIMEDOUT;
+}
+
+/* The response IPI: every node with attention raised wakes its waiters
+ * (each waiter checks its own CPU's status). */
+static irqreturn_t sidecar_response(int irq, void *unused)
+{
+	unsigned int i;
+
+	for (i = 0; i < node_count; i++) {
+		if (xchg(nodes[i].needs_attention, 0))
+			wake_up_all(&nodes[i].done);
+	}
+	return IRQ_HANDLED;
+}
+
+/*
+ * Allocates a vector on CPU 0 for the response IPI and tells every node's
+ * sidecar CPUs to send it (response_cpu first, then response_vector with
+ * release: a CPU that sees the vector sees the destination too). Returns
+ * 0 with no interrupt (polling) when Linux cannot give one.
+ */
+static int setup_response(void)
+{
+	struct irq_alloc_info info = { .mask = cpumask_of(0) };
+	struct irq_data *data;
+	struct irq_cfg *cfg;
+	unsigned int i, target;
+	u32 apic_id;
+	int irq, ret;
+
+	if (!strcmp(respond, "poll"))
+		return 0;
+	if (strcmp(respond, "irq"))
+		return -EINVAL;
+	irq = irq_domain_alloc_irqs(x86_vector_domain, 1, NUMA_NO_NODE, &info);
+	if (irq <= 0) {
+		pr_warn("sidecar: no vector for the response IPI (%d): completions are polled\n", irq);
+		return 0;
+	}
+	irq_set_handler(irq, handle_edge_irq);
+	ret = request_irq(irq, sidecar_response, IRQF_NOBALANCING, "sidecar-response", NULL);
+	if (ret) {
+		irq_dispose_mapping(irq);
+		return ret;
+	}
+	response_irq = irq;
+	response_requested = true;
+	data = irq_get_irq_data(irq);
+	cfg = irqd_cfg(data);
+	target = cpumask_first(irq_data_get_effective_affinity_mask(data));
+	if (!cfg || !cfg->vector || target >= nr_cpu_ids) {
+		pr_warn("sidecar: the response interrupt has no vector: completions are polled\n");
+		response_irq = 0;
+		return 0;
+	}
+	/* cfg->dest_apicid is in Linux's destination mode (logical, 1 << cpu,
+	 * in flat mode); sidecar CPUs send in physical mode. */
+	apic_id = cpu_physical_id(target);
+	for (i = 0; i < node_count; i++) {
+		WRITE_ONCE(*nodes[i].response_cpu, apic_id);
+		smp_store_release(nodes[i].response_vector, cfg->vector);
+	}
+	pr_info("sidecar: response IPI: vector %u to CPU %u, APIC ID %u (irq %u)\n", cfg->vector,
+		target, apic_id, irq);
+	return 0;
+}
+
+/* Stops the response IPIs before their interrupt goes away. */
+static void release_response(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < node_count; i++) {
+		if (nodes[i].response_vector)
+			smp_store_release(nodes[i].response_vector, 0);
+	}
+	if (response_requested) {
+		/* A response IPI already sent lands before free_irq returns. */
+		synchronize_irq(response_irq);
+		free_irq(response_irq, NULL);
+		irq_dispose_mapping(response_irq);
+		response_requested = false;
+		response_irq = 0;
 	}
 }
 
@@ -316,6 +474,7 @@ static void release(void)
 
 	if (hotplug_state > 0)
 		cpuhp_remove_state_nocalls(hotplug_state);
+	release_response();
 	if (guest_misc.name)
 		misc_deregister(&guest_misc);
 	for (i = 0; i < node_count; i++) {
@@ -347,6 +506,10 @@ static int __init sidecar_init(void)
 			goto fail;
 		}
 		node->status = (u8 *)node->page + STATUS_OFFSET;
+		node->response_cpu = node->page + RESPONSE_CPU_OFFSET;
+		node->response_vector = node->page + RESPONSE_VECTOR_OFFSET;
+		node->needs_attention = node->page + NEEDS_ATTENTION_OFFSET;
+		init_waitqueue_head(&node->done);
 		snprintf(node->name, sizeof(node->name), "sidecar%u", i);
 		node->misc = (struct miscdevice){
 			.minor = MISC_DYNAMIC_MINOR, .name = node->name, .fops = &sidecar_fops,
@@ -367,6 +530,9 @@ static int __init sidecar_init(void)
 			goto fail;
 		}
 	}
+	ret = setup_response();
+	if (ret)
+		goto fail;
 	ret = cpuhp_setup_state_nocalls(CPUHP_BP_PREPARE_DYN, "sidecar:prepare",
 					sidecar_cpu_prepare, NULL);
 	if (ret < 0)

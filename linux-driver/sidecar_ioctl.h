@@ -35,8 +35,10 @@ struct sidecar_request {
 #define SIDECAR_IOC_REQUEST _IOW('S', 1, struct sidecar_request)
 
 /*
- * WAIT: polls CPU `cpu`'s status (acquire) until it is neither RUN nor
- * STOP, for at most `status` microseconds; returns the status it found.
+ * WAIT: waits until CPU `cpu`'s status (loaded with acquire) is neither RUN
+ * nor STOP nor REMOVE, for at most `status` microseconds, and returns the
+ * status it found. It sleeps until the response IPI wakes it, or polls
+ * when the driver has no response vector (respond=poll).
  * Errnos: EINVAL, ENODEV as above, ETIMEDOUT, EINTR.
  */
 #define SIDECAR_IOC_WAIT _IOWR('S', 2, struct sidecar_request)

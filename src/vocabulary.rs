@@ -512,6 +512,20 @@ pub mod report_key {
     pub const LINUX_STOP_LATENCY_CYCLES: &str = "linux.stop_latency_cycles";
     /// Sidecar CPUs onlined into Linux (init script).
     pub const LINUX_CONVERTED: &str = "linux.converted";
+    /// GET_VP_REGISTERS through sidecar.ko's REQUEST and WAIT, median in
+    /// TSC cycles (linux-vmm).
+    pub const LINUX_COMMAND_RTT_CYCLES_P50: &str = "linux.command_rtt_cycles.p50";
+    /// The same, 99th percentile.
+    pub const LINUX_COMMAND_RTT_CYCLES_P99: &str = "linux.command_rtt_cycles.p99";
+    /// The same, how many round trips.
+    pub const LINUX_COMMAND_RTT_CYCLES_SAMPLES: &str = "linux.command_rtt_cycles.samples";
+    /// An I/O intercept received by the user-mode VMM to the VP's next one,
+    /// median in TSC cycles (linux-vmm).
+    pub const LINUX_VMRUN_ROUNDTRIP_CYCLES_P50: &str = "linux.vmrun_roundtrip_cycles.p50";
+    /// The same, 99th percentile.
+    pub const LINUX_VMRUN_ROUNDTRIP_CYCLES_P99: &str = "linux.vmrun_roundtrip_cycles.p99";
+    /// The same, how many round trips.
+    pub const LINUX_VMRUN_ROUNDTRIP_CYCLES_SAMPLES: &str = "linux.vmrun_roundtrip_cycles.samples";
 
     /// Every key above.
     pub const ALL: &[&str] = &[
@@ -591,6 +605,12 @@ pub mod report_key {
         LINUX_EXITS,
         LINUX_STOP_LATENCY_CYCLES,
         LINUX_CONVERTED,
+        LINUX_COMMAND_RTT_CYCLES_P50,
+        LINUX_COMMAND_RTT_CYCLES_P99,
+        LINUX_COMMAND_RTT_CYCLES_SAMPLES,
+        LINUX_VMRUN_ROUNDTRIP_CYCLES_P50,
+        LINUX_VMRUN_ROUNDTRIP_CYCLES_P99,
+        LINUX_VMRUN_ROUNDTRIP_CYCLES_SAMPLES,
     ];
 }
 

@@ -148,7 +148,8 @@ fn a_sidecar_cpu_that_is_not_idle_fails_the_run() {
 /// guest VP on every sidecar CPU (14: 16 CPUs less the two base VPs)
 /// through it to the answer it checks (each guest's OUT of the result and
 /// its OUT to the exit port: two exits per VP); then a STOP through the
-/// driver ends a spinning VP, its RUN_VP completing with intercept 0.
+/// driver ends a spinning VP, its RUN_VP completing with intercept 0, and
+/// the VMM times 400 command and 400 VM-exit round trips on that CPU.
 /// Last, init onlines CPUs 14 and 15 (node 1's last two) into Linux: the
 /// driver's hotplug callback REMOVEs each first, and every other sidecar
 /// CPU stays IDLE.
@@ -171,6 +172,17 @@ fn linux_demo_drives_the_sidecar_cpus() {
         .stop_latency_cycles
         .expect("linux.stop_latency_cycles");
     assert!(stop > 0, "{}", tail(&outcome));
+    // The two benchmarks' figures, every sample taken (a sample is a
+    // command or a run checked against its answer).
+    for (name, trip) in [
+        ("command_rtt_cycles", &linux.command_rtt_cycles),
+        ("vmrun_roundtrip_cycles", &linux.vmrun_roundtrip_cycles),
+    ] {
+        let trip = trip.as_ref().unwrap_or_else(|| panic!("no linux.{name}"));
+        assert_eq!(trip.samples, Some(400), "linux.{name}");
+        let (p50, p99) = (trip.p50.unwrap_or(0), trip.p99.unwrap_or(0));
+        assert!(0 < p50 && p50 <= p99, "linux.{name}: p50 {p50}, p99 {p99}");
+    }
 
     assert_eq!(linux.converted, Some(2), "{}", tail(&outcome));
     assert_eq!(linux.online_cpus.as_deref(), Some("0,8,14-15"));

@@ -11,7 +11,8 @@
 //! ports it reports through, and prints `linux.vps` and `linux.exits` as
 //! report lines on stdout (the init script sends them to COM2); its log
 //! goes to stderr. Then it starts [`Program::Spin`] on one of them, STOPs
-//! it through the driver and reports `linux.stop_latency_cycles`.
+//! it through the driver and reports `linux.stop_latency_cycles`. Last, on
+//! that CPU, the command and VM-exit round trips of [`bench`].
 //!
 //! Shared pages are touched only through atomics (the control page) or
 //! volatile copies of a whole command page taken while the CPU is IDLE,
@@ -31,6 +32,9 @@ use sidecar::abi::{
     HvRegisterAssoc, HvX64IoPortInterceptMessage, HvX64RegisterName as Name, SidecarCommand,
 };
 use sidecar::guests::{self, Program};
+use sidecar::vocabulary::report_key as key;
+
+mod bench;
 
 const PAGE: usize = 4096;
 
@@ -258,6 +262,8 @@ impl Guest {
 struct Outcome {
     result: Option<u32>,
     exits: u64,
+    /// TSC cycles from each I/O intercept received to the next one.
+    io_round_trips: Vec<u64>,
 }
 
 /// Runs `program` on CPU `cpu` of `node` until the guest writes the exit
@@ -274,13 +280,21 @@ fn run_program(
     let mut outcome = Outcome {
         result: None,
         exits: 0,
+        io_round_trips: Vec::new(),
     };
+    let mut last_io = None;
     loop {
         let message = match node.run_vp(cpu)? {
             RunVpExit::Intercept(message) => message,
             RunVpExit::Stopped => return Err(format!("VP {vp} was stopped")),
         };
+        let now = tsc();
         outcome.exits += 1;
+        let io = message.header.typ == HvMessageType::HvMessageTypeX64IoPortIntercept;
+        if let (true, Some(then)) = (io, last_io) {
+            outcome.io_round_trips.push(now - then);
+        }
+        last_io = io.then_some(now);
         if message.header.typ != HvMessageType::HvMessageTypeX64IoPortIntercept {
             return Err(format!("VP {vp}: unexpected exit {:?}", message.header.typ));
         }
@@ -407,6 +421,22 @@ fn run() -> Result<(), String> {
         node.base_vp + cpu
     );
     println!("linux.stop_latency_cycles={cycles}");
+    let rtt = bench::command_round_trips(node, cpu)?;
+    let keys = [
+        key::LINUX_COMMAND_RTT_CYCLES_P50,
+        key::LINUX_COMMAND_RTT_CYCLES_P99,
+        key::LINUX_COMMAND_RTT_CYCLES_SAMPLES,
+    ];
+    let p50 = bench::report_percentiles(keys, rtt)?;
+    eprintln!("linux-vmm: command round trip p50 {p50} cycles");
+    let trips = bench::exit_round_trips(node, cpu)?;
+    let keys = [
+        key::LINUX_VMRUN_ROUNDTRIP_CYCLES_P50,
+        key::LINUX_VMRUN_ROUNDTRIP_CYCLES_P99,
+        key::LINUX_VMRUN_ROUNDTRIP_CYCLES_SAMPLES,
+    ];
+    let p50 = bench::report_percentiles(keys, trips)?;
+    eprintln!("linux-vmm: VM-exit round trip p50 {p50} cycles");
     Ok(())
 }
 

@@ -162,8 +162,8 @@ struct BenchArgs {
     /// Show the kernel build's output and every QEMU command line.
     #[arg(long, short)]
     verbose: bool,
-    /// A Linux kernel image (bzImage, e.g. a distribution's /boot/vmlinuz-*) to boot
-    /// beside sidecar: enables the linux kind.
+    /// A Linux kernel image (bzImage, e.g. a distribution's /boot/vmlinuz-*) for the
+    /// linux and linux-vmm kinds [default: the one scripts/fetch-linux.sh cached].
     #[arg(long, value_name = "PATH")]
     linux_kernel: Option<PathBuf>,
     /// Record a failed run (in bench.json and the summaries) and go on instead of
@@ -196,16 +196,26 @@ impl BenchArgs {
                 ..RunConfig::default()
             },
             command,
-            linux_kernel: self.linux_kernel.clone(),
+            linux_kernel: self.linux_kernel(),
             linux_lpj: self.linux_lpj,
             keep_going: self.keep_going,
         }
     }
 
-    /// The kinds to run: those named, else all (`linux` only with `--linux-kernel`).
+    /// `--linux-kernel`, else the kernel `scripts/fetch-linux.sh` cached
+    /// (`None` when there is neither).
+    fn linux_kernel(&self) -> Option<PathBuf> {
+        match &self.linux_kernel {
+            Some(path) => Some(path.clone()),
+            None => qemu_runner::initramfs::linux_kernel(None).ok(),
+        }
+    }
+
+    /// The kinds to run: those named, else all (`linux` and `linux-vmm`
+    /// only with a Linux kernel: `--linux-kernel` or the cached one).
     fn kinds(&self) -> Vec<BenchKind> {
         let mut kinds = match self.kinds.is_empty() {
-            true => BenchKind::default_kinds(self.linux_kernel.is_some()),
+            true => BenchKind::default_kinds(self.linux_kernel().is_some()),
             false => self.kinds.clone(),
         };
         kinds.sort();

@@ -514,6 +514,14 @@ pub struct LinuxFacts {
     /// `--main linux`, demo: sidecar CPUs onlined into Linux.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub converted: Option<u32>,
+    /// `--main linux`, demo: GET_VP_REGISTERS round trips through
+    /// sidecar.ko, in TSC cycles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_rtt_cycles: Option<Percentiles>,
+    /// `--main linux`, demo: I/O intercept → the VP's next one through the
+    /// user-mode VMM, in TSC cycles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vmrun_roundtrip_cycles: Option<Percentiles>,
 }
 
 /// One CPU's status byte on its node's control page, as Linux's init read it.

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::*;
 use crate::svg::check_balanced;
-use crate::{ApDelay, BootStrategy, Scenario};
+use crate::{ApDelay, BootStrategy, MainKernel, Scenario};
 
 /// The fake TSC: 2 GHz, so 2000 cycles are 1 µs.
 const TSC_HZ: u64 = 2_000_000_000;
@@ -101,6 +101,12 @@ fn fake_report(guest: &Guest) -> Value {
             report["cancel_latency_cycles"] = json!({"p50": 200_000, "max": 1_000_000});
             report["vmrun_roundtrip_cycles"] =
                 json!({"p50": 100_000 * n, "p99": 400_000 * n, "samples": 20 * (n - 1)});
+            if config.main == MainKernel::Linux {
+                report["linux"] = json!({
+                    "command_rtt_cycles": {"p50": 300_000, "p99": 900_000, "samples": 400},
+                    "vmrun_roundtrip_cycles": {"p50": 1_000_000, "p99": 3_000_000, "samples": 400},
+                });
+            }
         }
         Scenario::Convert => {
             let latency = match config.ap_delay {
@@ -205,7 +211,7 @@ fn plans_of_every_kind() {
         .iter()
         .map(|k| k.bench().cases(&quick).unwrap().len())
         .sum();
-    assert_eq!(quick_cases, 8 + 1 + 3 + 1 + 3 + 5);
+    assert_eq!(quick_cases, 8 + 1 + 3 + 1 + 3 + 5 + 3);
     assert!(BenchKind::ALL.iter().all(|k| k.bench().runs(&quick) == 1));
 }
 
@@ -236,6 +242,40 @@ fn linux_cases_boot_linux_with_the_options_lpj() {
         BenchKind::default_kinds(false),
         BenchKind::ALL[..5].to_vec(),
         "no linux kind without a kernel"
+    );
+}
+
+#[test]
+fn linux_vmm_cases_pair_linux_with_both_sidecar_figures() {
+    let cases = BenchKind::LinuxVmm
+        .bench()
+        .cases(&options(true, true))
+        .unwrap();
+    let kinds: Vec<&str> = cases
+        .iter()
+        .map(|c| c.params["main_kernel"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["linux", "sidecar protocol", "sidecar demo"]);
+    let Guest::Sidecar(linux) = &cases[0].guest else {
+        panic!("the Linux case boots sidecar first: {:?}", cases[0]);
+    };
+    assert_eq!(linux.main, MainKernel::Linux);
+    assert_eq!(linux.scenario, Scenario::Demo);
+    assert_eq!(
+        linux.linux_kernel,
+        Some(PathBuf::from("/boot/vmlinuz-test"))
+    );
+    assert!(cases[1].runs(Scenario::Protocol) && cases[2].runs(Scenario::Demo));
+    assert!(cases[1..]
+        .iter()
+        .all(|c| c.guest.sidecar().unwrap().main == MainKernel::Sidecar));
+    let err = BenchKind::LinuxVmm
+        .bench()
+        .cases(&options(true, false))
+        .unwrap_err();
+    assert!(
+        err.starts_with("the linux-vmm bench needs a Linux kernel"),
+        "{err}"
     );
 }
 
@@ -287,17 +327,21 @@ fn a_linux_that_never_boots_leaves_dashes_not_nan() {
 fn quick_pass_of_every_kind_writes_every_file() {
     let (results, progress) = run_fake(&BenchKind::ALL, &options(true, true));
     let lines: Vec<&str> = progress.lines().collect();
-    assert_eq!(lines.len(), 21, "{progress}");
+    assert_eq!(lines.len(), 24, "{progress}");
     assert!(
-        lines[0].starts_with("[1/21] n=4 fanout spec run 1/1: "),
+        lines[0].starts_with("[1/24] n=4 fanout spec run 1/1: "),
         "{progress}"
     );
     assert!(
-        lines[8].starts_with("[9/21] n=4 protocol run 1/1: 40.0 µs (elapsed "),
+        lines[8].starts_with("[9/24] n=4 protocol run 1/1: 40.0 µs (elapsed "),
         "{progress}"
     );
     assert!(
-        lines[20].starts_with("[21/21] n=4 sidecar serial none run 1/1: "),
+        lines[20].starts_with("[21/24] n=4 sidecar serial none run 1/1: "),
+        "{progress}"
+    );
+    assert!(
+        lines[21].starts_with("[22/24] n=4 linux run 1/1: 150.0 µs (elapsed "),
         "{progress}"
     );
     let names: Vec<&str> = results.files.iter().map(|(n, _)| n.as_str()).collect();
@@ -317,7 +361,9 @@ fn quick_pass_of_every_kind_writes_every_file() {
             "pages.md",
             "linux_boot.svg",
             "linux_pages.svg",
-            "linux.md"
+            "linux.md",
+            "linux_vmm_rtt.svg",
+            "linux-vmm.md"
         ]
     );
     for (name, text) in &results.files {
@@ -326,10 +372,27 @@ fn quick_pass_of_every_kind_writes_every_file() {
         }
     }
     let benches = &results.json["benches"];
-    for kind in ["boot", "protocol", "cancel", "vmrun", "pages", "linux"] {
+    for kind in [
+        "boot",
+        "protocol",
+        "cancel",
+        "vmrun",
+        "pages",
+        "linux",
+        "linux-vmm",
+    ] {
         assert!(benches[kind]["cases"].as_array().is_some(), "{kind}");
     }
-    assert_eq!(results.summaries.len(), 6);
+    assert_eq!(results.summaries.len(), 7);
+    // Linux 150 µs against the executor's 40 µs; 500 against the demo's 200.
+    let table = file(&results, "linux-vmm.md");
+    assert!(
+        table.contains(
+            "| 4 | 150.0 | 40.0 | 3.75× | 450.0 / 80.0 | 500.0 | 200.0 | 2.50× | 1500.0 / 800.0 |"
+        ),
+        "{table}"
+    );
+    assert!(!table.contains("NaN"), "{table}");
 }
 
 #[test]

@@ -29,7 +29,9 @@
 //! [`vmrun`](BenchKind::Vmrun) (an I/O intercept's round trip through the
 //! VMM), [`pages`](BenchKind::Pages) (memory per CPU) and
 //! [`linux`](BenchKind::Linux) (a Linux kernel's SMP bring-up and per-CPU
-//! memory in the same QEMU, beside sidecar's). A case boots a [`Guest`]:
+//! memory in the same QEMU, beside sidecar's) and
+//! [`linux-vmm`](BenchKind::LinuxVmm) (the command and VM-exit round trips
+//! with Linux as the main kernel, beside sidecar's). A case boots a [`Guest`]:
 //! sidecar with a [`RunConfig`], or Linux with a [`LinuxConfig`].
 //!
 //! A new kind is a new module with a [`Bench`] implementation and a
@@ -38,6 +40,7 @@
 mod boot;
 mod cancel;
 mod linux;
+mod linux_vmm;
 mod pages;
 mod protocol;
 mod vmrun;
@@ -60,6 +63,7 @@ use crate::{
 pub use boot::BootBench;
 pub use cancel::CancelBench;
 pub use linux::LinuxBench;
+pub use linux_vmm::LinuxVmmBench;
 pub use pages::{PagesBench, OPENHCL_PAGES_PER_CPU};
 pub use protocol::ProtocolBench;
 pub use vmrun::VmrunBench;
@@ -84,26 +88,35 @@ pub enum BenchKind {
     /// A Linux kernel (`--linux-kernel`) in the same QEMU: SMP bring-up
     /// time and per-CPU pages beside sidecar's boot.
     Linux,
+    /// Command and VM-exit round trips with Linux as the main kernel
+    /// (sidecar.ko and the user-mode VMM) beside sidecar's main kernel.
+    LinuxVmm,
 }
 
 impl BenchKind {
     /// Every kind, in the order `cargo qemu bench` runs them.
-    pub const ALL: [BenchKind; 6] = [
+    pub const ALL: [BenchKind; 7] = [
         BenchKind::Boot,
         BenchKind::Protocol,
         BenchKind::Cancel,
         BenchKind::Vmrun,
         BenchKind::Pages,
         BenchKind::Linux,
+        BenchKind::LinuxVmm,
     ];
 
     /// The kinds `cargo qemu bench` runs when none is named: all of them,
-    /// `linux` only when there is a Linux kernel to boot.
+    /// `linux` and `linux-vmm` only when there is a Linux kernel to boot.
     pub fn default_kinds(have_linux_kernel: bool) -> Vec<BenchKind> {
         BenchKind::ALL
             .into_iter()
-            .filter(|&kind| kind != BenchKind::Linux || have_linux_kernel)
+            .filter(|&kind| !kind.needs_linux() || have_linux_kernel)
             .collect()
+    }
+
+    /// Whether the kind boots Linux.
+    pub fn needs_linux(self) -> bool {
+        matches!(self, BenchKind::Linux | BenchKind::LinuxVmm)
     }
 
     /// The kind's implementation.
@@ -115,6 +128,7 @@ impl BenchKind {
             BenchKind::Vmrun => Box::new(VmrunBench),
             BenchKind::Pages => Box::new(PagesBench),
             BenchKind::Linux => Box::new(LinuxBench),
+            BenchKind::LinuxVmm => Box::new(LinuxVmmBench),
         }
     }
 }
