@@ -32,6 +32,8 @@
 #define STATUS_OFFSET 64
 /* How long the hotplug callback waits for a STOP or a REMOVE. */
 #define CONVERT_TIMEOUT_US (5 * USEC_PER_SEC)
+/* How often the hotplug callback re-sends the IPI of a STOP not yet taken. */
+#define STOP_RESEND_US 2000
 
 static char *record;
 module_param(record, charp, 0444);
@@ -106,6 +108,25 @@ static int request_status(struct sidecar_node *node, u32 cpu, u32 status)
 	return (now == SIDECAR_REMOVED || now == SIDECAR_REMOVE) ? -ENXIO : -EBUSY;
 }
 
+/* The request IPI alone, for an interrupt request the caller stored in the
+ * CPU's register page: fenced, so that store is visible before the IPI
+ * (an x2APIC ICR write is a WRMSR, which does not order earlier stores). */
+static int interrupt(struct sidecar_node *node, u32 cpu)
+{
+	u8 now;
+
+	if (cpu >= node->count)
+		return -EINVAL;
+	if (!is_sidecar(node, cpu))
+		return -ENODEV;
+	now = READ_ONCE(node->status[cpu]);
+	if (now == SIDECAR_REMOVED || now == SIDECAR_REMOVE)
+		return -ENXIO;
+	weak_wrmsr_fence();
+	send_request(node, cpu);
+	return 0;
+}
+
 /* Bounded polling of a CPU's status until it leaves RUN and STOP. */
 static int wait_done(struct sidecar_node *node, u32 cpu, u64 timeout_us, bool interruptible)
 {
@@ -138,6 +159,8 @@ static long sidecar_ioctl(struct file *file, unsigned int cmd, unsigned long arg
 	switch (cmd) {
 	case SIDECAR_IOC_REQUEST:
 		return request_status(node, req.cpu, req.status);
+	case SIDECAR_IOC_INTERRUPT:
+		return interrupt(node, req.cpu);
 	case SIDECAR_IOC_WAIT:
 		if (req.cpu >= node->count)
 			return -EINVAL;
@@ -206,16 +229,40 @@ static struct sidecar_node *node_of(unsigned int vp, u32 *cpu)
 }
 
 /*
+ * Waits for a STOP to take, re-sending the request IPI every
+ * STOP_RESEND_US: the first IPI to a CPU inside VMRUN has been seen to end
+ * nothing for seconds under QEMU (docs/vmm.md, the cancel path).
+ */
+static int wait_stopped(struct sidecar_node *node, u32 cpu, ktime_t deadline)
+{
+	s64 left_us;
+	int ret;
+
+	for (;;) {
+		left_us = ktime_us_delta(deadline, ktime_get());
+		if (left_us <= 0)
+			return -ETIMEDOUT;
+		ret = wait_done(node, cpu, min_t(s64, left_us, STOP_RESEND_US), false);
+		if (ret != -ETIMEDOUT)
+			return ret;
+		send_request(node, cpu);
+	}
+}
+
+/*
  * Conversion: runs on a Linux CPU before Linux starts CPU `vp` with its
  * INIT-SIPI-SIPI. A running VP is stopped first (INIT is held while the
- * CPU is inside VMRUN), then the CPU is REMOVEd; the bring-up fails if the
- * CPU does not answer in time.
+ * CPU is inside VMRUN), then the CPU is REMOVEd. The whole is bounded: a
+ * CPU that does not answer, or a VMM that keeps starting commands on it,
+ * fails the bring-up with ETIMEDOUT.
  */
 static int sidecar_cpu_prepare(unsigned int vp)
 {
+	ktime_t start = ktime_get();
+	ktime_t deadline = ktime_add_us(start, CONVERT_TIMEOUT_US);
+	s64 stopped_us = -1, left_us;
 	struct sidecar_node *node;
 	u32 cpu;
-	int ret;
 	u8 now;
 
 	node = node_of(vp, &cpu);
@@ -225,18 +272,28 @@ static int sidecar_cpu_prepare(unsigned int vp)
 		now = smp_load_acquire(&node->status[cpu]);
 		if (now == SIDECAR_REMOVED)
 			break;
-		if (now == SIDECAR_RUN)
-			request(node, cpu, SIDECAR_RUN, SIDECAR_STOP);
-		else if (now == SIDECAR_IDLE)
-			request(node, cpu, SIDECAR_IDLE, SIDECAR_REMOVE);
-		ret = wait_done(node, cpu, CONVERT_TIMEOUT_US, false);
-		if (ret == -ETIMEDOUT) {
-			pr_err("sidecar: CPU %u did not leave sidecar (status %u)\n", vp,
-			       READ_ONCE(node->status[cpu]));
+		left_us = ktime_us_delta(deadline, ktime_get());
+		if (left_us <= 0) {
+			pr_err("sidecar: CPU %u did not leave sidecar (status %u)\n", vp, now);
 			return -ETIMEDOUT;
 		}
+		if (now == SIDECAR_RUN && request(node, cpu, SIDECAR_RUN, SIDECAR_STOP)) {
+			if (wait_stopped(node, cpu, deadline) >= 0)
+				stopped_us = ktime_us_delta(ktime_get(), start);
+			continue;
+		}
+		if (now == SIDECAR_IDLE)
+			request(node, cpu, SIDECAR_IDLE, SIDECAR_REMOVE);
+		/* Whatever is in flight (our REMOVE, a STOP, a command the VMM
+		 * started meanwhile): wait for it, then look again. */
+		wait_done(node, cpu, left_us, false);
 	}
-	pr_info("sidecar: CPU %u removed from sidecar, Linux starts it\n", vp);
+	if (stopped_us >= 0)
+		pr_info("sidecar: CPU %u: its VP stopped in %lld us, removed in %lld us; Linux starts it\n",
+			vp, stopped_us, ktime_us_delta(ktime_get(), start));
+	else
+		pr_info("sidecar: CPU %u removed from sidecar in %lld us, Linux starts it\n", vp,
+			ktime_us_delta(ktime_get(), start));
 	return 0;
 }
 

@@ -512,6 +512,14 @@ pub mod report_key {
     pub const LINUX_STOP_LATENCY_CYCLES: &str = "linux.stop_latency_cycles";
     /// Sidecar CPUs onlined into Linux (init script).
     pub const LINUX_CONVERTED: &str = "linux.converted";
+    /// Compute VPs the user-mode VMM ran to a correct answer on the CPUs
+    /// that stayed while two others were onlined (linux-vmm).
+    pub const LINUX_CONVERSION_VPS: &str = "linux.conversion_vps";
+    /// Bad requests sidecar.ko refused with the errno it documents
+    /// (linux-vmm's self-checks).
+    pub const LINUX_BAD_REQUESTS_REFUSED: &str = "linux.bad_requests_refused";
+    /// The user-mode VMM's whole run, in ms (linux-vmm).
+    pub const LINUX_VMM_MS: &str = "linux.vmm_ms";
 
     /// Every key above.
     pub const ALL: &[&str] = &[
@@ -591,6 +599,9 @@ pub mod report_key {
         LINUX_EXITS,
         LINUX_STOP_LATENCY_CYCLES,
         LINUX_CONVERTED,
+        LINUX_CONVERSION_VPS,
+        LINUX_BAD_REQUESTS_REFUSED,
+        LINUX_VMM_MS,
     ];
 }
 

@@ -514,6 +514,16 @@ pub struct LinuxFacts {
     /// `--main linux`, demo: sidecar CPUs onlined into Linux.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub converted: Option<u32>,
+    /// `--main linux`, demo: Compute VPs run to a correct answer on the
+    /// other CPUs while those were onlined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversion_vps: Option<u32>,
+    /// `--main linux`, demo: bad requests sidecar.ko refused with the right errno.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bad_requests_refused: Option<u32>,
+    /// `--main linux`, demo: the user-mode VMM's whole run, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vmm_ms: Option<u64>,
 }
 
 /// One CPU's status byte on its node's control page, as Linux's init read it.
