@@ -32,6 +32,11 @@
 #define STATUS_OFFSET 64
 /* How long the hotplug callback waits for a STOP or a REMOVE. */
 #define CONVERT_TIMEOUT_US (5 * USEC_PER_SEC)
+/* WAIT: how long it spins on a status before it polls asleep, and how
+ * long it sleeps between two looks. */
+#define WAIT_SPIN_US 200
+#define WAIT_SLEEP_MIN_US 50
+#define WAIT_SLEEP_MAX_US 100
 /* How often the hotplug callback re-sends the IPI of a STOP not yet taken. */
 #define STOP_RESEND_US 2000
 
@@ -127,21 +132,35 @@ static int interrupt(struct sidecar_node *node, u32 cpu)
 	return 0;
 }
 
-/* Bounded polling of a CPU's status until it leaves RUN and STOP. */
+/*
+ * Bounded polling of a CPU's status until it leaves RUN and STOP: a spin for
+ * the first WAIT_SPIN_US (a short command answers within it, at the cost of
+ * one CPU), then a poll every WAIT_SLEEP_MIN_US..WAIT_SLEEP_MAX_US asleep,
+ * so that a VMM with a thread per sidecar CPU, each waiting on a running
+ * VP, leaves Linux's few CPUs to the threads that have work (docs/linux.md,
+ * measured).
+ */
 static int wait_done(struct sidecar_node *node, u32 cpu, u64 timeout_us, bool interruptible)
 {
-	ktime_t deadline = ktime_add_us(ktime_get(), timeout_us);
+	ktime_t start = ktime_get();
+	ktime_t deadline = ktime_add_us(start, timeout_us);
 	unsigned int spins = 0;
+	ktime_t now_time;
 	u8 now;
 
 	for (;;) {
 		now = smp_load_acquire(&node->status[cpu]);
 		if (now != SIDECAR_RUN && now != SIDECAR_STOP && now != SIDECAR_REMOVE)
 			return now;
-		if (ktime_after(ktime_get(), deadline))
+		now_time = ktime_get();
+		if (ktime_after(now_time, deadline))
 			return -ETIMEDOUT;
 		if (interruptible && signal_pending(current))
 			return -EINTR;
+		if (ktime_us_delta(now_time, start) >= WAIT_SPIN_US) {
+			usleep_range(WAIT_SLEEP_MIN_US, WAIT_SLEEP_MAX_US);
+			continue;
+		}
 		if (++spins % 64 == 0)
 			cond_resched();
 		cpu_relax();

@@ -512,6 +512,9 @@ pub mod report_key {
     pub const LINUX_STOP_LATENCY_CYCLES: &str = "linux.stop_latency_cycles";
     /// Sidecar CPUs onlined into Linux (init script).
     pub const LINUX_CONVERTED: &str = "linux.converted";
+    /// The same STOP while the VMM's other threads wait on running VPs, in
+    /// TSC cycles (linux-vmm).
+    pub const LINUX_STOP_LATENCY_BUSY_CYCLES: &str = "linux.stop_latency_busy_cycles";
     /// Compute VPs the user-mode VMM ran to a correct answer on the CPUs
     /// that stayed while two others were onlined (linux-vmm).
     pub const LINUX_CONVERSION_VPS: &str = "linux.conversion_vps";
@@ -599,6 +602,7 @@ pub mod report_key {
         LINUX_EXITS,
         LINUX_STOP_LATENCY_CYCLES,
         LINUX_CONVERTED,
+        LINUX_STOP_LATENCY_BUSY_CYCLES,
         LINUX_CONVERSION_VPS,
         LINUX_BAD_REQUESTS_REFUSED,
         LINUX_VMM_MS,

@@ -196,6 +196,10 @@ fn linux_demo_drives_the_sidecar_cpus() {
         .stop_latency_cycles
         .expect("linux.stop_latency_cycles: the VMM's STOP of a spinning VP");
     assert!(stop > 0, "{}", tail(&outcome));
+    let busy = linux
+        .stop_latency_busy_cycles
+        .expect("linux.stop_latency_busy_cycles: the same STOP among running VPs");
+    assert!(busy > 0, "{}", tail(&outcome));
     assert_eq!(
         linux.bad_requests_refused,
         Some(BAD_REQUESTS),

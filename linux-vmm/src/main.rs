@@ -7,9 +7,11 @@
 //! sums its own region, prints the sum on the UART, halts until the VMM
 //! injects [`WAKE_VECTOR`], reads the MMIO device and exits. Then:
 //!
-//! - on the first sidecar CPU, a spinning VP that the VMM STOPs
-//!   (`linux.stop_latency_cycles`), and the driver's answers to bad
-//!   requests (`linux.bad_requests_refused`);
+//! - first, before the threads, the driver's answers to bad requests
+//!   (`linux.bad_requests_refused`) and a spinning VP that the VMM STOPs
+//!   (`linux.stop_latency_cycles`); on that CPU, after its checksum VP,
+//!   the same STOP while the other VPs run
+//!   (`linux.stop_latency_busy_cycles`);
 //! - on the CPUs named on its command line (the ones init onlines), a
 //!   spinning VP that the VMM never stops: once they all spin, it creates
 //!   [`CONVERTING`], init onlines them, and sidecar.ko's hotplug callback
@@ -165,8 +167,9 @@ impl Cpu<'_> {
 
     /// Spins a VP, STOPs it once it has spun a while, and checks that
     /// RUN_VP ended with intercept 0; returns the TSC cycles from the STOP
-    /// request to the WAIT's return.
-    fn stop_spinning(&self) -> Result<u64, String> {
+    /// request to the WAIT's return. With `bad_requests`, the driver must
+    /// refuse a second command while the VP runs.
+    fn stop_spinning(&self, bad_requests: bool) -> Result<u64, String> {
         let (node, cpu, vp) = (self.node, self.index, self.vp);
         self.start_spin()
             .map_err(|e| format!("VP {vp}: spinning: {e}"))?;
@@ -177,7 +180,9 @@ impl Cpu<'_> {
                 node.status(cpu)
             ));
         }
-        bad_requests_while_running(node, cpu)?;
+        if bad_requests {
+            bad_requests_while_running(node, cpu)?;
+        }
         let stop = tsc();
         node.request(cpu, CpuStatus::STOP)
             .map_err(|e| e.to_string())?;
@@ -338,7 +343,7 @@ fn bad_requests_removed(node: &Node, cpu: u32) -> Result<(), String> {
 /// What a CPU's thread does after its checksum VP.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
-    /// The bad requests and the STOP of a spinning VP, then [`Role::Stay`].
+    /// The STOP of a spinning VP among running VPs, then [`Role::Stay`].
     First,
     /// Compute VPs until the conversion is over.
     Stay,
@@ -348,16 +353,15 @@ enum Role {
 
 /// One CPU's thread: its checksum VP, then its role; the STOP's latency
 /// for [`Role::First`].
-fn cpu_thread(vmm: &Vmm, nodes: &[Node], cpu: Cpu, role: Role) -> Result<Option<u64>, String> {
+fn cpu_thread(vmm: &Vmm, cpu: Cpu, role: Role) -> Result<Option<u64>, String> {
     cpu.checksum(vmm)?;
     match role {
         Role::Convert => cpu.converted(vmm).map(|()| None),
         Role::Stay => cpu.keep_running(vmm).map(|()| None),
         Role::First => {
-            bad_requests_while_idle(nodes, cpu.index)?;
-            let cycles = cpu.stop_spinning()?;
+            let cycles = cpu.stop_spinning(false)?;
             eprintln!(
-                "linux-vmm: STOP ended VP {}'s spin in {cycles} cycles",
+                "linux-vmm: STOP ended VP {}'s spin in {cycles} cycles, the other VPs running",
                 cpu.vp
             );
             cpu.keep_running(vmm)?;
@@ -431,16 +435,27 @@ fn run() -> Result<(), String> {
     }
     answers::prepare_memory(&vmm.memory, cpus.iter().map(|cpu| cpu.vp))
         .map_err(|e| format!("preparing guest memory: {e}"))?;
+    // Alone first: the bad requests, and a STOP with no other VP running.
+    let first = cpus
+        .iter()
+        .find(|cpu| role(cpu) == Role::First)
+        .expect("checked above");
+    bad_requests_while_idle(&nodes, first.index)?;
+    let stop_alone = first.stop_spinning(true)?;
+    eprintln!(
+        "linux-vmm: STOP ended VP {}'s spin in {stop_alone} cycles, alone",
+        first.vp
+    );
 
     let (stop_cycles, converted) = thread::scope(|scope| {
         let mut threads: Vec<_> = cpus
             .iter()
             .map(|&cpu| {
-                let (vmm, nodes) = (&vmm, &nodes);
+                let vmm = &vmm;
                 (
                     cpu,
                     role(&cpu),
-                    scope.spawn(move || cpu_thread(vmm, nodes, cpu, role(&cpu))),
+                    scope.spawn(move || cpu_thread(vmm, cpu, role(&cpu))),
                 )
             })
             .collect();
@@ -486,8 +501,9 @@ fn run() -> Result<(), String> {
     }
     println!("linux.vps={}", vmm.vps.load(Ordering::Relaxed));
     println!("linux.exits={}", vmm.exits.load(Ordering::Relaxed));
+    println!("linux.stop_latency_cycles={stop_alone}");
     if let Some(cycles) = stop_cycles {
-        println!("linux.stop_latency_cycles={cycles}");
+        println!("linux.stop_latency_busy_cycles={cycles}");
     }
     println!(
         "linux.conversion_vps={}",

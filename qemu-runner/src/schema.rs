@@ -514,6 +514,10 @@ pub struct LinuxFacts {
     /// `--main linux`, demo: sidecar CPUs onlined into Linux.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub converted: Option<u32>,
+    /// `--main linux`, demo: the same STOP while the VMM's other threads
+    /// wait on running VPs (TSC cycles).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_latency_busy_cycles: Option<u64>,
     /// `--main linux`, demo: Compute VPs run to a correct answer on the
     /// other CPUs while those were onlined.
     #[serde(skip_serializing_if = "Option::is_none")]
