@@ -66,7 +66,7 @@ struct Vmm {
     spinning: AtomicU32,
     /// Other CPUs done with their checksum and first VPs.
     busy: AtomicU32,
-    /// The conversion is over (or the run failed): the Compute loops end.
+    /// The conversion is over: the Compute loops end.
     done: AtomicBool,
     /// Checksum VPs with a correct answer, and their exits.
     vps: AtomicU32,
