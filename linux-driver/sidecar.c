@@ -52,6 +52,13 @@
 #define NEEDS_ATTENTION_OFFSET 24
 /* How long the hotplug callback waits for a STOP or a REMOVE. */
 #define CONVERT_TIMEOUT_US (5 * USEC_PER_SEC)
+/* WAIT: how long it spins on a status before it polls asleep, and how
+ * long it sleeps between two looks. */
+#define WAIT_SPIN_US 200
+#define WAIT_SLEEP_MIN_US 50
+#define WAIT_SLEEP_MAX_US 100
+/* How often the hotplug callback re-sends the IPI of a STOP not yet taken. */
+#define STOP_RESEND_US 2000
 
 static char *record;
 module_param(record, charp, 0444);
@@ -74,7 +81,7 @@ struct sidecar_node {
 	u8 *status; /* the control page's status bytes, memremap'd */
 	void *page;
 	u32 *response_cpu, *response_vector, *needs_attention;
-	wait_queue_head_t done; /* woken by the response IPI */
+	wait_queue_head_t done[64]; /* per CPU, woken by the response IPI */
 	char name[16];
 	struct miscdevice misc;
 };
@@ -146,21 +153,54 @@ static int done_status(struct sidecar_node *node, u32 cpu)
 	return (now == SIDECAR_RUN || now == SIDECAR_STOP || now == SIDECAR_REMOVE) ? -1 : now;
 }
 
-/* Bounded polling of a CPU's status until it leaves RUN and STOP. */
+/* The request IPI alone, for an interrupt request the caller stored in the
+ * CPU's register page: fenced, so that store is visible before the IPI
+ * (an x2APIC ICR write is a WRMSR, which does not order earlier stores). */
+static int interrupt(struct sidecar_node *node, u32 cpu)
+{
+	u8 now;
+
+	if (cpu >= node->count)
+		return -EINVAL;
+	if (!is_sidecar(node, cpu))
+		return -ENODEV;
+	now = READ_ONCE(node->status[cpu]);
+	if (now == SIDECAR_REMOVED || now == SIDECAR_REMOVE)
+		return -ENXIO;
+	weak_wrmsr_fence();
+	send_request(node, cpu);
+	return 0;
+}
+
+/*
+ * Bounded polling of a CPU's status until it is done (respond=poll): a spin
+ * for the first WAIT_SPIN_US (a short command answers within it, at the
+ * cost of one CPU), then a poll every WAIT_SLEEP_MIN_US..WAIT_SLEEP_MAX_US
+ * asleep, so that a VMM with a thread per sidecar CPU, each waiting on a
+ * running VP, leaves Linux's few CPUs to the threads that have work
+ * (docs/linux.md, measured).
+ */
 static int poll_done(struct sidecar_node *node, u32 cpu, u64 timeout_us, bool interruptible)
 {
-	ktime_t deadline = ktime_add_us(ktime_get(), timeout_us);
+	ktime_t start = ktime_get();
+	ktime_t deadline = ktime_add_us(start, timeout_us);
 	unsigned int spins = 0;
+	ktime_t now_time;
 	int now;
 
 	for (;;) {
 		now = done_status(node, cpu);
 		if (now >= 0)
 			return now;
-		if (ktime_after(ktime_get(), deadline))
+		now_time = ktime_get();
+		if (ktime_after(now_time, deadline))
 			return -ETIMEDOUT;
 		if (interruptible && signal_pending(current))
 			return -EINTR;
+		if (ktime_us_delta(now_time, start) >= WAIT_SPIN_US) {
+			usleep_range(WAIT_SLEEP_MIN_US, WAIT_SLEEP_MAX_US);
+			continue;
+		}
 		if (++spins % 64 == 0)
 			cond_resched();
 		cpu_relax();
@@ -189,10 +229,10 @@ static int wait_done(struct sidecar_node *node, u32 cpu, u64 timeout_us, bool in
 	timeout = usecs_to_jiffies(timeout_us - spin_us) + 1;
 	now = -1;
 	if (interruptible)
-		left = wait_event_interruptible_timeout(node->done,
+		left = wait_event_interruptible_timeout(node->done[cpu],
 							(now = done_status(node, cpu)) >= 0, timeout);
 	else
-		left = wait_event_timeout(node->done, (now = done_status(node, cpu)) >= 0,
+		left = wait_event_timeout(node->done[cpu], (now = done_status(node, cpu)) >= 0,
 					  timeout);
 	if (left < 0)
 		return -EINTR;
@@ -201,15 +241,21 @@ static int wait_done(struct sidecar_node *node, u32 cpu, u64 timeout_us, bool in
 	return now >= 0 ? now : -ETIMEDOUT;
 }
 
-/* The response IPI: every node with attention raised wakes its waiters
- * (each waiter checks its own CPU's status). */
+/* The response IPI: on every node with attention raised, wakes the waiter
+ * of each CPU that is done (a waiter that has not slept yet checks the
+ * status itself after queueing, so it cannot miss this wake-up). */
 static irqreturn_t sidecar_response(int irq, void *unused)
 {
 	unsigned int i;
+	u32 cpu;
 
 	for (i = 0; i < node_count; i++) {
-		if (xchg(nodes[i].needs_attention, 0))
-			wake_up_all(&nodes[i].done);
+		if (!xchg(nodes[i].needs_attention, 0))
+			continue;
+		for (cpu = 0; cpu < nodes[i].count; cpu++) {
+			if (wq_has_sleeper(&nodes[i].done[cpu]) && done_status(&nodes[i], cpu) >= 0)
+				wake_up(&nodes[i].done[cpu]);
+		}
 	}
 	return IRQ_HANDLED;
 }
@@ -296,6 +342,8 @@ static long sidecar_ioctl(struct file *file, unsigned int cmd, unsigned long arg
 	switch (cmd) {
 	case SIDECAR_IOC_REQUEST:
 		return request_status(node, req.cpu, req.status);
+	case SIDECAR_IOC_INTERRUPT:
+		return interrupt(node, req.cpu);
 	case SIDECAR_IOC_WAIT:
 		if (req.cpu >= node->count)
 			return -EINVAL;
@@ -364,16 +412,40 @@ static struct sidecar_node *node_of(unsigned int vp, u32 *cpu)
 }
 
 /*
+ * Waits for a STOP to take, re-sending the request IPI every
+ * STOP_RESEND_US: the first IPI to a CPU inside VMRUN has been seen to end
+ * nothing for seconds under QEMU (docs/vmm.md, the cancel path).
+ */
+static int wait_stopped(struct sidecar_node *node, u32 cpu, ktime_t deadline)
+{
+	s64 left_us;
+	int ret;
+
+	for (;;) {
+		left_us = ktime_us_delta(deadline, ktime_get());
+		if (left_us <= 0)
+			return -ETIMEDOUT;
+		ret = wait_done(node, cpu, min_t(s64, left_us, STOP_RESEND_US), false);
+		if (ret != -ETIMEDOUT)
+			return ret;
+		send_request(node, cpu);
+	}
+}
+
+/*
  * Conversion: runs on a Linux CPU before Linux starts CPU `vp` with its
  * INIT-SIPI-SIPI. A running VP is stopped first (INIT is held while the
- * CPU is inside VMRUN), then the CPU is REMOVEd; the bring-up fails if the
- * CPU does not answer in time.
+ * CPU is inside VMRUN), then the CPU is REMOVEd. The whole is bounded: a
+ * CPU that does not answer, or a VMM that keeps starting commands on it,
+ * fails the bring-up with ETIMEDOUT.
  */
 static int sidecar_cpu_prepare(unsigned int vp)
 {
+	ktime_t start = ktime_get();
+	ktime_t deadline = ktime_add_us(start, CONVERT_TIMEOUT_US);
+	s64 stopped_us = -1, left_us;
 	struct sidecar_node *node;
 	u32 cpu;
-	int ret;
 	u8 now;
 
 	node = node_of(vp, &cpu);
@@ -383,18 +455,28 @@ static int sidecar_cpu_prepare(unsigned int vp)
 		now = smp_load_acquire(&node->status[cpu]);
 		if (now == SIDECAR_REMOVED)
 			break;
-		if (now == SIDECAR_RUN)
-			request(node, cpu, SIDECAR_RUN, SIDECAR_STOP);
-		else if (now == SIDECAR_IDLE)
-			request(node, cpu, SIDECAR_IDLE, SIDECAR_REMOVE);
-		ret = wait_done(node, cpu, CONVERT_TIMEOUT_US, false);
-		if (ret == -ETIMEDOUT) {
-			pr_err("sidecar: CPU %u did not leave sidecar (status %u)\n", vp,
-			       READ_ONCE(node->status[cpu]));
+		left_us = ktime_us_delta(deadline, ktime_get());
+		if (left_us <= 0) {
+			pr_err("sidecar: CPU %u did not leave sidecar (status %u)\n", vp, now);
 			return -ETIMEDOUT;
 		}
+		if (now == SIDECAR_RUN && request(node, cpu, SIDECAR_RUN, SIDECAR_STOP)) {
+			if (wait_stopped(node, cpu, deadline) >= 0)
+				stopped_us = ktime_us_delta(ktime_get(), start);
+			continue;
+		}
+		if (now == SIDECAR_IDLE)
+			request(node, cpu, SIDECAR_IDLE, SIDECAR_REMOVE);
+		/* Whatever is in flight (our REMOVE, a STOP, a command the VMM
+		 * started meanwhile): wait for it, then look again. */
+		wait_done(node, cpu, left_us, false);
 	}
-	pr_info("sidecar: CPU %u removed from sidecar, Linux starts it\n", vp);
+	if (stopped_us >= 0)
+		pr_info("sidecar: CPU %u: its VP stopped in %lld us, removed in %lld us; Linux starts it\n",
+			vp, stopped_us, ktime_us_delta(ktime_get(), start));
+	else
+		pr_info("sidecar: CPU %u removed from sidecar in %lld us, Linux starts it\n", vp,
+			ktime_us_delta(ktime_get(), start));
 	return 0;
 }
 
@@ -487,7 +569,7 @@ static void release(void)
 
 static int __init sidecar_init(void)
 {
-	unsigned int i;
+	unsigned int i, cpu;
 	int ret;
 
 	ret = parse_record();
@@ -509,7 +591,8 @@ static int __init sidecar_init(void)
 		node->response_cpu = node->page + RESPONSE_CPU_OFFSET;
 		node->response_vector = node->page + RESPONSE_VECTOR_OFFSET;
 		node->needs_attention = node->page + NEEDS_ATTENTION_OFFSET;
-		init_waitqueue_head(&node->done);
+		for (cpu = 0; cpu < ARRAY_SIZE(node->done); cpu++)
+			init_waitqueue_head(&node->done[cpu]);
 		snprintf(node->name, sizeof(node->name), "sidecar%u", i);
 		node->misc = (struct miscdevice){
 			.minor = MISC_DYNAMIC_MINOR, .name = node->name, .fops = &sidecar_fops,

@@ -43,4 +43,14 @@ struct sidecar_request {
  */
 #define SIDECAR_IOC_WAIT _IOWR('S', 2, struct sidecar_request)
 
+/*
+ * INTERRUPT: sends CPU `cpu` the request IPI and changes no status (`status`
+ * is unused, 0): the caller stored an interrupt request in the CPU's
+ * register page first (sidecar::vp::RegisterPage::interrupt_request), and
+ * the IPI makes a CPU whose VP is halted inject it. The driver fences that
+ * store before the IPI. Errnos: EINVAL, ENODEV as above, ENXIO (REMOVED or
+ * being removed).
+ */
+#define SIDECAR_IOC_INTERRUPT _IOW('S', 3, struct sidecar_request)
+
 #endif

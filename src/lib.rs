@@ -32,6 +32,8 @@
 //! - [`linux`]: handing the BSP over to a real Linux (`--main linux`);
 //! - [`guests`]: the guest programs and their memory layout, which both the
 //!   kernel's VMM and the user-mode VMM under Linux (`linux-vmm/`) load;
+//! - [`emulation`]: their devices and the checks of their answers, which
+//!   both VMMs run (pure, no log);
 //! - [`vocabulary`]: the names the kernel and `qemu-runner` share (scenarios,
 //!   option values, report keys);
 //! - `log`, `report`, `fatal`: the serial log, the report channel, faults.
@@ -51,6 +53,7 @@ pub mod acpi;
 pub mod arch;
 pub mod boot;
 pub mod cmdline;
+pub mod emulation;
 pub mod guests;
 pub mod json;
 pub mod layout;

@@ -526,6 +526,17 @@ pub mod report_key {
     pub const LINUX_VMRUN_ROUNDTRIP_CYCLES_P99: &str = "linux.vmrun_roundtrip_cycles.p99";
     /// The same, how many round trips.
     pub const LINUX_VMRUN_ROUNDTRIP_CYCLES_SAMPLES: &str = "linux.vmrun_roundtrip_cycles.samples";
+    /// The same STOP while the VMM's other threads wait on running VPs, in
+    /// TSC cycles (linux-vmm).
+    pub const LINUX_STOP_LATENCY_BUSY_CYCLES: &str = "linux.stop_latency_busy_cycles";
+    /// Compute VPs the user-mode VMM ran to a correct answer on the CPUs
+    /// that stayed while two others were onlined (linux-vmm).
+    pub const LINUX_CONVERSION_VPS: &str = "linux.conversion_vps";
+    /// Bad requests sidecar.ko refused with the errno it documents
+    /// (linux-vmm's self-checks).
+    pub const LINUX_BAD_REQUESTS_REFUSED: &str = "linux.bad_requests_refused";
+    /// The user-mode VMM's whole run, in ms (linux-vmm).
+    pub const LINUX_VMM_MS: &str = "linux.vmm_ms";
 
     /// Every key above.
     pub const ALL: &[&str] = &[
@@ -611,6 +622,10 @@ pub mod report_key {
         LINUX_VMRUN_ROUNDTRIP_CYCLES_P50,
         LINUX_VMRUN_ROUNDTRIP_CYCLES_P99,
         LINUX_VMRUN_ROUNDTRIP_CYCLES_SAMPLES,
+        LINUX_STOP_LATENCY_BUSY_CYCLES,
+        LINUX_CONVERSION_VPS,
+        LINUX_BAD_REQUESTS_REFUSED,
+        LINUX_VMM_MS,
     ];
 }
 

@@ -13,6 +13,9 @@
 //! - `scenario/` is a leaf: only the BSP's entry (`boot/bsp.rs`) names it;
 //! - `abi/` names nothing else of the kernel; `svm/` and `vp/` do not reach
 //!   into `arch/`;
+//! - what both VMMs share (`emulation/`, `guests.rs`) names only `abi/`,
+//!   `vp/`, `plan.rs` and each other: the user-mode VMM under Linux builds
+//!   it, so no side of the kernel, no `arch/`, no log;
 //! - the executor crate names no kernel module.
 //!
 //! A failure names the file and the path that break the rule.
@@ -254,6 +257,23 @@ fn the_pure_modules_do_not_reach_into_arch() {
     );
 }
 
+/// The rooms the shared VMM code may name (itself included).
+const SHARED_VMM_MAY_NAME: [&str; 5] = ["emulation", "guests", "abi", "vp", "plan"];
+
+#[test]
+fn the_code_both_vmms_share_names_only_pure_rooms() {
+    let graph = import_graph();
+    let found = edges_where(
+        &graph,
+        |file| in_room(file, "emulation") || in_room(file, "guests"),
+        |target| !SHARED_VMM_MAY_NAME.iter().any(|room| in_room(target, room)),
+    );
+    assert!(
+        found.is_empty(),
+        "the shared VMM code names the kernel (linux-vmm could not build it): {found:#?}"
+    );
+}
+
 /// The files reachable from `start` in `graph`, each with the file it was
 /// reached from.
 fn reachable(graph: &BTreeMap<File, BTreeSet<File>>, start: &str) -> BTreeMap<File, File> {
@@ -326,6 +346,10 @@ fn the_checker_sees_the_arrows_it_must() {
     assert!(
         !edges_between(&graph, &["runtime"], &["vmrun"]).is_empty(),
         "RUN_VP runs the shared VMRUN loop, so the graph must show it"
+    );
+    assert!(
+        !edges_between(&graph, &["vmm"], &["emulation"]).is_empty(),
+        "the kernel's VMM emulates through the shared code, so the graph must show it"
     );
     let paths = named_paths(
         "use crate::{a::b, c::{d, e::f}};\nlet x = super::g::h();",

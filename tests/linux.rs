@@ -143,16 +143,22 @@ fn a_sidecar_cpu_that_is_not_idle_fails_the_run() {
     assert_eq!(linux.online_cpus.as_deref(), Some("0,8"));
 }
 
+/// The exits of one checksum VP: its UART line "vp XXXXXXXX sum XXXXXXXX\n"
+/// (25 OUTs, one per byte), the four test ports (result, interrupt count,
+/// MMIO value, exit) and one MMIO read (a nested page fault).
+const CHECKSUM_VP_EXITS: u64 = 25 + 4 + 1;
+
 /// Scenario `demo` through Linux: the init loads sidecar.ko, which makes
-/// one device per node with sidecar CPUs, and the user-mode VMM runs a
-/// guest VP on every sidecar CPU (14: 16 CPUs less the two base VPs)
-/// through it to the answer it checks (each guest's OUT of the result and
-/// its OUT to the exit port: two exits per VP); then a STOP through the
-/// driver ends a spinning VP, its RUN_VP completing with intercept 0, and
-/// the VMM times 400 command and 400 VM-exit round trips on that CPU.
-/// Last, init onlines CPUs 14 and 15 (node 1's last two) into Linux: the
-/// driver's hotplug callback REMOVEs each first, and every other sidecar
-/// CPU stays IDLE.
+/// one device per node with sidecar CPUs, and the user-mode VMM runs the
+/// demo's checksum VP on every sidecar CPU (14: 16 CPUs less the two base
+/// VPs) at once, emulating its UART, test ports and MMIO device and
+/// injecting its interrupt, to the answer it checks; a STOP through the
+/// driver ends a spinning VP, and the VMM times 400 command and 400
+/// VM-exit round trips on that CPU; the driver refuses bad requests with
+/// its errnos. Then, while CPUs 14 and 15 (node 1's last two) spin a VP and
+/// the others keep computing, init onlines 14 and 15 into Linux: the
+/// driver's hotplug callback STOPs each VP and REMOVEs the CPU, the VMM
+/// sees both, and every other sidecar CPU is IDLE again at the end.
 #[test]
 fn linux_demo_drives_the_sidecar_cpus() {
     if !linux_or_skip("linux_demo_drives_the_sidecar_cpus") || !headers_or_skip() {
@@ -163,14 +169,33 @@ fn linux_demo_drives_the_sidecar_cpus() {
         ..linux_config(&[])
     };
     let outcome = boot(&config);
-    assert!(outcome.passed, "{}", tail(&outcome));
+    assert!(
+        outcome.passed,
+        "the demo through Linux failed: {}",
+        tail(&outcome)
+    );
     let linux = outcome.report.linux.as_ref().expect("linux.*");
-    assert_eq!(linux.driver_nodes, Some(2), "{}", tail(&outcome));
-    assert_eq!(linux.vps, Some(14), "{}", tail(&outcome));
-    assert_eq!(linux.exits, Some(2 * 14), "{}", tail(&outcome));
+    assert_eq!(
+        linux.driver_nodes,
+        Some(2),
+        "sidecar.ko's devices: {}",
+        tail(&outcome)
+    );
+    assert_eq!(
+        linux.vps,
+        Some(14),
+        "checksum VPs with a correct answer (one per sidecar CPU): {}",
+        tail(&outcome)
+    );
+    assert_eq!(
+        linux.exits,
+        Some(14 * CHECKSUM_VP_EXITS),
+        "the checksum VPs' exits: {}",
+        tail(&outcome)
+    );
     let stop = linux
         .stop_latency_cycles
-        .expect("linux.stop_latency_cycles");
+        .expect("linux.stop_latency_cycles: the VMM's STOP of a spinning VP");
     assert!(stop > 0, "{}", tail(&outcome));
     // The two benchmarks' figures, every sample taken (a sample is a
     // command or a run checked against its answer).
@@ -183,9 +208,29 @@ fn linux_demo_drives_the_sidecar_cpus() {
         let (p50, p99) = (trip.p50.unwrap_or(0), trip.p99.unwrap_or(0));
         assert!(0 < p50 && p50 <= p99, "linux.{name}: p50 {p50}, p99 {p99}");
     }
+    let busy = linux
+        .stop_latency_busy_cycles
+        .expect("linux.stop_latency_busy_cycles: the same STOP among running VPs");
+    assert!(busy > 0, "{}", tail(&outcome));
+    assert_eq!(
+        linux.bad_requests_refused,
+        Some(BAD_REQUESTS),
+        "bad requests sidecar.ko refused with the right errno: {}",
+        tail(&outcome)
+    );
 
-    assert_eq!(linux.converted, Some(2), "{}", tail(&outcome));
-    assert_eq!(linux.online_cpus.as_deref(), Some("0,8,14-15"));
+    assert_eq!(linux.converted, Some(2), "CPUs onlined: {}", tail(&outcome));
+    let during = linux.conversion_vps.expect("linux.conversion_vps");
+    assert!(
+        during >= 12,
+        "the 12 CPUs that stay ran only {during} VPs while 14 and 15 were onlined: {}",
+        tail(&outcome)
+    );
+    assert_eq!(
+        linux.online_cpus.as_deref(),
+        Some("0,8,14-15"),
+        "Linux's CPUs at the end"
+    );
     let statuses = linux.control_status.as_ref().expect("linux.control_status");
     assert_eq!(statuses.len(), 16);
     for status in statuses {
@@ -193,6 +238,18 @@ fn linux_demo_drives_the_sidecar_cpus() {
             0 | 8 | 14 | 15 => "removed",
             _ => "idle",
         };
-        assert_eq!(status.status, expected, "CPU {}", status.vp);
+        assert_eq!(
+            status.status, expected,
+            "CPU {}'s status at the end",
+            status.vp
+        );
     }
 }
+
+/// The bad requests linux-vmm makes, each of which sidecar.ko must refuse
+/// with its errno (linux-vmm/src/main.rs): with CPUs idle, a CPU past the
+/// node (REQUEST and WAIT, EINVAL), a CPU that is not sidecar's (ENODEV),
+/// status 7 (EINVAL), a STOP with nothing running (EALREADY); with a VP
+/// running, a second RUN and a REMOVE (EBUSY); on a REMOVED CPU, a RUN and
+/// an interrupt (ENXIO).
+const BAD_REQUESTS: u32 = 9;

@@ -1,357 +1,81 @@
 //! The user-mode VMM of `--main linux` (docs/linux.md): a static Linux
-//! binary that drives sidecar CPUs through sidecar.ko. It maps a node's
-//! pages from `/dev/sidecarN` and the guest memory from
-//! `/dev/sidecar-guest`, writes each command into the CPU's command page
-//! with `sidecar::abi::client`, asks the driver to RUN it (the status
-//! store and the request IPI are the driver's), and waits for IDLE with
-//! the driver's bounded poll.
+//! binary that drives sidecar CPUs through sidecar.ko ([`driver`]).
 //!
-//! It runs [`Program::Compute`] with a seed of its own on every sidecar CPU
-//! of every node, one after another, to its answer, emulating the test
-//! ports it reports through, and prints `linux.vps` and `linux.exits` as
-//! report lines on stdout (the init script sends them to COM2); its log
-//! goes to stderr. Then it starts [`Program::Spin`] on one of them, STOPs
-//! it through the driver and reports `linux.stop_latency_cycles`. Last, on
-//! that CPU, the command and VM-exit round trips of [`bench`].
+//! It runs the demo's guest program ([`Program::Checksum`]) on every
+//! sidecar CPU at once, one thread per CPU, with the device emulation and
+//! the answer checks of the kernel's VMM (`sidecar::emulation`): each VP
+//! sums its own region, prints the sum on the UART, halts until the VMM
+//! injects [`WAKE_VECTOR`], reads the MMIO device and exits. Then:
 //!
-//! Shared pages are touched only through atomics (the control page) or
-//! volatile copies of a whole command page taken while the CPU is IDLE,
-//! when the driver side owns it: no reference into memory a sidecar CPU
-//! writes is ever made.
-
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
-use std::process::ExitCode;
-use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
-
-use sidecar::abi::client::{self, RunVpExit};
-use sidecar::abi::{
-    CommandPage, ControlPage, CpuStatus, HvInputVtl, HvInterceptAccessType, HvMessageType,
-    HvRegisterAssoc, HvX64IoPortInterceptMessage, HvX64RegisterName as Name, SidecarCommand,
-};
-use sidecar::guests::{self, Program};
-use sidecar::vocabulary::report_key as key;
+//! - first, before the threads, the driver's answers to bad requests
+//!   (`linux.bad_requests_refused`), a spinning VP that the VMM STOPs
+//!   (`linux.stop_latency_cycles`) and, on that CPU alone, the command and
+//!   VM-exit round trips of [`bench`]; on that CPU, after its checksum VP,
+//!   the same STOP while the other VPs run
+//!   (`linux.stop_latency_busy_cycles`);
+//! - on the CPUs named on its command line (the ones init onlines), a
+//!   spinning VP that the VMM never stops: once they all spin, it creates
+//!   [`CONVERTING`], init onlines them, and sidecar.ko's hotplug callback
+//!   STOPs each VP and REMOVEs the CPU. The VMM sees each RUN_VP end
+//!   stopped and the CPU leave sidecar, and says so;
+//! - on every other CPU, meanwhile, [`Program::Compute`] VPs one after
+//!   another until both have left (`linux.conversion_vps`).
+//!
+//! Report lines go to stdout (the init script sends them to COM2), its log
+//! to stderr.
+//!
+//! Usage: `linux-vmm GUEST_SIZE_HEX [VP...]`, the VPs being those init
+//! onlines.
 
 mod bench;
+mod driver;
 
-const PAGE: usize = 4096;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
 
-/// `struct sidecar_request` of `linux-driver/sidecar_ioctl.h`.
-#[repr(C)]
-struct Request {
-    cpu: u32,
-    status: u32,
+use sidecar::abi::client::RunVpExit;
+use sidecar::abi::{client, CpuStatus};
+use sidecar::emulation::answers::{self, check_checksum};
+use sidecar::emulation::devices::{Devices, Reports};
+use sidecar::emulation::{emulate, ExitCounts, VpEnd};
+use sidecar::guests::{self, Program, WAKE_VECTOR};
+use sidecar::vp::GuestRam;
+
+use driver::{open_guest, open_nodes, DriverError, Node};
+
+/// The file the VMM creates once the VPs of the CPUs to convert spin and
+/// every other CPU runs its VPs: init's sign to online them.
+const CONVERTING: &str = "/linux-vmm.converting";
+
+/// How long after the guest's line the VMM injects: the guest halts right
+/// after printing it (an early injection waits for STI all the same).
+const INJECT_AFTER: Duration = Duration::from_millis(1);
+
+/// One sidecar CPU: its node, its index there, its VP.
+#[derive(Clone, Copy)]
+struct Cpu<'a> {
+    node: &'a Node,
+    index: u32,
+    vp: u32,
 }
 
-/// `_IOW('S', 1, struct sidecar_request)`.
-const IOC_REQUEST: u64 = (1 << 30) | (8 << 16) | ((b'S' as u64) << 8) | 1;
-/// `_IOWR('S', 2, struct sidecar_request)`.
-const IOC_WAIT: u64 = (3 << 30) | (8 << 16) | ((b'S' as u64) << 8) | 2;
-/// How long one command may take before the VMM gives up on it.
-const WAIT_US: u32 = 20_000_000;
-
-unsafe extern "C" {
-    fn mmap(addr: *mut u8, len: usize, prot: i32, flags: i32, fd: i32, offset: i64) -> *mut u8;
-    fn ioctl(fd: i32, request: u64, ...) -> i32;
+/// What every thread shares.
+struct Vmm {
+    memory: GuestRam,
+    /// CPUs to convert whose spinning VP runs.
+    spinning: AtomicU32,
+    /// Other CPUs done with their checksum and first VPs.
+    busy: AtomicU32,
+    /// The conversion is over: the Compute loops end.
+    done: AtomicBool,
+    /// Checksum VPs with a correct answer, and their exits.
+    vps: AtomicU32,
+    exits: AtomicU64,
+    /// Compute VPs run to a correct answer while the conversion went on.
+    conversion_vps: AtomicU32,
 }
-const PROT_READ_WRITE: i32 = 0x3;
-const MAP_SHARED: i32 = 0x1;
-const MAP_FAILED: *mut u8 = usize::MAX as *mut u8;
-
-/// `len` bytes of `file` mapped shared, read-write, from offset 0.
-fn map(file: &File, len: usize) -> Result<NonNull<u8>, String> {
-    // SAFETY: a fresh mapping chosen by the kernel (addr null): it aliases
-    // nothing of this process; the fd is open for the call.
-    let ptr = unsafe {
-        mmap(
-            std::ptr::null_mut(),
-            len,
-            PROT_READ_WRITE,
-            MAP_SHARED,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    match ptr == MAP_FAILED {
-        true => Err(format!("mmap: {}", std::io::Error::last_os_error())),
-        false => NonNull::new(ptr).ok_or_else(|| "mmap returned null".to_owned()),
-    }
-}
-
-/// One node: its device and its pages.
-struct Node {
-    device: File,
-    pages: NonNull<u8>,
-    base_vp: u32,
-    count: u32,
-}
-
-impl Node {
-    fn open(index: u32) -> Result<Node, String> {
-        let path = format!("/dev/sidecar{index}");
-        let device = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| format!("{path}: {e}"))?;
-        let control = map(&device, PAGE)?;
-        // SAFETY: the mapping is one page, page aligned, and holds the
-        // node's control page; every field of `ControlPage` the other side
-        // writes is atomic (`reserved` is never written).
-        let header = unsafe { control.cast::<ControlPage>().as_ref() };
-        let count = header.cpu_count.load(Ordering::Acquire);
-        let base_vp = header.base_cpu.load(Ordering::Acquire);
-        let pages = map(&device, (1 + 2 * count as usize) * PAGE)?;
-        Ok(Node {
-            device,
-            pages,
-            base_vp,
-            count,
-        })
-    }
-
-    fn control(&self) -> &ControlPage {
-        // SAFETY: as in `open`: page 0 of the mapping is the control page,
-        // only ever accessed through its atomics.
-        unsafe { self.pages.cast::<ControlPage>().as_ref() }
-    }
-
-    fn status(&self, cpu: u32) -> CpuStatus {
-        CpuStatus(self.control().cpu_status[cpu as usize].load(Ordering::Acquire))
-    }
-
-    fn command_page(&self, cpu: u32) -> *mut CommandPage {
-        // In bounds: cpu < count, and the mapping has 1 + 2 * count pages.
-        self.pages
-            .as_ptr()
-            .wrapping_add((1 + 2 * cpu as usize) * PAGE)
-            .cast()
-    }
-
-    /// A copy of CPU `cpu`'s command page. Only while the CPU is IDLE,
-    /// when no sidecar CPU writes it.
-    fn read_page(&self, cpu: u32) -> CommandPage {
-        // SAFETY: the page is mapped, aligned and of any bytes valid for
-        // `CommandPage` (FromBytes); a volatile read makes no reference.
-        unsafe { self.command_page(cpu).read_volatile() }
-    }
-
-    fn write_page(&self, cpu: u32, page: &CommandPage) {
-        // SAFETY: as in `read_page`; while the CPU is IDLE the page is ours.
-        unsafe {
-            self.command_page(cpu)
-                .write_volatile(std::ptr::read(page as *const CommandPage))
-        }
-    }
-
-    fn ioctl(&self, request: u64, cpu: u32, status: u32) -> Result<u32, std::io::Error> {
-        let mut arg = Request { cpu, status };
-        // SAFETY: the driver reads (and for WAIT writes) exactly one
-        // `Request`, which lives across the call.
-        match unsafe { ioctl(self.device.as_raw_fd(), request, &raw mut arg) } {
-            0 => Ok(arg.status),
-            _ => Err(std::io::Error::last_os_error()),
-        }
-    }
-
-    /// Stores `status` for CPU `cpu` through the driver, which IPIs it.
-    fn request(&self, cpu: u32, status: CpuStatus) -> Result<(), String> {
-        self.ioctl(IOC_REQUEST, cpu, u32::from(status.0))
-            .map(drop)
-            .map_err(|e| format!("{status:?} on CPU {cpu}: {e}"))
-    }
-
-    /// Waits until CPU `cpu` is done with its command, and copies its page.
-    fn wait(&self, cpu: u32) -> Result<CommandPage, String> {
-        let status = self
-            .ioctl(IOC_WAIT, cpu, WAIT_US)
-            .map_err(|e| format!("waiting for CPU {cpu}: {e}"))?;
-        match CpuStatus(status as u8) {
-            CpuStatus::IDLE => Ok(self.read_page(cpu)),
-            other => Err(format!("CPU {cpu} ended a command {other:?}")),
-        }
-    }
-
-    /// Starts one command: `write` fills a copy of the page, the copy goes
-    /// back, and the driver stores RUN and IPIs.
-    fn start(&self, cpu: u32, write: impl FnOnce(&mut CommandPage)) -> Result<(), String> {
-        let mut page = self.read_page(cpu);
-        write(&mut page);
-        self.write_page(cpu, &page);
-        self.request(cpu, CpuStatus::RUN)
-    }
-
-    /// Sends one command and returns the page with its answer, once the
-    /// CPU is IDLE again.
-    fn command(
-        &self,
-        cpu: u32,
-        write: impl FnOnce(&mut CommandPage),
-    ) -> Result<CommandPage, String> {
-        self.start(cpu, write)?;
-        self.wait(cpu)
-    }
-
-    fn set_registers(&self, cpu: u32, registers: &[HvRegisterAssoc]) -> Result<(), String> {
-        for chunk in client::register_chunks(registers) {
-            let mut wrote = Ok(());
-            let page = self.command(cpu, |page| {
-                wrote = client::write_registers(
-                    page,
-                    SidecarCommand::SET_VP_REGISTERS,
-                    HvInputVtl::CURRENT_VTL,
-                    chunk,
-                );
-            })?;
-            wrote.map_err(|e| format!("{e:?}"))?;
-            client::read_set_registers(&page).map_err(|e| format!("CPU {cpu}: {e}"))?;
-        }
-        Ok(())
-    }
-
-    fn run_vp(&self, cpu: u32) -> Result<RunVpExit, String> {
-        let page = self.command(cpu, client::write_run_vp)?;
-        client::read_run_vp(&page).map_err(|e| format!("CPU {cpu}: {e}"))
-    }
-}
-
-/// Guest memory, mapped from `/dev/sidecar-guest`.
-struct Guest {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-impl Guest {
-    fn open(len: usize) -> Result<Guest, String> {
-        let path = "/dev/sidecar-guest";
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| format!("{path}: {e}"))?;
-        Ok(Guest {
-            base: map(&file, len)?,
-            len,
-        })
-    }
-
-    /// Copies `bytes` to guest physical address `gpa`, byte by byte
-    /// (volatile: guests on other CPUs may run).
-    fn write(&self, gpa: u64, bytes: &[u8]) -> Result<(), String> {
-        let end = gpa as usize + bytes.len();
-        if end > self.len {
-            return Err(format!("{gpa:#x}+{} is past guest memory", bytes.len()));
-        }
-        for (offset, byte) in bytes.iter().enumerate() {
-            // SAFETY: in bounds of the mapping (checked above); volatile,
-            // no reference into memory a guest may write.
-            unsafe {
-                self.base
-                    .as_ptr()
-                    .add(gpa as usize + offset)
-                    .write_volatile(*byte)
-            };
-        }
-        Ok(())
-    }
-}
-
-/// How one VP's run went.
-struct Outcome {
-    result: Option<u32>,
-    exits: u64,
-    /// TSC cycles from each I/O intercept received to the next one.
-    io_round_trips: Vec<u64>,
-}
-
-/// Runs `program` on CPU `cpu` of `node` until the guest writes the exit
-/// port: emulates the test ports and the UART, moves RIP past each OUT.
-fn run_program(
-    node: &Node,
-    cpu: u32,
-    program: Program,
-    eax: u32,
-    ecx: u32,
-) -> Result<Outcome, String> {
-    let vp = node.base_vp + cpu;
-    node.set_registers(cpu, &guests::start_registers(program, vp, eax, ecx))?;
-    let mut outcome = Outcome {
-        result: None,
-        exits: 0,
-        io_round_trips: Vec::new(),
-    };
-    let mut last_io = None;
-    loop {
-        let message = match node.run_vp(cpu)? {
-            RunVpExit::Intercept(message) => message,
-            RunVpExit::Stopped => return Err(format!("VP {vp} was stopped")),
-        };
-        let now = tsc();
-        outcome.exits += 1;
-        let io = message.header.typ == HvMessageType::HvMessageTypeX64IoPortIntercept;
-        if let (true, Some(then)) = (io, last_io) {
-            outcome.io_round_trips.push(now - then);
-        }
-        last_io = io.then_some(now);
-        if message.header.typ != HvMessageType::HvMessageTypeX64IoPortIntercept {
-            return Err(format!("VP {vp}: unexpected exit {:?}", message.header.typ));
-        }
-        let io: HvX64IoPortInterceptMessage = *message.payload_as();
-        let write = io.header.intercept_access_type != HvInterceptAccessType::READ;
-        let mut registers = vec![HvRegisterAssoc::new(
-            Name::Rip,
-            io.header.rip + u64::from(io.header.instruction_len()),
-        )];
-        match (write, io.port_number) {
-            (true, guests::PORT_RESULT) => outcome.result = Some(io.rax as u32),
-            (true, guests::PORT_EXIT) => return Ok(outcome),
-            (true, _) => {}
-            (false, _) => registers.push(HvRegisterAssoc::new(Name::Rax, u64::from(u32::MAX))),
-        }
-        node.set_registers(cpu, &registers)?;
-    }
-}
-
-/// The sidecar CPUs of `node`: those IDLE on its control page.
-fn sidecar_cpus(node: &Node) -> Vec<u32> {
-    (0..node.count)
-        .filter(|&cpu| node.status(cpu) == CpuStatus::IDLE)
-        .collect()
-}
-
-/// Every node the driver made a device for, `/dev/sidecar0` on.
-fn open_nodes() -> Result<Vec<Node>, String> {
-    let mut nodes = Vec::new();
-    while std::path::Path::new(&format!("/dev/sidecar{}", nodes.len())).exists() {
-        nodes.push(Node::open(nodes.len() as u32)?);
-    }
-    Ok(nodes)
-}
-
-/// Runs [`Program::Compute`] on CPU `cpu` of `node` with a seed of its
-/// own and checks the answer; returns the exits it took.
-fn compute_on(node: &Node, cpu: u32) -> Result<u64, String> {
-    let vp = node.base_vp + cpu;
-    let (seed, rounds) = (0x1234_5678 ^ vp.wrapping_mul(0x9E37_79B9), 100_000);
-    let outcome = run_program(node, cpu, Program::Compute, seed, rounds)?;
-    let expected = guests::expected_compute(seed, rounds);
-    if outcome.result != Some(expected) {
-        return Err(format!(
-            "VP {vp} computed {:?}, expected {expected:#x}",
-            outcome.result
-        ));
-    }
-    eprintln!(
-        "linux-vmm: VP {vp} computed {expected:#x} in {} exits",
-        outcome.exits
-    );
-    Ok(outcome.exits)
-}
-
-/// How long a spinning VP runs before the VMM STOPs it.
-const SPIN_BEFORE_STOP: Duration = Duration::from_millis(20);
 
 /// The TSC now.
 fn tsc() -> u64 {
@@ -360,93 +84,445 @@ fn tsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Runs [`Program::Spin`] on CPU `cpu` of `node`, STOPs it through the
-/// driver once it has spun for [`SPIN_BEFORE_STOP`], and checks that
-/// RUN_VP ended with intercept 0; returns the TSC cycles from the STOP
-/// request to the WAIT's return.
-fn stop_spinning(node: &Node, cpu: u32) -> Result<u64, String> {
-    let vp = node.base_vp + cpu;
-    node.set_registers(cpu, &guests::start_registers(Program::Spin, vp, 0, 0))?;
-    node.start(cpu, client::write_run_vp)?;
-    std::thread::sleep(SPIN_BEFORE_STOP);
-    if node.status(cpu) != CpuStatus::RUN {
-        return Err(format!(
-            "VP {vp} ended its spin before the STOP: {:?}",
-            node.status(cpu)
-        ));
+impl Cpu<'_> {
+    /// Runs `program` from its first registers until the guest exits, is
+    /// stopped, or does something the emulation does not handle. With
+    /// `inject`, the wake vector goes in once the guest printed a line.
+    fn run(
+        &self,
+        vmm: &Vmm,
+        program: Program,
+        (eax, ecx): (u32, u32),
+        inject: bool,
+        counts: &mut ExitCounts,
+    ) -> Result<(VpEnd, Reports), DriverError> {
+        let (node, cpu) = (self.node, self.index);
+        node.set_registers(cpu, &guests::start_registers(program, self.vp, eax, ecx))?;
+        let mut devices = Devices::new(self.vp);
+        let mut inject_now = false;
+        loop {
+            node.start(cpu, client::write_run_vp)?;
+            if std::mem::take(&mut inject_now) {
+                thread::sleep(INJECT_AFTER);
+                node.inject_interrupt(cpu, WAKE_VECTOR)?;
+            }
+            let page = node.wait(cpu)?;
+            let message = match driver::read_run_vp(cpu, &page)? {
+                RunVpExit::Stopped => return Ok((VpEnd::Stopped, devices.reports)),
+                RunVpExit::Intercept(message) => message,
+            };
+            let read = |gpa| vmm.memory.read_array::<16>(gpa).unwrap_or_default();
+            let emulation = emulate(&mut devices, counts, &message, read);
+            if let Some(line) = emulation.line {
+                eprintln!("[vp {}] {line}", self.vp);
+                inject_now = inject;
+            }
+            if !emulation.registers.is_empty() {
+                node.set_registers(cpu, &emulation.registers)?;
+            }
+            if let Some(end) = emulation.end {
+                return Ok((end, devices.reports));
+            }
+        }
     }
-    let stop = tsc();
-    node.request(cpu, CpuStatus::STOP)?;
-    let page = node.wait(cpu)?;
-    let cycles = tsc() - stop;
-    match client::read_run_vp(&page).map_err(|e| format!("CPU {cpu}: {e}"))? {
-        RunVpExit::Stopped => Ok(cycles),
-        RunVpExit::Intercept(message) => Err(format!(
-            "VP {vp} spun into an exit {:?}, not the STOP",
-            message.header.typ
+
+    /// The demo's checksum VP, checked as the kernel's VMM checks it.
+    fn checksum(&self, vmm: &Vmm) -> Result<(), String> {
+        let mut counts = ExitCounts::default();
+        let (end, reports) = self
+            .run(vmm, Program::Checksum, (0, 0), true, &mut counts)
+            .map_err(|e| format!("VP {}: the checksum program: {e}", self.vp))?;
+        let expected = answers::expected_checksum(&vmm.memory, self.vp)
+            .map_err(|e| format!("VP {}: {e}", self.vp))?;
+        check_checksum(self.vp, end, &reports, expected)
+            .map_err(|wrong| format!("VP {}: {wrong}", self.vp))?;
+        vmm.vps.fetch_add(1, Ordering::Relaxed);
+        vmm.exits
+            .fetch_add(u64::from(counts.total()), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A [`Program::Compute`] VP with a seed of its own, checked.
+    fn compute(&self, vmm: &Vmm, round: u32) -> Result<(), String> {
+        let seed = 0x1234_5678 ^ self.vp.wrapping_mul(0x9E37_79B9) ^ round;
+        let rounds = 20_000;
+        let mut counts = ExitCounts::default();
+        let (end, reports) = self
+            .run(vmm, Program::Compute, (seed, rounds), false, &mut counts)
+            .map_err(|e| format!("VP {}: computing: {e}", self.vp))?;
+        let expected = guests::expected_compute(seed, rounds);
+        if end != VpEnd::Exited || reports.result != Some(expected) {
+            return Err(format!(
+                "VP {} computed {:?} ({end:?}), expected {expected:#x}",
+                self.vp, reports.result
+            ));
+        }
+        Ok(())
+    }
+
+    /// Starts [`Program::Spin`]: RUN_VP in flight when this returns.
+    fn start_spin(&self) -> Result<(), DriverError> {
+        let registers = guests::start_registers(Program::Spin, self.vp, 0, 0);
+        self.node.set_registers(self.index, &registers)?;
+        self.node.start(self.index, client::write_run_vp)
+    }
+
+    /// Spins a VP, STOPs it once it has spun a while, and checks that
+    /// RUN_VP ended with intercept 0; returns the TSC cycles from the STOP
+    /// request to the WAIT's return. With `bad_requests`, the driver must
+    /// refuse a second command while the VP runs.
+    fn stop_spinning(&self, bad_requests: bool) -> Result<u64, String> {
+        let (node, cpu, vp) = (self.node, self.index, self.vp);
+        self.start_spin()
+            .map_err(|e| format!("VP {vp}: spinning: {e}"))?;
+        thread::sleep(Duration::from_millis(20));
+        if node.status(cpu) != CpuStatus::RUN {
+            return Err(format!(
+                "VP {vp} ended its spin before the STOP: {:?}",
+                node.status(cpu)
+            ));
+        }
+        if bad_requests {
+            bad_requests_while_running(node, cpu)?;
+        }
+        let stop = tsc();
+        node.request(cpu, CpuStatus::STOP)
+            .map_err(|e| e.to_string())?;
+        let page = node.wait(cpu).map_err(|e| e.to_string())?;
+        let cycles = tsc() - stop;
+        match driver::read_run_vp(cpu, &page)? {
+            RunVpExit::Stopped => Ok(cycles),
+            RunVpExit::Intercept(message) => Err(format!(
+                "VP {vp} spun into an exit {:?}, not the STOP",
+                message.header.typ
+            )),
+        }
+    }
+
+    /// A CPU init onlines: its VP spins until sidecar.ko's hotplug
+    /// callback STOPs it, then the CPU must leave sidecar (REMOVED).
+    fn converted(&self, vmm: &Vmm) -> Result<(), String> {
+        let (node, cpu, vp) = (self.node, self.index, self.vp);
+        self.start_spin()
+            .map_err(|e| format!("VP {vp}: spinning: {e}"))?;
+        vmm.spinning.fetch_add(1, Ordering::Release);
+        // The driver's WAIT is bounded (WAIT_US): a CPU nobody onlines
+        // fails here rather than hanging.
+        let ended = node
+            .wait(cpu)
+            .and_then(|page| Ok(driver::read_run_vp(cpu, &page)?));
+        match ended {
+            Ok(RunVpExit::Stopped) | Err(DriverError::Removed(_)) => {}
+            Ok(RunVpExit::Intercept(message)) => {
+                return Err(format!(
+                    "VP {vp} spun into an exit {:?}",
+                    message.header.typ
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "VP {vp}, spinning until Linux onlines CPU {vp}: {e}"
+                ))
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while node.status(cpu) != CpuStatus::REMOVED {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "CPU {vp}: its VP was stopped but the CPU is {:?}, not REMOVED, 10 s later",
+                    node.status(cpu)
+                ));
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        eprintln!(
+            "linux-vmm: VP {vp}'s RUN_VP was stopped by Linux onlining CPU {vp}; it left sidecar"
+        );
+        Ok(())
+    }
+
+    /// A CPU that stays: Compute VPs until the conversion is over.
+    fn keep_running(&self, vmm: &Vmm) -> Result<(), String> {
+        self.compute(vmm, 0)?;
+        vmm.busy.fetch_add(1, Ordering::Release);
+        let mut round = 1;
+        while !vmm.done.load(Ordering::Acquire) {
+            self.compute(vmm, round)?;
+            vmm.conversion_vps.fetch_add(1, Ordering::Relaxed);
+            round += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Expects the driver to refuse with `errno`.
+fn refused(what: &str, result: Result<(), std::io::Error>, errno: i32) -> Result<(), String> {
+    match result {
+        Err(e) if e.raw_os_error() == Some(errno) => {
+            BAD_REQUESTS.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        other => Err(format!(
+            "sidecar.ko: {what}: expected errno {errno}, got {other:?}"
         )),
     }
 }
 
-fn run() -> Result<(), String> {
-    let guest_len = std::env::args()
-        .nth(1)
-        .and_then(|size| u64::from_str_radix(size.trim_start_matches("0x"), 16).ok())
-        .ok_or("usage: linux-vmm GUEST_SIZE_HEX")? as usize;
-    let guest = Guest::open(guest_len)?;
-    guest.write(guests::CODE_GPA, guests::image())?;
-    guest.write(guests::IDT_GPA, &[0; 0x800])?;
+/// Bad requests the driver refused with the right errno.
+static BAD_REQUESTS: AtomicU32 = AtomicU32::new(0);
 
-    let nodes = open_nodes()?;
-    let (mut vps, mut exits) = (0, 0);
-    for node in &nodes {
-        for cpu in sidecar_cpus(node) {
-            exits += compute_on(node, cpu)?;
-            vps += 1;
+const EINVAL: i32 = 22;
+const ENODEV: i32 = 19;
+const EBUSY: i32 = 16;
+const EALREADY: i32 = 114;
+
+/// Bad input that needs no running VP: no such CPU, a CPU that is not
+/// sidecar's, a status that is no request, a STOP with nothing running.
+fn bad_requests_while_idle(nodes: &[Node], cpu: u32) -> Result<(), String> {
+    let node = &nodes[0];
+    let beyond = node.count;
+    refused(
+        "REQUEST on a CPU past the node",
+        node.try_request(beyond, CpuStatus::RUN.0),
+        EINVAL,
+    )?;
+    refused(
+        "WAIT on a CPU past the node",
+        node.try_wait(beyond, 1000).map(drop),
+        EINVAL,
+    )?;
+    if let Some(linux_cpu) = (0..node.count).find(|&c| node.status(c) == CpuStatus::REMOVED) {
+        refused(
+            "REQUEST on a CPU that is not sidecar's",
+            node.try_request(linux_cpu, CpuStatus::RUN.0),
+            ENODEV,
+        )?;
+    }
+    refused("REQUEST of status 7", node.try_request(cpu, 7), EINVAL)?;
+    refused(
+        "STOP with nothing running",
+        node.try_request(cpu, CpuStatus::STOP.0),
+        EALREADY,
+    )
+}
+
+/// A second command while RUN_VP is in flight.
+fn bad_requests_while_running(node: &Node, cpu: u32) -> Result<(), String> {
+    refused(
+        "a second RUN in flight",
+        node.try_request(cpu, CpuStatus::RUN.0),
+        EBUSY,
+    )?;
+    refused(
+        "REMOVE with a command in flight",
+        node.try_request(cpu, CpuStatus::REMOVE.0),
+        EBUSY,
+    )
+}
+
+/// A CPU that left sidecar: no request, no interrupt; WAIT answers at once.
+fn bad_requests_removed(node: &Node, cpu: u32) -> Result<(), String> {
+    refused(
+        "RUN on a REMOVED CPU",
+        node.try_request(cpu, CpuStatus::RUN.0),
+        driver::ENXIO,
+    )?;
+    refused(
+        "an interrupt for a REMOVED CPU",
+        node.inject_interrupt(cpu, WAKE_VECTOR)
+            .map_err(|e| match e {
+                DriverError::Removed(_) => std::io::Error::from_raw_os_error(driver::ENXIO),
+                DriverError::Failed(why) => std::io::Error::other(why),
+            }),
+        driver::ENXIO,
+    )?;
+    match node.try_wait(cpu, driver::WAIT_US) {
+        Ok(CpuStatus::REMOVED) => Ok(()),
+        other => Err(format!("sidecar.ko: WAIT on a REMOVED CPU gave {other:?}")),
+    }
+}
+
+/// What a CPU's thread does after its checksum VP.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The STOP of a spinning VP among running VPs, then [`Role::Stay`].
+    First,
+    /// Compute VPs until the conversion is over.
+    Stay,
+    /// A spinning VP until Linux onlines the CPU.
+    Convert,
+}
+
+/// One CPU's thread: its checksum VP, then its role; the STOP's latency
+/// for [`Role::First`].
+fn cpu_thread(vmm: &Vmm, cpu: Cpu, role: Role) -> Result<Option<u64>, String> {
+    cpu.checksum(vmm)?;
+    match role {
+        Role::Convert => cpu.converted(vmm).map(|()| None),
+        Role::Stay => cpu.keep_running(vmm).map(|()| None),
+        Role::First => {
+            let cycles = cpu.stop_spinning(false)?;
+            eprintln!(
+                "linux-vmm: STOP ended VP {}'s spin in {cycles} cycles, the other VPs running",
+                cpu.vp
+            );
+            cpu.keep_running(vmm)?;
+            Ok(Some(cycles))
         }
     }
-    if vps == 0 {
-        return Err("no IDLE sidecar CPU on any node".to_owned());
+}
+
+/// Says why the run failed (stdout: a report line) and ends the process:
+/// threads may still wait on CPUs, each bounded, but init need not.
+fn fail(why: &str) -> ! {
+    eprintln!("linux-vmm: {why}");
+    println!("failure=\"linux-vmm: {}\"", why.replace('"', "'"));
+    std::process::exit(1)
+}
+
+fn join<T>(handle: thread::ScopedJoinHandle<'_, Result<T, String>>) -> T {
+    match handle.join() {
+        Ok(Ok(value)) => value,
+        Ok(Err(why)) => fail(&why),
+        Err(_) => fail("a CPU's thread panicked"),
     }
-    println!("linux.vps={vps}");
-    println!("linux.exits={exits}");
-    // The STOP, on the first sidecar CPU, done with its Compute.
-    let (node, cpu) = nodes
+}
+
+/// How long the VPs may take to get going before the conversion.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+fn run() -> Result<(), String> {
+    let started = Instant::now();
+    let mut args = std::env::args().skip(1);
+    let guest_len = args
+        .next()
+        .and_then(|size| u64::from_str_radix(size.trim_start_matches("0x"), 16).ok())
+        .ok_or("usage: linux-vmm GUEST_SIZE_HEX [VP...]")? as usize;
+    let convert: Vec<u32> = args
+        .map(|vp| vp.parse().map_err(|_| format!("not a VP: {vp}")))
+        .collect::<Result<_, _>>()?;
+    let vmm = Vmm {
+        memory: open_guest(guest_len)?,
+        spinning: AtomicU32::new(0),
+        busy: AtomicU32::new(0),
+        done: AtomicBool::new(false),
+        vps: AtomicU32::new(0),
+        exits: AtomicU64::new(0),
+        conversion_vps: AtomicU32::new(0),
+    };
+    let nodes = open_nodes()?;
+    // The sidecar CPUs: those IDLE on their node's control page.
+    let cpus: Vec<Cpu> = nodes
         .iter()
-        .find_map(|node| Some((node, *sidecar_cpus(node).first()?)))
-        .ok_or("no IDLE sidecar CPU left for the STOP")?;
-    let cycles = stop_spinning(node, cpu)?;
+        .flat_map(|node| {
+            (0..node.count)
+                .filter(|&index| node.status(index) == CpuStatus::IDLE)
+                .map(move |index| Cpu {
+                    node,
+                    index,
+                    vp: node.base_vp + index,
+                })
+        })
+        .collect();
+    if let Some(vp) = convert.iter().find(|vp| !cpus.iter().any(|c| c.vp == **vp)) {
+        return Err(format!("VP {vp} to convert is no IDLE sidecar CPU"));
+    }
+    let role = |cpu: &Cpu| match cpu.vp {
+        vp if convert.contains(&vp) => Role::Convert,
+        vp if Some(vp) == cpus.iter().map(|c| c.vp).find(|vp| !convert.contains(vp)) => Role::First,
+        _ => Role::Stay,
+    };
+    if !cpus.iter().any(|cpu| role(cpu) == Role::First) {
+        return Err("no sidecar CPU besides those to convert".to_owned());
+    }
+    answers::prepare_memory(&vmm.memory, cpus.iter().map(|cpu| cpu.vp))
+        .map_err(|e| format!("preparing guest memory: {e}"))?;
+    // Alone first: the bad requests, and a STOP with no other VP running.
+    let first = cpus
+        .iter()
+        .find(|cpu| role(cpu) == Role::First)
+        .expect("checked above");
+    bad_requests_while_idle(&nodes, first.index)?;
+    let stop_alone = first.stop_spinning(true)?;
     eprintln!(
-        "linux-vmm: STOP ended VP {}'s spin in {cycles} cycles",
-        node.base_vp + cpu
+        "linux-vmm: STOP ended VP {}'s spin in {stop_alone} cycles, alone",
+        first.vp
     );
-    println!("linux.stop_latency_cycles={cycles}");
-    let rtt = bench::command_round_trips(node, cpu)?;
-    let keys = [
-        key::LINUX_COMMAND_RTT_CYCLES_P50,
-        key::LINUX_COMMAND_RTT_CYCLES_P99,
-        key::LINUX_COMMAND_RTT_CYCLES_SAMPLES,
-    ];
-    let p50 = bench::report_percentiles(keys, rtt)?;
-    eprintln!("linux-vmm: command round trip p50 {p50} cycles");
-    let trips = bench::exit_round_trips(node, cpu)?;
-    let keys = [
-        key::LINUX_VMRUN_ROUNDTRIP_CYCLES_P50,
-        key::LINUX_VMRUN_ROUNDTRIP_CYCLES_P99,
-        key::LINUX_VMRUN_ROUNDTRIP_CYCLES_SAMPLES,
-    ];
-    let p50 = bench::report_percentiles(keys, trips)?;
-    eprintln!("linux-vmm: VM-exit round trip p50 {p50} cycles");
+    bench::round_trips(first.node, first.index, &vmm.memory)?;
+
+    let (stop_cycles, converted) = thread::scope(|scope| {
+        let mut threads: Vec<_> = cpus
+            .iter()
+            .map(|&cpu| {
+                let vmm = &vmm;
+                (
+                    cpu,
+                    role(&cpu),
+                    scope.spawn(move || cpu_thread(vmm, cpu, role(&cpu))),
+                )
+            })
+            .collect();
+        let staying = (cpus.len() - convert.len()) as u32;
+        let deadline = Instant::now() + READY_WITHIN;
+        while vmm.spinning.load(Ordering::Acquire) < convert.len() as u32
+            || vmm.busy.load(Ordering::Acquire) < staying
+        {
+            if let Some(at) = threads.iter().position(|(_, _, h)| h.is_finished()) {
+                join(threads.swap_remove(at).2);
+                fail("a CPU's thread ended before the conversion");
+            }
+            if Instant::now() > deadline {
+                fail(&format!(
+                    "the VPs were not all running within {READY_WITHIN:?}"
+                ));
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        if !convert.is_empty() {
+            eprintln!("linux-vmm: VPs {convert:?} spin, the others compute: init may online them");
+            if let Err(e) = std::fs::write(CONVERTING, b"") {
+                fail(&format!("{CONVERTING}: {e}"));
+            }
+        }
+        let (converting, others): (Vec<_>, Vec<_>) = threads
+            .into_iter()
+            .partition(|(_, role, _)| *role == Role::Convert);
+        let mut converted = Vec::new();
+        for (cpu, _, handle) in converting {
+            join(handle);
+            converted.push(cpu);
+        }
+        vmm.done.store(true, Ordering::Release);
+        let mut stop_cycles = None;
+        for (_, _, handle) in others {
+            stop_cycles = stop_cycles.or(join(handle));
+        }
+        (stop_cycles, converted)
+    });
+    if let Some(cpu) = converted.first() {
+        bad_requests_removed(cpu.node, cpu.index)?;
+    }
+    println!("linux.vps={}", vmm.vps.load(Ordering::Relaxed));
+    println!("linux.exits={}", vmm.exits.load(Ordering::Relaxed));
+    println!("linux.stop_latency_cycles={stop_alone}");
+    if let Some(cycles) = stop_cycles {
+        println!("linux.stop_latency_busy_cycles={cycles}");
+    }
+    println!(
+        "linux.conversion_vps={}",
+        vmm.conversion_vps.load(Ordering::Relaxed)
+    );
+    println!(
+        "linux.bad_requests_refused={}",
+        BAD_REQUESTS.load(Ordering::Relaxed)
+    );
+    println!("linux.vmm_ms={}", started.elapsed().as_millis());
     Ok(())
 }
 
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(why) => {
-            eprintln!("linux-vmm: {why}");
-            println!("failure=\"linux-vmm: {}\"", why.replace('"', "'"));
-            ExitCode::FAILURE
-        }
+        Err(why) => fail(&why),
     }
 }

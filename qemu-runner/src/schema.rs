@@ -522,6 +522,20 @@ pub struct LinuxFacts {
     /// user-mode VMM, in TSC cycles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vmrun_roundtrip_cycles: Option<Percentiles>,
+    /// `--main linux`, demo: the same STOP while the VMM's other threads
+    /// wait on running VPs (TSC cycles).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_latency_busy_cycles: Option<u64>,
+    /// `--main linux`, demo: Compute VPs run to a correct answer on the
+    /// other CPUs while those were onlined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversion_vps: Option<u32>,
+    /// `--main linux`, demo: bad requests sidecar.ko refused with the right errno.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bad_requests_refused: Option<u32>,
+    /// `--main linux`, demo: the user-mode VMM's whole run, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vmm_ms: Option<u64>,
 }
 
 /// One CPU's status byte on its node's control page, as Linux's init read it.

@@ -21,10 +21,11 @@ use futures_util::future::join;
 use crate::abi::{CommandPage, HvRegisterAssoc, HvX64RegisterName as Name, SidecarCommand};
 use crate::arch::x86_64::cpu::rdtsc;
 use crate::arch::x86_64::time;
+use crate::emulation::answers::check_checksum;
 use crate::main_kernel::client::{ClientError, SidecarCpu};
 use crate::main_kernel::clock;
 use crate::report;
-use crate::vmm::devices::{mmio_value, Devices, UART_LINES};
+use crate::vmm::devices::{Devices, UART_LINES};
 use crate::vmm::guests::{Program, OUTSIDE_GPA, WAKE_VECTOR};
 use crate::vmm::{self, ExitCounts, VpEnd};
 use crate::vocabulary::report_key;
@@ -61,31 +62,11 @@ async fn checksum_vp(cpu: SidecarCpu) -> Result<(), Failure> {
     };
     let (end, ()) = join(run, inject).await;
     let end = end.map_err(|err| client_failure(vp, "running the checksum program", err))?;
-    check!(
-        end == VpEnd::Exited,
-        "vp {vp}: the checksum program ended with {end:?}"
-    );
-    let reports = devices.reports;
     let expected = vmm::expected_checksum(vp);
-    check!(
-        reports.result == Some(expected),
-        "vp {vp}: checksum {:?}, expected {expected:#x}",
-        reports.result
-    );
-    check!(
-        reports.irqs == Some(1),
-        "vp {vp}: took {:?} interrupts",
-        reports.irqs
-    );
-    check!(
-        reports.mmio == Some(mmio_value(vp)),
-        "vp {vp}: read {:?} from the MMIO device",
-        reports.mmio
-    );
-    let mut totals = TOTALS.lock();
-    totals.io += counts.io;
-    totals.memory += counts.memory;
-    totals.other += counts.other;
+    if let Err(wrong) = check_checksum(vp, end, &devices.reports, expected) {
+        fail!("vp {vp}: {wrong}");
+    }
+    TOTALS.lock().add(&counts);
     Ok(())
 }
 

@@ -44,6 +44,7 @@ pub async fn continue_vp(pages: &mut VpPages<'_>, vp: u32) -> Result<Reports, &'
                     HvMessageType::HvMessageTypeX64IoPortIntercept => {
                         let io: HvX64IoPortInterceptMessage = *message.payload_as();
                         let effect = devices.port_access(&io);
+                        super::devices::log_line(vp, devices.take_line());
                         let next = io.header.rip + u64::from(io.header.instruction_len());
                         apply(pages, next, effect);
                         if effect == Effect::Exit {

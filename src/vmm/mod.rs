@@ -1,7 +1,9 @@
 //! The main kernel's small VMM: it loads guest programs into the VM's
 //! memory, sets each VP's first registers, runs each VP as an async task
 //! (`loop { run_vp().await; handle the intercept }`) and emulates the
-//! devices the guests use ([`devices`]).
+//! devices the guests use with the emulation it shares with the user-mode
+//! VMM ([`crate::emulation`]; [`devices`] adds the kernel's log of UART
+//! lines).
 //!
 //! The VM is the same for every VP: one guest memory (see
 //! [`crate::plan::GuestRegion`]) with nested page tables that map it and
@@ -15,15 +17,14 @@ pub mod local;
 pub use crate::guests;
 pub use crate::guests::{checksum_region, stack_top, start_registers};
 
-use crate::abi::{
-    HvMessage, HvMessageType, HvRegisterAssoc, HvX64IoPortInterceptMessage,
-    HvX64MemoryInterceptMessage, HvX64RegisterName as Name,
-};
+use crate::abi::{HvMessage, HvMessageType, HvRegisterAssoc};
+use crate::emulation::{answers, emulate};
 use crate::main_kernel::client::{stop_bound_us, ClientError, RunVpExit, SidecarCpu};
 use crate::plan;
 use crate::vp::GuestRam;
 
-use devices::{Devices, Effect, Unemulated};
+pub use crate::emulation::{ExitCounts, VpEnd};
+use devices::Devices;
 
 /// The guest's memory as a main kernel CPU sees it (identity mapped).
 pub fn guest_ram() -> GuestRam {
@@ -58,128 +59,53 @@ pub fn read_guest<const N: usize>(gpa: u64) -> [u8; N] {
 }
 
 /// Loads the guest programs, zeroes the guests' IDT and fills each VP's
-/// checksum region with data only that VP is given.
+/// checksum region with data only that VP is given
+/// ([`answers::prepare_memory`]).
+///
+/// Panics if the range is not guest RAM: the VMM's own layout puts every
+/// program and region inside it.
 pub fn prepare_memory(vps: impl Iterator<Item = u32>) {
-    write_guest(guests::CODE_GPA, guests::image());
-    write_guest(guests::IDT_GPA, &[0; 0x800]);
-    write_guest(guests::IRQ_COUNTS_GPA, &[0; 0x1000]);
-    for vp in vps {
-        let (gpa, len) = checksum_region(vp);
-        let mut x = 0x9E37_79B9u32 ^ vp.wrapping_mul(0x85EB_CA6B);
-        for offset in (0..len).step_by(4) {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            write_guest(gpa + offset, &x.to_le_bytes());
-        }
+    if let Err(err) = answers::prepare_memory(&guest_ram(), vps) {
+        panic!("the VMM's layout is wrong: {err}");
     }
 }
 
 /// The checksum VP `vp`'s guest must report.
 pub fn expected_checksum(vp: u32) -> u32 {
-    let (gpa, len) = checksum_region(vp);
-    let memory = guest_ram();
-    match memory.read_u32s(gpa, len) {
-        Ok(words) => guests::expected_checksum(words),
+    match answers::expected_checksum(&guest_ram(), vp) {
+        Ok(sum) => sum,
         Err(err) => panic!("the VMM's layout is wrong: {err}"),
     }
 }
 
-/// Why a VP's run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VpEnd {
-    /// The guest wrote the exit port.
-    Exited,
-    /// A STOP ended the run.
-    Stopped,
-    /// The guest touched guest physical memory nobody emulates.
-    UnmappedAccess {
-        /// The address.
-        gpa: u64,
-        /// Whether it was a write.
-        write: bool,
-    },
-    /// The guest triple-faulted (an unrecoverable exception).
-    TripleFault,
-    /// An intercept the VMM cannot emulate.
-    Unhandled(HvMessageType),
-}
-
-/// Counts of the exits a VP took, by kind.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ExitCounts {
-    /// Port I/O.
-    pub io: u32,
-    /// Nested page faults (MMIO and unmapped accesses).
-    pub memory: u32,
-    /// Everything else.
-    pub other: u32,
-}
-
-/// Applies an emulated access: sets EAX if asked, moves RIP past the
-/// instruction.
-async fn apply(cpu: &SidecarCpu, rip: u64, len: u64, effect: Effect) -> Result<(), ClientError> {
-    let next = HvRegisterAssoc::new(Name::Rip, rip + len);
-    match effect {
-        Effect::SetEax(value) => {
-            let eax = HvRegisterAssoc::new(Name::Rax, u64::from(value));
-            cpu.set_vp_registers(&[next, eax]).await
-        }
-        Effect::Continue | Effect::Exit => cpu.set_vp_registers(&[next]).await,
-    }
-}
-
-/// Handles one intercept; `Some` when the VP's run is over.
+/// Handles one intercept ([`emulate`]): logs a finished UART line, sends
+/// the emulated registers back; `Some` when the VP's run is over.
 async fn handle(
     cpu: &SidecarCpu,
     devices: &mut Devices,
     counts: &mut ExitCounts,
     message: &HvMessage,
 ) -> Result<Option<VpEnd>, ClientError> {
-    match message.header.typ {
-        HvMessageType::HvMessageTypeX64IoPortIntercept => {
-            counts.io += 1;
-            let io: HvX64IoPortInterceptMessage = *message.payload_as();
-            let effect = devices.port_access(&io);
-            let len = u64::from(io.header.instruction_len());
-            apply(cpu, io.header.rip, len, effect).await?;
-            Ok((effect == Effect::Exit).then_some(VpEnd::Exited))
-        }
-        HvMessageType::HvMessageTypeUnmappedGpa | HvMessageType::HvMessageTypeGpaIntercept => {
-            counts.memory += 1;
-            let memory: HvX64MemoryInterceptMessage = *message.payload_as();
-            let instruction: [u8; 16] = read_guest(memory.header.rip);
-            match devices.mmio(memory.guest_physical_address, &instruction) {
-                Ok((effect, len)) => {
-                    apply(cpu, memory.header.rip, len, effect).await?;
-                    Ok(None)
-                }
-                Err(Unemulated::Gpa(_) | Unemulated::Instruction(_)) => {
-                    debug!(
-                        "vp {}: unemulated access to GPA {:#x} at rip {:#x}, instruction {:02x?}",
-                        cpu.vp(),
-                        memory.guest_physical_address,
-                        memory.header.rip,
-                        &instruction[..6]
-                    );
-                    let write = memory.header.intercept_access_type
-                        == crate::abi::HvInterceptAccessType::WRITE;
-                    Ok(Some(VpEnd::UnmappedAccess {
-                        gpa: memory.guest_physical_address,
-                        write,
-                    }))
-                }
-            }
-        }
-        HvMessageType::HvMessageTypeUnrecoverableException => {
-            counts.other += 1;
-            Ok(Some(VpEnd::TripleFault))
-        }
-        other => {
-            counts.other += 1;
-            Ok(Some(VpEnd::Unhandled(other)))
-        }
+    let emulation = emulate(devices, counts, message, read_guest::<16>);
+    devices::log_line(cpu.vp(), emulation.line);
+    if let Some(VpEnd::UnmappedAccess { gpa, .. }) = emulation.end {
+        let rip = message_rip(message);
+        let instruction: [u8; 6] = read_guest(rip);
+        debug!(
+            "vp {}: unemulated access to GPA {gpa:#x} at rip {rip:#x}, instruction {instruction:02x?}",
+            cpu.vp()
+        );
     }
+    if !emulation.registers.is_empty() {
+        cpu.set_vp_registers(&emulation.registers).await?;
+    }
+    Ok(emulation.end)
+}
+
+/// The RIP of a memory intercept.
+fn message_rip(message: &HvMessage) -> u64 {
+    let memory: crate::abi::HvX64MemoryInterceptMessage = *message.payload_as();
+    memory.header.rip
 }
 
 /// Round trips of a port I/O exit: from the VMM receiving one I/O

@@ -8,7 +8,8 @@
 #   linux.apic_ids         the APIC IDs of Linux's online CPUs
 #   linux.control_status[] each CPU's status byte on its node's control page
 #   linux.driver_nodes     /dev/sidecarN devices sidecar.ko made (demo only)
-#   linux.vps, linux.exits, linux.stop_latency_cycles
+#   linux.vps, linux.exits, linux.stop_latency_cycles, linux.conversion_vps,
+#   linux.bad_requests_refused, linux.vmm_ms
 #                          from the user-mode VMM, /bin/linux-vmm (demo only)
 #   linux.converted        sidecar CPUs onlined into Linux (demo only)
 #   result, failure        the verdict
@@ -160,16 +161,31 @@ if [ -f /lib/sidecar.ko ]; then
     [ -c /dev/sidecar-guest ] || finish "sidecar.ko made no /dev/sidecar-guest"
 fi
 # The user-mode VMM: report lines on its stdout, its log on the console.
+# Conversion while VPs run: the VMM starts a spinning VP on the last two
+# sidecar CPUs of the last node, keeps the others computing, and creates
+# /linux-vmm.converting; Linux then onlines those two, sidecar.ko's hotplug
+# callback STOPs each VP and REMOVEs the CPU first, and the VMM sees its
+# RUN_VP end and the CPU leave sidecar.
 if [ -x /bin/linux-vmm ]; then
-    linux-vmm "${GUEST#*:}" >&3 || finish "linux-vmm failed (its log is above)"
-    # Conversion: Linux onlines the last two sidecar CPUs of the last node
-    # (the VMM is done with them); sidecar.ko's hotplug callback REMOVEs
-    # each first.
-    for vp in $(echo $LAST_NODE_SIDECAR | tr ' ' '\n' | tail -2); do
+    CONVERT=$(echo $LAST_NODE_SIDECAR | tr ' ' '\n' | tail -2 | tr '\n' ' ')
+    linux-vmm "${GUEST#*:}" $CONVERT >&3 &
+    VMM=$!
+    tries=0
+    while [ ! -e /linux-vmm.converting ]; do
+        if ! kill -0 $VMM 2>/dev/null; then
+            wait $VMM
+            finish "linux-vmm ended before the conversion, status $? (its log is above)"
+        fi
+        tries=$((tries + 1))
+        [ $tries -lt 1200 ] || finish "linux-vmm was not ready for the conversion within 120 s"
+        usleep 100000
+    done
+    for vp in $CONVERT; do
         echo 1 > /sys/devices/system/cpu/cpu$vp/online || finish "Linux could not online sidecar CPU $vp"
         CONVERTED="$CONVERTED $vp"
     done
     say linux.converted "$(echo $CONVERTED | wc -w)"
+    wait $VMM || finish "linux-vmm failed (its log is above)"
 fi
 check_statuses report
 ONLINE=$(grep -c '^processor' /proc/cpuinfo)
