@@ -36,6 +36,9 @@ pub(crate) const NEEDS_KERNEL: &str = "the linux-vmm bench needs a Linux kernel:
 /// CPU counts of the full plan.
 pub const CPU_COUNTS: [u16; 2] = [4, 16];
 
+/// Runs per case unless `--runs` or `--quick` says otherwise.
+pub const RUNS: u32 = 3;
+
 /// CPU counts of `--quick`.
 pub const QUICK_CPU_COUNTS: [u16; 1] = [4];
 
@@ -104,6 +107,12 @@ impl Bench for LinuxVmmBench {
             }
         }
         Ok(cases)
+    }
+
+    /// Three runs unless told: a Linux run at 16 CPUs takes about two
+    /// minutes under TCG here, and each run has 400 samples per figure.
+    fn runs(&self, options: &BenchOptions) -> u32 {
+        options.runs_or(RUNS)
     }
 
     fn metrics(&self) -> &'static [Metric] {
