@@ -1,7 +1,10 @@
 //! The baseline: a plain dispatch loop without the executor, as OpenHCL's
 //! sidecar does it (halt until the status changes, then a `match`). It runs
-//! the same command code as the dispatch task, so that the protocol
-//! benchmark measures what the async design costs and nothing else.
+//! the same command code and the same hook call as the dispatch task, so
+//! that the protocol benchmark measures what the async design costs and
+//! nothing else. A CPU runs it from boot if its hooks say so, or for a while
+//! from inside its dispatch task ([`serve`]), so that the benchmark can
+//! measure both loops on the same CPU.
 
 use x86_64::instructions::interrupts;
 
