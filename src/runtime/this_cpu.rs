@@ -44,12 +44,13 @@ pub const SIDECAR_TASK_BYTES: usize = 512;
 pub type SidecarExecutor = Executor<SIDECAR_TASKS, SIDECAR_TASK_BYTES, OwnCpuOnly>;
 
 /// The notifier of a sidecar CPU's executor: it never needs to send
-/// anything (and is never called: the CPU's loop never announces that it
-/// parks, `enter::run`). Every wake of a sidecar task happens on the CPU itself, in its
-/// tasks or in its request-IPI handler (whose interrupt already ended the
-/// halt): the executor and its wakers live in the CPU's window, an address
-/// no other CPU maps, so no other CPU can even call them. The main kernel
-/// reaches a sidecar CPU only through its status byte and the request IPI.
+/// anything, and is never called (the CPU's loop, `enter::run`, never
+/// announces that it parks). Every wake of a sidecar task happens on the
+/// CPU itself, in its tasks or in its request-IPI handler (whose interrupt
+/// already ended the halt): the executor and its wakers live in the CPU's
+/// window, an address no other CPU maps, so no other CPU can even call
+/// them. The main kernel reaches a sidecar CPU only through its status byte
+/// and the request IPI.
 pub struct OwnCpuOnly;
 
 impl executor::Notifier for OwnCpuOnly {
