@@ -405,16 +405,35 @@ pub mod report_key {
     pub const PROTOCOL_BASELINE_SERVICE_CYCLES_P50: &str = "protocol.baseline_service_cycles_p50";
     /// Executor / plain-loop service time.
     pub const PROTOCOL_SERVICE_RATIO: &str = "protocol.service_ratio";
+    /// Executor round trip's first segment, p50: the client starts the
+    /// command → the request IPI enters the sidecar CPU.
+    pub const PROTOCOL_WAKE_CYCLES_P50: &str = "protocol.wake_cycles_p50";
+    /// The same for the plain loop.
+    pub const PROTOCOL_BASELINE_WAKE_CYCLES_P50: &str = "protocol.baseline_wake_cycles_p50";
+    /// Executor round trip: the command completes → the response IPI enters
+    /// the BSP, p50.
+    pub const PROTOCOL_RESPONSE_CYCLES_P50: &str = "protocol.response_cycles_p50";
+    /// The same for the plain loop.
+    pub const PROTOCOL_BASELINE_RESPONSE_CYCLES_P50: &str = "protocol.baseline_response_cycles_p50";
+    /// Executor round trip: the response IPI enters the BSP → the client
+    /// resumes, p50.
+    pub const PROTOCOL_RESUME_CYCLES_P50: &str = "protocol.resume_cycles_p50";
+    /// The same for the plain loop.
+    pub const PROTOCOL_BASELINE_RESUME_CYCLES_P50: &str = "protocol.baseline_resume_cycles_p50";
     /// IPIs per command.
     pub const PROTOCOL_IPIS_PER_COMMAND: &str = "protocol.ipis_per_command";
-    /// The plain loop on the executor's own CPU, p50.
-    pub const PROTOCOL_SAME_CPU_BASELINE_RTT_CYCLES_P50: &str =
-        "protocol.same_cpu_baseline_rtt_cycles_p50";
-    /// The plain loop on the executor's own CPU, p99.
-    pub const PROTOCOL_SAME_CPU_BASELINE_RTT_CYCLES_P99: &str =
-        "protocol.same_cpu_baseline_rtt_cycles_p99";
-    /// Executor p50 / same-CPU plain-loop p50.
-    pub const PROTOCOL_SAME_CPU_RTT_RATIO: &str = "protocol.same_cpu_rtt_ratio";
+    /// The plain loop on CPU 2 (from boot), round trip p50: the cross-CPU
+    /// baseline.
+    pub const PROTOCOL_OTHER_CPU_RTT_CYCLES_P50: &str = "protocol.other_cpu_rtt_cycles_p50";
+    /// The same, p99.
+    pub const PROTOCOL_OTHER_CPU_RTT_CYCLES_P99: &str = "protocol.other_cpu_rtt_cycles_p99";
+    /// The same, client starts → request IPI enters CPU 2, p50.
+    pub const PROTOCOL_OTHER_CPU_WAKE_CYCLES_P50: &str = "protocol.other_cpu_wake_cycles_p50";
+    /// The same, complete → response IPI enters the BSP, p50.
+    pub const PROTOCOL_OTHER_CPU_RESPONSE_CYCLES_P50: &str =
+        "protocol.other_cpu_response_cycles_p50";
+    /// Executor p50 (CPU 1) / plain-loop p50 on CPU 2.
+    pub const PROTOCOL_CROSS_CPU_RTT_RATIO: &str = "protocol.cross_cpu_rtt_ratio";
 
     /// VPs the demo ran.
     pub const VPS: &str = "vps";
@@ -569,10 +588,18 @@ pub mod report_key {
         PROTOCOL_SERVICE_CYCLES_P50,
         PROTOCOL_BASELINE_SERVICE_CYCLES_P50,
         PROTOCOL_SERVICE_RATIO,
+        PROTOCOL_WAKE_CYCLES_P50,
+        PROTOCOL_BASELINE_WAKE_CYCLES_P50,
+        PROTOCOL_RESPONSE_CYCLES_P50,
+        PROTOCOL_BASELINE_RESPONSE_CYCLES_P50,
+        PROTOCOL_RESUME_CYCLES_P50,
+        PROTOCOL_BASELINE_RESUME_CYCLES_P50,
         PROTOCOL_IPIS_PER_COMMAND,
-        PROTOCOL_SAME_CPU_BASELINE_RTT_CYCLES_P50,
-        PROTOCOL_SAME_CPU_BASELINE_RTT_CYCLES_P99,
-        PROTOCOL_SAME_CPU_RTT_RATIO,
+        PROTOCOL_OTHER_CPU_RTT_CYCLES_P50,
+        PROTOCOL_OTHER_CPU_RTT_CYCLES_P99,
+        PROTOCOL_OTHER_CPU_WAKE_CYCLES_P50,
+        PROTOCOL_OTHER_CPU_RESPONSE_CYCLES_P50,
+        PROTOCOL_CROSS_CPU_RTT_RATIO,
         VPS,
         EXITS_IO,
         EXITS_MEMORY,

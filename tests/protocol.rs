@@ -16,12 +16,23 @@ fn every_command_on_every_cpu() {
     // (NONE's success and 4 bad requests, each followed by a good command)
     // and 3 stop checks.
     assert_eq!(protocol.checks, Some(2 + 3 * 16));
-    assert_eq!(protocol.ipis_per_command, Some(2.0));
+    // Two IPIs per command, the request and the response. A response the
+    // client did not need to wait for (its host thread paused past the
+    // CPU's answer) lands in the next command's count, so a few in 2000
+    // may shift out of the measured window: 1.999 is noise, 3.0 a bug.
+    let ipis = protocol.ipis_per_command.unwrap();
+    assert!((1.99..=2.01).contains(&ipis), "{protocol:?}");
     for (key, cycles) in [
         ("rtt_cycles_p50", protocol.rtt_cycles_p50),
         ("rtt_cycles_p99", protocol.rtt_cycles_p99),
         ("baseline_rtt_cycles_p50", protocol.baseline_rtt_cycles_p50),
         ("service_cycles_p50", protocol.service_cycles_p50),
+        ("wake_cycles_p50", protocol.wake_cycles_p50),
+        ("response_cycles_p50", protocol.response_cycles_p50),
+        (
+            "other_cpu_rtt_cycles_p50",
+            protocol.other_cpu_rtt_cycles_p50,
+        ),
     ] {
         assert!(cycles.unwrap() > 0, "{key}: {protocol:?}");
     }

@@ -193,6 +193,19 @@ impl<const BYTES: usize> Runner<BYTES> {
         any
     }
 
+    /// Whether a task was woken since [`Runner::run_until_idle`] last found
+    /// none ready: one load. For an owner that halts in a loop of its own
+    /// around `run_until_idle` instead of parking through a [`Parker`],
+    /// because every wake of its tasks happens on its own CPU (in its tasks
+    /// or its interrupt handlers): with interrupts off, check this, then
+    /// halt in the same breath (x86: `sti; hlt`) only if it is `false`.
+    /// Such an owner never announces that it parks, so its wakes never
+    /// notify.
+    #[inline]
+    pub fn has_ready(&self) -> bool {
+        self.local.head().ready.any_ready()
+    }
+
     /// Runs tasks until `done()` returns `true`, parking through `parker`
     /// whenever nothing is ready.
     ///

@@ -105,6 +105,29 @@ fn a_wake_schedules_one_poll() {
 }
 
 #[test]
+fn has_ready_tells_an_own_loop_whether_to_halt() {
+    // An owner that halts in its own loop around `run_until_idle` (a
+    // sidecar CPU) never announces that it parks: its wakes never notify.
+    static EX: Exec<4> = Executor::new(ThreadSignal::new());
+    static GATE: Gate = Gate::new();
+    let runner = EX.claim().unwrap();
+    let mut handle = runner.spawn(GATE.wait()).unwrap();
+    assert!(runner.has_ready(), "a new task is ready");
+    runner.run_until_idle();
+    assert!(!runner.has_ready(), "the task waits: halt");
+    GATE.waker().wake_by_ref();
+    assert!(runner.has_ready(), "woken: do not halt");
+    runner.run_until_idle();
+    assert!(!runner.has_ready());
+    GATE.open();
+    assert!(runner.has_ready());
+    runner.run_until_idle();
+    assert!(!runner.has_ready());
+    assert_eq!(handle.try_take(), Some(Completion::Finished(())));
+    assert_eq!(EX.stats().notified, 0, "never parked, never notified");
+}
+
+#[test]
 fn woken_many_times_before_it_runs_polls_once() {
     static EX: Exec<4> = Executor::new(ThreadSignal::new());
     static GATE: Gate = Gate::new();

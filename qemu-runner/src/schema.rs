@@ -299,15 +299,39 @@ pub struct Protocol {
     /// IPIs per command.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ipis_per_command: Option<f64>,
-    /// The plain loop on the executor's own CPU, p50.
+    /// Executor: client starts → request IPI enters the sidecar CPU, p50.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub same_cpu_baseline_rtt_cycles_p50: Option<u64>,
-    /// The plain loop on the executor's own CPU, p99.
+    pub wake_cycles_p50: Option<u64>,
+    /// Plain loop: the same.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub same_cpu_baseline_rtt_cycles_p99: Option<u64>,
-    /// Executor p50 / same-CPU plain-loop p50.
+    pub baseline_wake_cycles_p50: Option<u64>,
+    /// Executor: command complete → response IPI enters the BSP, p50.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub same_cpu_rtt_ratio: Option<f64>,
+    pub response_cycles_p50: Option<u64>,
+    /// Plain loop: the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_response_cycles_p50: Option<u64>,
+    /// Executor: response IPI enters the BSP → the client resumes, p50.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume_cycles_p50: Option<u64>,
+    /// Plain loop: the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_resume_cycles_p50: Option<u64>,
+    /// The plain loop on CPU 2 (from boot), round trip p50.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_cpu_rtt_cycles_p50: Option<u64>,
+    /// The same, p99.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_cpu_rtt_cycles_p99: Option<u64>,
+    /// The same, client starts → request IPI enters CPU 2, p50.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_cpu_wake_cycles_p50: Option<u64>,
+    /// The same, complete → response IPI enters the BSP, p50.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_cpu_response_cycles_p50: Option<u64>,
+    /// Executor p50 (CPU 1) / plain-loop p50 on CPU 2.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cross_cpu_rtt_ratio: Option<f64>,
 }
 
 /// `exits.*`: intercepts the VMM handled, by kind.

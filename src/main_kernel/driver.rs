@@ -157,7 +157,12 @@ pub static REQUESTS_SENT: AtomicU64 = AtomicU64::new(0);
 /// Response IPIs taken.
 pub static RESPONSES_TAKEN: AtomicU64 = AtomicU64::new(0);
 
+/// The TSC when the last response IPI entered its handler (for the
+/// protocol benchmark's split of a round trip).
+pub static RESPONSE_TSC: AtomicU64 = AtomicU64::new(0);
+
 fn response_interrupt(_frame: &mut TrapFrame) {
+    RESPONSE_TSC.store(cpu::rdtsc(), Ordering::Relaxed);
     apic::end_of_interrupt();
     RESPONSES_TAKEN.fetch_add(1, Ordering::Relaxed);
     for driver in drivers() {

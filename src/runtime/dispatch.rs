@@ -63,11 +63,20 @@ async fn run_command(this: ThisCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) {
         if stopped && pages.command().command == SidecarCommand::RUN_VP {
             return stopped_before_start(pages.command());
         }
-        if this.globals().hooks.before_command(this, &mut pages) == AfterHook::SwitchToPlainLoop {
-            pages.command().command = SidecarCommand::NONE;
-            drop(pages);
-            this.complete();
-            super::plain::run(this);
+        match this.globals().hooks.before_command(this, &mut pages) {
+            AfterHook::Run => {}
+            AfterHook::SwitchToPlainLoop => {
+                pages.command().command = SidecarCommand::NONE;
+                drop(pages);
+                this.complete();
+                // Returns with the command that switched back taken, not
+                // run: the loop completes it.
+                return super::plain::serve(this);
+            }
+            AfterHook::BackToExecutor => {
+                pages.command().command = SidecarCommand::NONE;
+                return;
+            }
         }
         let memory = &mut this.guest_ram();
         let (page, state) = pages.command_and_state();

@@ -26,10 +26,14 @@ pub enum DispatchLoop {
 pub enum AfterHook {
     /// Run the command.
     Run,
-    /// Complete the command without running it, then serve every later
-    /// command from the plain loop, for good (the protocol benchmark's
-    /// same-CPU baseline).
+    /// Complete the command without running it, then serve the later
+    /// commands from the plain loop until one's hook says
+    /// [`AfterHook::BackToExecutor`] (the protocol benchmark measures both
+    /// loops on the same CPU, alternately).
     SwitchToPlainLoop,
+    /// Complete the command without running it; in the plain loop entered
+    /// through [`AfterHook::SwitchToPlainLoop`], go back to the executor.
+    BackToExecutor,
 }
 
 /// Self-test and benchmark hooks. Every method has a default that does

@@ -44,11 +44,13 @@ pub const SIDECAR_TASK_BYTES: usize = 512;
 pub type SidecarExecutor = Executor<SIDECAR_TASKS, SIDECAR_TASK_BYTES, OwnCpuOnly>;
 
 /// The notifier of a sidecar CPU's executor: it never needs to send
-/// anything. Every wake of a sidecar task happens on the CPU itself, in its
-/// tasks or in its request-IPI handler (whose interrupt already ended the
-/// halt): the executor and its wakers live in the CPU's window, an address
-/// no other CPU maps, so no other CPU can even call them. The main kernel
-/// reaches a sidecar CPU only through its status byte and the request IPI.
+/// anything, and is never called (the CPU's loop, `enter::run`, never
+/// announces that it parks). Every wake of a sidecar task happens on the
+/// CPU itself, in its tasks or in its request-IPI handler (whose interrupt
+/// already ended the halt): the executor and its wakers live in the CPU's
+/// window, an address no other CPU maps, so no other CPU can even call
+/// them. The main kernel reaches a sidecar CPU only through its status byte
+/// and the request IPI.
 pub struct OwnCpuOnly;
 
 impl executor::Notifier for OwnCpuOnly {
@@ -142,11 +144,27 @@ impl CpuGlobals {
     }
 }
 
-/// Per CPU (by VP index): the cycles from its last request IPI to its last
-/// completion. Kernel data, written by each CPU for itself and read by the
-/// benchmark on the BSP; it measures the dispatch path without the host's
-/// thread wake-ups that dominate a round trip under software emulation.
-pub static SERVICE_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// A CPU's TSC stamps of its last command: when its request IPI entered it,
+/// and when it completed (just before the response IPI).
+pub struct CommandStamps {
+    /// The request IPI's handler ran.
+    pub request: AtomicU64,
+    /// The command completed.
+    pub complete: AtomicU64,
+}
+
+/// Per CPU (by VP index): the stamps of its last command. Kernel data,
+/// written by each CPU for itself and read by the protocol benchmark on the
+/// BSP, which splits a round trip into its segments with them (the TSC is
+/// one clock for every CPU). `complete - request` is the service time: the
+/// dispatch path without the host's thread wake-ups that dominate a round
+/// trip under software emulation.
+pub static COMMAND_STAMPS: [CommandStamps; MAX_CPUS] = [const {
+    CommandStamps {
+        request: AtomicU64::new(0),
+        complete: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
 
 /// The running sidecar CPU, through its window. Cheap to copy; every copy
 /// stands for the same CPU.
@@ -234,9 +252,10 @@ impl ThisCpu {
             !self.globals.pages_owned.load(Ordering::Relaxed),
             "a command completed while its pages were still in use"
         );
-        let start = self.globals.request_tsc.load(Ordering::Relaxed);
-        if let Some(service) = SERVICE_CYCLES.get(self.identity().vp as usize) {
-            service.store(cpu::rdtsc().saturating_sub(start), Ordering::Relaxed);
+        if let Some(stamps) = COMMAND_STAMPS.get(self.identity().vp as usize) {
+            let request = self.globals.request_tsc.load(Ordering::Relaxed);
+            stamps.request.store(request, Ordering::Relaxed);
+            stamps.complete.store(cpu::rdtsc(), Ordering::Relaxed);
         }
         self.hand_back(CpuStatus::IDLE);
     }

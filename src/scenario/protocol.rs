@@ -22,7 +22,7 @@ use crate::main_kernel::{clock, driver};
 use crate::paging::{PRESENT, USER, WRITABLE};
 use crate::plan;
 use crate::report;
-use crate::runtime::this_cpu::SERVICE_CYCLES;
+use crate::runtime::this_cpu::COMMAND_STAMPS;
 use crate::vocabulary::report_key;
 
 /// Round trips measured per CPU.
@@ -266,72 +266,192 @@ fn check_handles() -> Result<usize, Failure> {
     Ok(2)
 }
 
-/// Round-trip samples: the executor's CPU and the plain loop's, kept out of
-/// the task's future (which must fit a task slot).
-static SAMPLES: spin::Mutex<[[u64; ITERATIONS]; 4]> = spin::Mutex::new([[0; ITERATIONS]; 4]);
+/// Where a round trip's time goes, from its TSC stamps (one clock on every
+/// CPU): the client's start, the request IPI's entry on the sidecar CPU, the
+/// command's completion there, the response IPI's entry on the BSP, and the
+/// client's resumption.
+#[derive(Clone, Copy, Debug, Default)]
+struct Split {
+    /// The whole round trip.
+    total: u64,
+    /// Client starts the command → the request IPI enters the sidecar CPU
+    /// (the client's request, the IPI and the wake of a halted CPU).
+    wake: u64,
+    /// → the command completes there (the dispatch path: the service time).
+    service: u64,
+    /// → the response IPI enters the BSP's handler (the wake of the halted
+    /// BSP).
+    response: u64,
+    /// → the client task resumes with the answer (the BSP executor's wake
+    /// and poll, the client reading the results).
+    resume: u64,
+}
 
-/// One GET_VP_REGISTERS round trip: its cycles end to end, and the cycles
-/// the sidecar CPU spent from its request IPI to its completion.
-async fn round_trip(cpu: &SidecarCpu) -> Result<(u64, u64), Failure> {
+/// The segments of a [`Split`], in its order.
+const SEGMENTS: usize = 5;
+
+impl Split {
+    fn parts(self) -> [u64; SEGMENTS] {
+        [
+            self.total,
+            self.wake,
+            self.service,
+            self.response,
+            self.resume,
+        ]
+    }
+}
+
+/// Which round trips a sample belongs to.
+#[derive(Clone, Copy)]
+enum Loop {
+    /// The executor, on the measured CPU.
+    Executor = 0,
+    /// The plain loop, on the same CPU.
+    Plain = 1,
+    /// The plain loop on CPU 2 (which runs it from boot): the cross-CPU
+    /// figure.
+    OtherCpu = 2,
+}
+
+/// The segments kept of [`Loop::OtherCpu`]'s samples (total, wake,
+/// response), in [`Split`] order: what shows the host's placement.
+const OTHER_CPU_SEGMENTS: [usize; 3] = [0, 1, 3];
+
+/// Round-trip samples, by [`Loop`] and [`Split`] segment, kept out of the
+/// task's future (which must fit a task slot). 32 bits each (1.6 s at
+/// 2.6 GHz, saturated), and only [`OTHER_CPU_SEGMENTS`] of CPU 2's: the
+/// kernel image must end below 2 MiB.
+struct Samples {
+    same_cpu: [[[u32; ITERATIONS]; SEGMENTS]; 2],
+    other_cpu: [[u32; ITERATIONS]; OTHER_CPU_SEGMENTS.len()],
+}
+
+static SAMPLES: spin::Mutex<Samples> = spin::Mutex::new(Samples {
+    same_cpu: [[[0; ITERATIONS]; SEGMENTS]; 2],
+    other_cpu: [[0; ITERATIONS]; OTHER_CPU_SEGMENTS.len()],
+});
+
+impl Samples {
+    /// `which`'s kept segments, each with its index in [`Split`] order.
+    fn of(&mut self, which: Loop) -> impl Iterator<Item = (usize, &mut [u32; ITERATIONS])> {
+        let (same, other) = match which {
+            Loop::OtherCpu => (None, Some(&mut self.other_cpu)),
+            same_cpu => (Some(&mut self.same_cpu[same_cpu as usize]), None),
+        };
+        let same = same.into_iter().flat_map(|s| s.iter_mut().enumerate());
+        let other = other
+            .into_iter()
+            .flat_map(|o| OTHER_CPU_SEGMENTS.into_iter().zip(o.iter_mut()));
+        same.chain(other)
+    }
+}
+
+/// Records `split` as sample `i` of `which`.
+fn record(which: Loop, i: usize, split: Split) {
+    let parts = split.parts();
+    for (segment, samples) in SAMPLES.lock().of(which) {
+        samples[i] = u32::try_from(parts[segment]).unwrap_or(u32::MAX);
+    }
+}
+
+/// One GET_VP_REGISTERS round trip, split at its stamps.
+async fn round_trip(cpu: &SidecarCpu) -> Result<Split, Failure> {
     let start = rdtsc();
     if let Err(err) = cpu.get_vp_register_values(&[Name::Rip]).await {
         fail!("cpu {}: round trip: {err}", cpu.vp());
     }
     let end = rdtsc();
-    let service = SERVICE_CYCLES[cpu.vp() as usize].load(Ordering::Relaxed);
-    Ok((end - start, service))
+    let stamps = &COMMAND_STAMPS[cpu.vp() as usize];
+    let request = stamps.request.load(Ordering::Relaxed);
+    let complete = stamps.complete.load(Ordering::Relaxed);
+    let response = driver::RESPONSE_TSC.load(Ordering::Relaxed);
+    Ok(Split {
+        total: end - start,
+        wake: request.saturating_sub(start),
+        service: complete.saturating_sub(request),
+        response: response.saturating_sub(complete),
+        resume: end.saturating_sub(response),
+    })
 }
 
 /// The median and 99th percentile of `samples`, which it sorts.
-fn percentiles(samples: &mut [u64]) -> (u64, u64) {
+fn percentiles(samples: &mut [u32]) -> (u64, u64) {
     samples.sort_unstable();
     (
-        samples[samples.len() / 2],
-        samples[samples.len() * 99 / 100],
+        u64::from(samples[samples.len() / 2]),
+        u64::from(samples[samples.len() * 99 / 100]),
     )
 }
 
-/// The fairer baseline: the executor's CPU switches to the plain loop, and
-/// the same round trips run again on the same CPU. (Under QEMU a virtual
-/// CPU's wake-up latency can differ from its neighbour's by 30 µs for a
-/// whole run, whatever loop it runs, which swamps the loops' difference.)
-async fn same_cpu_baseline(cpu: &SidecarCpu, executor_p50: u64) -> Result<(), Failure> {
+/// One loop's percentiles: every segment's p50, in [`Split`] order, and
+/// the total's p99.
+struct Summary {
+    p50: [u64; SEGMENTS],
+    p99: u64,
+}
+
+impl Summary {
+    /// Sorts `which`'s samples and takes their percentiles.
+    fn of(which: Loop) -> Summary {
+        let mut samples = SAMPLES.lock();
+        let mut p50 = [0; SEGMENTS];
+        let mut p99 = 0;
+        for (segment, samples) in samples.of(which) {
+            let (fifty, ninety_nine) = percentiles(samples);
+            p50[segment] = fifty;
+            if segment == 0 {
+                p99 = ninety_nine;
+            }
+        }
+        Summary { p50, p99 }
+    }
+
+    /// Reports the p50s and the p99 under `keys`: total p50, total p99,
+    /// then wake, service, response and resume p50 (`None`: not kept).
+    fn report(&self, keys: [Option<&str>; 6]) {
+        let [total, wake, service, response, resume] = self.p50;
+        let values = [total, self.p99, wake, service, response, resume];
+        for (key, value) in keys.into_iter().zip(values) {
+            if let Some(key) = key {
+                report::number(key, value);
+            }
+        }
+    }
+
+    fn log(&self, what: &str, vp: u32) {
+        let [total, wake, service, response, resume] = self.p50;
+        info!(
+            "{what} on cpu {vp}: round trip p50 {total} cycles, p99 {}; split p50: \
+             request→sidecar entry {wake}, service {service}, complete→BSP entry \
+             {response}, BSP entry→client {resume}",
+            self.p99
+        );
+    }
+}
+
+/// Reports `numerator / denominator` to three decimals under `key`, and
+/// returns it in thousandths.
+fn report_ratio(key: &str, numerator: u64, denominator: u64) -> u64 {
+    let ratio = numerator * 1000 / denominator.max(1);
+    report::json(key, format_args!("{}.{:03}", ratio / 1000, ratio % 1000));
+    ratio
+}
+
+/// Sends one of the protocol hooks' switch commands to `cpu`.
+async fn switch(cpu: &SidecarCpu, command: u32) -> Result<(), Failure> {
     let switched = cpu
         .command(
             |page| {
-                page.command = SidecarCommand(super::runtime_hooks::SWITCH_TO_PLAIN_COMMAND);
+                page.command = SidecarCommand(command);
                 Ok(())
             },
             |_| (),
         )
         .await;
     if let Err(err) = switched {
-        fail!("cpu {}: switching to the plain loop: {err}", cpu.vp());
+        fail!("cpu {}: switch command {command:#x}: {err}", cpu.vp());
     }
-    for i in 0..ITERATIONS {
-        let (cycles, _) = round_trip(cpu).await?;
-        SAMPLES.lock()[1][i] = cycles;
-    }
-    let (base50, base99) = percentiles(&mut SAMPLES.lock()[1]);
-    let ratio = executor_p50 * 1000 / base50.max(1);
-    report::number(
-        report_key::PROTOCOL_SAME_CPU_BASELINE_RTT_CYCLES_P50,
-        base50,
-    );
-    report::number(
-        report_key::PROTOCOL_SAME_CPU_BASELINE_RTT_CYCLES_P99,
-        base99,
-    );
-    report::json(
-        report_key::PROTOCOL_SAME_CPU_RTT_RATIO,
-        format_args!("{}.{:03}", ratio / 1000, ratio % 1000),
-    );
-    info!(
-        "plain loop on the executor's cpu {}: p50 {base50} cycles, p99 {base99}; executor/plain {}.{:03}",
-        cpu.vp(),
-        ratio / 1000,
-        ratio % 1000
-    );
     Ok(())
 }
 
@@ -343,44 +463,71 @@ fn ipi_count() -> u64 {
         + crate::main_kernel::notifier().sent()
 }
 
-/// Measures the executor's CPU and, if there is one, the plain-loop CPU
-/// (CPU 2), alternating one round trip on each, in alternating order, so
-/// that both see the same host conditions: under QEMU's software emulation
-/// a round trip's cost swings with host load far more than the two dispatch
-/// loops differ.
+/// Measures both loops on the same sidecar CPU (CPU 1), alternating one
+/// round trip each: the CPU leaves its executor for the plain loop and
+/// comes back between them (unmeasured switch commands, one before each
+/// measured round trip, so both see the same history). Under QEMU a
+/// virtual CPU's wake-up can cost 30 µs more than its neighbour's, in both
+/// directions, for as long as the host keeps its thread on the other host
+/// core than the BSP's, whatever loop it runs; measured on one CPU,
+/// alternately, both loops meet the same placement. CPU 2 runs the plain
+/// loop from boot and is measured in the same iterations, for the
+/// cross-CPU figure, which shows that placement.
 async fn benchmark() -> Result<(), Failure> {
-    let Some(asynchronous) = sidecar_cpus().find(|c| c.vp() != 2) else {
+    use super::runtime_hooks::{BACK_TO_EXECUTOR_COMMAND, SWITCH_TO_PLAIN_COMMAND};
+    let Some(measured) = sidecar_cpus().find(|c| c.vp() != 2) else {
         return Ok(());
     };
-    let plain = sidecar_cpus().find(|c| c.vp() == 2);
+    let other = sidecar_cpus().find(|c| c.vp() == 2);
     let mut ipis = 0;
     for i in 0..ITERATIONS {
-        // Alternate which goes first too: the second of two back-to-back
-        // round trips pays for waking a host thread the first one let sleep.
-        let plain_first = i % 2 == 1;
-        let mut plain_cycles = (0, 0);
-        if let (true, Some(plain)) = (plain_first, &plain) {
-            plain_cycles = round_trip(plain).await?;
+        // Alternate where CPU 2's round trip falls: the second of two
+        // back-to-back round trips pays for waking a host thread the first
+        // one let sleep.
+        let other_first = i % 2 == 1;
+        if let (true, Some(other)) = (other_first, &other) {
+            record(Loop::OtherCpu, i, round_trip(other).await?);
         }
+        switch(&measured, SWITCH_TO_PLAIN_COMMAND).await?;
+        record(Loop::Plain, i, round_trip(&measured).await?);
+        switch(&measured, BACK_TO_EXECUTOR_COMMAND).await?;
         let before = ipi_count();
-        let async_cycles = round_trip(&asynchronous).await?;
+        record(Loop::Executor, i, round_trip(&measured).await?);
         ipis += ipi_count() - before;
-        if let (false, Some(plain)) = (plain_first, &plain) {
-            plain_cycles = round_trip(plain).await?;
+        if let (false, Some(other)) = (other_first, &other) {
+            record(Loop::OtherCpu, i, round_trip(other).await?);
         }
-        let mut samples = SAMPLES.lock();
-        samples[0][i] = async_cycles.0;
-        samples[1][i] = plain_cycles.0;
-        samples[2][i] = async_cycles.1;
-        samples[3][i] = plain_cycles.1;
     }
-    let mut samples = SAMPLES.lock();
-    let (service50, _) = percentiles(&mut samples[2]);
-    report::number(report_key::PROTOCOL_SERVICE_CYCLES_P50, service50);
-    let (p50, p99) = percentiles(&mut samples[0]);
+    let vp = measured.vp();
+    let executor = Summary::of(Loop::Executor);
+    let plain = Summary::of(Loop::Plain);
     report::number(report_key::PROTOCOL_ITERATIONS, ITERATIONS as u64);
-    report::number(report_key::PROTOCOL_RTT_CYCLES_P50, p50);
-    report::number(report_key::PROTOCOL_RTT_CYCLES_P99, p99);
+    executor.report([
+        Some(report_key::PROTOCOL_RTT_CYCLES_P50),
+        Some(report_key::PROTOCOL_RTT_CYCLES_P99),
+        Some(report_key::PROTOCOL_WAKE_CYCLES_P50),
+        Some(report_key::PROTOCOL_SERVICE_CYCLES_P50),
+        Some(report_key::PROTOCOL_RESPONSE_CYCLES_P50),
+        Some(report_key::PROTOCOL_RESUME_CYCLES_P50),
+    ]);
+    plain.report([
+        Some(report_key::PROTOCOL_BASELINE_RTT_CYCLES_P50),
+        Some(report_key::PROTOCOL_BASELINE_RTT_CYCLES_P99),
+        Some(report_key::PROTOCOL_BASELINE_WAKE_CYCLES_P50),
+        Some(report_key::PROTOCOL_BASELINE_SERVICE_CYCLES_P50),
+        Some(report_key::PROTOCOL_BASELINE_RESPONSE_CYCLES_P50),
+        Some(report_key::PROTOCOL_BASELINE_RESUME_CYCLES_P50),
+    ]);
+    let ratio = report_ratio(
+        report_key::PROTOCOL_RTT_RATIO,
+        executor.p50[0],
+        plain.p50[0],
+    );
+    let service_ratio = report_ratio(
+        report_key::PROTOCOL_SERVICE_RATIO,
+        executor.p50[2],
+        plain.p50[2],
+    );
     let per_command_x1000 = ipis * 1000 / ITERATIONS as u64;
     report::json(
         report_key::PROTOCOL_IPIS_PER_COMMAND,
@@ -390,36 +537,46 @@ async fn benchmark() -> Result<(), Failure> {
             per_command_x1000 % 1000
         ),
     );
+    executor.log("executor", vp);
+    plain.log("plain loop", vp);
     info!(
-        "executor round trip on cpu {}: p50 {p50} cycles, p99 {p99} cycles, {}.{:03} IPIs per command",
-        asynchronous.vp(),
+        "same cpu: round trip executor/plain {}.{:03}, service {}.{:03}; {}.{:03} IPIs per command",
+        ratio / 1000,
+        ratio % 1000,
+        service_ratio / 1000,
+        service_ratio % 1000,
         per_command_x1000 / 1000,
         per_command_x1000 % 1000
     );
-    if plain.is_some() {
-        let (base50, base99) = percentiles(&mut samples[1]);
-        report::number(report_key::PROTOCOL_BASELINE_RTT_CYCLES_P50, base50);
-        report::number(report_key::PROTOCOL_BASELINE_RTT_CYCLES_P99, base99);
-        let ratio = p50 * 1000 / base50.max(1);
-        report::json(
-            report_key::PROTOCOL_RTT_RATIO,
-            format_args!("{}.{:03}", ratio / 1000, ratio % 1000),
+    if let Some(other) = &other {
+        let cross = Summary::of(Loop::OtherCpu);
+        cross.report([
+            Some(report_key::PROTOCOL_OTHER_CPU_RTT_CYCLES_P50),
+            Some(report_key::PROTOCOL_OTHER_CPU_RTT_CYCLES_P99),
+            Some(report_key::PROTOCOL_OTHER_CPU_WAKE_CYCLES_P50),
+            None,
+            Some(report_key::PROTOCOL_OTHER_CPU_RESPONSE_CYCLES_P50),
+            None,
+        ]);
+        let cross_ratio = report_ratio(
+            report_key::PROTOCOL_CROSS_CPU_RTT_RATIO,
+            executor.p50[0],
+            cross.p50[0],
         );
-        let (base_service50, _) = percentiles(&mut samples[3]);
-        report::number(
-            report_key::PROTOCOL_BASELINE_SERVICE_CYCLES_P50,
-            base_service50,
+        let [total, wake, _, response, _] = cross.p50;
+        info!(
+            "plain loop on cpu {}: round trip p50 {total} cycles, p99 {}; split p50: \
+             request→sidecar entry {wake}, complete→BSP entry {response}",
+            other.vp(),
+            cross.p99
         );
-        let service_ratio = service50 * 1000 / base_service50.max(1);
-        report::json(
-            report_key::PROTOCOL_SERVICE_RATIO,
-            format_args!("{}.{:03}", service_ratio / 1000, service_ratio % 1000),
+        info!(
+            "cross cpu: executor on cpu {vp} / plain loop on cpu {} {}.{:03}",
+            other.vp(),
+            cross_ratio / 1000,
+            cross_ratio % 1000
         );
-        info!("plain-loop round trip on cpu 2: p50 {base50} cycles, p99 {base99} cycles");
-        info!("sidecar-side service time p50: executor {service50}, plain loop {base_service50} cycles");
     }
-    drop(samples);
-    same_cpu_baseline(&asynchronous, p50).await?;
     Ok(())
 }
 

@@ -33,8 +33,13 @@ pub fn runtime_hooks(scenario: Scenario) -> &'static dyn RuntimeHooks {
 /// on the same CPU.
 pub const SWITCH_TO_PLAIN_COMMAND: u32 = 0x5A17;
 
+/// The command number that makes a sidecar CPU in the plain loop (entered
+/// through [`SWITCH_TO_PLAIN_COMMAND`]) go back to its executor.
+pub const BACK_TO_EXECUTOR_COMMAND: u32 = 0x5A18;
+
 /// The protocol benchmark's baselines: CPU 2 runs the plain loop from the
-/// start, and any CPU switches to it on [`SWITCH_TO_PLAIN_COMMAND`].
+/// start, and any CPU switches to it on [`SWITCH_TO_PLAIN_COMMAND`] and
+/// back on [`BACK_TO_EXECUTOR_COMMAND`].
 struct ProtocolHooks;
 
 impl RuntimeHooks for ProtocolHooks {
@@ -47,10 +52,10 @@ impl RuntimeHooks for ProtocolHooks {
     }
 
     fn before_command(&self, _cpu: ThisCpu, pages: &mut OwnedPages) -> AfterHook {
-        if pages.command().command == SidecarCommand(SWITCH_TO_PLAIN_COMMAND) {
-            AfterHook::SwitchToPlainLoop
-        } else {
-            AfterHook::Run
+        match pages.command().command {
+            SidecarCommand(SWITCH_TO_PLAIN_COMMAND) => AfterHook::SwitchToPlainLoop,
+            SidecarCommand(BACK_TO_EXECUTOR_COMMAND) => AfterHook::BackToExecutor,
+            _ => AfterHook::Run,
         }
     }
 }

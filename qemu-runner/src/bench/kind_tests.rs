@@ -93,6 +93,11 @@ fn fake_report(guest: &Guest) -> Value {
                 "rtt_ratio": 1.053, "service_cycles_p50": 8_000,
                 "baseline_service_cycles_p50": 7_600, "service_ratio": 1.053,
                 "ipis_per_command": 2.0, "iterations": 2000, "checks": 47, "cpus": n - 1,
+                "wake_cycles_p50": 30_000, "response_cycles_p50": 26_000,
+                "resume_cycles_p50": 16_000, "baseline_wake_cycles_p50": 29_000,
+                "baseline_response_cycles_p50": 24_000, "baseline_resume_cycles_p50": 15_400,
+                "other_cpu_rtt_cycles_p50": 200_000, "other_cpu_wake_cycles_p50": 90_000,
+                "other_cpu_response_cycles_p50": 86_000, "cross_cpu_rtt_ratio": 0.4,
             })
         }
         Scenario::Demo => {
@@ -407,10 +412,19 @@ fn protocol_converts_cycles_with_the_tsc() {
     assert_eq!(case["rtt_ratio"]["median"], 1.053);
     assert_eq!(case["ipis_per_command"]["median"], 2.0);
     assert_eq!(case["rtt_p50_cycles"]["median"], 80_000.0);
+    assert_eq!(case["wake_p50_us"]["median"], 15.0);
+    assert_eq!(case["other_cpu_rtt_p50_us"]["median"], 100.0);
+    assert_eq!(case["cross_cpu_rtt_ratio"]["median"], 0.4);
     assert_eq!(case["tsc_hz"], TSC_HZ);
     let table = file(&results, "protocol.md");
     assert!(
         table.contains("| 4 | 40.0 (40.0–40.0) | 38.0 (38.0–38.0) | 1.053 (1.053–1.053) |"),
+        "{table}"
+    );
+    assert!(
+        table.contains(
+            "| 4 | 15.0 (15.0–15.0) / 14.5 (14.5–14.5) | 13.0 (13.0–13.0) / 12.0 (12.0–12.0) |"
+        ),
         "{table}"
     );
     let svg = file(&results, "protocol_rtt.svg");

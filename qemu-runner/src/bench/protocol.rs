@@ -1,8 +1,12 @@
 //! The `protocol` benchmark: a command's round trip, GET_VP_REGISTERS of
 //! one register, from the main kernel's client to a sidecar CPU and back
-//! (`scenario=protocol`, see docs/protocol.md). CPU 1 dispatches with the
-//! executor, CPU 2 with the plain loop (OpenHCL's shape), measured
-//! alternately in the same run; so every case needs at least 3 CPUs.
+//! (`scenario=protocol`, see docs/protocol.md). CPU 1 serves it with the
+//! executor and with the plain loop (OpenHCL's shape), alternately, so both
+//! loops meet the same host conditions; CPU 2 runs the plain loop from boot,
+//! measured in the same iterations for the cross-CPU figure. Every case
+//! needs at least 3 CPUs. Each round trip is split at its TSC stamps (the
+//! request entering the sidecar CPU, its completion, the response entering
+//! the BSP), and each segment's p50 is a metric.
 //!
 //! Each run reports percentiles over its 2000 round trips per loop; the
 //! bench repeats runs and gives the median of those percentiles over runs,
@@ -40,6 +44,16 @@ mod m {
     pub const IPIS: usize = 8;
     pub const RTT_P50_CYCLES: usize = 9;
     pub const BASE_RTT_P50_CYCLES: usize = 10;
+    pub const WAKE_P50: usize = 11;
+    pub const RESPONSE_P50: usize = 12;
+    pub const RESUME_P50: usize = 13;
+    pub const BASE_WAKE_P50: usize = 14;
+    pub const BASE_RESPONSE_P50: usize = 15;
+    pub const BASE_RESUME_P50: usize = 16;
+    pub const OTHER_RTT_P50: usize = 17;
+    pub const OTHER_WAKE_P50: usize = 18;
+    pub const OTHER_RESPONSE_P50: usize = 19;
+    pub const CROSS_RATIO: usize = 20;
 }
 
 const METRICS: &[Metric] = &[
@@ -54,6 +68,16 @@ const METRICS: &[Metric] = &[
     Metric::new("ipis_per_command", ""),
     Metric::new("rtt_p50_cycles", "cycles"),
     Metric::new("baseline_rtt_p50_cycles", "cycles"),
+    Metric::new("wake_p50_us", "µs"),
+    Metric::new("response_p50_us", "µs"),
+    Metric::new("resume_p50_us", "µs"),
+    Metric::new("baseline_wake_p50_us", "µs"),
+    Metric::new("baseline_response_p50_us", "µs"),
+    Metric::new("baseline_resume_p50_us", "µs"),
+    Metric::new("other_cpu_rtt_p50_us", "µs"),
+    Metric::new("other_cpu_wake_p50_us", "µs"),
+    Metric::new("other_cpu_response_p50_us", "µs"),
+    Metric::new("cross_cpu_rtt_ratio", ""),
 ];
 
 /// The `protocol` benchmark.
@@ -111,6 +135,34 @@ impl Bench for ProtocolBench {
                 p.baseline_rtt_cycles_p50,
                 key::PROTOCOL_BASELINE_RTT_CYCLES_P50,
             )?,
+            us(p.wake_cycles_p50, key::PROTOCOL_WAKE_CYCLES_P50)?,
+            us(p.response_cycles_p50, key::PROTOCOL_RESPONSE_CYCLES_P50)?,
+            us(p.resume_cycles_p50, key::PROTOCOL_RESUME_CYCLES_P50)?,
+            us(
+                p.baseline_wake_cycles_p50,
+                key::PROTOCOL_BASELINE_WAKE_CYCLES_P50,
+            )?,
+            us(
+                p.baseline_response_cycles_p50,
+                key::PROTOCOL_BASELINE_RESPONSE_CYCLES_P50,
+            )?,
+            us(
+                p.baseline_resume_cycles_p50,
+                key::PROTOCOL_BASELINE_RESUME_CYCLES_P50,
+            )?,
+            us(
+                p.other_cpu_rtt_cycles_p50,
+                key::PROTOCOL_OTHER_CPU_RTT_CYCLES_P50,
+            )?,
+            us(
+                p.other_cpu_wake_cycles_p50,
+                key::PROTOCOL_OTHER_CPU_WAKE_CYCLES_P50,
+            )?,
+            us(
+                p.other_cpu_response_cycles_p50,
+                key::PROTOCOL_OTHER_CPU_RESPONSE_CYCLES_P50,
+            )?,
+            plain(p.cross_cpu_rtt_ratio, key::PROTOCOL_CROSS_CPU_RTT_RATIO)?,
         ])
     }
 
@@ -160,7 +212,7 @@ impl Bench for ProtocolBench {
             ),
         ];
         let chart = LineChart {
-            x_label: "CPUs (-smp; CPU 1 runs the executor, CPU 2 the plain loop)".to_owned(),
+            x_label: "CPUs (-smp; CPU 1 runs both loops, alternately)".to_owned(),
             ..cpu_chart(
                 "sidecar command round trip: executor against the plain loop",
                 format!(
@@ -187,25 +239,49 @@ impl Bench for ProtocolBench {
             "service p50, plain loop (µs)",
             "service ratio",
             "IPIs per command",
+            "cross-CPU ratio",
         ]
         .map(str::to_owned)
         .to_vec();
-        let rows: Vec<Vec<String>> = cpu_counts(results)
+        let rows = table_rows(
+            results,
+            &[
+                (m::RTT_P50, 1),
+                (m::BASE_RTT_P50, 1),
+                (m::RTT_RATIO, 3),
+                (m::RTT_P99, 1),
+                (m::BASE_RTT_P99, 1),
+                (m::SERVICE_P50, 2),
+                (m::BASE_SERVICE_P50, 2),
+                (m::SERVICE_RATIO, 3),
+                (m::IPIS, 2),
+                (m::CROSS_RATIO, 3),
+            ],
+        );
+        let split_header: Vec<String> = [
+            "CPUs",
+            "request → sidecar, executor / plain (µs)",
+            "complete → BSP, executor / plain (µs)",
+            "BSP → client, executor / plain (µs)",
+            "CPU 2: round trip (µs)",
+            "CPU 2: request → sidecar (µs)",
+            "CPU 2: complete → BSP (µs)",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let split_rows: Vec<Vec<String>> = cpu_counts(results)
             .into_iter()
             .filter_map(|n| {
-                let r = find(results, n, |_| true)?;
-                let s = &r.stats;
+                let s = &find(results, n, |_| true)?.stats;
+                let pair = |a: usize, b: usize| format!("{} / {}", cell(&s[a], 1), cell(&s[b], 1));
                 Some(vec![
                     n.to_string(),
-                    cell(&s[m::RTT_P50], 1),
-                    cell(&s[m::BASE_RTT_P50], 1),
-                    cell(&s[m::RTT_RATIO], 3),
-                    cell(&s[m::RTT_P99], 1),
-                    cell(&s[m::BASE_RTT_P99], 1),
-                    cell(&s[m::SERVICE_P50], 2),
-                    cell(&s[m::BASE_SERVICE_P50], 2),
-                    cell(&s[m::SERVICE_RATIO], 3),
-                    cell(&s[m::IPIS], 2),
+                    pair(m::WAKE_P50, m::BASE_WAKE_P50),
+                    pair(m::RESPONSE_P50, m::BASE_RESPONSE_P50),
+                    pair(m::RESUME_P50, m::BASE_RESUME_P50),
+                    cell(&s[m::OTHER_RTT_P50], 1),
+                    cell(&s[m::OTHER_WAKE_P50], 1),
+                    cell(&s[m::OTHER_RESPONSE_P50], 1),
                 ])
             })
             .collect();
@@ -221,12 +297,31 @@ impl Bench for ProtocolBench {
             })
             .collect();
         format!(
-            "Protocol: GET_VP_REGISTERS round trip, executor (CPU 1) against the plain \
-             loop (CPU 2): each run's own percentiles over its 2000 commands per loop, \
-             {}.\n\n{}\nRound trip p50 in TSC cycles, executor / plain loop (medians): {}.\n",
+            "Protocol: GET_VP_REGISTERS round trip, executor against the plain loop on \
+             the same CPU (CPU 1), alternately; the cross-CPU ratio divides by the plain \
+             loop on CPU 2 instead: each run's own percentiles over its 2000 commands per \
+             loop, {}.\n\n{}\nRound trip p50 in TSC cycles, executor / plain loop \
+             (medians): {}.\n\nWhere the round trip goes (p50 of each segment, between \
+             TSC stamps on the client, the sidecar CPU and the BSP):\n\n{}",
             cells_phrase(results),
             markdown_table(&header, &rows),
-            cycles.join("; ")
+            cycles.join("; "),
+            markdown_table(&split_header, &split_rows),
         )
     }
+}
+
+/// One row per CPU count: the count, then `columns`' cells (metric index,
+/// decimals).
+fn table_rows(results: &[CaseResult], columns: &[(usize, usize)]) -> Vec<Vec<String>> {
+    cpu_counts(results)
+        .into_iter()
+        .filter_map(|n| {
+            let stats = &find(results, n, |_| true)?.stats;
+            let cells = columns
+                .iter()
+                .map(|&(metric, decimals)| cell(&stats[metric], decimals));
+            Some(std::iter::once(n.to_string()).chain(cells).collect())
+        })
+        .collect()
 }
