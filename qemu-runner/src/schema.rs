@@ -175,9 +175,12 @@ pub struct Boot {
     /// BSP entry to the last sidecar CPU ready, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_ms: Option<f64>,
-    /// The calibrated TSC frequency.
+    /// The TSC frequency.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tsc_hz: Option<u64>,
+    /// Where the TSC frequency came from (a CPUID leaf, or `pit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tsc_source: Option<String>,
     /// The longest who-started-whom chain (BSP = 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub depth: Option<u64>,
@@ -558,6 +561,18 @@ impl Report {
     pub fn micros(&self, cycles: Option<u64>, key: &str) -> Result<f64, String> {
         let hz = self.tsc_hz()?;
         Ok(need(cycles, key)? as f64 / hz * 1e6)
+    }
+
+    /// When the first INIT was sent, in ms from the BSP's entry: the
+    /// earliest `boot.cpus[].start_ms`.
+    pub fn first_init_ms(&self) -> Result<f64, String> {
+        self.boot
+            .cpus
+            .iter()
+            .flatten()
+            .filter_map(|cpu| cpu.start_ms)
+            .reduce(f64::min)
+            .ok_or_else(|| format!("the report's {} has no start_ms", report_key::BOOT_CPUS))
     }
 
     /// Checks that every sidecar CPU came up (`boot.failed == 0`).

@@ -35,6 +35,8 @@ const MAX_CMDLINE: usize = 4096;
 /// address of the PVH start info.
 pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
     let entry_tsc = cpu::rdtsc();
+    // The set-up up to the first INIT is the TSC's calibration interval.
+    let mut calibration = time::begin_calibration();
     crate::log::init();
     report::init();
     let tables_ptr = &raw mut BSP_TABLES;
@@ -75,13 +77,7 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
     let x2apic = apic::choose_mode();
     apic::enable();
     apic::install_spurious_handler();
-    let tsc_hz = time::calibrate();
-    debug!(
-        "TSC {} MHz, APIC timer {} MHz, {}",
-        tsc_hz / 1_000_000,
-        time::apic_timer_hz() / 1_000_000,
-        if x2apic { "x2APIC" } else { "xAPIC" }
-    );
+    calibration.start_apic_timer();
 
     let topology = build_topology(&machine, &options);
     let map = prepare::read_memmap(start_info.memmap_paddr, start_info.memmap_entries);
@@ -105,8 +101,21 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
         },
         guest: prepared.guest,
     });
+    let tsc_source = calibration.finish();
     fanout::bsp_start_all();
+    info!(
+        "TSC {} MHz ({}), APIC timer {} MHz, {}",
+        time::tsc_hz() / 1_000_000,
+        tsc_source.name(),
+        time::apic_timer_hz() / 1_000_000,
+        if x2apic { "x2APIC" } else { "xAPIC" }
+    );
+    report::string(
+        report_key::BOOT_TSC_SOURCE,
+        format_args!("{}", tsc_source.name()),
+    );
     let outcomes = fanout::wait_for_all();
+    prepare::zero_guest_memory(&prepared.guest);
     let boot = summary::summarize(entry_tsc, &outcomes, &prepared);
     match options.main {
         MainKernel::Sidecar => scenario::run(options, &boot),
