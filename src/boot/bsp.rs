@@ -61,19 +61,8 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
             options.scenario.name()
         ));
     }
-    info!(
-        "sidecar {} booting: scenario {}",
-        env!("CARGO_PKG_VERSION"),
-        options.scenario.name()
-    );
-    report::string(
-        report_key::KERNEL_VERSION,
-        format_args!("{}", env!("CARGO_PKG_VERSION")),
-    );
-    report::number(report_key::KERNEL_ENTRY_TSC, entry_tsc);
 
     let machine = read_acpi(&start_info);
-    log_machine(&machine);
     let x2apic = apic::choose_mode();
     apic::enable();
     apic::install_spurious_handler();
@@ -103,6 +92,9 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
     });
     let tsc_source = calibration.finish();
     fanout::bsp_start_all();
+    // What is only told, not needed to start the CPUs, comes after the
+    // starts: every line written before the first INIT delays it.
+    log_boot(&options, entry_tsc, &machine);
     info!(
         "TSC {} MHz ({}), APIC timer {} MHz, {}",
         time::tsc_hz() / 1_000_000,
@@ -159,6 +151,23 @@ fn build_topology(machine: &AcpiInfo, options: &Options) -> Topology {
             ));
         }
     }
+    topology
+}
+
+/// Logs and reports the kernel, the machine and its nodes.
+fn log_boot(options: &Options, entry_tsc: u64, machine: &AcpiInfo) {
+    info!(
+        "sidecar {} booting: scenario {}",
+        env!("CARGO_PKG_VERSION"),
+        options.scenario.name()
+    );
+    report::string(
+        report_key::KERNEL_VERSION,
+        format_args!("{}", env!("CARGO_PKG_VERSION")),
+    );
+    report::number(report_key::KERNEL_ENTRY_TSC, entry_tsc);
+    log_machine(machine);
+    let topology = &plan::get().topology;
     for node in &topology.nodes {
         info!(
             "node {}: CPUs {}..{} (NUMA domain {}), {} run sidecar",
@@ -172,7 +181,6 @@ fn build_topology(machine: &AcpiInfo, options: &Options) -> Topology {
     if topology.sidecar_count() == 0 {
         info!("no CPU to start: every CPU belongs to the main kernel");
     }
-    topology
 }
 
 fn read_start_info(paddr: u64) -> StartInfo {
