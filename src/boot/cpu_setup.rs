@@ -1,5 +1,5 @@
 //! Building one sidecar CPU's pages, by the CPU that starts it, right before
-//! its INIT: zeroing its pages, its page tables, its globals, and its entry
+//! its INIT: zeroing the pages that must start zeroed, its page tables, its globals, and its entry
 //! in the trampoline's CR3 table. The BSP publishes what every starter needs
 //! ([`publish`]) and builds only the CPUs it starts itself; an AP builds the
 //! ones it claims during the fan-out.
@@ -16,9 +16,7 @@ use spin::Once;
 
 use crate::arch::x86_64::entry::AP_CR3_BY_APIC_ID;
 use crate::boot::page_tables::{CpuPageTables, SharedPdpts, WindowPages, FANOUT_PML4_SLOT};
-use crate::layout::{
-    private, FanoutWindow, NodeRegion, PAGE_SIZE, PRIVATE_PAGES_PER_CPU, SHARED_PAGES_PER_CPU,
-};
+use crate::layout::{private, FanoutWindow, NodeRegion, PAGE_SIZE, SHARED_PAGES_PER_CPU};
 use crate::plan::{self, CpuPages};
 use crate::runtime::hooks::RuntimeHooks;
 use crate::runtime::this_cpu::{CpuGlobals, CpuIdentity};
@@ -80,11 +78,18 @@ pub fn build(vp: u32) {
     let CpuPages { region, index } = plan
         .cpu_pages(vp)
         .expect("a sidecar CPU's node has a region");
-    // SAFETY: the CPU's shared and private pages are its own, and it has not
-    // started: its starter, the caller, is the only one to touch them.
+    // Only the pages whose first reader expects zeroes are zeroed: the
+    // command and register pages (the protocol's initial state), the
+    // globals and the VMCB. The page tables are written whole below, and
+    // the stacks and the host save area are written before they are read;
+    // skipping them saves 9 of 14 pages a start (a page costs about 0.2 ms
+    // under this machine's KVM).
+    // SAFETY: the pages are the CPU's own, and it has not started: its
+    // starter, the caller, is the only one to touch them.
     unsafe {
         zero(region.command_page(index), SHARED_PAGES_PER_CPU);
-        zero(region.private_page(index, 0), PRIVATE_PAGES_PER_CPU);
+        zero(region.private_page(index, private::GLOBALS), 1);
+        zero(region.private_page(index, private::VMCB), 1);
     }
     let identity = CpuIdentity {
         vp,
