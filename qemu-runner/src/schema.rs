@@ -611,6 +611,7 @@ mod tests {
             }
             report_key::BOOT_STRATEGY => format!("{key}=\"serial\""),
             report_key::BOOT_AP_DELAY => format!("{key}=\"none\""),
+            report_key::BOOT_TSC_SOURCE => format!("{key}=\"pit\""),
             report_key::BOOT_CPUS => format!("{key}[]={{\"vp\":1,\"status\":\"idle\"}}"),
             report_key::NODES => format!("{key}[]={{\"base_vp\":0}}"),
             report_key::FAULTS => format!("{key}[]={{\"cpu\":2,\"panic\":true}}"),

@@ -85,7 +85,7 @@ pub extern "C" fn ap_main() -> ! {
         cpu::halt_forever();
     }
     // SAFETY: the host save area is this CPU's private page, used by
-    // nothing else (the BSP allocated it for this CPU alone).
+    // nothing else (the BSP set it aside for this CPU alone).
     unsafe { crate::vmrun::enable_svm(identity.host_save_area) };
     runtime::enter::run(this)
 }
