@@ -6,7 +6,7 @@
 //! The leaves, best first:
 //! - `0x4000_0010` (the hypervisor's timing leaf, QEMU under KVM with
 //!   `invtsc`): EAX the TSC in kHz, EBX the local APIC timer in kHz. Used
-//!   only when CPUID.1:ECX[31] says a hypervisor is present and its leaf
+//!   only when CPUID.1:ECX bit 31 says a hypervisor is present and its leaf
 //!   `0x4000_0000` lists `0x4000_0010`.
 //! - `0x15` (Intel): TSC = crystal Hz (ECX) × EBX / EAX, when all three are
 //!   given.
