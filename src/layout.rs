@@ -24,6 +24,10 @@ pub const WINDOW_BASE: u64 = 512 << 30;
 /// same shared tables map it on every CPU, as all VPs share one VM.
 pub const GUEST_WINDOW_BASE: u64 = 1 << 40;
 
+/// Where the node regions appear while CPUs are being started: the start of
+/// the fourth PML4 slot (1.5 TiB). See [`FanoutWindow`].
+pub const FANOUT_WINDOW_BASE: u64 = 3 << 39;
+
 /// The most guest memory a VM has: what one page directory of 2 MiB pages
 /// maps (1 GiB), both in the guest window and in the nested page tables.
 pub const MAX_GUEST_MEMORY: u64 = ENTRIES_PER_TABLE as u64 * LARGE_PAGE_SIZE;
@@ -155,6 +159,41 @@ impl NodeRegion {
     }
 }
 
+/// The node regions as every starter sees them during the fan-out.
+///
+/// A CPU's pages are built by the CPU that starts it, which may be a
+/// sidecar CPU whose own tables map nothing else of the regions. So every
+/// CPU's tables, and the BSP's, map all node regions (which lie together,
+/// one allocation) at [`FANOUT_WINDOW_BASE`] with 2 MiB pages for as long
+/// as the CPU helps start others; a sidecar CPU unmaps the window from its
+/// own tables before it reports ready, and from then on maps only its own
+/// pages. The window is the regions rounded out to 2 MiB, at most 1 GiB
+/// (one page directory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FanoutWindow {
+    /// The physical address at [`FANOUT_WINDOW_BASE`] (2 MiB aligned).
+    pub phys_base: u64,
+    /// Bytes mapped (a multiple of 2 MiB).
+    pub size: u64,
+}
+
+impl FanoutWindow {
+    /// The window covering the physical range `regions`, or `None` when it
+    /// needs more than one page directory.
+    pub fn covering(regions: core::ops::Range<u64>) -> Option<Self> {
+        let phys_base = regions.start - regions.start % LARGE_PAGE_SIZE;
+        let size = regions.end.next_multiple_of(LARGE_PAGE_SIZE) - phys_base;
+        (size <= ENTRIES_PER_TABLE as u64 * LARGE_PAGE_SIZE).then_some(Self { phys_base, size })
+    }
+
+    /// The window's virtual address for physical address `phys`, if the
+    /// window covers it.
+    pub fn virt(&self, phys: u64) -> Option<u64> {
+        let offset = phys.checked_sub(self.phys_base)?;
+        (offset < self.size).then_some(FANOUT_WINDOW_BASE + offset)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +240,20 @@ mod tests {
         assert!(pages.iter().all(|p| p % PAGE_SIZE == 0));
         assert_eq!(*pages.first().unwrap(), region.base);
         assert_eq!(*pages.last().unwrap() + PAGE_SIZE, region.end());
+    }
+
+    #[test]
+    fn fanout_window_covers_the_regions_in_large_pages() {
+        let window = FanoutWindow::covering(0x30_1000..0x70_5000).unwrap();
+        assert_eq!(window.phys_base, 0x20_0000);
+        assert_eq!(window.size, 0x60_0000);
+        assert_eq!(window.virt(0x30_1000), Some(FANOUT_WINDOW_BASE + 0x10_1000));
+        assert_eq!(window.virt(0x1F_F000), None);
+        assert_eq!(window.virt(0x80_0000), None);
+        assert_eq!(window.virt(0x7F_F000), Some(FANOUT_WINDOW_BASE + 0x5F_F000));
+        // More than one page directory maps.
+        assert_eq!(FanoutWindow::covering(0x20_0000..0x4020_0001), None);
+        assert!(FanoutWindow::covering(0x20_0000..0x4020_0000).is_some());
     }
 
     #[test]

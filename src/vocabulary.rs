@@ -364,8 +364,10 @@ pub mod report_key {
     pub const BOOT_AP_DELAY: &str = "boot.ap_delay";
     /// BSP entry to the last sidecar CPU ready, in ms.
     pub const BOOT_READY_MS: &str = "boot.ready_ms";
-    /// The calibrated TSC frequency.
+    /// The TSC frequency.
     pub const BOOT_TSC_HZ: &str = "boot.tsc_hz";
+    /// Where the TSC frequency came from: a CPUID leaf or the PIT.
+    pub const BOOT_TSC_SOURCE: &str = "boot.tsc_source";
     /// The longest who-started-whom chain.
     pub const BOOT_DEPTH: &str = "boot.depth";
     /// CPUs that run sidecar.
@@ -569,6 +571,7 @@ pub mod report_key {
         BOOT_AP_DELAY,
         BOOT_READY_MS,
         BOOT_TSC_HZ,
+        BOOT_TSC_SOURCE,
         BOOT_DEPTH,
         BOOT_SIDECAR_CPUS,
         BOOT_FAILED,

@@ -32,7 +32,7 @@ pub enum Accel {
     /// Software emulation (multi-threaded TCG): the only engine offering SVM here.
     #[default]
     Tcg,
-    /// Hardware virtualisation (`-cpu qemu64`), without SVM for guest VPs.
+    /// Hardware virtualisation (`-cpu qemu64,+invtsc`), without SVM for guest VPs.
     Kvm,
     /// KVM when `/dev/kvm` is usable and the scenario runs no SVM guest, else TCG.
     Auto,

@@ -27,7 +27,8 @@ pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 pub(crate) enum Engine {
     /// Multi-threaded TCG with `-cpu max` (SVM with nested paging).
     Tcg,
-    /// KVM with `-cpu qemu64`: `host` and `max` fail on this machine's KVM.
+    /// KVM with `-cpu qemu64,+invtsc`: `host` and `max` fail on this
+    /// machine's KVM.
     Kvm,
 }
 
@@ -166,8 +167,10 @@ pub(crate) fn machine_args(engine: Engine, cpus: u16, memory_mib: u32) -> Vec<Os
     let x2apic = cpus > TCG_MAX_CPUS;
     let (accel, cpu) = match engine {
         Engine::Tcg => ("tcg,thread=multi", "max"),
-        Engine::Kvm if x2apic => ("kvm", "qemu64,+x2apic"),
-        Engine::Kvm => ("kvm", "qemu64"),
+        // `invtsc` makes QEMU state the TSC's frequency in CPUID leaf
+        // 0x4000_0010, so the kernel need not measure it.
+        Engine::Kvm if x2apic => ("kvm", "qemu64,+x2apic,+invtsc"),
+        Engine::Kvm => ("kvm", "qemu64,+invtsc"),
     };
     let machine = match x2apic {
         true => "q35,kernel-irqchip=split",
@@ -333,7 +336,7 @@ mod tests {
         };
         let args = args_of(&config, Engine::Kvm, None);
         assert!(
-            args.contains(" -accel kvm -cpu qemu64 -smp 2 -m 64 -kernel "),
+            args.contains(" -accel kvm -cpu qemu64,+invtsc -smp 2 -m 64 -kernel "),
             "{args}"
         );
         assert!(!args.contains("-bios"), "{args}");
@@ -351,7 +354,7 @@ mod tests {
             args.starts_with(
                 "qemu -machine q35,kernel-irqchip=split -device intel-iommu,intremap=on,eim=on \
                  -nodefaults -no-reboot -display none -monitor none \
-                 -accel kvm -cpu qemu64,+x2apic -smp 288 -m 256 -kernel "
+                 -accel kvm -cpu qemu64,+x2apic,+invtsc -smp 288 -m 256 -kernel "
             ),
             "{args}"
         );
@@ -365,7 +368,7 @@ mod tests {
         );
         assert!(
             at_255.starts_with("qemu -machine q35 -nodefaults ")
-                && at_255.contains(" -cpu qemu64 -smp 255 ")
+                && at_255.contains(" -cpu qemu64,+invtsc -smp 255 ")
                 && !at_255.contains("iommu"),
             "{at_255}"
         );

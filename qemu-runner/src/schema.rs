@@ -175,9 +175,12 @@ pub struct Boot {
     /// BSP entry to the last sidecar CPU ready, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_ms: Option<f64>,
-    /// The calibrated TSC frequency.
+    /// The TSC frequency.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tsc_hz: Option<u64>,
+    /// Where the TSC frequency came from (a CPUID leaf, or `pit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tsc_source: Option<String>,
     /// The longest who-started-whom chain (BSP = 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub depth: Option<u64>,
@@ -606,6 +609,18 @@ impl Report {
         Ok(need(cycles, key)? as f64 / hz * 1e6)
     }
 
+    /// When the first INIT was sent, in ms from the BSP's entry: the
+    /// earliest `boot.cpus[].start_ms`.
+    pub fn first_init_ms(&self) -> Result<f64, String> {
+        self.boot
+            .cpus
+            .iter()
+            .flatten()
+            .filter_map(|cpu| cpu.start_ms)
+            .reduce(f64::min)
+            .ok_or_else(|| format!("the report's {} has no start_ms", report_key::BOOT_CPUS))
+    }
+
     /// Checks that every sidecar CPU came up (`boot.failed == 0`).
     pub fn check_boot(&self) -> Result<(), String> {
         match need(self.boot.failed, report_key::BOOT_FAILED)? {
@@ -642,6 +657,7 @@ mod tests {
             }
             report_key::BOOT_STRATEGY => format!("{key}=\"serial\""),
             report_key::BOOT_AP_DELAY => format!("{key}=\"none\""),
+            report_key::BOOT_TSC_SOURCE => format!("{key}=\"pit\""),
             report_key::BOOT_CPUS => format!("{key}[]={{\"vp\":1,\"status\":\"idle\"}}"),
             report_key::NODES => format!("{key}[]={{\"base_vp\":0}}"),
             report_key::FAULTS => format!("{key}[]={{\"cpu\":2,\"panic\":true}}"),

@@ -1,6 +1,6 @@
 //! What every application processor does once it is up: take over its own
-//! descriptor tables, help start the rest of its node, report ready, then
-//! run the sidecar runtime. A CPU the main kernel took over (a converted
+//! descriptor tables, help start the rest of its node, drop the fan-out
+//! window from its page tables, report ready, then run the sidecar runtime. A CPU the main kernel took over (a converted
 //! one) comes through the same trampoline and is sent to the entry the main
 //! kernel registered for it ([`redirect`]).
 
@@ -8,7 +8,7 @@ use core::sync::atomic::Ordering;
 
 use crate::abi::CpuStatus;
 use crate::arch::x86_64::{apic, cpu, interrupts};
-use crate::boot::fanout;
+use crate::boot::{cpu_setup, fanout};
 use crate::layout::window;
 use crate::runtime::this_cpu::ThisCpu;
 use crate::runtime::{self};
@@ -77,6 +77,7 @@ pub extern "C" fn ap_main() -> ! {
     record.up_tsc.store(up_tsc, Ordering::Release);
     debug!("up on apic id {}", identity.apic_id);
     fanout::ap_help(identity.vp, identity.node);
+    cpu_setup::close_fanout_window();
 
     record.idle_tsc.store(cpu::rdtsc(), Ordering::Relaxed);
     if !report_ready(this) {
@@ -84,7 +85,7 @@ pub extern "C" fn ap_main() -> ! {
         cpu::halt_forever();
     }
     // SAFETY: the host save area is this CPU's private page, used by
-    // nothing else (the BSP allocated it for this CPU alone).
+    // nothing else (the BSP set it aside for this CPU alone).
     unsafe { crate::vmrun::enable_svm(identity.host_save_area) };
     runtime::enter::run(this)
 }

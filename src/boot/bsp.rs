@@ -35,6 +35,8 @@ const MAX_CMDLINE: usize = 4096;
 /// address of the PVH start info.
 pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
     let entry_tsc = cpu::rdtsc();
+    // The set-up up to the first INIT is the TSC's calibration interval.
+    let mut calibration = time::begin_calibration();
     crate::log::init();
     report::init();
     let tables_ptr = &raw mut BSP_TABLES;
@@ -59,29 +61,12 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
             options.scenario.name()
         ));
     }
-    info!(
-        "sidecar {} booting: scenario {}",
-        env!("CARGO_PKG_VERSION"),
-        options.scenario.name()
-    );
-    report::string(
-        report_key::KERNEL_VERSION,
-        format_args!("{}", env!("CARGO_PKG_VERSION")),
-    );
-    report::number(report_key::KERNEL_ENTRY_TSC, entry_tsc);
 
     let machine = read_acpi(&start_info);
-    log_machine(&machine);
     let x2apic = apic::choose_mode();
     apic::enable();
     apic::install_spurious_handler();
-    let tsc_hz = time::calibrate();
-    debug!(
-        "TSC {} MHz, APIC timer {} MHz, {}",
-        tsc_hz / 1_000_000,
-        time::apic_timer_hz() / 1_000_000,
-        if x2apic { "x2APIC" } else { "xAPIC" }
-    );
+    calibration.start_apic_timer();
 
     let topology = build_topology(&machine, &options);
     let map = prepare::read_memmap(start_info.memmap_paddr, start_info.memmap_entries);
@@ -105,8 +90,24 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
         },
         guest: prepared.guest,
     });
+    let tsc_source = calibration.finish();
     fanout::bsp_start_all();
+    // What is only told, not needed to start the CPUs, comes after the
+    // starts: every line written before the first INIT delays it.
+    log_boot(&options, entry_tsc, &machine);
+    info!(
+        "TSC {} MHz ({}), APIC timer {} MHz, {}",
+        time::tsc_hz() / 1_000_000,
+        tsc_source.name(),
+        time::apic_timer_hz() / 1_000_000,
+        if x2apic { "x2APIC" } else { "xAPIC" }
+    );
+    report::string(
+        report_key::BOOT_TSC_SOURCE,
+        format_args!("{}", tsc_source.name()),
+    );
     let outcomes = fanout::wait_for_all();
+    prepare::zero_guest_memory(&prepared.guest);
     let boot = summary::summarize(entry_tsc, &outcomes, &prepared);
     match options.main {
         MainKernel::Sidecar => scenario::run(options, &boot),
@@ -150,6 +151,23 @@ fn build_topology(machine: &AcpiInfo, options: &Options) -> Topology {
             ));
         }
     }
+    topology
+}
+
+/// Logs and reports the kernel, the machine and its nodes.
+fn log_boot(options: &Options, entry_tsc: u64, machine: &AcpiInfo) {
+    info!(
+        "sidecar {} booting: scenario {}",
+        env!("CARGO_PKG_VERSION"),
+        options.scenario.name()
+    );
+    report::string(
+        report_key::KERNEL_VERSION,
+        format_args!("{}", env!("CARGO_PKG_VERSION")),
+    );
+    report::number(report_key::KERNEL_ENTRY_TSC, entry_tsc);
+    log_machine(machine);
+    let topology = &plan::get().topology;
     for node in &topology.nodes {
         info!(
             "node {}: CPUs {}..{} (NUMA domain {}), {} run sidecar",
@@ -163,7 +181,6 @@ fn build_topology(machine: &AcpiInfo, options: &Options) -> Topology {
     if topology.sidecar_count() == 0 {
         info!("no CPU to start: every CPU belongs to the main kernel");
     }
-    topology
 }
 
 fn read_start_info(paddr: u64) -> StartInfo {

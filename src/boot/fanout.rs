@@ -4,7 +4,8 @@
 //! Each node keeps an atomic cursor, `next_index`, the index within the node
 //! of the next CPU to start; it begins at 1 because index 0, the node's base
 //! VP, belongs to the main kernel. A starter claims a CPU with one
-//! `fetch_add` and sends it INIT-SIPI-SIPI. With the fan-out strategy every
+//! `fetch_add`, builds its pages ([`cpu_setup::build`]) and sends it
+//! INIT-SIPI-SIPI. With the fan-out strategy every
 //! AP, once up, claims and starts CPUs of its own node until the cursor runs
 //! past the node's end (then helps the other nodes), so the number of
 //! starters doubles every round and n CPUs are up after about log2(n)
@@ -20,6 +21,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::abi::{CpuStatus, CpuStatusRef};
 use crate::arch::x86_64::{apic, cpu, time};
+use crate::boot::cpu_setup;
 use crate::cmdline::{ApDelay, BootStrategy};
 use crate::plan;
 use crate::topology::Role;
@@ -44,7 +46,7 @@ pub const NOT_STARTED: u32 = u32::MAX;
 pub struct CpuRecord {
     /// The VP index of the CPU that started it, or [`NOT_STARTED`].
     pub started_by: AtomicU32,
-    /// TSC when its starter sent INIT.
+    /// TSC when its starter sent INIT (after building its pages).
     pub start_tsc: AtomicU64,
     /// TSC when it reached Rust code on its own stack and tables.
     pub up_tsc: AtomicU64,
@@ -81,8 +83,10 @@ fn claim(node: usize) -> Option<u32> {
     }
 }
 
-/// Sends INIT-SIPI-SIPI to `vp`, recording that `starter` started it.
+/// Builds `vp`'s pages and sends it INIT-SIPI-SIPI, recording that
+/// `starter` started it.
 fn start(starter: u32, vp: u32) {
+    cpu_setup::build(vp);
     let plan = plan::get();
     let apic_id = plan.topology.cpus[vp as usize].apic_id;
     let record = &RECORDS[vp as usize];

@@ -5,18 +5,24 @@
 //! PML4 (private) ─┬─ [0] ─ shared PDPT ─┬─ [0] ─ PD ─ [0] ─ PT: the kernel image, 4 KiB pages
 //!                 │                     └─ [3] ─ PD ─ [503] ─ PT: the local APIC (uncached)
 //!                 ├─ [1] ─ PDPT ─ PD ─ PT (private): the CPU's window (layout::window)
-//!                 └─ [2] ─ shared PDPT ─ PD: guest memory, 2 MiB pages (layout::GUEST_WINDOW_BASE)
+//!                 ├─ [2] ─ shared PDPT ─ PD: guest memory, 2 MiB pages (layout::GUEST_WINDOW_BASE)
+//!                 └─ [3] ─ shared PDPT ─ PD: the node regions, 2 MiB pages, during the
+//!                          fan-out only (layout::FanoutWindow)
 //! ```
 //!
 //! The kernel image is mapped with the permissions of its sections: code
 //! read-only and executable, read-only data not executable, data and bss
 //! writable and not executable. Everything else is unmapped, in particular
-//! every other CPU's pages. Pure table arithmetic: the BSP writes tables at
+//! every other CPU's pages, once the CPU has dropped slot 3 (the fan-out
+//! window, through which it built the pages of the CPUs it started). Pure table arithmetic: the BSP writes tables at
 //! their physical addresses, tests write them into ordinary memory.
 
 use core::ops::Range;
 
-use crate::layout::{window, GUEST_WINDOW_BASE, MAX_GUEST_MEMORY, PAGE_SIZE, STACK_PAGES};
+use crate::layout::{
+    window, FanoutWindow, FANOUT_WINDOW_BASE, GUEST_WINDOW_BASE, MAX_GUEST_MEMORY, PAGE_SIZE,
+    STACK_PAGES,
+};
 use crate::paging::{
     entry, entry_address, entry_flags, table_indexes, PageTable, PageTableFlags as Flags,
     LARGE_PAGE_SIZE,
@@ -52,7 +58,11 @@ pub struct ImageTooLarge {
     pub end: u64,
 }
 
-/// The tables every sidecar CPU shares: seven pages, built once by the BSP.
+/// The PML4 slot of the fan-out window, which a sidecar CPU clears in its
+/// own PML4 when it is done starting CPUs.
+pub const FANOUT_PML4_SLOT: usize = table_indexes(FANOUT_WINDOW_BASE)[0];
+
+/// The tables every sidecar CPU shares: nine pages, built once by the BSP.
 #[derive(Clone)]
 #[repr(C)]
 pub struct SharedTables {
@@ -63,6 +73,8 @@ pub struct SharedTables {
     device_pt: PageTable,
     guest_pdpt: PageTable,
     guest_pd: PageTable,
+    fanout_pdpt: PageTable,
+    fanout_pd: PageTable,
 }
 
 impl SharedTables {
@@ -76,6 +88,8 @@ impl SharedTables {
             device_pt: PageTable::zeroed(),
             guest_pdpt: PageTable::zeroed(),
             guest_pd: PageTable::zeroed(),
+            fanout_pdpt: PageTable::zeroed(),
+            fanout_pd: PageTable::zeroed(),
         }
     }
 
@@ -125,6 +139,19 @@ impl SharedTables {
         }
     }
 
+    /// Maps the node regions as `fanout` says at [`FANOUT_WINDOW_BASE`],
+    /// given the tables' own physical address `phys`.
+    pub fn map_fanout_window(&mut self, phys: u64, fanout: &FanoutWindow) {
+        let [_, slot, first, _] = table_indexes(FANOUT_WINDOW_BASE);
+        self.fanout_pdpt.entries[slot] = entry(phys + 8 * PAGE_SIZE, TABLE);
+        for i in 0..fanout.size / LARGE_PAGE_SIZE {
+            self.fanout_pd.entries[first + i as usize] = entry(
+                fanout.phys_base + i * LARGE_PAGE_SIZE,
+                DATA.union(Flags::HUGE_PAGE),
+            );
+        }
+    }
+
     /// The physical address of the shared PDPT, given the tables' own.
     pub const fn pdpt_address(phys: u64) -> u64 {
         phys
@@ -133,6 +160,12 @@ impl SharedTables {
     /// The physical address of the guest-memory PDPT, given the tables' own.
     pub const fn guest_pdpt_address(phys: u64) -> u64 {
         phys + 5 * PAGE_SIZE
+    }
+
+    /// The physical address of the fan-out window's PDPT, given the tables'
+    /// own.
+    pub const fn fanout_pdpt_address(phys: u64) -> u64 {
+        phys + 7 * PAGE_SIZE
     }
 }
 
@@ -171,6 +204,28 @@ pub struct WindowPages {
     pub vmcb: u64,
 }
 
+/// The physical addresses of the shared PDPTs a CPU's PML4 points at.
+#[derive(Clone, Copy, Debug)]
+pub struct SharedPdpts {
+    /// The kernel image and the local APIC.
+    pub image: u64,
+    /// Guest memory.
+    pub guest: u64,
+    /// The fan-out window.
+    pub fanout: u64,
+}
+
+impl SharedPdpts {
+    /// The PDPTs of the shared tables at physical address `phys`.
+    pub const fn of(phys: u64) -> Self {
+        Self {
+            image: SharedTables::pdpt_address(phys),
+            guest: SharedTables::guest_pdpt_address(phys),
+            fanout: SharedTables::fanout_pdpt_address(phys),
+        }
+    }
+}
+
 /// One CPU's private tables: four consecutive pages.
 #[derive(Clone)]
 #[repr(C)]
@@ -184,18 +239,20 @@ pub struct CpuPageTables {
 impl CpuPageTables {
     /// Fills the tables, which live at physical address `phys` (the PML4
     /// first), to map the shared tables at `shared_pdpt`, the guest memory
-    /// tables at `guest_pdpt`, and the window.
-    pub fn build(&mut self, phys: u64, shared_pdpt: u64, guest_pdpt: u64, pages: &WindowPages) {
+    /// tables at `guest_pdpt`, the fan-out window's at `fanout_pdpt`, and
+    /// the CPU's window.
+    pub fn build(&mut self, phys: u64, shared: SharedPdpts, pages: &WindowPages) {
         let table = |index: u64| entry(phys + index * PAGE_SIZE, TABLE);
         let [window_pml4, window_pdpt, window_pd, _] = table_indexes(window::address(0));
         self.pml4 = PageTable::zeroed();
         self.pdpt = PageTable::zeroed();
         self.pd = PageTable::zeroed();
         self.pt = PageTable::zeroed();
-        self.pml4.entries[0] = entry(shared_pdpt, TABLE);
+        self.pml4.entries[0] = entry(shared.image, TABLE);
         self.pml4.entries[window_pml4] = table(1);
         let [guest_pml4, _, _, _] = table_indexes(GUEST_WINDOW_BASE);
-        self.pml4.entries[guest_pml4] = entry(guest_pdpt, TABLE);
+        self.pml4.entries[guest_pml4] = entry(shared.guest, TABLE);
+        self.pml4.entries[FANOUT_PML4_SLOT] = entry(shared.fanout, TABLE);
         self.pdpt.entries[window_pdpt] = table(2);
         self.pd.entries[window_pd] = table(3);
 
@@ -253,6 +310,11 @@ mod tests {
         }
     }
 
+    /// The regions the window pages below lie in.
+    fn fanout() -> FanoutWindow {
+        FanoutWindow::covering(0x50_0000..0x52_0000).unwrap()
+    }
+
     fn pages() -> WindowPages {
         WindowPages {
             control: 0x50_0000,
@@ -274,18 +336,14 @@ mod tests {
             let mut shared = Box::new(SharedTables::new());
             shared.build(SHARED, &image(), APIC).unwrap();
             shared.map_guest_memory(SHARED, GUEST, 4 << 20);
+            shared.map_fanout_window(SHARED, &fanout());
             let mut cpu = Box::new(CpuPageTables {
                 pml4: PageTable::zeroed(),
                 pdpt: PageTable::zeroed(),
                 pd: PageTable::zeroed(),
                 pt: PageTable::zeroed(),
             });
-            cpu.build(
-                CPU_TABLES,
-                SharedTables::pdpt_address(SHARED),
-                SharedTables::guest_pdpt_address(SHARED),
-                &pages(),
-            );
+            cpu.build(CPU_TABLES, SharedPdpts::of(SHARED), &pages());
             let mut tables = HashMap::new();
             let shared_list = [
                 &shared.pdpt,
@@ -295,6 +353,8 @@ mod tests {
                 &shared.device_pt,
                 &shared.guest_pdpt,
                 &shared.guest_pd,
+                &shared.fanout_pdpt,
+                &shared.fanout_pd,
             ];
             for (i, table) in shared_list.into_iter().enumerate() {
                 tables.insert(SHARED + i as u64 * PAGE_SIZE, table.clone());
@@ -396,6 +456,30 @@ mod tests {
         let second = machine.walk_large(base + (2 << 20)).unwrap();
         assert_eq!(entry_address(second), GUEST + (2 << 20));
         assert_eq!(machine.walk_large(base + (4 << 20)), None);
+    }
+
+    #[test]
+    fn fanout_window_maps_the_regions_until_its_slot_is_cleared() {
+        let mut machine = Machine::new();
+        let window = fanout();
+        // Another CPU's command page, through the window.
+        let other = window.virt(0x50_1000).unwrap();
+        let [a, b, c, _] = table_indexes(other);
+        assert_eq!(a, FANOUT_PML4_SLOT);
+        let pml4 = machine.tables[&CPU_TABLES].entries[a];
+        let pdpt = machine.tables[&entry_address(pml4)].entries[b];
+        let pd = machine.tables[&entry_address(pdpt)].entries[c];
+        assert!(entry_flags(pd).contains(Flags::HUGE_PAGE | Flags::WRITABLE | Flags::NO_EXECUTE));
+        assert_eq!(
+            entry_address(pd) + (other & (LARGE_PAGE_SIZE - 1)),
+            0x50_1000
+        );
+        // The CPU drops the slot: only its own window is left.
+        machine.tables.get_mut(&CPU_TABLES).unwrap().entries[FANOUT_PML4_SLOT] = 0;
+        assert_eq!(machine.walk_large(other), None);
+        assert!(machine
+            .walk(window::address(window::COMMAND_PAGE))
+            .is_some());
     }
 
     #[test]

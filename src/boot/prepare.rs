@@ -1,25 +1,28 @@
-//! The BSP's one-time preparation of the sidecar CPUs, all done before the
-//! first AP starts: the nodes' memory, the guest's memory, the control
-//! pages, every CPU's page tables and globals, and the trampoline. What it
-//! decides goes into the machine plan ([`crate::plan`]).
+//! The BSP's one-time preparation of the sidecar CPUs, done before the first
+//! AP starts: where the nodes' memory and the guest's memory are, the
+//! control pages, the shared page tables and the fan-out window, and the
+//! trampoline. Each CPU's own pages are built later, by the CPU that starts
+//! it ([`crate::boot::cpu_setup`]), and the guest's memory is zeroed once
+//! the CPUs are up ([`zero_guest_memory`]). What it decides goes into the
+//! machine plan ([`crate::plan`]).
 
 use core::sync::atomic::Ordering;
 
 use crate::abi::{ControlPage, CpuStatus};
 use crate::acpi::PhysMemory;
 use crate::arch::x86_64::apic::XAPIC_BASE;
-use crate::arch::x86_64::entry::{ap_trampoline, AP_CR3_BY_APIC_ID};
+use crate::arch::x86_64::entry::{ap_trampoline, map_in_boot_tables};
 use crate::arch::x86_64::vectors::REQUEST_VECTOR;
+use crate::boot::cpu_setup::{self, Setup};
 use crate::boot::fanout::TRAMPOLINE_PAGE;
 use crate::boot::memory::{self, OutOfMemory};
-use crate::boot::page_tables::{CpuPageTables, KernelImage, SharedTables, WindowPages};
+use crate::boot::page_tables::{KernelImage, SharedPdpts, SharedTables, FANOUT_PML4_SLOT};
 use crate::boot::phys::{IdentityMapped, IDENTITY_MAPPED_END};
 use crate::boot::pvh::MemmapEntry;
-use crate::layout::{private, NodeRegion, PAGE_SIZE};
+use crate::layout::{FanoutWindow, NodeRegion, PAGE_SIZE};
 use crate::percpu;
 use crate::plan::{GuestRegion, GUEST_MEMORY_BYTES};
 use crate::runtime::hooks::RuntimeHooks;
-use crate::runtime::this_cpu::{CpuGlobals, CpuIdentity};
 use crate::topology::{Role, Topology, MAX_NODES};
 
 /// The tables every sidecar CPU shares (kernel image and local APIC).
@@ -51,6 +54,8 @@ pub enum PrepareError {
     ImageTooLarge(u64),
     /// The guest memory cannot be mapped by nested page tables.
     GuestMemory,
+    /// The node regions span more than the fan-out window maps.
+    RegionsTooLarge(u64),
 }
 
 impl core::fmt::Display for PrepareError {
@@ -61,6 +66,10 @@ impl core::fmt::Display for PrepareError {
                 write!(f, "the AP trampoline page {page:#x} is not usable RAM")
             }
             PrepareError::GuestMemory => f.write_str("the guest memory cannot be nested-mapped"),
+            PrepareError::RegionsTooLarge(bytes) => write!(
+                f,
+                "the node regions take {bytes} bytes, more than the 1 GiB the fan-out window maps"
+            ),
             PrepareError::ImageTooLarge(end) => {
                 write!(
                     f,
@@ -96,7 +105,8 @@ unsafe fn zero_pages(phys: u64, pages: u64) {
     unsafe { core::ptr::write_bytes(phys as *mut u8, 0, (pages * PAGE_SIZE) as usize) };
 }
 
-/// Lays out and allocates every node's region (zeroed).
+/// Lays out and allocates every node's region (not zeroed: each CPU's
+/// starter zeroes its pages, the BSP the control pages).
 fn allocate_regions(
     topology: &Topology,
     map: &[MemmapEntry],
@@ -114,9 +124,6 @@ fn allocate_regions(
         total_pages * PAGE_SIZE,
     )
     .map_err(PrepareError::OutOfMemory)?;
-    // SAFETY: `find_ram` returned usable RAM above the kernel image and below
-    // the identity map's end, which nothing has claimed yet.
-    unsafe { zero_pages(base, total_pages) };
 
     let mut regions = heapless::Vec::new();
     let mut next = base;
@@ -134,10 +141,13 @@ fn allocate_regions(
     Ok((regions, total_pages))
 }
 
-/// Writes the node's control page: header, base VP and removed CPUs REMOVED,
-/// the rest RUN.
+/// Zeroes and writes the node's control page: header, base VP and removed
+/// CPUs REMOVED, the rest RUN.
 fn init_control_page(topology: &Topology, node_index: usize, region: &NodeRegion) {
     let node = topology.nodes[node_index];
+    // SAFETY: the control page is RAM in this node's region, identity mapped,
+    // that nothing uses before the first start.
+    unsafe { zero_pages(region.control_page(), 1) };
     // SAFETY: the control page is zeroed RAM in this node's region, identity
     // mapped; all-zero is a valid `ControlPage` and its fields are atomic.
     let page = unsafe { &*(region.control_page() as *const ControlPage) };
@@ -157,42 +167,6 @@ fn init_control_page(topology: &Topology, node_index: usize, region: &NodeRegion
     }
 }
 
-/// Builds one sidecar CPU's page tables and globals and publishes its CR3.
-fn init_cpu(
-    region: &NodeRegion,
-    shared: u64,
-    identity: CpuIdentity,
-    hooks: &'static dyn RuntimeHooks,
-) {
-    let index = u64::from(identity.node_cpu_index);
-    let pages = WindowPages {
-        control: region.control_page(),
-        command: region.command_page(index),
-        register: region.register_page(index),
-        globals: region.private_page(index, private::GLOBALS),
-        fault_stack: region.private_page(index, private::FAULT_STACK),
-        stack: region.private_page(index, private::STACK),
-        vmcb: region.private_page(index, private::VMCB),
-    };
-    let pml4 = region.private_page(index, private::PML4);
-    // SAFETY: the four table pages at `pml4` are this CPU's, zeroed, in the
-    // identity-mapped region; the CPU has not started, so nobody else uses
-    // them.
-    let tables = unsafe { &mut *(pml4 as *mut CpuPageTables) };
-    tables.build(
-        pml4,
-        SharedTables::pdpt_address(shared),
-        SharedTables::guest_pdpt_address(shared),
-        &pages,
-    );
-
-    let globals = CpuGlobals::new(identity, hooks);
-    // SAFETY: as above, for the CPU's globals page, which is page aligned
-    // and large enough for `CpuGlobals`.
-    unsafe { (pages.globals as *mut CpuGlobals).write(globals) };
-    AP_CR3_BY_APIC_ID[identity.apic_id as usize].store(pml4 as u32, Ordering::Release);
-}
-
 /// Copies the trampoline to its page below 1 MiB.
 fn install_trampoline(map: &[MemmapEntry]) -> Result<(), PrepareError> {
     let page = u64::from(TRAMPOLINE_PAGE) * PAGE_SIZE;
@@ -207,7 +181,8 @@ fn install_trampoline(map: &[MemmapEntry]) -> Result<(), PrepareError> {
     Ok(())
 }
 
-/// Allocates the guest's memory (zeroed), 2 MiB aligned, above `floor`.
+/// Allocates the guest's memory, 2 MiB aligned, above `floor`, and its SVM
+/// tables (the memory itself is zeroed later, [`zero_guest_memory`]).
 fn allocate_guest_memory(map: &[MemmapEntry], floor: u64) -> Result<GuestRegion, PrepareError> {
     const LARGE: u64 = 2 << 20;
     let size = GUEST_MEMORY_BYTES;
@@ -219,7 +194,7 @@ fn allocate_guest_memory(map: &[MemmapEntry], floor: u64) -> Result<GuestRegion,
     let npt = host_base + size;
     // SAFETY: inside the usable RAM `find_ram` returned, above everything
     // allocated so far.
-    unsafe { zero_pages(host_base, size / PAGE_SIZE + VM_TABLE_PAGES) };
+    unsafe { zero_pages(npt, VM_TABLE_PAGES) };
     let (iopm, msrpm) = (npt + 3 * PAGE_SIZE, npt + 6 * PAGE_SIZE);
     // SAFETY: the permission maps' five pages were just zeroed and belong
     // to the VM; all ones intercepts every port and every MSR.
@@ -236,6 +211,14 @@ fn allocate_guest_memory(map: &[MemmapEntry], floor: u64) -> Result<GuestRegion,
         iopm,
         msrpm,
     })
+}
+
+/// Zeroes the guest's memory. BSP, once the CPUs are up: nothing reads it
+/// before the VMM loads its guests.
+pub fn zero_guest_memory(guest: &GuestRegion) {
+    // SAFETY: the guest memory is usable RAM in the identity map that
+    // `allocate_guest_memory` set aside, and nothing uses it yet.
+    unsafe { zero_pages(guest.host_base, guest.size / PAGE_SIZE) };
 }
 
 /// Does the whole preparation; every sidecar CPU gets `hooks` (the
@@ -257,6 +240,10 @@ pub fn prepare(
         .unwrap_or(REGION_FLOOR);
     let guest = allocate_guest_memory(map, regions_end.max(REGION_FLOOR))?;
 
+    let regions_start = regions_end - total_pages * PAGE_SIZE;
+    let window = FanoutWindow::covering(regions_start..regions_end)
+        .ok_or(PrepareError::RegionsTooLarge(total_pages * PAGE_SIZE))?;
+
     let shared_ptr = &raw mut SHARED_TABLES;
     // SAFETY: only the BSP touches the shared tables, once, before any AP
     // runs on them.
@@ -266,25 +253,20 @@ pub fn prepare(
         .build(shared_phys, &kernel_image(), XAPIC_BASE)
         .map_err(|err| PrepareError::ImageTooLarge(err.end))?;
     shared.map_guest_memory(shared_phys, guest.host_base, guest.size);
+    shared.map_fanout_window(shared_phys, &window);
+    map_in_boot_tables(
+        FANOUT_PML4_SLOT,
+        SharedTables::fanout_pdpt_address(shared_phys),
+    );
+    cpu_setup::publish(Setup {
+        shared: SharedPdpts::of(shared_phys),
+        window,
+        hooks,
+    });
 
     for (node_index, region) in regions.iter().enumerate() {
-        let Some(region) = region else { continue };
-        init_control_page(topology, node_index, region);
-        let node = topology.nodes[node_index];
-        for cpu in topology.cpus.iter().filter(|c| c.node == node.index) {
-            if cpu.role == Role::Sidecar {
-                let index = u64::from(cpu.vp - node.base_vp);
-                let identity = CpuIdentity {
-                    vp: cpu.vp,
-                    apic_id: cpu.apic_id,
-                    node: node.index,
-                    node_cpu_index: index as u32,
-                    guest_size: guest.size,
-                    vmcb: region.private_page(index, private::VMCB),
-                    host_save_area: region.private_page(index, private::HOST_SAVE),
-                };
-                init_cpu(region, shared_phys, identity, hooks);
-            }
+        if let Some(region) = region {
+            init_control_page(topology, node_index, region);
         }
     }
     install_trampoline(map)?;

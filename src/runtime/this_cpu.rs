@@ -109,7 +109,7 @@ impl<T> TakeOnce<T> {
     }
 }
 
-/// What a sidecar CPU keeps in its globals page. The BSP writes it before
+/// What a sidecar CPU keeps in its globals page. Its starter writes it before
 /// starting the CPU; after that it is only shared (see the module docs).
 #[repr(C)]
 pub struct CpuGlobals {

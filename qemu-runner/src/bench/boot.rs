@@ -2,7 +2,10 @@
 //! (`boot.ready_ms`, measured by the guest with its TSC from the BSP's
 //! entry), for CPU counts 4 to 255 under TCG and 4 to 288 under KVM
 //! ([`KVM_CPU_COUNTS`]), fan-out against serial start-up, with and without
-//! the MP specification's INIT-SIPI-SIPI delays.
+//! the MP specification's INIT-SIPI-SIPI delays. Each run also splits
+//! `ready_ms` in two: the BSP's set-up, from its entry to the first INIT
+//! (`setup_ms`, the earliest `boot.cpus[].start_ms`), and the start-up
+//! itself, first INIT to the last CPU ready (`aps_ms`).
 
 use serde_json::{json, Map, Value};
 use sidecar::vocabulary::report_key;
@@ -22,10 +25,17 @@ pub const CPU_COUNTS: [u16; 7] = [4, 8, 16, 32, 64, 128, 255];
 /// The CPU counts of `--quick`.
 pub const QUICK_CPU_COUNTS: [u16; 2] = [4, 16];
 
+const READY: usize = 0;
+const DEPTH: usize = 1;
+const SETUP: usize = 3;
+const APS: usize = 4;
+
 const METRICS: &[Metric] = &[
     Metric::new("ready_ms", "ms"),
     Metric::new("depth", ""),
     Metric::new("wall_s", "s"),
+    Metric::new("setup_ms", "ms"),
+    Metric::new("aps_ms", "ms"),
 ];
 
 /// The `boot` benchmark.
@@ -88,7 +98,14 @@ impl Bench for BootBench {
         let wall = need(report.wall_s, "wall_s")?;
         report.check_boot()?;
         check_series(case, report)?;
-        Ok(vec![ready, depth as f64, wall])
+        let first_init = report.first_init_ms()?;
+        Ok(vec![
+            ready,
+            depth as f64,
+            wall,
+            first_init,
+            ready - first_init,
+        ])
     }
 
     fn facts(&self, report: &Report) -> Map<String, Value> {
@@ -128,7 +145,7 @@ impl Bench for BootBench {
         let ratio = |n: u16, delay: ApDelay| {
             let serial = result(results, n, (BootStrategy::Serial, delay))?;
             let fanout = result(results, n, (BootStrategy::Fanout, delay))?;
-            Some(serial.stats[0].median / fanout.stats[0].median)
+            Some(serial.stats[READY].median / fanout.stats[READY].median)
         };
         let mut header = vec!["CPUs".to_owned()];
         header.extend(
@@ -139,25 +156,34 @@ impl Bench for BootBench {
         header.push("serial/fanout, spec".to_owned());
         header.push("serial/fanout, none".to_owned());
         header.push("fanout depth (spec)".to_owned());
+        header.push("fanout, none: entry → first INIT (ms)".to_owned());
+        header.push("fanout, none: first INIT → ready (ms)".to_owned());
         let rows: Vec<Vec<String>> = cpu_counts(results)
             .into_iter()
             .map(|n| {
                 let mut row = vec![n.to_string()];
                 for series in ALL_SERIES {
                     row.push(
-                        result(results, n, series).map_or("–".to_owned(), |r| cell(&r.stats[0])),
+                        result(results, n, series)
+                            .map_or("–".to_owned(), |r| cell(&r.stats[READY])),
                     );
                 }
                 for delay in ApDelay::ALL {
                     row.push(ratio(n, delay).map_or("–".to_owned(), |x| format!("{x:.1}×")));
                 }
-                let depth = result(results, n, ALL_SERIES[0]).map(|r| r.stats[1].median);
+                let depth = result(results, n, ALL_SERIES[0]).map(|r| r.stats[DEPTH].median);
                 row.push(depth.map_or("–".to_owned(), |d| format!("{d:.0}")));
+                let fanout_none = result(results, n, (BootStrategy::Fanout, ApDelay::None));
+                for metric in [SETUP, APS] {
+                    row.push(fanout_none.map_or("–".to_owned(), |r| cell(&r.stats[metric])));
+                }
                 row
             })
             .collect();
         format!(
-            "Boot: `boot.ready_ms`, {}.\n\n{}",
+            "Boot: `boot.ready_ms`, {}; the last two columns split fan-out without \
+             delays into the BSP's set-up (entry → first INIT) and the start-up (first INIT \
+             → last ready).\n\n{}",
             cells_phrase(results),
             markdown_table(&header, &rows)
         )

@@ -148,14 +148,7 @@ impl Bench for LinuxBench {
         }
         report.check_boot()?;
         let ready = need(report.boot.ready_ms, key::BOOT_READY_MS)?;
-        let first_start = report
-            .boot
-            .cpus
-            .iter()
-            .flatten()
-            .filter_map(|cpu| cpu.start_ms)
-            .reduce(f64::min)
-            .ok_or("the report's boot.cpus has no start_ms")?;
+        let first_start = report.first_init_ms()?;
         let pages = need(report.memory.per_cpu_pages, key::MEMORY_PER_CPU_PAGES)? as f64;
         Ok(vec![ready, ready - first_start, pages, wall])
     }

@@ -45,6 +45,11 @@ fn fake_outcome(guest: &Guest) -> RunOutcome {
         "boot": {
             "strategy": config.boot, "ap_delay": config.ap_delay,
             "ready_ms": ready, "depth": depth, "failed": 0, "sidecar_cpus": config.cpus - 1,
+            "cpus": [
+                {"vp": 0, "status": "removed"},
+                {"vp": 1, "status": "idle", "start_ms": 2.0, "ready_ms": 3.0},
+                {"vp": 2, "status": "idle", "start_ms": 1.5, "ready_ms": ready},
+            ],
         },
         "nodes": [{"index": 0}],
         "memory": {"per_cpu_pages": 12, "total_pages": 12 * u32::from(config.cpus)},
@@ -169,6 +174,9 @@ fn bench_json_has_every_run_and_its_statistics() {
     assert_eq!(serial16["ready_ms"]["runs"], json!([160.0, 160.0, 160.0]));
     assert_eq!(serial16["ready_ms"]["median"], 160.0);
     assert_eq!(serial16["depth"]["median"], 1.0);
+    // The BSP's set-up ends at the earliest start_ms; the rest is start-up.
+    assert_eq!(serial16["setup_ms"]["median"], 1.5);
+    assert_eq!(serial16["aps_ms"]["median"], 158.5);
     assert_eq!(serial16["per_cpu_pages"], 12);
     assert_eq!(boot["charts"], json!(["boot_ready.svg"]));
     let names: Vec<&str> = results.files.iter().map(|(n, _)| n.as_str()).collect();
@@ -182,6 +190,11 @@ fn bench_json_has_every_run_and_its_statistics() {
         "{table}"
     );
     assert!(table.contains("| 4.0× |"), "{table}");
+    // n=16 fanout none: ready at 2 ms (0.5 × log2 16), first INIT at 1.5.
+    assert!(
+        table.contains("| 1.5 (1.5–1.5) | 0.5 (0.5–0.5) |"),
+        "{table}"
+    );
 }
 
 #[test]

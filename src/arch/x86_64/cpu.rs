@@ -1,7 +1,7 @@
 //! Small wrappers around single instructions: CPU identity, time stamps,
 //! halting.
 
-use core::arch::x86_64::{__cpuid, _rdtsc};
+use core::arch::x86_64::{__cpuid, _rdtsc, CpuidResult};
 
 /// The running CPU's initial APIC ID, all 32 bits: CPUID leaf 0xB's x2APIC
 /// ID where the CPU has that leaf (Intel SDM vol. 2, CPUID), else leaf 1's
@@ -16,6 +16,16 @@ pub fn apic_id() -> u32 {
         } else {
             __cpuid(1).ebx >> 24
         }
+    }
+}
+
+/// CPUID `leaf` (subleaf 0). A leaf above the CPU's maximum returns
+/// another leaf's data: callers check the maximum first.
+pub fn cpuid(leaf: u32) -> CpuidResult {
+    // SAFETY: CPUID exists on every x86_64 CPU and has no side effects.
+    #[allow(unused_unsafe)]
+    unsafe {
+        __cpuid(leaf)
     }
 }
 

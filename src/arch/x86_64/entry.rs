@@ -36,7 +36,8 @@ static mut BSP_STACK: Stack = Stack([0; BSP_STACK_SIZE]);
 
 /// The boot page tables: one PML4, one PDPT and four page directories that
 /// identity-map 0..4 GiB. Written by the assembly below before paging is on,
-/// read by the CPU afterwards; Rust code never touches them.
+/// read by the CPU afterwards; Rust code only adds one PML4 entry
+/// ([`map_in_boot_tables`]).
 static mut BOOT_PML4: PageTable = PageTable::zeroed();
 static mut BOOT_PDPT: PageTable = PageTable::zeroed();
 static mut BOOT_PD: [PageTable; 4] = [const { PageTable::zeroed() }; 4];
@@ -46,6 +47,24 @@ static mut BOOT_PD: [PageTable; 4] = [const { PageTable::zeroed() }; 4];
 pub fn boot_pml4_address() -> u64 {
     // `&raw const` takes the address without creating a reference.
     (&raw const BOOT_PML4) as u64
+}
+
+/// Points the empty slot `slot` of the boot PML4 (the BSP's, and later
+/// converted CPUs') at the PDPT at physical address `pdpt`. BSP only,
+/// before other CPUs run on the boot tables.
+pub fn map_in_boot_tables(slot: usize, pdpt: u64) {
+    use crate::paging::{entry, PageTableFlags as Flags, ENTRIES_PER_TABLE};
+    assert!(slot < ENTRIES_PER_TABLE);
+    let pml4 = &raw mut BOOT_PML4;
+    // SAFETY: the BSP is the only CPU on the boot tables now and writes one
+    // aligned entry, inside the table (checked above), that maps nothing yet (the assembly fills only slot 0),
+    // so no translation in use changes and no TLB entry goes stale; the raw
+    // pointer makes no reference to the table the CPU reads.
+    unsafe {
+        let slot_ptr = (&raw mut (*pml4).entries).cast::<u64>().add(slot);
+        debug_assert_eq!(slot_ptr.read_volatile(), 0);
+        slot_ptr.write_volatile(entry(pdpt, Flags::PRESENT | Flags::WRITABLE));
+    }
 }
 
 /// The physical address of each AP's PML4, indexed by APIC ID (0: no page

@@ -1,11 +1,12 @@
 //! Everything specific to x86_64: the only place with assembly and with most
 //! of the kernel's `unsafe`.
 //!
-//! Pure data ([`vectors`]) builds everywhere so it is tested on the host;
-//! the modules that execute privileged instructions exist only in the
-//! bare-metal build. The page-table format is pure and lives outside, in
+//! Pure data and logic ([`vectors`], [`tsc_frequency`]) build everywhere so
+//! they are tested on the host; the modules that execute privileged
+//! instructions exist only in the bare-metal build. The page-table format is pure and lives outside, in
 //! [`crate::paging`].
 
+pub mod tsc_frequency;
 pub mod vectors;
 
 #[cfg(target_os = "none")]

@@ -1,10 +1,15 @@
-//! Time from the TSC, calibrated once against the PIT, and sleeping on the
-//! local APIC timer.
+//! Time from the TSC, whose frequency CPUID states or the BSP measures
+//! against the PIT, and sleeping on the local APIC timer.
 //!
-//! QEMU's models have no CPUID leaf that states the TSC frequency, so the BSP
-//! counts TSC ticks across a known PIT interval, then APIC timer ticks across
-//! a known TSC interval. Every CPU then turns TSC readings into time with the
-//! same frequency (QEMU's TSCs tick together).
+//! [`begin_calibration`] runs first thing on the BSP and
+//! [`Calibration::finish`] just before its first INIT: when no CPUID leaf
+//! states the frequency (see [`tsc_frequency`] for which do, and what QEMU
+//! offers), the BSP's own set-up is the measuring interval, counted by the
+//! PIT's channel 2, so a calibration waits only when the set-up took less
+//! than 1 ms. The APIC timer is measured the same way against the TSC,
+//! from the moment the APIC is enabled, unless the hypervisor's leaf states
+//! it. Every CPU then turns TSC readings into time with the same frequency
+//! (QEMU's TSCs tick together).
 //!
 //! [`sleep_us`] halts instead of spinning: under QEMU's software emulation
 //! every spinning virtual CPU takes host time from the CPUs that have real
@@ -17,35 +22,206 @@ use x86_64::instructions::interrupts;
 use x86_64::instructions::port::Port;
 
 use super::apic;
-use super::cpu::rdtsc;
+use super::cpu::{cpuid, rdtsc};
 use super::interrupts::TrapFrame;
+use super::tsc_frequency::{self as tsc_frequency, CpuidTiming, TscSource, PIT_HZ};
 use super::vectors::TIMER_VECTOR;
-
-/// The PIT's input clock.
-const PIT_HZ: u64 = 1_193_182;
-/// The calibration interval.
-const CALIBRATION_MS: u64 = 10;
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 static APIC_TIMER_HZ: AtomicU64 = AtomicU64::new(0);
 
-/// Measures the TSC frequency against the PIT and the APIC timer against the
-/// TSC, and installs the timer's interrupt handler. BSP only, after enabling
-/// its APIC and before other CPUs run (it owns the PIT). Returns the TSC
-/// frequency.
-pub fn calibrate() -> u64 {
-    let hz = calibrate_tsc();
-    TSC_HZ.store(hz.max(1), Ordering::Relaxed);
-    let start = apic::timer_start_free_running();
-    let tsc_start = rdtsc();
-    while rdtsc() - tsc_start < hz / 1000 {
-        core::hint::spin_loop();
+/// The shortest interval the APIC timer is measured over: it only decides
+/// how long a sleep halts before its TSC-timed last stretch.
+const MIN_APIC_WINDOW_US: u64 = 100;
+
+/// One reading of a clock with the TSC at that moment.
+#[derive(Clone, Copy)]
+struct Reading {
+    count: u32,
+    tsc: u64,
+}
+
+/// A calibration in progress: begun at the BSP's entry, finished before
+/// its first INIT.
+pub struct Calibration {
+    pit: Reading,
+    apic: Option<Reading>,
+}
+
+/// Starts the PIT counting and notes where it and the TSC stand. BSP only,
+/// first thing (it owns the PIT).
+pub fn begin_calibration() -> Calibration {
+    Calibration {
+        pit: pit_restart(),
+        apic: None,
     }
-    let elapsed = u64::from(start - apic::timer_current_count());
-    APIC_TIMER_HZ.store((elapsed * 1000).max(1), Ordering::Relaxed);
-    apic::timer_one_shot(TIMER_VECTOR, 0);
-    super::interrupts::set_handler(TIMER_VECTOR, timer_interrupt);
-    hz
+}
+
+impl Calibration {
+    /// Starts the APIC timer counting down from its maximum, to measure it
+    /// against the TSC; call once the BSP's APIC is enabled.
+    pub fn start_apic_timer(&mut self) {
+        let count = apic::timer_start_free_running();
+        self.apic = Some(Reading {
+            count,
+            tsc: rdtsc(),
+        });
+    }
+
+    /// Settles both frequencies and installs the timer's interrupt handler.
+    /// Returns where the TSC frequency came from.
+    pub fn finish(mut self) -> TscSource {
+        let stated = tsc_frequency::stated_frequencies(&cpuid_timing());
+        let (source, tsc_hz) = match stated {
+            Some(stated) => (stated.source, stated.tsc_hz),
+            None => (TscSource::Pit, self.measure_tsc()),
+        };
+        TSC_HZ.store(tsc_hz.max(1), Ordering::Relaxed);
+        let apic_hz = match stated.and_then(|s| s.apic_timer_hz) {
+            Some(hz) => hz,
+            None => self.measure_apic_timer(tsc_hz),
+        };
+        APIC_TIMER_HZ.store(apic_hz.max(1), Ordering::Relaxed);
+        apic::timer_one_shot(TIMER_VECTOR, 0);
+        super::interrupts::set_handler(TIMER_VECTOR, timer_interrupt);
+        source
+    }
+
+    /// TSC ticks per second against the PIT, over at least
+    /// [`tsc_frequency::MIN_PIT_TICKS`]; starts over if the PIT ran out
+    /// (the set-up took more than its 55 ms).
+    fn measure_tsc(&mut self) -> u64 {
+        loop {
+            let now = pit_read_at_edge();
+            if pit_ran_out() {
+                self.pit = pit_restart();
+                continue;
+            }
+            let ticks = tsc_frequency::pit_ticks(self.pit.count as u16, now.count as u16);
+            if ticks >= tsc_frequency::MIN_PIT_TICKS {
+                return tsc_frequency::frequency(now.tsc - self.pit.tsc, u64::from(ticks), PIT_HZ);
+            }
+        }
+    }
+
+    /// APIC timer ticks per second against the TSC, over at least
+    /// [`MIN_APIC_WINDOW_US`].
+    fn measure_apic_timer(&mut self, tsc_hz: u64) -> u64 {
+        let min_ticks = tsc_hz * MIN_APIC_WINDOW_US / 1_000_000;
+        loop {
+            let start = match self.apic {
+                Some(start) => start,
+                None => {
+                    self.start_apic_timer();
+                    continue;
+                }
+            };
+            let count = apic::timer_current_count();
+            let now = rdtsc();
+            if count == 0 {
+                // It ran down: the set-up took longer than the timer's
+                // range. Start over.
+                self.start_apic_timer();
+                continue;
+            }
+            if now - start.tsc >= min_ticks {
+                return tsc_frequency::frequency(
+                    u64::from(start.count - count),
+                    now - start.tsc,
+                    tsc_hz,
+                );
+            }
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// The CPUID values that may state the TSC frequency, each leaf read only
+/// when the CPU's maximum covers it.
+fn cpuid_timing() -> CpuidTiming {
+    let max_basic_leaf = cpuid(0).eax;
+    let hypervisor = cpuid(1).ecx & (1 << 31) != 0;
+    // With the hypervisor bit set, leaf 0x4000_0000 is the hypervisor's.
+    let max_hypervisor_leaf = if hypervisor {
+        cpuid(0x4000_0000).eax
+    } else {
+        0
+    };
+    let leaf = |number: u32, max: u32| (number <= max).then(|| cpuid(number));
+    CpuidTiming {
+        max_basic_leaf,
+        hypervisor,
+        max_hypervisor_leaf,
+        leaf_15: leaf(0x15, max_basic_leaf).map_or([0; 3], |r| [r.eax, r.ebx, r.ecx]),
+        leaf_16_eax: leaf(0x16, max_basic_leaf).map_or(0, |r| r.eax),
+        leaf_4000_0010: leaf(0x4000_0010, max_hypervisor_leaf).map_or([0; 2], |r| [r.eax, r.ebx]),
+    }
+}
+
+/// The PC's speaker gate (bit 0: PIT channel 2's gate, bit 5: its output).
+const SPEAKER_PORT: u16 = 0x61;
+/// The PIT's command register.
+const PIT_COMMAND_PORT: u16 = 0x43;
+/// PIT channel 2's counter.
+const PIT_CHANNEL2_PORT: u16 = 0x42;
+
+/// Starts channel 2 counting down from 65536 in mode 0 (its output rises
+/// when it reaches zero) and returns the first reading after it began.
+fn pit_restart() -> Reading {
+    let mut speaker = Port::<u8>::new(SPEAKER_PORT);
+    let mut command = Port::<u8>::new(PIT_COMMAND_PORT);
+    let mut channel2 = Port::<u8>::new(PIT_CHANNEL2_PORT);
+    // SAFETY: the speaker gate and the PIT are the BSP's alone during boot
+    // (nothing else in the kernel uses them); programming them has no
+    // memory effect.
+    unsafe {
+        let gate = speaker.read();
+        speaker.write((gate & !0x02) | 0x01); // gate on, speaker off
+        command.write(0b1011_0000); // channel 2, low then high byte, mode 0
+        channel2.write(0);
+        channel2.write(0); // 0 is 65536
+    }
+    pit_read_at_edge()
+}
+
+/// Latches and reads channel 2's count, with the TSC at the latch.
+fn pit_read() -> Reading {
+    let mut command = Port::<u8>::new(PIT_COMMAND_PORT);
+    let mut channel2 = Port::<u8>::new(PIT_CHANNEL2_PORT);
+    // SAFETY: as in `pit_restart`; the latch command freezes the count for
+    // the two reads that follow.
+    unsafe {
+        let before = rdtsc();
+        command.write(0b1000_0000); // latch channel 2
+        let after = rdtsc();
+        let low = channel2.read();
+        let high = channel2.read();
+        Reading {
+            count: u32::from(u16::from_le_bytes([low, high])),
+            tsc: before / 2 + after / 2,
+        }
+    }
+}
+
+/// The first reading after the count changes, so that both ends of an
+/// interval sit on a tick's edge (a bounded wait: a missing PIT must not
+/// hang the boot).
+fn pit_read_at_edge() -> Reading {
+    let first = pit_read();
+    for _ in 0..100_000 {
+        let next = pit_read();
+        if next.count != first.count {
+            return next;
+        }
+    }
+    first
+}
+
+/// Whether channel 2 reached zero since it was started.
+fn pit_ran_out() -> bool {
+    let mut speaker = Port::<u8>::new(SPEAKER_PORT);
+    // SAFETY: reading the speaker port has no side effect.
+    unsafe { speaker.read() & 0x20 != 0 }
 }
 
 /// The APIC timer's frequency in Hz.
@@ -86,34 +262,7 @@ pub fn sleep_us(us: u64) {
     }
 }
 
-fn calibrate_tsc() -> u64 {
-    let count = PIT_HZ * CALIBRATION_MS / 1000;
-    let mut speaker = Port::<u8>::new(0x61);
-    let mut command = Port::<u8>::new(0x43);
-    let mut channel2 = Port::<u8>::new(0x42);
-    // SAFETY: ports 0x61/0x42/0x43 are the PC's speaker gate and PIT, which
-    // nothing else in the kernel uses; programming them has no memory effect.
-    let ticks = unsafe {
-        let gate = speaker.read();
-        speaker.write((gate & !0x02) | 0x01); // gate on, speaker off
-        command.write(0b1011_0000); // channel 2, low then high byte, mode 0
-        channel2.write(count as u8);
-        channel2.write((count >> 8) as u8);
-        let start = rdtsc();
-        // Output 2 (bit 5) rises when the count reaches zero; bound the wait
-        // so that a missing PIT cannot hang the boot.
-        let mut spins = 0u64;
-        while speaker.read() & 0x20 == 0 && spins < 100_000_000 {
-            spins += 1;
-        }
-        let end = rdtsc();
-        speaker.write(gate);
-        end - start
-    };
-    ticks * 1000 / CALIBRATION_MS
-}
-
-/// The calibrated TSC frequency in Hz.
+/// The TSC frequency in Hz.
 pub fn tsc_hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed).max(1)
 }
