@@ -104,6 +104,7 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
             late: options.late,
         },
         guest: prepared.guest,
+        base_vps: prepared.base_vps,
     });
     fanout::bsp_start_all();
     let outcomes = fanout::wait_for_all();
