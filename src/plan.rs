@@ -44,7 +44,8 @@ pub struct StartOptions {
     pub strategy: BootStrategy,
     /// INIT-SIPI-SIPI waits.
     pub delay: ApDelay,
-    /// A VP that gets INIT but no SIPI (a self-test of the boot timeout).
+    /// A VP that gets INIT but no SIPI (a self-test of the boot timeout,
+    /// or of a base VP that does not start).
     pub unresponsive: Option<u32>,
     /// A VP whose startup IPIs come only after its boot timeout (a
     /// self-test of a late arrival).
