@@ -37,7 +37,7 @@ use crate::cmdline::ApDelay;
 use crate::layout::PAGE_SIZE;
 use crate::percpu;
 use crate::plan::{self, BASE_VP_PAGES};
-use crate::topology::MAX_NODES;
+use crate::topology::{Node, MAX_NODES};
 
 use super::clock::{self, ApicClock};
 use super::driver;
@@ -112,7 +112,7 @@ static BASE_VPS: [BaseVp; MAX_NODES] = [const {
 
 /// The nodes whose base VP is started: every node after node 0 that has
 /// sidecar CPUs (a node without has no driver to serve).
-fn startable_nodes() -> impl Iterator<Item = crate::topology::Node> {
+fn startable_nodes() -> impl Iterator<Item = Node> {
     let plan = plan::get();
     plan.topology
         .nodes
@@ -142,8 +142,7 @@ fn memory_of(node: u32) -> *mut BaseVpMemory {
 /// Returns how many serve their node.
 pub fn start_all() -> usize {
     let plan = plan::get();
-    let apic_id_of =
-        |node: crate::topology::Node| plan.topology.cpus[node.base_vp as usize].apic_id;
+    let apic_id_of = |node: Node| plan.topology.cpus[node.base_vp as usize].apic_id;
     for node in startable_nodes() {
         let apic_id = apic_id_of(node);
         let stack_top = memory_of(node.index) as u64 + STACK_BYTES as u64;
@@ -154,30 +153,8 @@ pub fn start_all() -> usize {
             .state
             .store(state::STARTING, Ordering::Release);
     }
-    let spec = plan.start.delay == ApDelay::Spec;
     let began = cpu::rdtsc();
-    for node in startable_nodes() {
-        apic::send_init(apic_id_of(node));
-    }
-    if spec {
-        time::sleep_us(fanout::INIT_WAIT_US);
-    }
-    for _ in 0..2 {
-        for node in startable_nodes() {
-            if plan.start.unresponsive == Some(node.base_vp) {
-                continue;
-            }
-            apic::send_startup(apic_id_of(node), fanout::TRAMPOLINE_PAGE);
-        }
-        if spec {
-            time::sleep_us(fanout::SIPI_WAIT_US);
-        }
-    }
-    if let Some(vp) = plan.start.unresponsive {
-        if startable_nodes().any(|node| node.base_vp == vp) {
-            warn!("base VP {vp}: sending no startup IPI (unresponsive={vp} self-test)");
-        }
-    }
+    send_init_sipi_sipi();
     let mut serving = 0;
     for node in startable_nodes() {
         if wait_for(node.index, began) {
@@ -197,6 +174,36 @@ pub fn start_all() -> usize {
         }
     }
     serving
+}
+
+/// INIT-SIPI-SIPI to every startable base VP at once, with the boot's
+/// waits (once for all), leaving out the startup IPIs of an
+/// `unresponsive=` one.
+fn send_init_sipi_sipi() {
+    let plan = plan::get();
+    let apic_id_of = |node: Node| plan.topology.cpus[node.base_vp as usize].apic_id;
+    let spec = plan.start.delay == ApDelay::Spec;
+    for node in startable_nodes() {
+        apic::send_init(apic_id_of(node));
+    }
+    if spec {
+        time::sleep_us(fanout::INIT_WAIT_US);
+    }
+    if let Some(vp) = plan.start.unresponsive {
+        if startable_nodes().any(|node| node.base_vp == vp) {
+            warn!("base VP {vp}: sending no startup IPI (unresponsive={vp} self-test)");
+        }
+    }
+    for _ in 0..2 {
+        for node in startable_nodes() {
+            if plan.start.unresponsive != Some(node.base_vp) {
+                apic::send_startup(apic_id_of(node), fanout::TRAMPOLINE_PAGE);
+            }
+        }
+        if spec {
+            time::sleep_us(fanout::SIPI_WAIT_US);
+        }
+    }
 }
 
 /// Waits until `node`'s base VP runs (`true`) or, past the timeout counted
