@@ -25,7 +25,8 @@ pub struct Options {
     /// VP indexes sidecar must not start (`removed=3,9`).
     pub removed: CpuSet,
     /// A VP whose starter sends INIT but no startup IPI, so that it never
-    /// comes up (`unresponsive=5`; a self-test of the boot timeout).
+    /// comes up (`unresponsive=5`; a self-test of the boot timeout, or, for
+    /// a node's base VP, of the main kernel serving that node itself).
     pub unresponsive: Option<u32>,
     /// A VP whose startup IPIs come only after the boot timeout (`late=5`;
     /// a self-test of a CPU that arrives after the BSP gave up on it).

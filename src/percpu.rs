@@ -23,6 +23,13 @@ pub fn set_vp(apic_id: u32, vp: u32) {
     }
 }
 
+/// The VP index of the CPU with `apic_id` (one the BSP recorded).
+pub fn vp_of(apic_id: u32) -> Option<u32> {
+    VP_BY_APIC_ID
+        .get(apic_id as usize)
+        .map(|vp| u32::from(vp.load(Ordering::Relaxed)))
+}
+
 /// The running CPU's VP index.
 pub fn current_vp() -> u32 {
     let apic_id = cpu::apic_id() as usize;

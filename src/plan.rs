@@ -44,11 +44,42 @@ pub struct StartOptions {
     pub strategy: BootStrategy,
     /// INIT-SIPI-SIPI waits.
     pub delay: ApDelay,
-    /// A VP that gets INIT but no SIPI (a self-test of the boot timeout).
+    /// A VP that gets INIT but no SIPI (a self-test of the boot timeout,
+    /// or of a base VP that does not start).
     pub unresponsive: Option<u32>,
     /// A VP whose startup IPIs come only after its boot timeout (a
     /// self-test of a late arrival).
     pub late: Option<u32>,
+}
+
+/// Pages of main-kernel memory each base VP other than the BSP gets (its
+/// stack, descriptor tables and executor: see `main_kernel::node`).
+pub const BASE_VP_PAGES: u64 = 48;
+
+/// Where the base VPs of nodes 1 and up find their main-kernel memory: one
+/// block of [`BASE_VP_PAGES`] pages per node after node 0, in node order.
+/// Not sidecar's: no sidecar CPU maps it, and `--main linux` leaves it to
+/// Linux.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BaseVpArea {
+    /// Physical address of node 1's block (page aligned, identity mapped).
+    pub base: u64,
+    /// Blocks: the node count minus one.
+    pub blocks: u32,
+}
+
+impl BaseVpArea {
+    /// Bytes the blocks of `nodes` nodes take.
+    pub const fn bytes_required(nodes: u32) -> u64 {
+        nodes.saturating_sub(1) as u64 * BASE_VP_PAGES * crate::layout::PAGE_SIZE
+    }
+
+    /// The physical address of `node`'s block (`None` for node 0, the
+    /// BSP's, and past the last node).
+    pub fn block(&self, node: u32) -> Option<u64> {
+        let index = node.checked_sub(1).filter(|&i| i < self.blocks)?;
+        Some(self.base + u64::from(index) * BASE_VP_PAGES * crate::layout::PAGE_SIZE)
+    }
 }
 
 /// Everything the BSP decided about the machine.
@@ -61,6 +92,8 @@ pub struct MachinePlan {
     pub start: StartOptions,
     /// The VM's guest memory.
     pub guest: GuestRegion,
+    /// The base VPs' main-kernel memory.
+    pub base_vps: BaseVpArea,
 }
 
 /// Where one CPU's pages are: its node's region and its index in the node.
@@ -145,11 +178,30 @@ mod tests {
                 iopm: 0,
                 msrpm: 0,
             },
+            base_vps: BaseVpArea {
+                base: 0x800_0000,
+                blocks: 1,
+            },
         };
         let first = plan.cpu_pages(3).unwrap();
         assert_eq!((first.region.base, first.index), (0x100_0000, 3));
         let second = plan.cpu_pages(second_node_base + 2).unwrap();
         assert_eq!((second.region.base, second.index), (0x200_0000, 2));
         assert_eq!(plan.cpu_pages(40), None);
+    }
+
+    #[test]
+    fn base_vp_blocks_follow_each_other_from_node_one() {
+        let area = BaseVpArea {
+            base: 0x800_0000,
+            blocks: 2,
+        };
+        let block = BASE_VP_PAGES * crate::layout::PAGE_SIZE;
+        assert_eq!(area.block(0), None);
+        assert_eq!(area.block(1), Some(0x800_0000));
+        assert_eq!(area.block(2), Some(0x800_0000 + block));
+        assert_eq!(area.block(3), None);
+        assert_eq!(BaseVpArea::bytes_required(3), 2 * block);
+        assert_eq!(BaseVpArea::bytes_required(1), 0);
     }
 }

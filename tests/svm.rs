@@ -6,7 +6,7 @@
 mod common;
 
 use common::{boot_pass, config};
-use qemu_runner::Scenario;
+use qemu_runner::{Numa, RunConfig, Scenario};
 
 #[test]
 fn demo_runs_every_guest_and_every_error_path() {
@@ -50,6 +50,59 @@ fn demo_runs_every_guest_and_every_error_path() {
 fn demo_on_one_sidecar_cpu() {
     let outcome = boot_pass(&config(Scenario::Demo, 2));
     assert_eq!(outcome.report.vps, Some(1));
+}
+
+/// The demo on 8 CPUs in 2 nodes of 4 (node 1's base VP is CPU 4), with
+/// `extra` on the command line.
+fn two_nodes(extra: &[&str]) -> RunConfig {
+    RunConfig {
+        numa: Numa::Equal(2),
+        extra_cmdline: extra.iter().map(|s| s.to_string()).collect(),
+        ..config(Scenario::Demo, 8)
+    }
+}
+
+/// Whether `log` shows VP `vp`'s UART line emulated on CPU `cpu` (the log
+/// line names the CPU that ran the VMM task).
+fn uart_line_on(log: &[String], vp: u32, cpu: u32) -> bool {
+    let prefix = format!("[cpu {cpu}]");
+    let line = format!("[vp {vp}] vp {vp:08x} sum ");
+    log.iter()
+        .any(|l| l.starts_with(&prefix) && l.contains(&line))
+}
+
+#[test]
+fn demo_runs_each_nodes_vps_on_its_base_vp() {
+    let outcome = boot_pass(&two_nodes(&[]));
+    assert_eq!(outcome.report.vps, Some(6));
+    let log = &outcome.log_lines;
+    assert!(
+        log.iter()
+            .any(|l| l.contains("node 1: served by its base VP 4")),
+        "node 1 was not handed to its base VP"
+    );
+    for vp in 1..=3 {
+        assert!(uart_line_on(log, vp, 0), "vp {vp}'s exits not on the BSP");
+    }
+    for vp in 5..=7 {
+        assert!(uart_line_on(log, vp, 4), "vp {vp}'s exits not on CPU 4");
+    }
+}
+
+#[test]
+fn demo_leaves_a_node_to_the_bsp_when_its_base_vp_does_not_start() {
+    // CPU 4, node 1's base VP, gets INIT but no startup IPI.
+    let outcome = boot_pass(&two_nodes(&["unresponsive=4"]));
+    assert_eq!(outcome.report.vps, Some(6));
+    let log = &outcome.log_lines;
+    assert!(
+        log.iter().any(|l| l
+            .contains("node 1: base VP 4 did not come up within 2000 ms: the BSP serves the node")),
+        "the missing base VP was not reported"
+    );
+    for vp in 5..=7 {
+        assert!(uart_line_on(log, vp, 0), "vp {vp}'s exits not on the BSP");
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@
 use core::fmt;
 use core::future::Future;
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
@@ -74,6 +75,33 @@ impl<const TASKS: usize, const BYTES: usize, N: Notifier> Executor<TASKS, BYTES,
                 local: Local::new(),
                 tasks: array![Task::new(); TASKS],
             }
+        }
+    }
+
+    /// Builds an empty executor in `place` and returns it, as [`new`](Self::new)
+    /// would make it: for an executor in memory found at run time (a
+    /// kernel CPU's own pages) that may be larger than the stack building
+    /// it, since it is written field by field and slot by slot rather than
+    /// made by value and moved.
+    pub fn new_in(place: &'static mut MaybeUninit<Self>, notifier: N) -> &'static Self {
+        assert!(
+            TASKS <= raw::MAX_TASKS,
+            "an executor holds at most 63 tasks"
+        );
+        let this = place.as_mut_ptr();
+        // SAFETY: `this` is `place`, valid for writes of a whole `Self` and
+        // ours alone for `'static`; every field (each slot of `tasks` in
+        // turn) is written once through raw pointers, so no reference to
+        // uninitialized memory is made, and the one reference is made after
+        // the last write.
+        unsafe {
+            (&raw mut (*this).core).write(Core::new(notifier));
+            (&raw mut (*this).local).write(Local::new());
+            let tasks = (&raw mut (*this).tasks).cast::<Task<BYTES>>();
+            for index in 0..TASKS {
+                tasks.add(index).write(Task::new());
+            }
+            &*this
         }
     }
 

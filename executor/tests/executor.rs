@@ -87,6 +87,19 @@ fn spawn_runs_to_completion() {
 }
 
 #[test]
+fn an_executor_built_in_place_runs_tasks() {
+    let place = Box::leak(Box::new(std::mem::MaybeUninit::<Exec<4>>::uninit()));
+    let executor: &'static Exec<4> = Executor::new_in(place, ThreadSignal::new());
+    let runner = executor.claim().unwrap();
+    assert!(executor.claim().is_none(), "claimed once only");
+    assert_eq!(runner.spawner().free_slots(), 4);
+    let mut handle = runner.spawn(async { 6 * 7 }).unwrap();
+    assert!(runner.run_until_idle());
+    assert_eq!(handle.try_take(), Some(Completion::Finished(42)));
+    assert_eq!(runner.spawner().free_slots(), 4);
+}
+
+#[test]
 fn a_wake_schedules_one_poll() {
     static EX: Exec<4> = Executor::new(ThreadSignal::new());
     static GATE: Gate = Gate::new();

@@ -89,6 +89,7 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
             late: options.late,
         },
         guest: prepared.guest,
+        base_vps: prepared.base_vps,
     });
     let tsc_source = calibration.finish();
     fanout::bsp_start_all();

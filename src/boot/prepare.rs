@@ -21,7 +21,7 @@ use crate::boot::phys::{IdentityMapped, IDENTITY_MAPPED_END};
 use crate::boot::pvh::MemmapEntry;
 use crate::layout::{FanoutWindow, NodeRegion, PAGE_SIZE};
 use crate::percpu;
-use crate::plan::{GuestRegion, GUEST_MEMORY_BYTES};
+use crate::plan::{BaseVpArea, GuestRegion, GUEST_MEMORY_BYTES};
 use crate::runtime::hooks::RuntimeHooks;
 use crate::topology::{Role, Topology, MAX_NODES};
 
@@ -42,6 +42,8 @@ pub struct Prepared {
     pub total_pages: u64,
     /// The guest's memory.
     pub guest: GuestRegion,
+    /// The base VPs' main-kernel memory (after the guest's).
+    pub base_vps: BaseVpArea,
 }
 
 /// Why the preparation failed.
@@ -221,6 +223,26 @@ pub fn zero_guest_memory(guest: &GuestRegion) {
     unsafe { zero_pages(guest.host_base, guest.size / PAGE_SIZE) };
 }
 
+/// Allocates (zeroed) the main-kernel memory of the base VPs of nodes 1 and
+/// up, at or above `floor`.
+fn allocate_base_vp_area(
+    map: &[MemmapEntry],
+    floor: u64,
+    topology: &Topology,
+) -> Result<BaseVpArea, PrepareError> {
+    let nodes = topology.nodes.len() as u32;
+    let bytes = BaseVpArea::bytes_required(nodes);
+    let base = memory::find_ram(map, floor, IDENTITY_MAPPED_END, bytes.max(PAGE_SIZE))
+        .map_err(PrepareError::OutOfMemory)?;
+    // SAFETY: `find_ram` returned usable RAM above everything allocated so
+    // far and below the identity map's end.
+    unsafe { zero_pages(base, bytes / PAGE_SIZE) };
+    Ok(BaseVpArea {
+        base,
+        blocks: nodes.saturating_sub(1),
+    })
+}
+
 /// Does the whole preparation; every sidecar CPU gets `hooks` (the
 /// production run's do nothing).
 pub fn prepare(
@@ -239,6 +261,7 @@ pub fn prepare(
         .max()
         .unwrap_or(REGION_FLOOR);
     let guest = allocate_guest_memory(map, regions_end.max(REGION_FLOOR))?;
+    let base_vps = allocate_base_vp_area(map, guest.msrpm + 2 * PAGE_SIZE, topology)?;
 
     let regions_start = regions_end - total_pages * PAGE_SIZE;
     let window = FanoutWindow::covering(regions_start..regions_end)
@@ -274,6 +297,7 @@ pub fn prepare(
         regions,
         total_pages,
         guest,
+        base_vps,
     })
 }
 

@@ -67,16 +67,21 @@ const WATCHDOG_PERIOD_US: u64 = 100_000;
 /// Wakes the client of every command past its deadline, so that a sidecar
 /// CPU that never answers (a dispatch that ignores STOP, a response IPI that
 /// never comes) fails its command within the bound plus one period, naming
-/// the CPU, instead of hanging the run. One task for every node: a timer
-/// per command would not fit the clock's queue.
+/// the CPU, instead of hanging the run. One task per main-kernel executor,
+/// over the nodes whose `response_cpu` its CPU is: a timer per command would
+/// not fit the clock's queue.
 pub async fn watchdog() {
     loop {
         super::clock::sleep_us(WATCHDOG_PERIOD_US).await;
         let now = cpu::rdtsc();
-        for slot in &SLOTS {
-            let overdue = slot.deadline.load(Ordering::Relaxed) <= now;
-            if overdue && slot.state.load(Ordering::Acquire) == slot::IN_FLIGHT {
-                slot.waker.wake();
+        let me = apic::id();
+        for driver in drivers().iter().filter(|d| d.served_by(me)) {
+            for index in 0..driver.cpu_count as usize {
+                let slot = driver.slot(index);
+                let overdue = slot.deadline.load(Ordering::Relaxed) <= now;
+                if overdue && slot.state.load(Ordering::Acquire) == slot::IN_FLIGHT {
+                    slot.waker.wake();
+                }
             }
         }
     }
@@ -95,7 +100,9 @@ pub struct NodeDriver {
 }
 
 /// Every CPU's slot, by VP index (a static: the drivers are built on the
-/// BSP's stack, which must not hold 32 wakers per node).
+/// BSP's stack, which must not hold 32 wakers per node). A client on any
+/// main-kernel CPU may hold a slot; the waker it leaves wakes its own
+/// executor, from whichever CPU takes the response.
 static SLOTS: [CpuSlot; MAX_CPUS] = [const {
     CpuSlot {
         state: AtomicU8::new(slot::FREE),
@@ -133,6 +140,12 @@ impl NodeDriver {
         unsafe { &mut *page }
     }
 
+    /// Whether the main-kernel CPU with `apic_id` takes this node's
+    /// responses (its control page's `response_cpu`).
+    pub fn served_by(&self, apic_id: u32) -> bool {
+        self.control.response_cpu.load(Ordering::Relaxed) == apic_id
+    }
+
     /// Wakes the clients whose CPUs finished.
     fn on_response(&self) {
         if !self.control.take_attention() {
@@ -161,11 +174,16 @@ pub static RESPONSES_TAKEN: AtomicU64 = AtomicU64::new(0);
 /// protocol benchmark's split of a round trip).
 pub static RESPONSE_TSC: AtomicU64 = AtomicU64::new(0);
 
+/// The response IPI, on any main-kernel CPU: only the nodes whose
+/// `response_cpu` it is (the BSP for node 0, a node's base VP for its own
+/// node once it serves it), so that nodes served by different CPUs are
+/// handled in parallel.
 fn response_interrupt(_frame: &mut TrapFrame) {
     RESPONSE_TSC.store(cpu::rdtsc(), Ordering::Relaxed);
     apic::end_of_interrupt();
     RESPONSES_TAKEN.fetch_add(1, Ordering::Relaxed);
-    for driver in drivers() {
+    let me = apic::id();
+    for driver in drivers().iter().filter(|d| d.served_by(me)) {
         driver.on_response();
     }
 }
@@ -182,7 +200,21 @@ pub fn driver_of(vp: u32) -> Option<&'static NodeDriver> {
         .find(|d| (d.base_vp..d.base_vp + d.cpu_count).contains(&vp))
 }
 
-/// Creates the drivers and points every control page's response at the BSP.
+/// Points `node`'s responses at the main-kernel CPU with `apic_id` (the BSP
+/// moves a node to its base VP once that runs, before any command is in
+/// flight: a response IPI sent before the store would go to the old CPU,
+/// which no longer looks at the node).
+pub fn serve(node: u32, apic_id: u32) {
+    if let Some(driver) = drivers().iter().find(|d| d.node == node) {
+        driver
+            .control
+            .response_cpu
+            .store(apic_id, Ordering::Release);
+    }
+}
+
+/// Creates the drivers and points every control page's response at the BSP
+/// (the BSP moves nodes to their base VPs with [`serve`]).
 pub fn init() {
     let plan = plan::get();
     let me = cpu::apic_id();

@@ -1,5 +1,7 @@
 //! `scenario=demo`, the default of `cargo qemu`: a VM with one VP per
-//! sidecar CPU, run by the VMM on the BSP.
+//! sidecar CPU, each node's VPs run by the VMM on that node's main-kernel
+//! CPU (the BSP for node 0 and for a node whose base VP did not come up,
+//! else the node's base VP), all nodes at once.
 //!
 //! Every VP runs the checksum program over a region only it was given,
 //! prints its result through the UART, halts until the VMM injects an
@@ -23,8 +25,9 @@ use crate::arch::x86_64::cpu::rdtsc;
 use crate::arch::x86_64::time;
 use crate::emulation::answers::check_checksum;
 use crate::main_kernel::client::{ClientError, SidecarCpu};
-use crate::main_kernel::clock;
+use crate::main_kernel::{clock, node};
 use crate::report;
+use crate::topology::MAX_NODES;
 use crate::vmm::devices::{Devices, UART_LINES};
 use crate::vmm::guests::{Program, OUTSIDE_GPA, WAKE_VECTOR};
 use crate::vmm::{self, ExitCounts, VpEnd};
@@ -240,17 +243,12 @@ async fn bad_mxcsr(cpu: &SidecarCpu) -> Result<(), Failure> {
         .map_err(|err| client_failure(vp, "putting MXCSR back", err))
 }
 
-/// The scenario.
-pub async fn run(spawner: crate::main_kernel::MainSpawner) -> Result<(), Failure> {
-    let count = sidecar_cpus().count();
-    check!(
-        count > 0,
-        "the demo needs a sidecar CPU (use --cpus 2 or more)"
-    );
-    vmm::prepare_memory(sidecar_cpus().map(|c| c.vp()));
-
-    // Every VP at once, in waves as large as the executor's free slots.
-    let mut cpus = sidecar_cpus().peekable();
+/// Runs the checksum program on every CPU of `cpus` at once, in waves as
+/// large as `spawner`'s executor has free slots.
+async fn checksum_vps<const BYTES: usize>(
+    mut cpus: core::iter::Peekable<impl Iterator<Item = SidecarCpu>>,
+    spawner: executor::Spawner<BYTES>,
+) -> Result<(), Failure> {
     while cpus.peek().is_some() {
         let mut wave: heapless::Vec<_, 64> = heapless::Vec::new();
         while spawner.free_slots() > 1 {
@@ -269,6 +267,79 @@ pub async fn run(spawner: crate::main_kernel::MainSpawner) -> Result<(), Failure
             }
         }
     }
+    Ok(())
+}
+
+/// The sidecar CPUs of `node`.
+fn cpus_of(node: u32) -> impl Iterator<Item = SidecarCpu> {
+    sidecar_cpus().filter(move |cpu| node_of(cpu) == node)
+}
+
+fn node_of(cpu: &SidecarCpu) -> u32 {
+    crate::plan::get().topology.cpus[cpu.vp() as usize].node
+}
+
+/// Per node: its base VP ran all its VPs (or failed; see [`NODE_FAILURE`]).
+static NODE_DONE: [node::Done; MAX_NODES] = [const { node::Done::new() }; MAX_NODES];
+
+/// The first failure of a node run on its base VP.
+static NODE_FAILURE: spin::Mutex<Option<Failure>> = spin::Mutex::new(None);
+
+fn node_failed(failure: Failure) {
+    NODE_FAILURE.lock().get_or_insert(failure);
+}
+
+/// The node's share of the demo, on its base VP.
+fn node_job(node: u32, spawner: node::NodeSpawner) {
+    async fn all_vps(node: u32, spawner: node::NodeSpawner) {
+        if let Err(failure) = checksum_vps(cpus_of(node).peekable(), spawner).await {
+            node_failed(failure);
+        }
+        NODE_DONE[node as usize].set();
+    }
+    if spawner.spawn(all_vps(node, spawner)).is_err() {
+        let mut failure = Failure::new();
+        let _ = core::fmt::Write::write_fmt(
+            &mut failure,
+            format_args!("node {node}: no task slot on its base VP"),
+        );
+        node_failed(failure);
+        NODE_DONE[node as usize].set();
+    }
+}
+
+/// Every VP at once: each node served by its base VP runs its own there,
+/// the BSP runs the rest; then the BSP waits for the nodes.
+async fn all_checksum_vps(spawner: crate::main_kernel::MainSpawner) -> Result<(), Failure> {
+    let mut posted = crate::topology::CpuSet::new();
+    for node in &crate::plan::get().topology.nodes {
+        NODE_DONE[node.index as usize].reset();
+        if node::post(node.index, node_job) {
+            posted.insert(node.index as usize);
+        }
+    }
+    let on_bsp = sidecar_cpus().filter(|cpu| !posted.contains(node_of(cpu) as usize));
+    let bsp_result = checksum_vps(on_bsp.peekable(), spawner).await;
+    for node in posted.iter() {
+        NODE_DONE[node].wait().await;
+    }
+    bsp_result?;
+    match NODE_FAILURE.lock().take() {
+        Some(failure) => Err(failure),
+        None => Ok(()),
+    }
+}
+
+/// The scenario.
+pub async fn run(spawner: crate::main_kernel::MainSpawner) -> Result<(), Failure> {
+    let count = sidecar_cpus().count();
+    check!(
+        count > 0,
+        "the demo needs a sidecar CPU (use --cpus 2 or more)"
+    );
+    vmm::prepare_memory(sidecar_cpus().map(|c| c.vp()));
+
+    all_checksum_vps(spawner).await?;
     info!("demo: {count} VPs computed, printed, took an interrupt and read the MMIO device");
 
     let first = sidecar_cpus().next().expect("counted above");
@@ -286,15 +357,16 @@ pub async fn run(spawner: crate::main_kernel::MainSpawner) -> Result<(), Failure
     if !round_trips.is_empty() {
         round_trips.sort_unstable();
         let n = round_trips.len();
-        report::number(report_key::VMRUN_ROUNDTRIP_CYCLES_P50, round_trips[n / 2]);
+        let p50 = u64::from(round_trips[n / 2]);
+        report::number(report_key::VMRUN_ROUNDTRIP_CYCLES_P50, p50);
         report::number(
             report_key::VMRUN_ROUNDTRIP_CYCLES_P99,
-            round_trips[n * 99 / 100],
+            u64::from(round_trips[n * 99 / 100]),
         );
         report::number(report_key::VMRUN_ROUNDTRIP_CYCLES_SAMPLES, n as u64);
         info!(
             "demo: I/O exit round trip p50 {} us over {n} exits",
-            time::ticks_to_us(round_trips[n / 2])
+            time::ticks_to_us(p50)
         );
     }
     info!(

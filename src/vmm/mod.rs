@@ -110,9 +110,10 @@ fn message_rip(message: &HvMessage) -> u64 {
 
 /// Round trips of a port I/O exit: from the VMM receiving one I/O
 /// intercept to receiving the next one of the same VP (handling it,
-/// SET_VP_REGISTERS for RIP, RUN_VP, the guest's next OUT). Kept in a
-/// static: the VMM's task futures must stay small.
-pub static IO_ROUND_TRIPS: spin::Mutex<heapless::Vec<u64, 4096>> =
+/// SET_VP_REGISTERS for RIP, RUN_VP, the guest's next OUT), in TSC cycles
+/// (saturated at `u32::MAX`: the kernel image has little room to spare).
+/// Kept in a static: the VMM's task futures must stay small.
+pub static IO_ROUND_TRIPS: spin::Mutex<heapless::Vec<u32, 4096>> =
     spin::Mutex::new(heapless::Vec::new());
 
 /// Per VP: the VMM was asked to stop the VP. Checked before every RUN_VP,
@@ -145,7 +146,8 @@ pub async fn run_vp(
                 let now = crate::arch::x86_64::cpu::rdtsc();
                 let io = message.header.typ == HvMessageType::HvMessageTypeX64IoPortIntercept;
                 if let (true, Some(then)) = (io, last_io) {
-                    let _ = IO_ROUND_TRIPS.lock().push(now - then);
+                    let cycles = u32::try_from(now - then).unwrap_or(u32::MAX);
+                    let _ = IO_ROUND_TRIPS.lock().push(cycles);
                 }
                 last_io = io.then_some(now);
                 if let Some(end) = handle(cpu, devices, counts, &message).await? {

@@ -2,8 +2,9 @@
 //! (`vmrun_roundtrip_cycles`: an intercept received by the VMM → handled
 //! with SET_VP_REGISTERS → RUN_VP → the VP's next I/O intercept), i.e. two
 //! protocol commands, a VMRUN and an exit under software emulation. One VMM
-//! task per VP on the BSP serves every sidecar CPU, so the CPU count is
-//! also the VMM's load.
+//! task per VP, on its node's main-kernel CPU (the BSP for node 0, each
+//! other node's base VP for its own), so a node's CPU count is also its
+//! VMM's load; the default topology puts up to 32 CPUs in a node.
 //!
 //! Each run reports p50 and p99 over its samples; the bench gives their
 //! medians over runs with min–max spread, in µs (the run's `boot.tsc_hz`).
