@@ -19,7 +19,7 @@
 
 use core::fmt;
 use core::future::poll_fn;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use core::task::Poll;
 
 use crate::abi::client::{self as requests, CommandFailure};
@@ -423,18 +423,28 @@ impl SidecarCpu {
     /// take it: at once if it halted), and sends the request IPI so that a
     /// running or halted VP notices. Works while RUN_VP runs.
     pub fn inject_interrupt(&self, vector: u8) {
-        let region = plan::get().regions[self.driver.node as usize]
-            .expect("a node with a driver has a region");
-        let page = region.register_page(self.index as u64) as *const RegisterPage;
-        // SAFETY: the register page is this CPU's, identity mapped on the
-        // BSP; only its atomic field is touched, which both sides share.
-        let request = unsafe { &(*page).interrupt_request };
-        request.store(
+        self.interrupt_request().store(
             u32::from(vector) | INTERRUPT_REQUEST_VALID,
             Ordering::Release,
         );
-        REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
-        apic::send_ipi(self.apic_id, REQUEST_VECTOR);
+        self.resend_request();
+    }
+
+    /// Whether an interrupt asked for with [`Self::inject_interrupt`] is
+    /// still waiting for the CPU to take it into its VP.
+    pub fn interrupt_pending(&self) -> bool {
+        self.interrupt_request().load(Ordering::Acquire) & INTERRUPT_REQUEST_VALID != 0
+    }
+
+    /// The CPU's interrupt request word in its register page.
+    fn interrupt_request(&self) -> &AtomicU32 {
+        let region = plan::get().regions[self.driver.node as usize]
+            .expect("a node with a driver has a region");
+        let page = region.register_page(self.index as u64) as *const RegisterPage;
+        // SAFETY: the register page is this CPU's, identity mapped on every
+        // main-kernel CPU for the whole run; only its atomic field is
+        // referenced, which both sides share.
+        unsafe { &(*page).interrupt_request }
     }
 
     /// Asks the CPU to leave sidecar (IDLE → REMOVE) and waits until it has
@@ -486,8 +496,9 @@ impl SidecarCpu {
         Ok(())
     }
 
-    /// Sends the request IPI again (for a STOP that was not acknowledged:
-    /// see `vmm::stop_reliably`).
+    /// Sends the request IPI again, with no status change: for a STOP that
+    /// was not acknowledged (see `vmm::stop_reliably`) or an interrupt
+    /// request still pending (the demo's injection).
     pub fn resend_request(&self) {
         REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
         apic::send_ipi(self.apic_id, REQUEST_VECTOR);
