@@ -32,6 +32,7 @@
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/poll.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -82,6 +83,10 @@ struct sidecar_node {
 	void *page;
 	u32 *response_cpu, *response_vector, *needs_attention;
 	wait_queue_head_t done[64]; /* per CPU, woken by the response IPI */
+	/* read/poll: CPUs with a RUN or REMOVE in flight, and those done with
+	 * one that no read has returned yet (bit i: CPU i). */
+	unsigned long in_flight, completed;
+	wait_queue_head_t any_done;
 	char name[16];
 	struct miscdevice misc;
 };
@@ -124,6 +129,8 @@ static bool request(struct sidecar_node *node, u32 cpu, u8 from, u8 to)
 	return true;
 }
 
+static bool collect(struct sidecar_node *node);
+
 static int request_status(struct sidecar_node *node, u32 cpu, u32 status)
 {
 	u8 now;
@@ -138,8 +145,13 @@ static int request_status(struct sidecar_node *node, u32 cpu, u32 status)
 		return -ENXIO;
 	if (status == SIDECAR_STOP)
 		return request(node, cpu, SIDECAR_RUN, SIDECAR_STOP) ? 0 : -EALREADY;
-	if (request(node, cpu, SIDECAR_IDLE, status))
+	if (request(node, cpu, SIDECAR_IDLE, status)) {
+		/* After the store: a completion before this is found by the
+		 * collect right after, or by the next response IPI's. */
+		set_bit(cpu, &node->in_flight);
+		collect(node);
 		return 0;
+	}
 	now = READ_ONCE(node->status[cpu]);
 	return (now == SIDECAR_REMOVED || now == SIDECAR_REMOVE) ? -ENXIO : -EBUSY;
 }
@@ -170,6 +182,25 @@ static int interrupt(struct sidecar_node *node, u32 cpu)
 	weak_wrmsr_fence();
 	send_request(node, cpu);
 	return 0;
+}
+
+/* Moves every CPU of `node` that is done with its request from in_flight to
+ * completed; true if any completed request waits for a read. Wakes the
+ * readers when it moved one. */
+static bool collect(struct sidecar_node *node)
+{
+	bool moved = false;
+	unsigned int cpu;
+
+	for_each_set_bit(cpu, &node->in_flight, node->count) {
+		if (done_status(node, cpu) >= 0 && test_and_clear_bit(cpu, &node->in_flight)) {
+			set_bit(cpu, &node->completed);
+			moved = true;
+		}
+	}
+	if (moved)
+		wake_up_interruptible(&node->any_done);
+	return READ_ONCE(node->completed) != 0;
 }
 
 /*
@@ -256,6 +287,7 @@ static irqreturn_t sidecar_response(int irq, void *unused)
 			if (wq_has_sleeper(&nodes[i].done[cpu]) && done_status(&nodes[i], cpu) >= 0)
 				wake_up(&nodes[i].done[cpu]);
 		}
+		collect(&nodes[i]);
 	}
 	return IRQ_HANDLED;
 }
@@ -385,10 +417,49 @@ static int guest_mmap(struct file *file, struct vm_area_struct *vma)
 	return map_range(vma, guest_base, guest_size);
 }
 
+/*
+ * read: 8 bytes, the mask of the node's CPUs whose RUN or REMOVE completed
+ * since the last read (bit i: CPU i), waiting until there is one (EAGAIN
+ * with O_NONBLOCK). The mask is the node's, shared by every reader. With
+ * respond=poll no IPI wakes the reader, so it looks again every jiffy.
+ */
+static ssize_t sidecar_read(struct file *file, char __user *buf, size_t len, loff_t *pos)
+{
+	struct sidecar_node *node = container_of(file->private_data, struct sidecar_node, misc);
+	u64 mask;
+	long ret;
+
+	if (len < sizeof(mask))
+		return -EINVAL;
+	for (;;) {
+		mask = xchg(&node->completed, 0);
+		if (mask)
+			break;
+		if (file->f_flags & O_NONBLOCK)
+			return -EAGAIN;
+		ret = wait_event_interruptible_timeout(node->any_done, collect(node),
+						       response_irq ? MAX_SCHEDULE_TIMEOUT : 1);
+		if (ret < 0)
+			return ret;
+	}
+	return copy_to_user(buf, &mask, sizeof(mask)) ? -EFAULT : sizeof(mask);
+}
+
+/* poll: readable when a completed request waits for a read. */
+static __poll_t sidecar_poll(struct file *file, poll_table *wait)
+{
+	struct sidecar_node *node = container_of(file->private_data, struct sidecar_node, misc);
+
+	poll_wait(file, &node->any_done, wait);
+	return collect(node) ? EPOLLIN | EPOLLRDNORM : 0;
+}
+
 static const struct file_operations sidecar_fops = {
 	.owner = THIS_MODULE,
 	.unlocked_ioctl = sidecar_ioctl,
 	.mmap = sidecar_mmap,
+	.read = sidecar_read,
+	.poll = sidecar_poll,
 };
 
 static const struct file_operations guest_fops = {
@@ -593,6 +664,7 @@ static int __init sidecar_init(void)
 		node->needs_attention = node->page + NEEDS_ATTENTION_OFFSET;
 		for (cpu = 0; cpu < ARRAY_SIZE(node->done); cpu++)
 			init_waitqueue_head(&node->done[cpu]);
+		init_waitqueue_head(&node->any_done);
 		snprintf(node->name, sizeof(node->name), "sidecar%u", i);
 		node->misc = (struct miscdevice){
 			.minor = MISC_DYNAMIC_MINOR, .name = node->name, .fops = &sidecar_fops,

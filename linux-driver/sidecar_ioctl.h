@@ -5,6 +5,11 @@
  * control page; page 1 + 2i: CPU i's command page; page 2 + 2i: its
  * register page), and /dev/sidecar-guest, whose mmap gives the VM's
  * guest memory (offset = guest physical address).
+ *
+ * read() on /dev/sidecarN gives 8 bytes, the mask of the node's CPUs whose
+ * RUN or REMOVE request completed since the last read (bit i: CPU i),
+ * waiting until there is one (EAGAIN with O_NONBLOCK); poll() says POLLIN
+ * when a read would not wait. The mask is the node's, shared by readers.
  */
 #ifndef SIDECAR_IOCTL_H
 #define SIDECAR_IOCTL_H

@@ -558,6 +558,9 @@ pub mod report_key {
     pub const LINUX_BAD_REQUESTS_REFUSED: &str = "linux.bad_requests_refused";
     /// The user-mode VMM's whole run, in ms (linux-vmm).
     pub const LINUX_VMM_MS: &str = "linux.vmm_ms";
+    /// Commands whose completion linux-vmm saw through sidecar.ko's `poll`
+    /// and `read` (linux-vmm's self-check).
+    pub const LINUX_POLL_COMPLETIONS: &str = "linux.poll_completions";
 
     /// Every key above.
     pub const ALL: &[&str] = &[
@@ -656,6 +659,7 @@ pub mod report_key {
         LINUX_CONVERSION_VPS,
         LINUX_BAD_REQUESTS_REFUSED,
         LINUX_VMM_MS,
+        LINUX_POLL_COMPLETIONS,
     ];
 }
 

@@ -213,6 +213,12 @@ fn linux_demo_drives_the_sidecar_cpus() {
         .expect("linux.stop_latency_busy_cycles: the same STOP among running VPs");
     assert!(busy > 0, "{}", tail(&outcome));
     assert_eq!(
+        linux.poll_completions,
+        Some(3),
+        "NONE commands whose completion poll() and read() on /dev/sidecar0 showed: {}",
+        tail(&outcome)
+    );
+    assert_eq!(
         linux.bad_requests_refused,
         Some(BAD_REQUESTS),
         "bad requests sidecar.ko refused with the right errno: {}",

@@ -1,6 +1,7 @@
 //! sidecar.ko's interface (`linux-driver/sidecar_ioctl.h`), from user
 //! space: a node's pages mapped from `/dev/sidecarN`, the guest memory from
-//! `/dev/sidecar-guest`, and the REQUEST, WAIT and INTERRUPT ioctls.
+//! `/dev/sidecar-guest`, the REQUEST, WAIT and INTERRUPT ioctls, and the
+//! completions through `poll` and `read`.
 //!
 //! Shared pages are touched only through atomics (the control page's, the
 //! register page's interrupt request) or volatile copies of a whole command
@@ -8,6 +9,7 @@
 //! reference into memory a sidecar CPU writes is ever made.
 
 use std::fs::{File, OpenOptions};
+use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -46,7 +48,17 @@ pub const ENXIO: i32 = 6;
 unsafe extern "C" {
     fn mmap(addr: *mut u8, len: usize, prot: i32, flags: i32, fd: i32, offset: i64) -> *mut u8;
     fn ioctl(fd: i32, request: u64, ...) -> i32;
+    fn poll(fds: *mut PollFd, count: u64, timeout_ms: i32) -> i32;
 }
+
+/// `struct pollfd`.
+#[repr(C)]
+struct PollFd {
+    fd: i32,
+    events: i16,
+    returned: i16,
+}
+const POLLIN: i16 = 0x1;
 const PROT_READ_WRITE: i32 = 0x3;
 const MAP_SHARED: i32 = 0x1;
 const MAP_FAILED: *mut u8 = usize::MAX as *mut u8;
@@ -193,6 +205,30 @@ impl Node {
             0 => Ok(arg.status),
             _ => Err(std::io::Error::last_os_error()),
         }
+    }
+
+    /// Whether a completed request waits to be read (`poll` for `POLLIN`,
+    /// for at most `timeout_ms`).
+    pub fn completion_ready(&self, timeout_ms: i32) -> Result<bool, std::io::Error> {
+        let mut fd = PollFd {
+            fd: self.device.as_raw_fd(),
+            events: POLLIN,
+            returned: 0,
+        };
+        // SAFETY: one `pollfd`, alive across the call; the fd is open.
+        match unsafe { poll(&raw mut fd, 1, timeout_ms) } {
+            n if n < 0 => Err(std::io::Error::last_os_error()),
+            0 => Ok(false),
+            _ => Ok(fd.returned & POLLIN != 0),
+        }
+    }
+
+    /// The node's CPUs whose RUN or REMOVE completed since the last read
+    /// (`read` of 8 bytes: bit i for CPU i); waits until there is one.
+    pub fn read_completions(&self) -> Result<u64, std::io::Error> {
+        let mut mask = [0; 8];
+        (&self.device).read_exact(&mut mask)?;
+        Ok(u64::from_le_bytes(mask))
     }
 
     /// The raw REQUEST ioctl: the driver's errno on refusal.

@@ -10,7 +10,7 @@
 //! - first, before the threads, the driver's answers to bad requests
 //!   (`linux.bad_requests_refused`), a spinning VP that the VMM STOPs
 //!   (`linux.stop_latency_cycles`) and, on that CPU alone, the command and
-//!   VM-exit round trips of [`bench`]; on that CPU, after its checksum VP,
+//!   VM-exit round trips of [`mod@bench`]; on that CPU, after its checksum VP,
 //!   the same STOP while the other VPs run
 //!   (`linux.stop_latency_busy_cycles`);
 //! - on the CPUs named on its command line (the ones init onlines), a
@@ -342,6 +342,43 @@ fn bad_requests_removed(node: &Node, cpu: u32) -> Result<(), String> {
     }
 }
 
+/// Commands whose completion [`completions_through_poll`] checks.
+const POLLED_COMMANDS: u32 = 3;
+
+/// The driver's `poll` and `read`: each of [`POLLED_COMMANDS`] NONE
+/// commands on CPU `cpu` must make the device readable within a second and
+/// its read must name the CPU; then its answer is read as usual. Reports
+/// `linux.poll_completions`.
+fn completions_through_poll(node: &Node, cpu: u32) -> Result<(), String> {
+    let failed = |what: &str, e: &dyn std::fmt::Display| format!("sidecar.ko: {what}: {e}");
+    // Completions of the requests before (the bad-request checks) first.
+    while node.completion_ready(0).map_err(|e| failed("poll", &e))? {
+        node.read_completions().map_err(|e| failed("read", &e))?;
+    }
+    for _ in 0..POLLED_COMMANDS {
+        node.start(cpu, client::write_test)
+            .map_err(|e| failed("NONE", &e))?;
+        if !node
+            .completion_ready(1000)
+            .map_err(|e| failed("poll", &e))?
+        {
+            return Err(format!(
+                "sidecar.ko: poll: CPU {cpu}'s NONE did not make the device readable within 1 s"
+            ));
+        }
+        let mask = node.read_completions().map_err(|e| failed("read", &e))?;
+        if mask & (1 << cpu) == 0 {
+            return Err(format!(
+                "sidecar.ko: read gave the mask {mask:#x}, without CPU {cpu}"
+            ));
+        }
+        let page = node.wait(cpu).map_err(|e| failed("WAIT after poll", &e))?;
+        client::read_test(&page).map_err(|e| failed("NONE's answer", &e))?;
+    }
+    println!("linux.poll_completions={POLLED_COMMANDS}");
+    Ok(())
+}
+
 /// What a CPU's thread does after its checksum VP.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -443,6 +480,7 @@ fn run() -> Result<(), String> {
         .find(|cpu| role(cpu) == Role::First)
         .expect("checked above");
     bad_requests_while_idle(&nodes, first.index)?;
+    completions_through_poll(first.node, first.index)?;
     let stop_alone = first.stop_spinning(true)?;
     eprintln!(
         "linux-vmm: STOP ended VP {}'s spin in {stop_alone} cycles, alone",

@@ -563,6 +563,10 @@ pub struct LinuxFacts {
     /// `--main linux`, demo: the user-mode VMM's whole run, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vmm_ms: Option<u64>,
+    /// `--main linux`, demo: commands whose completion the VMM saw through
+    /// sidecar.ko's `poll` and `read`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_completions: Option<u32>,
 }
 
 /// One CPU's status byte on its node's control page, as Linux's init read it.

@@ -349,6 +349,11 @@ fn quick_pass_of_every_kind_writes_every_file() {
         lines[21].starts_with("[22/24] n=4 linux run 1/1: 150.0 µs (elapsed "),
         "{progress}"
     );
+    assert!(
+        lines[23].starts_with("[24/24] n=4 sidecar demo run 1/1: 200.0 µs (elapsed "),
+        "{progress}"
+    );
+    assert!(!progress.contains("NaN"), "{progress}");
     let names: Vec<&str> = results.files.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
