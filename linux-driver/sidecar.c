@@ -131,18 +131,30 @@ static bool request(struct sidecar_node *node, u32 cpu, u8 from, u8 to)
 
 static bool collect(struct sidecar_node *node);
 
-static int request_status(struct sidecar_node *node, u32 cpu, u32 status)
+/* A request may go to CPU `cpu`: 0, or EINVAL (no such CPU), ENODEV (not a
+ * sidecar CPU), ENXIO (REMOVED, or being removed). */
+static int check_cpu(struct sidecar_node *node, u32 cpu)
 {
 	u8 now;
 
-	if (cpu >= node->count || (status != SIDECAR_RUN && status != SIDECAR_STOP &&
-				   status != SIDECAR_REMOVE))
+	if (cpu >= node->count)
 		return -EINVAL;
 	if (!is_sidecar(node, cpu))
 		return -ENODEV;
 	now = READ_ONCE(node->status[cpu]);
-	if (now == SIDECAR_REMOVED || now == SIDECAR_REMOVE)
-		return -ENXIO;
+	return (now == SIDECAR_REMOVED || now == SIDECAR_REMOVE) ? -ENXIO : 0;
+}
+
+static int request_status(struct sidecar_node *node, u32 cpu, u32 status)
+{
+	int ret;
+	u8 now;
+
+	if (status != SIDECAR_RUN && status != SIDECAR_STOP && status != SIDECAR_REMOVE)
+		return -EINVAL;
+	ret = check_cpu(node, cpu);
+	if (ret)
+		return ret;
 	if (status == SIDECAR_STOP)
 		return request(node, cpu, SIDECAR_RUN, SIDECAR_STOP) ? 0 : -EALREADY;
 	if (request(node, cpu, SIDECAR_IDLE, status)) {
@@ -170,15 +182,10 @@ static int done_status(struct sidecar_node *node, u32 cpu)
  * (an x2APIC ICR write is a WRMSR, which does not order earlier stores). */
 static int interrupt(struct sidecar_node *node, u32 cpu)
 {
-	u8 now;
+	int ret = check_cpu(node, cpu);
 
-	if (cpu >= node->count)
-		return -EINVAL;
-	if (!is_sidecar(node, cpu))
-		return -ENODEV;
-	now = READ_ONCE(node->status[cpu]);
-	if (now == SIDECAR_REMOVED || now == SIDECAR_REMOVE)
-		return -ENXIO;
+	if (ret)
+		return ret;
 	weak_wrmsr_fence();
 	send_request(node, cpu);
 	return 0;
