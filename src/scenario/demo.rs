@@ -18,7 +18,7 @@ use super::{client_failure, sidecar_cpus, Failure};
 use core::cell::Cell;
 use core::sync::atomic::Ordering;
 
-use futures_util::future::join;
+use futures_util::future::{join, select, Either};
 
 use crate::abi::{CommandPage, HvRegisterAssoc, HvX64RegisterName as Name, SidecarCommand};
 use crate::arch::x86_64::cpu::rdtsc;
@@ -43,6 +43,10 @@ static TOTALS: spin::Mutex<ExitCounts> = spin::Mutex::new(ExitCounts {
 /// How long an injected interrupt may wait for its VP before the request
 /// IPI is sent again.
 const INJECT_RESEND_US: u64 = 2000;
+
+/// How long one VP's checksum run may take before the demo fails, naming
+/// the VP and where it stands (the whole demo takes seconds under TCG).
+const VP_BOUND_US: u64 = 30_000_000;
 
 /// One VP's run of the checksum program, with the interrupt injected once
 /// the guest printed its line (and so is about to halt).
@@ -76,7 +80,25 @@ async fn checksum_vp(cpu: SidecarCpu) -> Result<(), Failure> {
             }
         }
     };
-    let (end, ()) = join(run, inject).await;
+    let bound = clock::sleep_us(VP_BOUND_US);
+    let end = match select(core::pin::pin!(join(run, inject)), core::pin::pin!(bound)).await {
+        Either::Left(((end, ()), _)) => end,
+        Either::Right(((), _)) => fail!(
+            "vp {vp}: the checksum program did not end within {} s: CPU status {:?},              {} UART line, interrupt request {}",
+            VP_BOUND_US / 1_000_000,
+            cpu.status(),
+            if UART_LINES[vp as usize].load(Ordering::Acquire) == lines_before {
+                "no"
+            } else {
+                "its"
+            },
+            if cpu.interrupt_pending() {
+                "still pending"
+            } else {
+                "taken by the CPU"
+            }
+        ),
+    };
     let end = end.map_err(|err| client_failure(vp, "running the checksum program", err))?;
     let expected = vmm::expected_checksum(vp);
     if let Err(wrong) = check_checksum(vp, end, &devices.reports, expected) {
