@@ -84,7 +84,7 @@ async fn checksum_vp(cpu: SidecarCpu) -> Result<(), Failure> {
     let end = match select(core::pin::pin!(join(run, inject)), core::pin::pin!(bound)).await {
         Either::Left(((end, ()), _)) => end,
         Either::Right(((), _)) => fail!(
-            "vp {vp}: the checksum program did not end within {} s: CPU status {:?},              {} UART line, interrupt request {}",
+            "vp {vp}: the checksum program did not end within {} s: CPU status {:?}, {} UART line, interrupt request {}",
             VP_BOUND_US / 1_000_000,
             cpu.status(),
             if UART_LINES[vp as usize].load(Ordering::Acquire) == lines_before {
