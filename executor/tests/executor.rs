@@ -91,8 +91,8 @@ fn an_executor_built_in_place_runs_tasks() {
     // A static, not a leaked box: Miri reports a leak, not what a static holds.
     static mut PLACE: std::mem::MaybeUninit<Exec<4>> = std::mem::MaybeUninit::uninit();
     // SAFETY: this test is the only code that names PLACE, and it takes the
-    // one reference once.
-    let place = unsafe { &mut *(&raw mut PLACE) };
+    // one reference once; the pointer is a static's, so not null.
+    let place = unsafe { (&raw mut PLACE).as_mut() }.expect("a static's address");
     let executor: &'static Exec<4> = Executor::new_in(place, ThreadSignal::new());
     let runner = executor.claim().unwrap();
     assert!(executor.claim().is_none(), "claimed once only");
