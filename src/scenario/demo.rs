@@ -16,9 +16,10 @@
 
 use super::{client_failure, sidecar_cpus, Failure};
 use core::cell::Cell;
+use core::fmt::Write as _;
 use core::sync::atomic::Ordering;
 
-use futures_util::future::{join, select, Either};
+use futures_util::future::{join, join3};
 
 use crate::abi::{CommandPage, HvRegisterAssoc, HvX64RegisterName as Name, SidecarCommand};
 use crate::arch::x86_64::cpu::rdtsc;
@@ -29,7 +30,7 @@ use crate::main_kernel::{clock, node};
 use crate::report;
 use crate::topology::MAX_NODES;
 use crate::vmm::devices::{Devices, UART_LINES};
-use crate::vmm::guests::{Program, OUTSIDE_GPA, WAKE_VECTOR};
+use crate::vmm::guests::{self, Program, OUTSIDE_GPA, WAKE_VECTOR};
 use crate::vmm::{self, ExitCounts, VpEnd};
 use crate::vocabulary::report_key;
 
@@ -44,9 +45,13 @@ static TOTALS: spin::Mutex<ExitCounts> = spin::Mutex::new(ExitCounts {
 /// IPI is sent again.
 const INJECT_RESEND_US: u64 = 2000;
 
-/// How long one VP's checksum run may take before the demo fails, naming
-/// the VP and where it stands (the whole demo takes seconds under TCG).
+/// How long one VP's checksum run may take before the demo stops it and
+/// fails, naming the VP and where it stood (the whole demo takes seconds
+/// under TCG).
 const VP_BOUND_US: u64 = 30_000_000;
+
+/// How often the bound's watch looks whether the run ended.
+const WATCH_STEP_US: u64 = 100_000;
 
 /// One VP's run of the checksum program, with the interrupt injected once
 /// the guest printed its line (and so is about to halt).
@@ -80,25 +85,24 @@ async fn checksum_vp(cpu: SidecarCpu) -> Result<(), Failure> {
             }
         }
     };
-    let bound = clock::sleep_us(VP_BOUND_US);
-    let end = match select(core::pin::pin!(join(run, inject)), core::pin::pin!(bound)).await {
-        Either::Left(((end, ()), _)) => end,
-        Either::Right(((), _)) => fail!(
-            "vp {vp}: the checksum program did not end within {} s: CPU status {:?}, {} UART line, interrupt request {}",
-            VP_BOUND_US / 1_000_000,
-            cpu.status(),
-            if UART_LINES[vp as usize].load(Ordering::Acquire) == lines_before {
-                "no"
-            } else {
-                "its"
-            },
-            if cpu.interrupt_pending() {
-                "still pending"
-            } else {
-                "taken by the CPU"
-            }
-        ),
+    // The bound: past it, the VP is stopped (so its state can be read) and
+    // the run fails below, saying where the VP stood.
+    let timed_out = Cell::new(false);
+    let watch = async {
+        let mut waited = 0;
+        while !finished.get() && waited < VP_BOUND_US {
+            clock::sleep_us(WATCH_STEP_US).await;
+            waited += WATCH_STEP_US;
+        }
+        if !finished.get() {
+            timed_out.set(true);
+            vmm::stop_reliably_unless(&cpu, || finished.get()).await;
+        }
     };
+    let (end, (), ()) = join3(run, inject, watch).await;
+    if timed_out.get() {
+        return Err(stuck(&cpu, lines_before).await);
+    }
     let end = end.map_err(|err| client_failure(vp, "running the checksum program", err))?;
     let expected = vmm::expected_checksum(vp);
     if let Err(wrong) = check_checksum(vp, end, &devices.reports, expected) {
@@ -106,6 +110,43 @@ async fn checksum_vp(cpu: SidecarCpu) -> Result<(), Failure> {
     }
     TOTALS.lock().add(&counts);
     Ok(())
+}
+
+/// The failure of a VP that outlived [`VP_BOUND_US`] and was stopped: its
+/// CPU's status, whether it printed, whether its interrupt request was
+/// taken, where the guest stood (RIP, RFLAGS.IF) and how many interrupts
+/// its handler counted.
+async fn stuck(cpu: &SidecarCpu, lines_before: u32) -> Failure {
+    let vp = cpu.vp();
+    let printed = UART_LINES[vp as usize].load(Ordering::Acquire) != lines_before;
+    let pending = cpu.interrupt_pending();
+    let count_gpa = guests::IRQ_COUNTS_GPA + 4 * u64::from(vp);
+    let irqs = u32::from_le_bytes(vmm::read_guest::<4>(count_gpa));
+    let mut failure = Failure::new();
+    let _ =
+        write!(
+        failure,
+        "vp {vp}: the checksum program did not end within {} s and was stopped: CPU status {:?}, \
+         {} UART line, interrupt request {}, guest interrupt count {irqs}",
+        VP_BOUND_US / 1_000_000,
+        cpu.status(),
+        if printed { "its" } else { "no" },
+        if pending { "still pending" } else { "taken by the CPU" },
+    );
+    match cpu.get_vp_register_values(&[Name::Rip, Name::Rflags]).await {
+        Ok([rip, rflags]) => {
+            let _ = write!(
+                failure,
+                ", RIP {:#x}, RFLAGS {:#x}",
+                rip.as_u64(),
+                rflags.as_u64()
+            );
+        }
+        Err(err) => {
+            let _ = write!(failure, ", registers unreadable ({err})");
+        }
+    }
+    failure
 }
 
 /// Stops a spinning VP `rounds` times; returns the STOP-to-completion
