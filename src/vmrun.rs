@@ -49,8 +49,8 @@ use x86_64::registers::rflags::RFlags;
 use crate::abi::{CommandPage, CpuContextX64};
 use crate::arch::x86_64::svm::{self, GuestRegisters};
 use crate::svm::exit_code::{
-    VMEXIT_CLGI, VMEXIT_HLT, VMEXIT_INTR, VMEXIT_INVLPGA, VMEXIT_SHUTDOWN, VMEXIT_SKINIT,
-    VMEXIT_STGI, VMEXIT_VINTR, VMEXIT_VMLOAD, VMEXIT_VMRUN, VMEXIT_VMSAVE,
+    VMEXIT_CLGI, VMEXIT_HLT, VMEXIT_INVLPGA, VMEXIT_SHUTDOWN, VMEXIT_SKINIT, VMEXIT_STGI,
+    VMEXIT_VMLOAD, VMEXIT_VMRUN, VMEXIT_VMSAVE,
 };
 use crate::svm::vmcb::{EventInjection, EventType, TLB_CONTROL_DO_NOTHING};
 use crate::svm::{handled_by_sidecar, intercept_message, ExitCode, Vmcb};
@@ -262,73 +262,24 @@ fn can_take_interrupt(vmcb: &Vmcb) -> bool {
     enabled && !shadow && !injecting
 }
 
-/// An interrupt shadow the VMRUN loop keeps itself: QEMU before 9.1 does
-/// not reload the VMCB's shadow bit at VMRUN, so a guest stopped between
-/// `sti` and `hlt` re-enters without it, and a virtual or injected
-/// interrupt would then be taken before its HLT, which would wait for a
-/// second one for ever. While the guest's RIP is still where an exit saw
-/// the shadow (and only interrupt exits came since), no interrupt is
-/// armed; the shadowed instruction then runs (a HLT exits at once, and
-/// the interrupt goes in after it). Bounded, so that a shadowed
-/// instruction that jumps to itself still gets its interrupt.
-#[derive(Clone, Copy)]
-struct Shadow {
-    /// The RIP of the shadowed instruction, and entries left to wait.
-    at: Option<(u64, u8)>,
-}
-
-/// Entries at a shadowed RIP without an interrupt armed, at most.
-const SHADOW_ENTRIES: u8 = 4;
-
-impl Shadow {
-    /// At the start of a run: the shadow the VP was saved in, if any (a
-    /// STOP can end a run between `sti` and `hlt` too).
-    fn at_start(vmcb: &Vmcb) -> Self {
-        let shadowed = vmcb.control.interrupt_shadow.interrupt_shadow();
-        Self {
-            at: shadowed.then_some((vmcb.save.rip, SHADOW_ENTRIES)),
-        }
-    }
-
-    /// After an exit: the VMCB's shadow bit starts a shadow at RIP; an
-    /// interrupt exit at the same RIP keeps it; anything else ends it.
-    fn after_exit(&mut self, vmcb: &Vmcb) {
-        let rip = vmcb.save.rip;
-        let interrupt_exit = matches!(vmcb.exit_code().0, VMEXIT_INTR | VMEXIT_VINTR);
-        self.at = match self.at {
-            _ if vmcb.control.interrupt_shadow.interrupt_shadow() => Some((rip, SHADOW_ENTRIES)),
-            Some((at, left)) if at == rip && interrupt_exit && left > 0 => Some((at, left)),
-            _ => None,
-        };
-    }
-
-    /// Before an entry at `rip`: whether the guest is to be treated as in
-    /// its shadow (which uses up one of its entries).
-    fn holds(&mut self, rip: u64) -> bool {
-        match self.at {
-            Some((at, left)) if at == rip && left > 0 => {
-                self.at = Some((at, left - 1));
-                true
-            }
-            _ => false,
-        }
-    }
-}
-
 /// Before an entry: injects a requested interrupt if the guest can take it
 /// (`true` if it did); otherwise, with a request pending, asks for an exit
-/// as soon as the guest can (V_IRQ with the VINTR intercept). In a
-/// [`Shadow`] it arms nothing.
-fn inject_requested(pages: &mut VpPages, shadow: &mut Shadow) -> bool {
+/// as soon as the guest can (V_IRQ with the VINTR intercept).
+fn inject_requested(pages: &mut VpPages) -> bool {
     let request = pages.interrupt_request();
     let pending = request.load(Ordering::Acquire) & INTERRUPT_REQUEST_VALID != 0;
     let (vmcb, _, _) = pages.get();
     let can_take = can_take_interrupt(vmcb);
-    let in_shadow = pending && shadow.holds(vmcb.save.rip);
+    let shadow = vmcb.control.interrupt_shadow.interrupt_shadow();
     let control = &mut vmcb.control;
-    if in_shadow {
-        // The request stays pending; the next exit (the HLT's, for
-        // `sti; hlt`) injects it.
+    if pending && !can_take && shadow {
+        // The guest stopped inside an interrupt shadow (`sti; hlt`, stopped
+        // between the two). QEMU before 9.1 does not reload the shadow at
+        // VMRUN, so a virtual interrupt armed now would be taken before the
+        // shadowed instruction: the guest's handler would run before its
+        // HLT, which then waits for a second interrupt. Arm nothing; the
+        // request stays pending, and the next exit (the HLT's, here)
+        // injects it.
         control.v_intr.set_v_irq(false);
         control.intercept_misc1.set_vintr(false);
         return false;
@@ -404,16 +355,14 @@ pub async fn run<const BYTES: usize>(
         return RunEnd::BadMxcsr(mxcsr);
     }
     load(pages);
-    let mut shadow = Shadow::at_start(pages.get().0);
     let interrupt_request = pages.interrupt_request;
     let requested = || interrupt_request.load(Ordering::Acquire) & INTERRUPT_REQUEST_VALID != 0;
     loop {
         // A request that arrived while the VP ran (or before this run) goes
         // in now if the guest can take it.
-        inject_requested(pages, &mut shadow);
+        inject_requested(pages);
         enter(pages);
         let (vmcb, page, state) = pages.get();
-        shadow.after_exit(vmcb);
         let code = vmcb.exit_code();
         if code.is_invalid() {
             // The CPU says only "invalid"; name the check if we know it.
