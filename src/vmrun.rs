@@ -270,20 +270,7 @@ fn inject_requested(pages: &mut VpPages) -> bool {
     let pending = request.load(Ordering::Acquire) & INTERRUPT_REQUEST_VALID != 0;
     let (vmcb, _, _) = pages.get();
     let can_take = can_take_interrupt(vmcb);
-    let shadow = vmcb.control.interrupt_shadow.interrupt_shadow();
     let control = &mut vmcb.control;
-    if pending && !can_take && shadow {
-        // The guest stopped inside an interrupt shadow (`sti; hlt`, stopped
-        // between the two). QEMU before 9.1 does not reload the shadow at
-        // VMRUN, so a virtual interrupt armed now would be taken before the
-        // shadowed instruction: the guest's handler would run before its
-        // HLT, which then waits for a second interrupt. Arm nothing; the
-        // request stays pending, and the next exit (the HLT's, here)
-        // injects it.
-        control.v_intr.set_v_irq(false);
-        control.intercept_misc1.set_vintr(false);
-        return false;
-    }
     if pending && !can_take {
         control.v_intr.set_v_irq(true);
         control.v_intr.set_v_ign_tpr(true);
