@@ -114,10 +114,7 @@ impl Bench for LinuxBench {
     }
 
     fn cases(&self, options: &BenchOptions) -> Result<Vec<Case>, String> {
-        let kernel = options
-            .linux_kernel
-            .clone()
-            .ok_or_else(|| NEEDS_KERNEL.to_owned())?;
+        let kernel = options.linux_kernel_or(NEEDS_KERNEL)?;
         let mut cases = Vec::new();
         let full: &[u16] = match options.boots_under_kvm() {
             true => &KVM_CPU_COUNTS,

@@ -87,10 +87,7 @@ impl Bench for LinuxVmmBench {
     }
 
     fn cases(&self, options: &BenchOptions) -> Result<Vec<Case>, String> {
-        let kernel = options
-            .linux_kernel
-            .clone()
-            .ok_or_else(|| NEEDS_KERNEL.to_owned())?;
+        let kernel = options.linux_kernel_or(NEEDS_KERNEL)?;
         let mut cases = Vec::new();
         for cpus in plan_counts(options, &CPU_COUNTS, &QUICK_CPU_COUNTS)? {
             let label = |what| format!("n={cpus} {what}");

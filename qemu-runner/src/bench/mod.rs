@@ -157,6 +157,11 @@ pub struct BenchOptions {
 }
 
 impl BenchOptions {
+    /// The Linux kernel of the Linux kinds, or `missing` as the error.
+    pub(crate) fn linux_kernel_or(&self, missing: &str) -> Result<PathBuf, String> {
+        self.linux_kernel.clone().ok_or_else(|| missing.to_owned())
+    }
+
     /// The runs per case: `runs`, else 1 when quick, else `default`.
     pub fn runs_or(&self, default: u32) -> u32 {
         self.runs
