@@ -50,7 +50,7 @@ use crate::abi::{CommandPage, CpuContextX64};
 use crate::arch::x86_64::svm::{self, GuestRegisters};
 use crate::svm::exit_code::{
     VMEXIT_CLGI, VMEXIT_HLT, VMEXIT_INVLPGA, VMEXIT_SHUTDOWN, VMEXIT_SKINIT, VMEXIT_STGI,
-    VMEXIT_VMLOAD, VMEXIT_VMRUN, VMEXIT_VMSAVE,
+    VMEXIT_VINTR, VMEXIT_VMLOAD, VMEXIT_VMRUN, VMEXIT_VMSAVE,
 };
 use crate::svm::vmcb::{EventInjection, EventType, TLB_CONTROL_DO_NOTHING};
 use crate::svm::{handled_by_sidecar, intercept_message, ExitCode, Vmcb};
@@ -264,13 +264,25 @@ fn can_take_interrupt(vmcb: &Vmcb) -> bool {
 
 /// Before an entry: injects a requested interrupt if the guest can take it
 /// (`true` if it did); otherwise, with a request pending, asks for an exit
-/// as soon as the guest can (V_IRQ with the VINTR intercept).
-fn inject_requested(pages: &mut VpPages) -> bool {
+/// as soon as the guest can (V_IRQ with the VINTR intercept). Right after a
+/// VINTR exit it arms nothing for one entry: QEMU 7.2 takes that exit one
+/// instruction early, inside the STI shadow (traced: INTR exit at a
+/// guest's `sti`, VINTR exit at the `hlt` after it with the shadow bit
+/// clear), and an interrupt injected there runs the guest's handler before
+/// its HLT, which then waits for ever. With nothing armed the shadowed
+/// instruction runs first (a HLT exits at once, and the interrupt goes in
+/// after it); the request waits for the next exit.
+fn inject_requested(pages: &mut VpPages, after_vintr: bool) -> bool {
     let request = pages.interrupt_request();
     let pending = request.load(Ordering::Acquire) & INTERRUPT_REQUEST_VALID != 0;
     let (vmcb, _, _) = pages.get();
     let can_take = can_take_interrupt(vmcb);
     let control = &mut vmcb.control;
+    if pending && after_vintr {
+        control.v_intr.set_v_irq(false);
+        control.intercept_misc1.set_vintr(false);
+        return false;
+    }
     if pending && !can_take {
         control.v_intr.set_v_irq(true);
         control.v_intr.set_v_ign_tpr(true);
@@ -344,13 +356,15 @@ pub async fn run<const BYTES: usize>(
     load(pages);
     let interrupt_request = pages.interrupt_request;
     let requested = || interrupt_request.load(Ordering::Acquire) & INTERRUPT_REQUEST_VALID != 0;
+    let mut after_vintr = false;
     loop {
         // A request that arrived while the VP ran (or before this run) goes
         // in now if the guest can take it.
-        inject_requested(pages);
+        inject_requested(pages, after_vintr);
         enter(pages);
         let (vmcb, page, state) = pages.get();
         let code = vmcb.exit_code();
+        after_vintr = code.0 == VMEXIT_VINTR;
         if code.is_invalid() {
             // The CPU says only "invalid"; name the check if we know it.
             let reason = vmcb
