@@ -15,17 +15,13 @@
 //! Both run on one sidecar CPU while the others are idle, and print their
 //! median, 99th percentile and sample count as report lines.
 
-use sidecar::abi::client::{self, RunVpExit};
-use sidecar::abi::{
-    HvInputVtl, HvMessageType, HvRegisterAssoc, HvX64RegisterName as Name, SidecarCommand,
-};
-use sidecar::emulation::devices::Devices;
-use sidecar::emulation::{emulate, ExitCounts, VpEnd};
+use sidecar::abi::client;
+use sidecar::abi::{HvInputVtl, HvRegisterAssoc, HvX64RegisterName as Name, SidecarCommand};
+use sidecar::emulation::{ExitCounts, VpEnd};
 use sidecar::guests::{self, Program};
 use sidecar::vocabulary::report_key as key;
-use sidecar::vp::GuestRam;
 
-use super::tsc;
+use super::{tsc, Cpu, Vmm};
 use crate::driver::Node;
 
 /// Samples of each benchmark: enough for a stable p99, few enough that the
@@ -54,49 +50,31 @@ fn command_round_trip(node: &Node, cpu: u32) -> Result<u64, String> {
     Ok(cycles)
 }
 
-/// One run of a one-round Compute on CPU `cpu`: its answer checked, and
-/// the TSC cycles between each I/O intercept and the next.
+/// One run of a one-round Compute on `cpu`: its answer checked, and the
+/// cycles between its I/O intercepts pushed to `samples`.
 fn exit_round_trips_of_one_run(
-    node: &Node,
-    cpu: u32,
-    memory: &GuestRam,
+    vmm: &Vmm,
+    cpu: Cpu,
     seed: u32,
     samples: &mut Vec<u64>,
 ) -> Result<(), String> {
-    let vp = node.base_vp + cpu;
-    let failed = |e: crate::driver::DriverError| format!("VP {vp}: exit bench: {e}");
-    let registers = guests::start_registers(Program::Compute, vp, seed, 1);
-    node.set_registers(cpu, &registers).map_err(failed)?;
-    let (mut devices, mut counts) = (Devices::new(vp), ExitCounts::default());
-    let mut last_io = None;
-    loop {
-        let message = match node.run_vp(cpu).map_err(failed)? {
-            RunVpExit::Intercept(message) => message,
-            RunVpExit::Stopped => return Err(format!("VP {vp} was stopped in the exit bench")),
-        };
-        let now = tsc();
-        let io = message.header.typ == HvMessageType::HvMessageTypeX64IoPortIntercept;
-        if let (true, Some(then)) = (io, last_io) {
-            samples.push(now - then);
-        }
-        last_io = io.then_some(now);
-        let read = |gpa| memory.read_array::<16>(gpa).unwrap_or_default();
-        let emulation = emulate(&mut devices, &mut counts, &message, read);
-        if !emulation.registers.is_empty() {
-            node.set_registers(cpu, &emulation.registers)
-                .map_err(failed)?;
-        }
-        match emulation.end {
-            None => {}
-            Some(VpEnd::Exited) => break,
-            Some(end) => return Err(format!("VP {vp} ended the exit bench {end:?}")),
-        }
-    }
+    let vp = cpu.vp;
+    let mut counts = ExitCounts::default();
+    let (end, reports) = cpu
+        .run(
+            vmm,
+            Program::Compute,
+            (seed, 1),
+            false,
+            &mut counts,
+            Some(samples),
+        )
+        .map_err(|e| format!("VP {vp}: exit bench: {e}"))?;
     let expected = guests::expected_compute(seed, 1);
-    match devices.reports.result {
-        Some(result) if result == expected => Ok(()),
-        other => Err(format!(
-            "VP {vp} computed {other:?} in the exit bench, expected {expected:#x}"
+    match (end, reports.result) {
+        (VpEnd::Exited, Some(result)) if result == expected => Ok(()),
+        (end, result) => Err(format!(
+            "VP {vp} computed {result:?} ({end:?}) in the exit bench, expected {expected:#x}"
         )),
     }
 }
@@ -117,10 +95,10 @@ fn report_percentiles(keys: [&str; 3], mut samples: Vec<u64>) -> Result<u64, Str
     Ok(p50)
 }
 
-/// Both benchmarks on CPU `cpu` of `node`, [`SAMPLES`] each, reported.
-pub fn round_trips(node: &Node, cpu: u32, memory: &GuestRam) -> Result<(), String> {
+/// Both benchmarks on `cpu`, [`SAMPLES`] each, reported.
+pub(super) fn round_trips(vmm: &Vmm, cpu: Cpu) -> Result<(), String> {
     let commands = (0..SAMPLES)
-        .map(|_| command_round_trip(node, cpu))
+        .map(|_| command_round_trip(cpu.node, cpu.index))
         .collect::<Result<Vec<_>, _>>()?;
     let keys = [
         key::LINUX_COMMAND_RTT_CYCLES_P50,
@@ -131,7 +109,7 @@ pub fn round_trips(node: &Node, cpu: u32, memory: &GuestRam) -> Result<(), Strin
     eprintln!("linux-vmm: command round trip p50 {p50} cycles");
     let mut exits = Vec::with_capacity(SAMPLES);
     for run in 0..SAMPLES as u32 {
-        exit_round_trips_of_one_run(node, cpu, memory, 0x5EED_0000 ^ run, &mut exits)?;
+        exit_round_trips_of_one_run(vmm, cpu, 0x5EED_0000 ^ run, &mut exits)?;
     }
     let keys = [
         key::LINUX_VMRUN_ROUNDTRIP_CYCLES_P50,

@@ -305,13 +305,6 @@ impl Node {
         Ok(())
     }
 
-    /// RUN_VP to its end: the intercept, or the STOP. (The demo starts and
-    /// waits apart, to inject in between; the benchmark uses this.)
-    pub fn run_vp(&self, cpu: u32) -> Result<RunVpExit, DriverError> {
-        let page = self.command(cpu, client::write_run_vp)?;
-        Ok(read_run_vp(cpu, &page)?)
-    }
-
     /// Asks CPU `cpu` to inject `vector` into its VP: stores the request
     /// in its register page, then the driver sends the request IPI (a
     /// halted VP wakes; a running one gets it at its next entry).

@@ -36,7 +36,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sidecar::abi::client::RunVpExit;
-use sidecar::abi::{client, CpuStatus};
+use sidecar::abi::{client, CpuStatus, HvMessageType};
 use sidecar::emulation::answers::{self, check_checksum};
 use sidecar::emulation::devices::{Devices, Reports};
 use sidecar::emulation::{emulate, ExitCounts, VpEnd};
@@ -88,6 +88,8 @@ impl Cpu<'_> {
     /// Runs `program` from its first registers until the guest exits, is
     /// stopped, or does something the emulation does not handle. With
     /// `inject`, the wake vector goes in once the guest printed a line.
+    /// With `io_round_trips`, the TSC cycles from each I/O intercept
+    /// received to the next are pushed there ([`mod@bench`]).
     fn run(
         &self,
         vmm: &Vmm,
@@ -95,11 +97,13 @@ impl Cpu<'_> {
         (eax, ecx): (u32, u32),
         inject: bool,
         counts: &mut ExitCounts,
+        mut io_round_trips: Option<&mut Vec<u64>>,
     ) -> Result<(VpEnd, Reports), DriverError> {
         let (node, cpu) = (self.node, self.index);
         node.set_registers(cpu, &guests::start_registers(program, self.vp, eax, ecx))?;
         let mut devices = Devices::new(self.vp);
         let mut inject_now = false;
+        let mut last_io = None;
         loop {
             node.start(cpu, client::write_run_vp)?;
             if std::mem::take(&mut inject_now) {
@@ -111,6 +115,14 @@ impl Cpu<'_> {
                 RunVpExit::Stopped => return Ok((VpEnd::Stopped, devices.reports)),
                 RunVpExit::Intercept(message) => message,
             };
+            if let Some(samples) = io_round_trips.as_deref_mut() {
+                let now = tsc();
+                let io = message.header.typ == HvMessageType::HvMessageTypeX64IoPortIntercept;
+                if let (true, Some(then)) = (io, last_io) {
+                    samples.push(now - then);
+                }
+                last_io = io.then_some(now);
+            }
             let read = |gpa| vmm.memory.read_array::<16>(gpa).unwrap_or_default();
             let emulation = emulate(&mut devices, counts, &message, read);
             if let Some(line) = emulation.line {
@@ -130,7 +142,7 @@ impl Cpu<'_> {
     fn checksum(&self, vmm: &Vmm) -> Result<(), String> {
         let mut counts = ExitCounts::default();
         let (end, reports) = self
-            .run(vmm, Program::Checksum, (0, 0), true, &mut counts)
+            .run(vmm, Program::Checksum, (0, 0), true, &mut counts, None)
             .map_err(|e| format!("VP {}: the checksum program: {e}", self.vp))?;
         let expected = answers::expected_checksum(&vmm.memory, self.vp)
             .map_err(|e| format!("VP {}: {e}", self.vp))?;
@@ -148,7 +160,14 @@ impl Cpu<'_> {
         let rounds = 20_000;
         let mut counts = ExitCounts::default();
         let (end, reports) = self
-            .run(vmm, Program::Compute, (seed, rounds), false, &mut counts)
+            .run(
+                vmm,
+                Program::Compute,
+                (seed, rounds),
+                false,
+                &mut counts,
+                None,
+            )
             .map_err(|e| format!("VP {}: computing: {e}", self.vp))?;
         let expected = guests::expected_compute(seed, rounds);
         if end != VpEnd::Exited || reports.result != Some(expected) {
@@ -486,7 +505,7 @@ fn run() -> Result<(), String> {
         "linux-vmm: STOP ended VP {}'s spin in {stop_alone} cycles, alone",
         first.vp
     );
-    bench::round_trips(first.node, first.index, &vmm.memory)?;
+    bench::round_trips(&vmm, *first)?;
 
     let (stop_cycles, converted) = thread::scope(|scope| {
         let mut threads: Vec<_> = cpus
