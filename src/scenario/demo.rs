@@ -41,10 +41,6 @@ static TOTALS: spin::Mutex<ExitCounts> = spin::Mutex::new(ExitCounts {
     other: 0,
 });
 
-/// How long an injected interrupt may wait for its VP before the request
-/// IPI is sent again.
-const INJECT_RESEND_US: u64 = 2000;
-
 /// How long one VP's checksum run may take before the demo stops it and
 /// fails, naming the VP and where it stood (the whole demo takes seconds
 /// under TCG).
@@ -74,16 +70,7 @@ async fn checksum_vp(cpu: SidecarCpu) -> Result<(), Failure> {
             clock::sleep_us(500).await;
         }
         clock::sleep_us(1000).await;
-        cpu.inject_interrupt(WAKE_VECTOR);
-        // A request IPI into a CPU inside VMRUN has been seen to produce no
-        // exit under QEMU (as for STOP, docs/vmm.md): send it again until
-        // the VP took the interrupt or its run ended.
-        while !finished.get() && cpu.interrupt_pending() {
-            clock::sleep_us(INJECT_RESEND_US).await;
-            if !finished.get() && cpu.interrupt_pending() {
-                cpu.resend_request();
-            }
-        }
+        vmm::inject_reliably_unless(&cpu, WAKE_VECTOR, || finished.get()).await;
     };
     // The bound: past it, the VP is stopped (so its state can be read) and
     // the run fails below, saying where the VP stood.

@@ -166,6 +166,26 @@ const STOP_RESEND_US: u64 = 2000;
 /// How often [`stop_reliably`] looks whether the STOP took.
 const STOP_POLL_US: u64 = 100;
 
+/// How long an injected interrupt may wait for its VP before the request
+/// IPI is sent again.
+const INJECT_RESEND_US: u64 = 2000;
+
+/// Asks the VP on `cpu` to take interrupt `vector` and, while the request
+/// is pending, re-sends the request IPI every [`INJECT_RESEND_US`] until the
+/// VP took it or its run ended (`finished`), as [`stop_reliably_unless`]
+/// does for a STOP: a request IPI into a CPU inside VMRUN has been seen to
+/// produce no exit under QEMU, and an interrupt held back one entry after
+/// a VINTR exit (docs/vmm.md) goes in at the exit a re-send makes.
+pub async fn inject_reliably_unless(cpu: &SidecarCpu, vector: u8, finished: impl Fn() -> bool) {
+    cpu.inject_interrupt(vector);
+    while !finished() && cpu.interrupt_pending() {
+        crate::main_kernel::clock::sleep_us(INJECT_RESEND_US).await;
+        if !finished() && cpu.interrupt_pending() {
+            cpu.resend_request();
+        }
+    }
+}
+
 /// Stops the VP running on `cpu`: waits until RUN_VP is the command in
 /// flight (the VMM may be between commands, or emulating an exit), stores
 /// STOP and, while the CPU has not stopped, re-sends the request IPI every
