@@ -21,12 +21,14 @@ use core::cell::Cell;
 
 use futures_util::future::join;
 
-use crate::abi::{HvRegisterAssoc, HvX64RegisterName as Name};
+use crate::abi::{HvRegisterAssoc, HvX64RegisterName as Name, HvX64TableRegister};
 use crate::main_kernel::client::SidecarCpu;
 use crate::main_kernel::clock;
 use crate::report;
 use crate::vmm::devices::Devices;
-use crate::vmm::guests::{Program, IRQ_COUNTS_GPA, OUTSIDE_GPA, SVM_INSTRUCTIONS, WAKE_VECTOR};
+use crate::vmm::guests::{
+    self, Program, IRQ_COUNTS_GPA, OUTSIDE_GPA, SVM_INSTRUCTIONS, WAKE_VECTOR,
+};
 use crate::vmm::{self, ExitCounts, VpEnd};
 use crate::vocabulary::report_key;
 
@@ -167,6 +169,55 @@ async fn event_in_flight(cpu: &SidecarCpu) -> Result<(), Failure> {
     Ok(())
 }
 
+/// An interrupt requested before the guest enables interrupts with
+/// `sti; hlt`: it must wake the HLT, not be taken before it (QEMU 7.2
+/// takes the VINTR exit inside the STI shadow; an injection there ran the
+/// handler before the HLT, which then waited for ever; docs/vmm.md).
+async fn sti_hlt_with_a_request_pending(cpu: &SidecarCpu) -> Result<(), Failure> {
+    let vp = cpu.vp();
+    let mut devices = Devices::new(vp);
+    // The VP enters right at the program's `sti; hlt` (its IDT gate was set
+    // by the earlier case) with IF clear and the request already pending:
+    // the entry arms a virtual interrupt, and the `sti` is the first
+    // instruction the VP runs, as in the demo runs that hung.
+    let entry = Program::EventInFlight.entry();
+    let image = guests::image();
+    let from = (entry - guests::CODE_GPA) as usize;
+    let Some(at) = image[from..]
+        .windows(3)
+        .position(|b| b == [0xFB, 0xF4, 0xFA])
+    else {
+        fail!("vp {vp}: no `sti; hlt; cli` in the event-in-flight program");
+    };
+    vmm::write_guest(IRQ_COUNTS_GPA + u64::from(vp) * 4, &[0; 4]);
+    let mut registers = vmm::start_registers(Program::EventInFlight, vp, 0, 0);
+    // The tables the program's own `lgdt`/`lidt` would have loaded.
+    let table = |base: u64, limit: u16| HvX64TableRegister {
+        pad: [0; 3],
+        limit,
+        base,
+    };
+    let _ = registers.push(HvRegisterAssoc::new(
+        Name::Gdtr,
+        table(guests::CODE_GPA, 23),
+    ));
+    let _ = registers.push(HvRegisterAssoc::new(
+        Name::Idtr,
+        table(guests::IDT_GPA, 0x7FF),
+    ));
+    let _ = registers.push(HvRegisterAssoc::new(Name::Rip, entry + at as u64));
+    cpu.inject_interrupt(WAKE_VECTOR);
+    let end = run_bounded(cpu, &mut devices, &registers, None, CASE_BOUND_US).await?;
+    check!(
+        end == VpEnd::Exited && devices.reports.irqs == Some(1),
+        "vp {vp}: an interrupt requested before `sti; hlt` gave {end:?}, the guest counted {:?} \
+         interrupts (expected an exit after 1)",
+        devices.reports.irqs
+    );
+    info!("guest-edges: vp {vp}: an interrupt requested before `sti; hlt` woke the HLT");
+    Ok(())
+}
+
 /// The scenario.
 pub async fn run() -> Result<(), Failure> {
     let Some(cpu) = sidecar_cpus().next() else {
@@ -177,6 +228,7 @@ pub async fn run() -> Result<(), Failure> {
     event_in_flight(&cpu).await?;
     cli_spin(&cpu).await?;
     cli_hlt(&cpu).await?;
-    report::number(report_key::GUEST_EDGES_CASES, 4);
+    sti_hlt_with_a_request_pending(&cpu).await?;
+    report::number(report_key::GUEST_EDGES_CASES, 5);
     Ok(())
 }
