@@ -219,6 +219,51 @@ pub(crate) fn no_sidecar_cpu_left(
     Some(format!("no sidecar CPU is left: {main}{rest}"))
 }
 
+/// The CPUs to remove from a machine of `cpus` CPUs in the kernel's default
+/// nodes (no NUMA layout) so that `keep` sidecar CPUs are left, taken in
+/// turn from each node (its first sidecar CPU, then each node's second…), so
+/// that every node's VMM serves some of them. Fewer are left when the
+/// machine has fewer.
+pub(crate) fn removed_leaving(cpus: u16, keep: usize) -> Vec<u16> {
+    use sidecar::topology::{CpuSet, FirmwareCpu, Role, Topology};
+    let firmware: Vec<FirmwareCpu> = (0..u32::from(cpus))
+        .map(|vp| FirmwareCpu {
+            apic_id: vp,
+            domain: 0,
+        })
+        .collect();
+    let Ok(topology) = Topology::new(&firmware, 0, &CpuSet::new()) else {
+        return Vec::new();
+    };
+    let per_node: Vec<Vec<u32>> = topology
+        .nodes
+        .iter()
+        .map(|node| {
+            topology
+                .cpus
+                .iter()
+                .filter(|cpu| cpu.node == node.index && cpu.role == Role::Sidecar)
+                .map(|cpu| cpu.vp)
+                .collect()
+        })
+        .collect();
+    let deepest = per_node.iter().map(Vec::len).max().unwrap_or(0);
+    let kept: BTreeSet<u32> = (0..deepest)
+        .flat_map(|rank| {
+            per_node
+                .iter()
+                .filter_map(move |vps| vps.get(rank).copied())
+        })
+        .take(keep)
+        .collect();
+    topology
+        .cpus
+        .iter()
+        .filter(|cpu| cpu.role == Role::Sidecar && !kept.contains(&cpu.vp))
+        .filter_map(|cpu| u16::try_from(cpu.vp).ok())
+        .collect()
+}
+
 /// `CPU 3` or `CPUs 1, 2, 3`, followed by `one` or `many` when not empty.
 fn cpu_list(vps: &[u32], one: &str, many: &str) -> String {
     let numbers: Vec<String> = vps.iter().map(u32::to_string).collect();
@@ -448,5 +493,23 @@ mod tests {
         assert!(parse_removed("2,2").unwrap_err().contains("twice"));
         assert_eq!(parse_node_sizes("3,4"), Ok(vec![3, 4]));
         assert!(parse_node_sizes("3,0").is_err());
+    }
+
+    #[test]
+    fn removed_leaving_keeps_sidecar_cpus_from_every_node_in_turn() {
+        // 64 CPUs are two nodes of 32 (base VPs 0 and 32).
+        let removed = removed_leaving(64, 3);
+        let kept: Vec<u16> = (1..64)
+            .filter(|vp| *vp != 32 && !removed.contains(vp))
+            .collect();
+        assert_eq!(kept, vec![1, 2, 33]);
+        assert_eq!(removed.len(), 59);
+        assert!(!removed.contains(&0) && !removed.contains(&32));
+        assert!(check_removed(&removed, 64).is_ok());
+        // One node: the first three sidecar CPUs.
+        assert_eq!(removed_leaving(8, 3), vec![4, 5, 6, 7]);
+        // Asking for more than there are removes nothing.
+        assert_eq!(removed_leaving(4, 3), Vec::<u16>::new());
+        assert_eq!(removed_leaving(4, 9), Vec::<u16>::new());
     }
 }

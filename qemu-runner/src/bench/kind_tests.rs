@@ -188,9 +188,21 @@ fn plans_of_every_kind() {
             "n=8 demo vmrun",
             "n=16 demo vmrun",
             "n=32 demo vmrun",
-            "n=64 demo vmrun"
+            "n=64 demo vmrun",
+            "n=8 demo vmrun, 3 VPs",
+            "n=16 demo vmrun, 3 VPs",
+            "n=32 demo vmrun, 3 VPs",
+            "n=64 demo vmrun, 3 VPs"
         ]
     );
+    let vmrun = BenchKind::Vmrun.bench().cases(&full).unwrap();
+    let few_64 = vmrun.last().unwrap();
+    let Guest::Sidecar(config) = &few_64.guest else {
+        panic!("a sidecar case");
+    };
+    assert_eq!(config.removed.len(), 64 - 2 - 3, "two base VPs and 3 kept");
+    assert_eq!(few_64.params["running_vps"], 3);
+    assert!(!config.removed.contains(&1) && !config.removed.contains(&33));
     assert_eq!(labels(BenchKind::Pages, &full).len(), 7);
     let linux = labels(BenchKind::Linux, &full);
     assert_eq!(linux.len(), 6 * 5);

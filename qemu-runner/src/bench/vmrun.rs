@@ -14,10 +14,11 @@ use sidecar::vocabulary::report_key as key;
 
 use super::{
     cell, cells_phrase, cpu_chart, cpu_series, markdown_table, per_cpu_count, runs_phrase,
-    tsc_fact, Bench, BenchOptions, Case, CaseResult, Metric, DEFAULT_SERIES,
+    tsc_fact, Bench, BenchOptions, Case, CaseResult, Guest, Metric, DEFAULT_SERIES,
 };
 use crate::schema::{need, Percentiles};
 use crate::svg::LineChart;
+use crate::topology::removed_leaving;
 use crate::{Report, Scenario};
 
 /// CPU counts of the full plan (VPs = CPUs − 1).
@@ -38,6 +39,36 @@ const METRICS: &[Metric] = &[
     Metric::new("io_exits", ""),
 ];
 
+/// VPs running at once in the second series: the 4-CPU machine's, at every
+/// larger CPU count, the other sidecar CPUs removed. With the host's cores
+/// shared by every running VP's virtual CPU, this series separates the
+/// machine's size from the number of VPs running at once.
+pub const FEW_VPS: usize = 3;
+
+/// `n=N demo vmrun, 3 VPs`: the demo on `cpus` CPUs with all but
+/// [`FEW_VPS`] sidecar CPUs removed, taken from every node in turn.
+fn few_vps_case(options: &BenchOptions, cpus: u16) -> Case {
+    let mut case = Case::sidecar(
+        format!("n={cpus} demo vmrun, {FEW_VPS} VPs"),
+        options,
+        Scenario::Demo,
+        cpus,
+        DEFAULT_SERIES,
+    );
+    let removed = removed_leaving(cpus, FEW_VPS);
+    case.params.insert("removed".into(), json!(removed));
+    case.params.insert("running_vps".into(), json!(FEW_VPS));
+    if let Guest::Sidecar(config) = &mut case.guest {
+        config.removed = removed;
+    }
+    case
+}
+
+/// Whether `result` is of the few-VPs series.
+fn is_few_vps(result: &CaseResult) -> bool {
+    result.case.params.contains_key("running_vps")
+}
+
 /// The `vmrun` benchmark.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VmrunBench;
@@ -49,13 +80,20 @@ impl Bench for VmrunBench {
 
     fn cases(&self, options: &BenchOptions) -> Result<Vec<Case>, String> {
         let counts = (&CPU_COUNTS[..], &QUICK_CPU_COUNTS[..]);
-        per_cpu_count(
+        let mut cases = per_cpu_count(
             options,
             counts,
             Scenario::Demo,
             DEFAULT_SERIES,
             "demo vmrun",
-        )
+        )?;
+        let few: Vec<Case> = cases
+            .iter()
+            .filter(|case| usize::from(case.cpus()) > FEW_VPS + 1)
+            .map(|case| few_vps_case(options, case.cpus()))
+            .collect();
+        cases.extend(few);
+        Ok(cases)
     }
 
     fn metrics(&self) -> &'static [Metric] {
@@ -82,9 +120,9 @@ impl Bench for VmrunBench {
     }
 
     fn charts(&self, results: &[CaseResult]) -> Vec<(String, String)> {
-        let all = |_: &CaseResult| true;
+        let all = |r: &CaseResult| !is_few_vps(r);
         let chart = LineChart {
-            x_label: "CPUs (-smp; one VP per sidecar CPU, one VMM on the BSP)".to_owned(),
+            x_label: "CPUs (-smp; one VMM per node, on its main-kernel CPU)".to_owned(),
             ..cpu_chart(
                 "sidecar VMRUN round trip through the VMM",
                 format!(
@@ -96,6 +134,14 @@ impl Bench for VmrunBench {
                 vec![
                     cpu_series("p50 of the run", false, results, all, P50, 1.0),
                     cpu_series("p99 of the run", true, results, all, P99, 1.0),
+                    cpu_series(
+                        &format!("p50, {FEW_VPS} VPs (other sidecar CPUs removed)"),
+                        false,
+                        results,
+                        is_few_vps,
+                        P50,
+                        1.0,
+                    ),
                 ],
             )
         };
