@@ -2,7 +2,7 @@
 //! the local APIC, and four private tables per CPU for its window.
 //!
 //! ```text
-//! PML4 (private) ─┬─ [0] ─ shared PDPT ─┬─ [0] ─ PD ─ [0] ─ PT: the kernel image, 4 KiB pages
+//! PML4 (private) ─┬─ [0] ─ shared PDPT ─┬─ [0] ─ PD ─ [0], [1] ─ PTs: the kernel image, 4 KiB pages
 //!                 │                     └─ [3] ─ PD ─ [503] ─ PT: the local APIC (uncached)
 //!                 ├─ [1] ─ PDPT ─ PD ─ PT (private): the CPU's window (layout::window)
 //!                 ├─ [2] ─ shared PDPT ─ PD: guest memory, 2 MiB pages (layout::GUEST_WINDOW_BASE)
@@ -62,7 +62,11 @@ pub struct ImageTooLarge {
 /// own PML4 when it is done starting CPUs.
 pub const FANOUT_PML4_SLOT: usize = table_indexes(FANOUT_WINDOW_BASE)[0];
 
-/// The tables every sidecar CPU shares: nine pages, built once by the BSP.
+/// How far the kernel image may reach: the two page tables the shared
+/// tables give it map the first 4 MiB (the linker script asserts it).
+pub const IMAGE_LIMIT: u64 = 2 * LARGE_PAGE_SIZE;
+
+/// The tables every sidecar CPU shares: ten pages, built once by the BSP.
 #[derive(Clone)]
 #[repr(C)]
 pub struct SharedTables {
@@ -75,6 +79,9 @@ pub struct SharedTables {
     guest_pd: PageTable,
     fanout_pdpt: PageTable,
     fanout_pd: PageTable,
+    /// The image's second 2 MiB; last, so that the other tables keep their
+    /// offsets.
+    image_pt_high: PageTable,
 }
 
 impl SharedTables {
@@ -90,6 +97,7 @@ impl SharedTables {
             guest_pd: PageTable::zeroed(),
             fanout_pdpt: PageTable::zeroed(),
             fanout_pd: PageTable::zeroed(),
+            image_pt_high: PageTable::zeroed(),
         }
     }
 
@@ -101,8 +109,8 @@ impl SharedTables {
         image: &KernelImage,
         apic: u64,
     ) -> Result<(), ImageTooLarge> {
-        // The image must lie in the first 2 MiB, the one page table we give it.
-        if image.data.end > LARGE_PAGE_SIZE {
+        // The image must lie in the first 4 MiB, the two page tables we give it.
+        if image.data.end > IMAGE_LIMIT {
             return Err(ImageTooLarge {
                 end: image.data.end,
             });
@@ -111,9 +119,10 @@ impl SharedTables {
         *self = Self::new();
         self.pdpt.entries[0] = table(1);
         self.image_pd.entries[0] = table(2);
-        map_range(&mut self.image_pt, &image.text, CODE);
-        map_range(&mut self.image_pt, &image.rodata, READ_ONLY);
-        map_range(&mut self.image_pt, &image.data, DATA);
+        self.image_pd.entries[1] = table(9);
+        self.map_image_range(&image.text, CODE);
+        self.map_image_range(&image.rodata, READ_ONLY);
+        self.map_image_range(&image.data, DATA);
 
         let [_, apic_pdpt, apic_pd, apic_pt] = table_indexes(apic);
         self.pdpt.entries[apic_pdpt] = table(3);
@@ -175,13 +184,20 @@ impl Default for SharedTables {
     }
 }
 
-/// Identity-maps every page of `range` (rounded out to pages) in `pt`, which
-/// covers the first 2 MiB.
-fn map_range(pt: &mut PageTable, range: &Range<u64>, flags: Flags) {
-    let first = range.start / PAGE_SIZE;
-    let end = range.end.div_ceil(PAGE_SIZE);
-    for page in first..end {
-        pt.entries[page as usize] = entry(page * PAGE_SIZE, flags);
+impl SharedTables {
+    /// Identity-maps every page of `range` (rounded out to pages, below
+    /// [`IMAGE_LIMIT`]) in the image's two page tables.
+    fn map_image_range(&mut self, range: &Range<u64>, flags: Flags) {
+        const ENTRIES: u64 = LARGE_PAGE_SIZE / PAGE_SIZE;
+        let first = range.start / PAGE_SIZE;
+        let end = range.end.div_ceil(PAGE_SIZE);
+        for page in first..end {
+            let table = match page < ENTRIES {
+                true => &mut self.image_pt,
+                false => &mut self.image_pt_high,
+            };
+            table.entries[(page % ENTRIES) as usize] = entry(page * PAGE_SIZE, flags);
+        }
     }
 }
 
@@ -355,6 +371,7 @@ mod tests {
                 &shared.guest_pd,
                 &shared.fanout_pdpt,
                 &shared.fanout_pd,
+                &shared.image_pt_high,
             ];
             for (i, table) in shared_list.into_iter().enumerate() {
                 tables.insert(SHARED + i as u64 * PAGE_SIZE, table.clone());
@@ -486,10 +503,34 @@ mod tests {
     fn oversized_image_is_rejected() {
         let mut shared = Box::new(SharedTables::new());
         let mut big = image();
-        big.data.end = 0x20_1000;
+        big.data.end = 0x40_1000;
         assert_eq!(
             shared.build(SHARED, &big, APIC),
-            Err(ImageTooLarge { end: 0x20_1000 })
+            Err(ImageTooLarge { end: 0x40_1000 })
         );
+    }
+
+    #[test]
+    fn an_image_past_2_mib_is_mapped_by_the_second_table() {
+        let mut shared = Box::new(SharedTables::new());
+        let mut big = image();
+        big.data.end = 0x30_0000;
+        shared.build(SHARED, &big, APIC).unwrap();
+        let mut tables = HashMap::new();
+        let list = [&shared.pdpt, &shared.image_pd, &shared.image_pt];
+        for (i, table) in list.into_iter().enumerate() {
+            tables.insert(SHARED + i as u64 * PAGE_SIZE, table.clone());
+        }
+        tables.insert(SHARED + 9 * PAGE_SIZE, shared.image_pt_high.clone());
+        let mut pml4 = PageTable::zeroed();
+        pml4.entries[0] = entry(SharedTables::pdpt_address(SHARED), TABLE);
+        tables.insert(CPU_TABLES, pml4);
+        let walk = |virt| translate(CPU_TABLES, virt, |phys| tables.get(&phys));
+        let below = walk(0x1F_F000).unwrap();
+        assert_eq!(entry_address(below), 0x1F_F000);
+        let above = walk(0x2F_F000).unwrap();
+        assert_eq!(entry_address(above), 0x2F_F000);
+        assert_eq!(access(above), Flags::WRITABLE | Flags::NO_EXECUTE);
+        assert_eq!(walk(0x30_0000), None, "past the image");
     }
 }

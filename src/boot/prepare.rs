@@ -20,6 +20,7 @@ use crate::boot::page_tables::{KernelImage, SharedPdpts, SharedTables, FANOUT_PM
 use crate::boot::phys::{IdentityMapped, IDENTITY_MAPPED_END};
 use crate::boot::pvh::MemmapEntry;
 use crate::layout::{FanoutWindow, NodeRegion, PAGE_SIZE};
+use crate::paging::LARGE_PAGE_SIZE;
 use crate::percpu;
 use crate::plan::{BaseVpArea, GuestRegion, GUEST_MEMORY_BYTES};
 use crate::runtime::hooks::RuntimeHooks;
@@ -28,8 +29,13 @@ use crate::topology::{Role, Topology, MAX_NODES};
 /// The tables every sidecar CPU shares (kernel image and local APIC).
 static mut SHARED_TABLES: SharedTables = SharedTables::new();
 
-/// Node regions start above the first 2 MiB, which hold the kernel image.
-const REGION_FLOOR: u64 = 2 << 20;
+/// Node regions start at the first 2 MiB boundary above the kernel image's
+/// end (2 MiB while the image ends below it): a 2 MiB page of the fan-out
+/// window never maps the image, and a gap is left between the two, which a
+/// Linux main kernel needs (docs/linux.md, "Memory map").
+fn region_floor() -> u64 {
+    (kernel_image().data.end + 1).next_multiple_of(LARGE_PAGE_SIZE)
+}
 
 /// Pages of the VM's tables after its memory: NPT 3, IOPM 3, MSRPM 2.
 const VM_TABLE_PAGES: u64 = 8;
@@ -75,7 +81,7 @@ impl core::fmt::Display for PrepareError {
             PrepareError::ImageTooLarge(end) => {
                 write!(
                     f,
-                    "the kernel image ends at {end:#x}, past the 2 MiB its tables map"
+                    "the kernel image ends at {end:#x}, past the 4 MiB its tables map"
                 )
             }
         }
@@ -121,7 +127,7 @@ fn allocate_regions(
         .sum();
     let base = memory::find_ram(
         map,
-        REGION_FLOOR,
+        region_floor(),
         IDENTITY_MAPPED_END,
         total_pages * PAGE_SIZE,
     )
@@ -259,8 +265,8 @@ pub fn prepare(
         .flatten()
         .map(|r| r.end())
         .max()
-        .unwrap_or(REGION_FLOOR);
-    let guest = allocate_guest_memory(map, regions_end.max(REGION_FLOOR))?;
+        .unwrap_or_else(region_floor);
+    let guest = allocate_guest_memory(map, regions_end.max(region_floor()))?;
     let base_vps = allocate_base_vp_area(map, guest.msrpm + 2 * PAGE_SIZE, topology)?;
 
     let regions_start = regions_end - total_pages * PAGE_SIZE;

@@ -39,10 +39,10 @@ pub const KERNEL_FILE: &str = "opt/sidecar/linux";
 pub const INITRD_FILE: &str = "opt/sidecar/initrd";
 
 /// The kernel image with its bss (shared page tables, IDT, the AP CR3
-/// table, the plan), which the linker script keeps below 2 MiB. Only its
+/// table, the plan), which the linker script keeps below 4 MiB. Only its
 /// real extent is reserved: Linux merges it with the firmware's reserved
 /// range below 1 MiB and marks the whole busy, which `/dev/mem` refuses to
-/// map, and the node regions at 2 MiB must stay out of that merge.
+/// map, and the node regions above it must stay out of that merge.
 fn kernel_image() -> Range<u64> {
     unsafe extern "C" {
         static __kernel_start: u8;

@@ -32,7 +32,7 @@ use crate::arch::x86_64::{apic, cpu};
 
 /// Task slots of the BSP's executor: the scenario's main task, the
 /// driver's watchdog, and a VMM task per VP it runs at once. 20 (160 KiB):
-/// the executor is in the kernel image, which must end below 2 MiB, and the
+/// the executor is in the kernel image, which must end below 4 MiB, and the
 /// other nodes' VPs run on their base VPs' executors.
 pub const MAIN_TASKS: usize = 20;
 /// Bytes per task slot of the BSP's executor.

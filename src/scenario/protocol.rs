@@ -321,7 +321,7 @@ const OTHER_CPU_SEGMENTS: [usize; 3] = [0, 1, 3];
 /// Round-trip samples, by [`Loop`] and [`Split`] segment, kept out of the
 /// task's future (which must fit a task slot). 32 bits each (1.6 s at
 /// 2.6 GHz, saturated), and only [`OTHER_CPU_SEGMENTS`] of CPU 2's: the
-/// kernel image must end below 2 MiB.
+/// kernel image must end below 4 MiB.
 struct Samples {
     same_cpu: [[[u32; ITERATIONS]; SEGMENTS]; 2],
     other_cpu: [[u32; ITERATIONS]; OTHER_CPU_SEGMENTS.len()],
