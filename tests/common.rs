@@ -106,9 +106,14 @@ pub fn check_boot(config: &RunConfig, expected_nodes: &[(u64, u64)], removed: &[
     assert_eq!(report.boot.sidecar_cpus, Some(started));
     assert_eq!(report.boot.failed, Some(0));
 
+    // The depth follows the host's scheduling of QEMU's threads as well as
+    // the fan-out: a starter whose thread is descheduled starts no one
+    // meanwhile while the others go deeper (4 to 13 at 288 CPUs on the
+    // 2-core machine, docs/performance.md). Twice the ideal tree's depth,
+    // plus 2, still fails a fan-out that has become a chain.
     let depth = report.boot.depth.unwrap();
-    let bound = (n as f64).log2().ceil() as u64 + 2;
-    assert!(depth <= bound, "depth {depth} > ceil(log2({n})) + 2");
+    let bound = 2 * (n as f64).log2().ceil() as u64 + 2;
+    assert!(depth <= bound, "depth {depth} > 2 * ceil(log2({n})) + 2");
     report
 }
 
