@@ -200,9 +200,9 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "bad value 'dance' for kernel option 'scenario' (expected one of: boot, \
-             fault-selftest, panic-selftest, hang-selftest, isolation-command-selftest, \
-             isolation-stack-selftest, protocol, demo, convert, fault-containment, stress, \
-             garbage, guest-edges)"
+             fault-selftest, panic-selftest, hang-selftest, stack-overflow-selftest, \
+             isolation-command-selftest, isolation-stack-selftest, protocol, demo, convert, \
+             fault-containment, stress, garbage, guest-edges)"
         );
         assert_eq!(
             parse("color=red").unwrap_err().to_string(),

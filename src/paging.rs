@@ -79,6 +79,24 @@ pub const fn table_indexes(virt: u64) -> [usize; 4] {
     ]
 }
 
+/// Fills `table` with the 512 4 KiB pages that `large`, the entry of a
+/// 2 MiB page, maps, with its flags: the same translation, at a grain
+/// where single pages can then be unmapped (a guard page). The PAT bit
+/// moves from bit 12, its place in a large entry, to bit 7.
+pub fn split_large_page(large: u64, table: &mut PageTable) {
+    const LARGE_PAT: u64 = 1 << 12;
+    debug_assert!(entry_flags(large).contains(PageTableFlags::HUGE_PAGE));
+    let base = entry_address(large) & !(LARGE_PAGE_SIZE - 1);
+    let mut flags = entry_flags(large) - PageTableFlags::HUGE_PAGE;
+    if large & LARGE_PAT != 0 {
+        // Bit 7 of a 4 KiB entry is its PAT bit.
+        flags |= PageTableFlags::HUGE_PAGE;
+    }
+    for (i, slot) in table.entries.iter_mut().enumerate() {
+        *slot = entry(base + i as u64 * PAGE_SIZE, flags);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +126,27 @@ mod tests {
         assert_eq!(entry_flags(raw | 0x200).bits(), 0x8000_0000_0000_0201);
         assert_eq!(PAGE_SIZE, 0x1000);
         assert_eq!(LARGE_PAGE_SIZE, 0x20_0000);
+    }
+
+    #[test]
+    fn a_split_large_page_maps_the_same_bytes_with_its_flags() {
+        let flags = PageTableFlags::PRESENT
+            | PageTableFlags::WRITABLE
+            | PageTableFlags::NO_CACHE
+            | PageTableFlags::NO_EXECUTE;
+        let large = entry(0x40_0000, flags | PageTableFlags::HUGE_PAGE);
+        let mut table = PageTable::zeroed();
+        split_large_page(large, &mut table);
+        assert_eq!(table.entries[0], entry(0x40_0000, flags));
+        assert_eq!(table.entries[511], entry(0x5F_F000, flags));
+        assert!(table.entries.iter().all(
+            |&e| entry_flags(e) == flags && !entry_flags(e).contains(PageTableFlags::HUGE_PAGE)
+        ));
+        // The PAT bit of a large entry (bit 12) becomes bit 7.
+        split_large_page(large | (1 << 12), &mut table);
+        assert_eq!(
+            table.entries[3],
+            entry(0x40_3000, flags | PageTableFlags::HUGE_PAGE)
+        );
     }
 }

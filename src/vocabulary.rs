@@ -194,6 +194,9 @@ named_enum! {
         PanicSelftest => "panic-selftest",
         /// Never finish: the runner's timeout must end the run.
         HangSelftest => "hang-selftest",
+        /// The main kernel's CPU of the last node overflows its stack: the
+        /// run must fail with a double fault naming the CPU.
+        StackOverflowSelftest => "stack-overflow-selftest",
         /// Sidecar CPU 1 reads CPU 2's command page: the read must fault.
         IsolationCommandSelftest => "isolation-command-selftest",
         /// Sidecar CPU 1 reads CPU 2's stack: the read must fault.
@@ -232,6 +235,7 @@ impl Scenario {
                 | Scenario::FaultSelftest
                 | Scenario::PanicSelftest
                 | Scenario::HangSelftest
+                | Scenario::StackOverflowSelftest
                 | Scenario::IsolationCommandSelftest
                 | Scenario::IsolationStackSelftest
         )
@@ -738,6 +742,7 @@ mod tests {
                 "fault-selftest",
                 "panic-selftest",
                 "hang-selftest",
+                "stack-overflow-selftest",
                 "isolation-command-selftest",
                 "isolation-stack-selftest"
             ]

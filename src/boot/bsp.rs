@@ -7,7 +7,7 @@
 //! machine for the steps that start the other CPUs.
 
 use crate::acpi::{self, AcpiInfo, PhysMemory};
-use crate::arch::x86_64::{apic, cpu, gdt::CpuTables, interrupts, time};
+use crate::arch::x86_64::{apic, cpu, entry, gdt::CpuTables, interrupts, time};
 use crate::boot::phys::IdentityMapped;
 use crate::boot::pvh::{self, StartInfo, START_INFO_MAGIC};
 use crate::boot::{fanout, prepare, summary};
@@ -47,6 +47,7 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
     let fault_stack_end = (&raw const BSP_FAULT_STACK).wrapping_add(1);
     tables.load(VirtAddr::from_ptr(fault_stack_end));
     interrupts::load_idt();
+    entry::guard_bsp_stack();
 
     let start_info = read_start_info(u64::from(start_info_paddr));
     let options = read_options(&start_info);

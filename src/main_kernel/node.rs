@@ -9,8 +9,9 @@
 //!   runs): INIT-SIPI-SIPI through the same trampoline as a converted CPU
 //!   (`boot::ap::redirect`), onto the main kernel's identity map and a stack
 //!   in the node's block of [`plan::BaseVpArea`];
-//! - each base VP's block: its stack, descriptor tables, clock and executor
-//!   ([`BaseVpMemory`]), its alone once it runs;
+//! - each base VP's block: its stack (with an unmapped guard page below it),
+//!   descriptor tables, clock and executor ([`BaseVpMemory`]), its alone
+//!   once it runs;
 //! - handing work to a base VP ([`post`]) and telling the BSP it is done
 //!   ([`Done`]).
 //!
@@ -19,7 +20,7 @@
 //! then serves it as it serves node 0; should it come up later, it parks.
 
 use core::future::poll_fn;
-use core::mem::MaybeUninit;
+use core::mem::{offset_of, MaybeUninit};
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use core::task::Poll;
 
@@ -27,7 +28,9 @@ use executor::x86::HaltParker;
 use executor::{Executor, Spawner};
 use futures_util::task::AtomicWaker;
 
-use crate::arch::x86_64::entry::{boot_pml4_address, AP_CR3_BY_APIC_ID, AP_STACK_BY_APIC_ID};
+use crate::arch::x86_64::entry::{
+    boot_pml4_address, unmap_in_boot_tables, AP_CR3_BY_APIC_ID, AP_STACK_BY_APIC_ID,
+};
 use crate::arch::x86_64::gdt::CpuTables;
 use crate::arch::x86_64::ipi_notifier::IpiNotifier;
 use crate::arch::x86_64::vectors::WAKE_VECTOR;
@@ -35,6 +38,7 @@ use crate::arch::x86_64::{apic, cpu, interrupts, time};
 use crate::boot::{ap, fanout};
 use crate::cmdline::ApDelay;
 use crate::layout::PAGE_SIZE;
+use crate::paging::PageTable;
 use crate::percpu;
 use crate::plan::{self, BASE_VP_PAGES};
 use crate::topology::{Node, MAX_NODES};
@@ -67,6 +71,12 @@ const STACK_BYTES: usize = 8 * PAGE_SIZE as usize;
 /// [`plan::BaseVpArea`], laid out by this struct.
 #[repr(C, align(4096))]
 struct BaseVpMemory {
+    /// Unmapped before the base VP starts: an overflow of the stack above
+    /// is a reported double fault, not a write into the block below.
+    guard: [u8; PAGE_SIZE as usize],
+    /// The table that splits the 2 MiB page holding `guard` into 4 KiB
+    /// pages, if no other block's did that already.
+    split_table: PageTable,
     stack: [u8; STACK_BYTES],
     fault_stack: [u8; PAGE_SIZE as usize],
     tables: CpuTables,
@@ -136,6 +146,26 @@ fn memory_of(node: u32) -> *mut BaseVpMemory {
     block as *mut BaseVpMemory
 }
 
+/// Unmaps the guard page below the stack of the base VP whose block is at
+/// `memory` (BSP, before the base VP starts).
+fn guard_stack(memory: *mut BaseVpMemory) {
+    // SAFETY: the BSP alone runs on the boot tables until the base VPs
+    // start; the guard page and the split table are the block's, which
+    // only this base VP will use, and it uses neither.
+    unsafe {
+        unmap_in_boot_tables(
+            field_address(memory, offset_of!(BaseVpMemory, guard)),
+            field_address(memory, offset_of!(BaseVpMemory, split_table)),
+        )
+    };
+}
+
+/// The physical (identity-mapped) address of the field at `offset` of the
+/// block at `memory`.
+fn field_address(memory: *mut BaseVpMemory, offset: usize) -> u64 {
+    memory as u64 + offset as u64
+}
+
 /// Starts every node's base VP (BSP, once, after the drivers exist and
 /// before its executor runs), waits until each runs or misses
 /// [`BASE_VP_TIMEOUT_US`], and moves each running one's node to it.
@@ -145,7 +175,9 @@ pub fn start_all() -> usize {
     let apic_id_of = |node: Node| plan.topology.cpus[node.base_vp as usize].apic_id;
     for node in startable_nodes() {
         let apic_id = apic_id_of(node);
-        let stack_top = memory_of(node.index) as u64 + STACK_BYTES as u64;
+        let memory = memory_of(node.index);
+        guard_stack(memory);
+        let stack_top = field_address(memory, offset_of!(BaseVpMemory, stack)) + STACK_BYTES as u64;
         AP_STACK_BY_APIC_ID[apic_id as usize].store(stack_top, Ordering::Relaxed);
         AP_CR3_BY_APIC_ID[apic_id as usize].store(boot_pml4_address() as u32, Ordering::Relaxed);
         ap::redirect(apic_id, base_vp_main);
@@ -280,7 +312,7 @@ fn base_vp_main(apic_id: u32) -> ! {
             Executor::new_in(executor, IpiNotifier::new(apic_id, WAKE_VECTOR)),
         )
     };
-    let fault_stack_top = memory as u64 + (STACK_BYTES as u64) + PAGE_SIZE;
+    let fault_stack_top = field_address(memory, offset_of!(BaseVpMemory, fault_stack)) + PAGE_SIZE;
     tables.load(x86_64::VirtAddr::new(fault_stack_top));
     interrupts::load_idt();
     apic::enable();

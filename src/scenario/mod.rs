@@ -54,6 +54,7 @@ mod guest_edges;
 mod protocol;
 mod rng;
 mod runtime_hooks;
+mod stack_overflow;
 mod stress;
 
 use crate::arch::x86_64::{cpu, time};
@@ -125,6 +126,7 @@ pub fn run(options: Options, boot: &BootSummary) -> ! {
             info!("hang-selftest: halting forever; the runner's timeout must end this run");
             cpu::halt_forever()
         }
+        Scenario::StackOverflowSelftest => stack_overflow::run(),
         Scenario::Convert => match crate::main_kernel::run(convert::run) {
             Ok(()) => report::finish(None),
             Err(failure) => report::finish(Some(format_args!("convert: {failure}"))),

@@ -22,17 +22,27 @@
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU32, AtomicU64};
 
-use crate::paging::PageTable;
+use crate::paging::{PageTable, PAGE_SIZE};
 use crate::APIC_ID_LIMIT;
 
 /// Size of the BSP's boot stack.
 const BSP_STACK_SIZE: usize = 96 * 1024;
 
-#[repr(C, align(16))]
-struct Stack([u8; BSP_STACK_SIZE]);
+/// The BSP's stack and the page below it, which [`guard_bsp_stack`] unmaps.
+#[repr(C, align(4096))]
+struct GuardedStack {
+    guard: [u8; PAGE_SIZE as usize],
+    stack: [u8; BSP_STACK_SIZE],
+}
 
 /// The BSP's stack; only the BSP ever runs on it.
-static mut BSP_STACK: Stack = Stack([0; BSP_STACK_SIZE]);
+static mut BSP_STACK: GuardedStack = GuardedStack {
+    guard: [0; PAGE_SIZE as usize],
+    stack: [0; BSP_STACK_SIZE],
+};
+
+/// The page table that splits the 2 MiB page holding the BSP's stack guard.
+static mut BSP_GUARD_TABLE: PageTable = PageTable::zeroed();
 
 /// The boot page tables: one PML4, one PDPT and four page directories that
 /// identity-map 0..4 GiB. Written by the assembly below before paging is on,
@@ -64,6 +74,67 @@ pub fn map_in_boot_tables(slot: usize, pdpt: u64) {
         let slot_ptr = (&raw mut (*pml4).entries).cast::<u64>().add(slot);
         debug_assert_eq!(slot_ptr.read_volatile(), 0);
         slot_ptr.write_volatile(entry(pdpt, Flags::PRESENT | Flags::WRITABLE));
+    }
+}
+
+/// Unmaps the page below the BSP's stack: an overflow then faults (a double
+/// fault on the BSP's fault stack, reported with CPU and RIP) instead of
+/// writing over the bss below it. BSP only, once its fault stack is loaded
+/// and before any other CPU runs on the boot tables.
+pub fn guard_bsp_stack() {
+    let guard = (&raw const BSP_STACK).cast::<u8>() as u64;
+    let table = (&raw mut BSP_GUARD_TABLE) as u64;
+    // SAFETY: the BSP alone runs on the boot tables now (the caller's
+    // promise); the guard page is the stack struct's first page, page aligned
+    // in the bss below 4 GiB, which nothing uses; the split table is a
+    // static nothing else touches, taken only here, once.
+    unsafe { unmap_in_boot_tables(guard, table) };
+}
+
+/// Unmaps the page `page` (below 4 GiB) in the boot tables. When a 2 MiB
+/// page maps it, that page is first split into 4 KiB pages in the table
+/// page at `spare`, which is then part of the tables for good; returns
+/// whether `spare` was used (a page already split uses its table).
+///
+/// # Safety
+///
+/// Only the calling CPU runs on the boot tables, and no one uses `page`
+/// from now on. `spare` is an identity-mapped page below 4 GiB that nothing
+/// else uses, ever.
+pub unsafe fn unmap_in_boot_tables(page: u64, spare: u64) -> bool {
+    use crate::paging::{entry, entry_address, entry_flags, split_large_page, table_indexes};
+    use crate::paging::{PageTableFlags as Flags, LARGE_PAGE_SIZE};
+    let [_, pd_index, pde_index, pte_index] = table_indexes(page);
+    assert!(
+        page < 4 * 512 * LARGE_PAGE_SIZE,
+        "the boot tables map 4 GiB"
+    );
+    // SAFETY: the caller's promises: this CPU alone reads and writes the
+    // boot tables, and `spare` is an unused identity-mapped page. The
+    // tables are reached through raw pointers: the CPU reads them too.
+    unsafe {
+        let pde_ptr = &raw mut BOOT_PD[pd_index].entries[pde_index];
+        let pde = pde_ptr.read_volatile();
+        let split = entry_flags(pde).contains(Flags::HUGE_PAGE);
+        let table = match split {
+            true => {
+                // Not in the tables yet: the CPU reads it only after the
+                // PD entry below points at it.
+                let table = spare as *mut PageTable;
+                split_large_page(pde, &mut *table);
+                table
+            }
+            false => entry_address(pde) as *mut PageTable,
+        };
+        (&raw mut (*table).entries[pte_index]).write_volatile(0);
+        if split {
+            pde_ptr.write_volatile(entry(spare, Flags::PRESENT | Flags::WRITABLE));
+        }
+        // The old translation of `page` (a 2 MiB or a 4 KiB one) may be
+        // cached; reloading CR3 drops both (the boot tables use no global
+        // pages).
+        x86_64::instructions::tlb::flush_all();
+        split
     }
 }
 
@@ -230,7 +301,7 @@ boot_long_mode:
     mov ss, ax
     mov fs, ax
     mov gs, ax
-    lea rsp, [rip + {stack} + {stack_size}]
+    lea rsp, [rip + {stack} + {stack_top}]
     mov edi, esi                    // bsp_main(start_info_paddr)
     call {bsp_main}
     ud2
@@ -240,7 +311,7 @@ boot_long_mode:
     pdpt = sym BOOT_PDPT,
     pml4 = sym BOOT_PML4,
     stack = sym BSP_STACK,
-    stack_size = const BSP_STACK_SIZE,
+    stack_top = const core::mem::size_of::<GuardedStack>(),
     bsp_main = sym crate::boot::bsp::bsp_main,
 );
 
