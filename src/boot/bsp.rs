@@ -108,7 +108,7 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
         format_args!("{}", tsc_source.name()),
     );
     let outcomes = fanout::wait_for_all();
-    prepare::zero_guest_memory(&prepared.guest);
+    prepare::finish(&prepared).unwrap_or_else(|err| boot_error(format_args!("{err}")));
     let boot = summary::summarize(entry_tsc, &outcomes, &prepared);
     match options.main {
         MainKernel::Sidecar => scenario::run(options, &boot),
