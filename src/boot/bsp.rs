@@ -94,8 +94,11 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
     });
     let tsc_source = calibration.finish();
     fanout::bsp_start_all();
-    // What is only told, not needed to start the CPUs, comes after the
-    // starts: every line written before the first INIT delays it.
+    let outcomes = fanout::wait_for_all();
+    // What is only told, not needed to start the CPUs, comes once they are
+    // up: every line written before the first INIT delays it, and the
+    // first run of the logging code during the start-up slows the CPUs
+    // coming up (docs/boot.md, section 1).
     log_boot(&options, entry_tsc, &machine);
     info!(
         "TSC {} MHz ({}), APIC timer {} MHz, {}",
@@ -108,8 +111,7 @@ pub extern "C" fn bsp_main(start_info_paddr: u32) -> ! {
         report_key::BOOT_TSC_SOURCE,
         format_args!("{}", tsc_source.name()),
     );
-    let outcomes = fanout::wait_for_all();
-    prepare::zero_guest_memory(&prepared.guest);
+    prepare::finish(&prepared).unwrap_or_else(|err| boot_error(format_args!("{err}")));
     let boot = summary::summarize(entry_tsc, &outcomes, &prepared);
     match options.main {
         MainKernel::Sidecar => scenario::run(options, &boot),

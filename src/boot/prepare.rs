@@ -2,9 +2,10 @@
 //! AP starts: where the nodes' memory and the guest's memory are, the
 //! control pages, the shared page tables and the fan-out window, and the
 //! trampoline. Each CPU's own pages are built later, by the CPU that starts
-//! it ([`crate::boot::cpu_setup`]), and the guest's memory is zeroed once
-//! the CPUs are up ([`zero_guest_memory`]). What it decides goes into the
-//! machine plan ([`crate::plan`]).
+//! it ([`crate::boot::cpu_setup`]), and what no CPU reads during the start-up
+//! (the guest's memory and tables, the base VPs' memory) is filled once the
+//! CPUs are up ([`finish`]). What it decides goes into the machine plan
+//! ([`crate::plan`]).
 
 use core::sync::atomic::Ordering;
 
@@ -24,6 +25,7 @@ use crate::paging::LARGE_PAGE_SIZE;
 use crate::percpu;
 use crate::plan::{BaseVpArea, GuestRegion, GUEST_MEMORY_BYTES};
 use crate::runtime::hooks::RuntimeHooks;
+use crate::svm::npt;
 use crate::topology::{Role, Topology, MAX_NODES};
 
 /// The tables every sidecar CPU shares (kernel image and local APIC).
@@ -189,8 +191,9 @@ fn install_trampoline(map: &[MemmapEntry]) -> Result<(), PrepareError> {
     Ok(())
 }
 
-/// Allocates the guest's memory, 2 MiB aligned, above `floor`, and its SVM
-/// tables (the memory itself is zeroed later, [`zero_guest_memory`]).
+/// Allocates the guest's memory, 2 MiB aligned, above `floor`, and room
+/// for its SVM tables after it. Nothing is written: [`finish`] zeroes the
+/// memory and builds the tables once the CPUs are up.
 fn allocate_guest_memory(map: &[MemmapEntry], floor: u64) -> Result<GuestRegion, PrepareError> {
     const LARGE: u64 = 2 << 20;
     let size = GUEST_MEMORY_BYTES;
@@ -199,38 +202,61 @@ fn allocate_guest_memory(map: &[MemmapEntry], floor: u64) -> Result<GuestRegion,
     let start = memory::find_ram(map, floor, IDENTITY_MAPPED_END, size + tables + LARGE)
         .map_err(PrepareError::OutOfMemory)?;
     let host_base = start.next_multiple_of(LARGE);
+    // Checked now, so that building the tables in `finish` cannot fail.
+    npt::validate(host_base, size).map_err(|_| PrepareError::GuestMemory)?;
     let npt = host_base + size;
-    // SAFETY: inside the usable RAM `find_ram` returned, above everything
-    // allocated so far.
-    unsafe { zero_pages(npt, VM_TABLE_PAGES) };
-    let (iopm, msrpm) = (npt + 3 * PAGE_SIZE, npt + 6 * PAGE_SIZE);
-    // SAFETY: the permission maps' five pages were just zeroed and belong
-    // to the VM; all ones intercepts every port and every MSR.
-    unsafe { core::ptr::write_bytes(iopm as *mut u8, 0xFF, 5 * PAGE_SIZE as usize) };
-    // SAFETY: the three NPT pages follow guest memory, zeroed, the VM's own.
-    let npt_tables = unsafe { &mut *(npt as *mut crate::svm::npt::NestedTables) };
-    npt_tables
-        .build(npt, host_base, size)
-        .map_err(|_| PrepareError::GuestMemory)?;
     Ok(GuestRegion {
         host_base,
         size,
         npt,
-        iopm,
-        msrpm,
+        iopm: npt + 3 * PAGE_SIZE,
+        msrpm: npt + 6 * PAGE_SIZE,
     })
 }
 
-/// Zeroes the guest's memory. BSP, once the CPUs are up: nothing reads it
-/// before the VMM loads its guests.
-pub fn zero_guest_memory(guest: &GuestRegion) {
-    // SAFETY: the guest memory is usable RAM in the identity map that
-    // `allocate_guest_memory` set aside, and nothing uses it yet.
-    unsafe { zero_pages(guest.host_base, guest.size / PAGE_SIZE) };
+/// Zeroes the guest's memory and builds its SVM tables: the nested page
+/// tables and the I/O and MSR permission maps, all ones (every port and
+/// every MSR intercepted).
+fn fill_guest_memory(guest: &GuestRegion) -> Result<(), PrepareError> {
+    // SAFETY: the guest memory and its tables are usable RAM in the
+    // identity map that `allocate_guest_memory` set aside, and nothing uses
+    // them yet.
+    unsafe {
+        zero_pages(guest.host_base, guest.size / PAGE_SIZE);
+        zero_pages(guest.npt, VM_TABLE_PAGES);
+        core::ptr::write_bytes(guest.iopm as *mut u8, 0xFF, 5 * PAGE_SIZE as usize);
+    }
+    // SAFETY: the three NPT pages follow guest memory, zeroed, the VM's own.
+    let npt_tables = unsafe { &mut *(guest.npt as *mut npt::NestedTables) };
+    npt_tables
+        .build(guest.npt, guest.host_base, guest.size)
+        .map_err(|_| PrepareError::GuestMemory)?;
+    Ok(())
 }
 
-/// Allocates (zeroed) the main-kernel memory of the base VPs of nodes 1 and
-/// up, at or above `floor`.
+/// What the preparation leaves until the CPUs are up, because no CPU reads
+/// it before the main kernel runs: the guest's memory and its SVM tables
+/// (read once the VMM runs a guest) and the base VPs' main-kernel memory
+/// (used once the main kernel starts them), all zeroed or filled here. BSP,
+/// after [`crate::boot::fanout::wait_for_all`]: before its first INIT this
+/// work would only delay every start (see docs/boot.md, §1).
+pub fn finish(prepared: &Prepared) -> Result<(), PrepareError> {
+    fill_guest_memory(&prepared.guest)?;
+    let base_vps = &prepared.base_vps;
+    // SAFETY: `allocate_base_vp_area` set the blocks aside in usable RAM
+    // below the identity map's end; nothing uses them before the main
+    // kernel starts the base VPs, after this.
+    unsafe {
+        zero_pages(
+            base_vps.base,
+            BaseVpArea::bytes_required(base_vps.blocks + 1) / PAGE_SIZE,
+        )
+    };
+    Ok(())
+}
+
+/// Allocates the main-kernel memory of the base VPs of nodes 1 and up, at
+/// or above `floor` ([`finish`] zeroes it).
 fn allocate_base_vp_area(
     map: &[MemmapEntry],
     floor: u64,
@@ -240,9 +266,6 @@ fn allocate_base_vp_area(
     let bytes = BaseVpArea::bytes_required(nodes);
     let base = memory::find_ram(map, floor, IDENTITY_MAPPED_END, bytes.max(PAGE_SIZE))
         .map_err(PrepareError::OutOfMemory)?;
-    // SAFETY: `find_ram` returned usable RAM above everything allocated so
-    // far and below the identity map's end.
-    unsafe { zero_pages(base, bytes / PAGE_SIZE) };
     Ok(BaseVpArea {
         base,
         blocks: nodes.saturating_sub(1),

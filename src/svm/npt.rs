@@ -81,7 +81,7 @@ impl fmt::Display for NptError {
 
 /// Checks the constraints on a guest memory of `size` bytes at host
 /// physical `host_base`.
-fn validate(host_base: u64, size: u64) -> Result<(), NptError> {
+pub fn validate(host_base: u64, size: u64) -> Result<(), NptError> {
     if size == 0 {
         Err(NptError::Empty)
     } else if !size.is_multiple_of(LARGE_PAGE_SIZE) {
