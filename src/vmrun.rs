@@ -339,12 +339,21 @@ fn svm_on() -> bool {
 /// here for an interrupt request; without one (a main kernel CPU, whose VMM
 /// is local), the run ends with [`RunEnd::Halted`].
 ///
+/// `stop_requested` says whether the owner wants the run to end (a STOP).
+/// It is checked just before each VMRUN with interrupts held, and the run
+/// then yields instead of entering, so that the owner's task gets to cancel
+/// it: the request IPI of a STOP ends only a VMRUN it finds running, and
+/// one taken just before the VMRUN, while the owner's task was not yet
+/// waiting for it (the VP's first poll runs inside the owner's), woke no
+/// one.
+///
 /// Cancel safety: the future may be dropped at any `await`, where the VP's
 /// state has always just been saved to the pages; a STOP does exactly that.
 pub async fn run<const BYTES: usize>(
     pages: &mut VpPages<'_>,
     vp: u32,
     spawner: Option<Spawner<BYTES>>,
+    stop_requested: impl Fn() -> bool,
 ) -> RunEnd {
     if !svm_on() {
         return RunEnd::NoSvm;
@@ -358,6 +367,18 @@ pub async fn run<const BYTES: usize>(
     let requested = || interrupt_request.load(Ordering::Acquire) & INTERRUPT_REQUEST_VALID != 0;
     let mut after_vintr = false;
     loop {
+        // From here to the VMRUN no interrupt is taken: a request IPI that
+        // arrives after the check below stays pending and ends the VMRUN at
+        // once. One taken before it ended no VMRUN: without the check, the
+        // guest would run on with no exit to come (a STOP never seen while
+        // it spins).
+        svm::hold_interrupts();
+        if stop_requested() {
+            // Let the owner's task see the STOP and cancel this run.
+            svm::release_interrupts();
+            YieldNow(false).await;
+            continue;
+        }
         // A request that arrived while the VP ran (or before this run) goes
         // in now if the guest can take it.
         inject_requested(pages, after_vintr);

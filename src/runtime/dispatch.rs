@@ -120,7 +120,9 @@ async fn run_command(this: ThisCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) {
 /// (`None`). The task's first poll (its first VMRUN) runs inside the spawn
 /// (`spawn_now`): a VP that exits at once to the main kernel never goes
 /// through the run loop. A STOP that comes during that poll ends the VMRUN
-/// (the request IPI exits it) and is seen by the wait below.
+/// (the request IPI exits it), or, if its IPI came before the VMRUN, is
+/// seen by the run's own look at the status before it (`vmrun::run`); then
+/// by the wait below.
 async fn run_vp_task(this: ThisCpu, spawner: &Spawner<SIDECAR_TASK_BYTES>) -> Option<RunEnd> {
     let Ok(mut task) = spawner.spawn_now(run_vp(this, *spawner)) else {
         // The dispatch task and RUN_VP are the only tasks: a slot is free.

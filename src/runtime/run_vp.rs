@@ -3,6 +3,8 @@
 
 use executor::Spawner;
 
+use crate::abi::CpuStatus;
+
 use super::this_cpu::{ThisCpu, SIDECAR_TASK_BYTES};
 use crate::vmrun::{self, RunEnd};
 
@@ -14,5 +16,12 @@ pub async fn run_vp(this: ThisCpu, spawner: Spawner<SIDECAR_TASK_BYTES>) -> RunE
     let Some(mut pages) = this.own_pages() else {
         unreachable!("dispatch spawns RUN_VP only while the CPU owns its pages, and holds none");
     };
-    vmrun::run(&mut pages.vp_pages(), this.identity().vp, Some(spawner)).await
+    let stop_requested = || this.status() == CpuStatus::STOP;
+    vmrun::run(
+        &mut pages.vp_pages(),
+        this.identity().vp,
+        Some(spawner),
+        stop_requested,
+    )
+    .await
 }

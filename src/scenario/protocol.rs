@@ -254,6 +254,48 @@ async fn check_stop(cpu: &SidecarCpu) -> Result<usize, Failure> {
     Ok(3)
 }
 
+/// Rounds of [`check_stop_at_once`] per CPU: round `r` sends the STOP `r`
+/// microseconds after RUN_VP's request.
+const STOP_AT_ONCE_ROUNDS: usize = 40;
+
+/// STOPs sent 0 to 39 µs behind RUN_VP (the request IPI takes about 5 µs
+/// here), so that they land anywhere in the VP's start: before the
+/// dispatch task takes the command, inside the VP's first poll before its
+/// VMRUN, or during a VMRUN. Each must end the run as `Stopped`. (A STOP
+/// whose request IPI was taken just before a VMRUN used to leave the guest
+/// spinning, and the command timed out.)
+async fn check_stop_at_once(cpu: &SidecarCpu) -> Result<usize, Failure> {
+    let vp = cpu.vp();
+    if !crate::arch::x86_64::svm::available() {
+        // Without SVM RUN_VP fails at once on an executor CPU (see above).
+        return Ok(0);
+    }
+    let spin = crate::vmm::start_registers(crate::vmm::guests::Program::Spin, vp, 0, 0);
+    for round in 0..STOP_AT_ONCE_ROUNDS {
+        if let Err(err) = cpu.set_vp_registers(&spin).await {
+            fail!("cpu {vp}: round {round}: setting up the spinning guest: {err}");
+        }
+        let stop_after = async {
+            // A spin, not a sleep: the timer's wake-up is coarser than this.
+            let until = rdtsc() + crate::arch::x86_64::time::us_to_ticks(round as u64);
+            while rdtsc() < until {
+                core::hint::spin_loop();
+            }
+            cpu.stop()
+        };
+        let (run, stopped) = join(cpu.run_vp(), stop_after).await;
+        check!(
+            stopped,
+            "cpu {vp}: round {round}: RUN_VP was not running when stopped"
+        );
+        check!(
+            run == Ok(RunVpExit::Stopped),
+            "cpu {vp}: round {round}: RUN_VP stopped at once gave {run:?}"
+        );
+    }
+    Ok(STOP_AT_ONCE_ROUNDS)
+}
+
 fn check_handles() -> Result<usize, Failure> {
     check!(
         SidecarCpu::new(0).err() == Some(ClientError::NotSidecar(0)),
@@ -595,6 +637,7 @@ pub async fn run() -> Result<(), Failure> {
         checks += check_translate(&cpu).await?;
         checks += check_errors(&cpu).await?;
         checks += check_stop(&cpu).await?;
+        checks += check_stop_at_once(&cpu).await?;
     }
     info!("protocol: {checks} checks passed on {count} sidecar CPUs");
     report::number(report_key::PROTOCOL_CPUS, count as u64);

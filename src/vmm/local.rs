@@ -25,7 +25,8 @@ fn apply(pages: &mut VpPages, next_rip: u64, effect: Effect) {
 pub async fn continue_vp(pages: &mut VpPages<'_>, vp: u32) -> Result<Reports, &'static str> {
     let mut devices = Devices::new(vp);
     loop {
-        match run::<0>(pages, vp, None).await {
+        // A converted CPU's VMM is its own: no one else stops the run.
+        match run::<0>(pages, vp, None, || false).await {
             RunEnd::Refused(why) => return Err(why),
             RunEnd::NoSvm => return Err("this CPU has no SVM"),
             RunEnd::BadMxcsr(_) => return Err("the VP's MXCSR has reserved bits set"),

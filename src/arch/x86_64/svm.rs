@@ -7,7 +7,10 @@
 //! host runs VMRUN with the global interrupt flag clear and `IF` set, so a
 //! physical interrupt that arrives while the guest runs (a request IPI)
 //! causes an INTR exit (with the VMCB's INTR intercept and V_INTR_MASKING),
-//! and is taken by the host right after `stgi`. Assembly is needed because
+//! and is taken by the host right after `stgi`. The caller clears the flag
+//! ([`hold_interrupts`]) before its last checks, not the assembly: an
+//! interrupt that arrives after them then stays pending and ends the VMRUN
+//! at once, instead of being taken just before it. Assembly is needed because
 //! Rust cannot hand its registers to another context.
 
 use core::arch::{asm, global_asm};
@@ -106,8 +109,7 @@ sidecar_enter_guest:
     mov r14, [rsi + 96]
     mov r15, [rsi + 104]
     mov rsi, [rsi + 24]
-    clgi
-    sti
+    sti                             // GIF is clear (the caller's CLGI)
     vmrun rax
     // #VMEXIT: the CPU restored the host's RAX, RSP and RIP; GIF is clear.
     push rsi
@@ -144,6 +146,24 @@ unsafe extern "C" {
     fn sidecar_enter_guest(vmcb: u64, registers: *mut GuestRegisters);
 }
 
+/// Clears the global interrupt flag (CLGI): no interrupt is taken until
+/// [`release_interrupts`] or the end of [`enter_guest`], and one that
+/// arrives meanwhile stays pending (a VMRUN then exits with INTR at once).
+/// SVM must be on ([`enable`]); without it CLGI is #UD, a reported fault.
+pub fn hold_interrupts() {
+    // SAFETY: CLGI only masks interrupts; it touches no memory. No
+    // `nomem`: it must also order the compiler's loads after it.
+    unsafe { asm!("clgi", options(nostack, preserves_flags)) };
+}
+
+/// Sets the global interrupt flag again (STGI) when [`hold_interrupts`]
+/// was not followed by [`enter_guest`]; a pending interrupt is taken here.
+pub fn release_interrupts() {
+    // SAFETY: STGI only unmasks interrupts; the handlers that may run here
+    // are the kernel's own. No `nomem`: they may write memory.
+    unsafe { asm!("stgi", options(nostack, preserves_flags)) };
+}
+
 /// Runs the guest described by the VMCB at physical `vmcb` until its next
 /// exit, with `registers` as its general registers (updated on return).
 /// Returns with interrupts enabled, after any interrupt that caused the exit
@@ -151,6 +171,7 @@ unsafe extern "C" {
 ///
 /// # Safety
 ///
+/// The global interrupt flag must be clear ([`hold_interrupts`]).
 /// SVM must be enabled on this CPU ([`enable`]); `vmcb` must be the physical
 /// address of a valid VMCB (4 KiB aligned) that only this CPU uses, whose
 /// nested page tables map only the guest's memory.
