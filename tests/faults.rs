@@ -52,12 +52,13 @@ fn a_fault_on_more_cpus_leaves_the_rest_working() {
 fn a_bsp_stack_overflow_is_a_reported_double_fault() {
     let outcome = boot(&config(Scenario::StackOverflowSelftest, 2));
     assert!(!outcome.passed && !outcome.timed_out);
-    let failure = outcome.failure.unwrap();
+    let failure = outcome.failure.clone().unwrap();
     assert!(
         failure.contains("cpu 0: #DF double fault (vector 8)"),
         "{failure}"
     );
     assert!(failure.contains("rip 0x"), "{failure}");
+    assert_fault_right_below_the_stack(&outcome);
 }
 
 /// The same on node 1's base VP, which runs its node's share of the main
@@ -68,9 +69,32 @@ fn a_base_vp_stack_overflow_is_a_reported_double_fault() {
     config.numa = Numa::Equal(2);
     let outcome = boot(&config);
     assert!(!outcome.passed && !outcome.timed_out);
-    let failure = outcome.failure.unwrap();
+    let failure = outcome.failure.clone().unwrap();
     assert!(
         failure.contains("cpu 4: #DF double fault (vector 8)"),
         "{failure}"
+    );
+    assert_fault_right_below_the_stack(&outcome);
+}
+
+/// The fault's CR2 lies in the page right below the stack's lowest address
+/// (which the scenario logs): the guard adjoins the stack, so the overflow
+/// wrote nothing but the stack itself before it faulted.
+fn assert_fault_right_below_the_stack(outcome: &qemu_runner::RunOutcome) {
+    let failure = outcome.failure.as_deref().unwrap();
+    let hex_after = |text: &str, key: &str| {
+        let digits = text.split(key).nth(1)?;
+        let digits = digits.split(|c: char| !c.is_ascii_hexdigit()).next()?;
+        u64::from_str_radix(digits, 16).ok()
+    };
+    let cr2 = hex_after(failure, "cr2 0x").unwrap_or_else(|| panic!("no cr2 in {failure}"));
+    let bottom = outcome
+        .log_lines
+        .iter()
+        .find_map(|line| hex_after(line, "its lowest address 0x"))
+        .expect("the scenario logs its stack's lowest address");
+    assert!(
+        (bottom - 4096..bottom).contains(&cr2),
+        "cr2 {cr2:#x} is not in the page right below the stack ({bottom:#x}): {failure}"
     );
 }

@@ -71,12 +71,14 @@ const STACK_BYTES: usize = 8 * PAGE_SIZE as usize;
 /// [`plan::BaseVpArea`], laid out by this struct.
 #[repr(C, align(4096))]
 struct BaseVpMemory {
-    /// Unmapped before the base VP starts: an overflow of the stack above
-    /// is a reported double fault, not a write into the block below.
-    guard: [u8; PAGE_SIZE as usize],
     /// The table that splits the 2 MiB page holding `guard` into 4 KiB
-    /// pages, if no other block's did that already.
+    /// pages, if no other block's did that already. Below the guard, not
+    /// between it and the stack: a live page table there would be the first
+    /// thing an overflow wrote.
     split_table: PageTable,
+    /// Unmapped before the base VP starts: an overflow of the stack right
+    /// above is a reported double fault, not a write into anything else.
+    guard: [u8; PAGE_SIZE as usize],
     stack: [u8; STACK_BYTES],
     fault_stack: [u8; PAGE_SIZE as usize],
     tables: CpuTables,
@@ -85,6 +87,10 @@ struct BaseVpMemory {
 }
 
 const _: () = assert!(core::mem::size_of::<BaseVpMemory>() as u64 <= BASE_VP_PAGES * PAGE_SIZE);
+// The guard adjoins the stack's lowest page: the stack grows down into it.
+const _: () = assert!(
+    offset_of!(BaseVpMemory, stack) == offset_of!(BaseVpMemory, guard) + PAGE_SIZE as usize
+);
 
 /// How long a base VP may take from INIT to running before the BSP gives
 /// up on it and serves its node itself.
@@ -158,6 +164,13 @@ fn guard_stack(memory: *mut BaseVpMemory) {
             field_address(memory, offset_of!(BaseVpMemory, split_table)),
         )
     };
+}
+
+/// The lowest address of `node`'s base VP's stack (the guard page is the
+/// page below it), if the node has a base VP block.
+pub fn stack_bottom(node: u32) -> Option<u64> {
+    let block = plan::get().base_vps.block(node)?;
+    Some(block + offset_of!(BaseVpMemory, stack) as u64)
 }
 
 /// The physical (identity-mapped) address of the field at `offset` of the

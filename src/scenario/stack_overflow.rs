@@ -6,10 +6,13 @@
 //!
 //! The CPU that overflows is the main kernel's CPU of the machine's last
 //! node: the BSP when there is one node, else that node's base VP (run
-//! with `--nodes 2` or more CPUs than one node holds).
+//! with `--nodes 2` or more CPUs than one node holds). It logs the stack's
+//! lowest address, so that a test can check that the fault's CR2 lies in
+//! the page right below it: the guard adjoins the stack.
 
 use core::hint::black_box;
 
+use crate::arch::x86_64::entry;
 use crate::main_kernel::{clock, node};
 use crate::{plan, report};
 
@@ -20,7 +23,10 @@ const FAULT_WAIT_US: u64 = 5_000_000;
 pub fn run() -> ! {
     let last = plan::get().topology.nodes.len() as u32 - 1;
     if last == 0 {
-        info!("stack-overflow-selftest: the BSP overflows its stack");
+        info!(
+            "stack-overflow-selftest: the BSP overflows its stack (its lowest address {:#x})",
+            entry::bsp_stack_bottom()
+        );
         let depth = overflow(0);
         report::finish(Some(format_args!(
             "stack-overflow-selftest: the BSP recursed {depth} frames without a fault"
@@ -40,7 +46,10 @@ pub fn run() -> ! {
 
 /// The job posted to the last node's base VP: one task that overflows.
 fn overflow_job(node: u32, spawner: node::NodeSpawner) {
-    info!("stack-overflow-selftest: node {node}'s base VP overflows its stack");
+    let bottom = node::stack_bottom(node).unwrap_or(0);
+    info!(
+        "stack-overflow-selftest: node {node}'s base VP overflows its stack (its lowest address {bottom:#x})"
+    );
     let _ = spawner.spawn(async {
         overflow(0);
     });

@@ -77,6 +77,13 @@ pub fn map_in_boot_tables(slot: usize, pdpt: u64) {
     }
 }
 
+/// The lowest address of the BSP's stack; [`guard_bsp_stack`] unmaps the
+/// page below it.
+pub fn bsp_stack_bottom() -> u64 {
+    // `&raw const` takes the addresses without creating a reference.
+    (&raw const BSP_STACK) as u64 + core::mem::offset_of!(GuardedStack, stack) as u64
+}
+
 /// Unmaps the page below the BSP's stack: an overflow then faults (a double
 /// fault on the BSP's fault stack, reported with CPU and RIP) instead of
 /// writing over the bss below it. BSP only, once its fault stack is loaded
