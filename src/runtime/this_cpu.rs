@@ -28,7 +28,7 @@ use executor::Executor;
 use super::hooks::RuntimeHooks;
 use crate::abi::{CommandPage, ControlPage, CpuStatus};
 use crate::arch::x86_64::gdt::CpuTables;
-use crate::arch::x86_64::{apic, cpu};
+use crate::arch::x86_64::{apic, cpu, svm};
 use crate::layout::{window, GUEST_WINDOW_BASE};
 use crate::vmrun::VpPages;
 use crate::vp::{GuestRam, VpState};
@@ -268,6 +268,9 @@ impl ThisCpu {
     pub fn leave(&self) -> ! {
         debug!("leaving sidecar");
         x86_64::instructions::interrupts::disable();
+        // IF stays clear; GIF set again in case a fault struck with it
+        // clear (before a VMRUN), so that INIT can still restart this CPU.
+        svm::release_interrupts_if_on();
         crate::percpu::set_phase(crate::percpu::Phase::Left);
         self.hand_back(CpuStatus::REMOVED);
         cpu::halt_forever()

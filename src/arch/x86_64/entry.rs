@@ -122,6 +122,10 @@ pub unsafe fn unmap_in_boot_tables(page: u64, spare: u64) -> bool {
     unsafe {
         let pde_ptr = &raw mut BOOT_PD[pd_index].entries[pde_index];
         let pde = pde_ptr.read_volatile();
+        assert!(
+            entry_flags(pde).contains(Flags::PRESENT),
+            "the boot tables map {page:#x}"
+        );
         let split = entry_flags(pde).contains(Flags::HUGE_PAGE);
         let table = match split {
             true => {

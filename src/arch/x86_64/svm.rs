@@ -164,6 +164,16 @@ pub fn release_interrupts() {
     unsafe { asm!("stgi", options(nostack, preserves_flags)) };
 }
 
+/// Sets the global interrupt flag if SVM is on: for a CPU that leaves its
+/// work for good (a contained fault may have struck between
+/// [`hold_interrupts`] and VMRUN), so that INIT and NMI still reach it.
+/// Without SVM the flag cannot have been cleared.
+pub fn release_interrupts_if_on() {
+    if Efer::read().contains(EferFlags::SECURE_VIRTUAL_MACHINE_ENABLE) {
+        release_interrupts();
+    }
+}
+
 /// Runs the guest described by the VMCB at physical `vmcb` until its next
 /// exit, with `registers` as its general registers (updated on return).
 /// Returns with interrupts enabled, after any interrupt that caused the exit
