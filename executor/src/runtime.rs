@@ -454,7 +454,7 @@ impl<T> JoinHandle<T> {
     /// completion is read).
     pub fn is_finished(&self) -> bool {
         self.slot
-            .is_some_and(|slot| self.local.phase(slot) != Phase::Live)
+            .is_some_and(|slot| !matches!(self.local.phase(slot), Phase::Live | Phase::Dropping))
     }
 
     /// Reads the completion if the task has completed; the handle is spent
@@ -514,7 +514,7 @@ enum Unfinished {
 #[inline(never)]
 fn take_unfinished(local: &Local, slot: Slot) -> Unfinished {
     match local.phase(slot) {
-        Phase::Live => Unfinished::Live,
+        Phase::Live | Phase::Dropping => Unfinished::Live,
         Phase::Cancelled => {
             // SAFETY: owner (only a `JoinHandle`, `!Send`, calls this); the
             // slot is complete, and its only reader, the handle, is spent by
@@ -556,7 +556,9 @@ impl<T> Drop for JoinHandle<T> {
             return;
         };
         match self.local.phase(slot) {
-            Phase::Live => self.local.detach(slot),
+            // `Dropping`: the drop of the cancelled future holds this
+            // handle; the run loop frees the slot once that drop is done.
+            Phase::Live | Phase::Dropping => self.local.detach(slot),
             // SAFETY: owner; the slot is `Finished` and holds this handle's
             // task's output, a `T`, whose only reader, this handle, is going
             // away. Dropped with its type: a task finished by its first poll
@@ -594,7 +596,10 @@ impl<T> fmt::Debug for JoinHandle<T> {
 ///   previous case applies; if it returns `Ready`, the task finished and the
 ///   completion is `Finished`: a cancel never discards a computed output.
 /// * **after completion**, or for a slot that now holds another task: it
-///   does nothing and returns `false`.
+///   does nothing and returns `false`. The slot's occupants are told apart
+///   by a 30-bit generation: a token kept while 2^30 more tasks go through
+///   its slot (a billion spawns) could meet the same number again and
+///   cancel that task. Drop tokens with their task.
 #[derive(Clone)]
 pub struct CancelToken(RawCancel);
 

@@ -1014,3 +1014,172 @@ fn running_the_executor_from_a_first_poll_panics() {
             runner.spawn_now(async { RUNNER.with(|r| r.get().unwrap().run_until_idle()) });
     });
 }
+
+// User code that reaches the owner's handles again from inside the run
+// loop: a join waker or a cancelled future's drop with a handle in a
+// thread-local (safe code). Found by a review that tried to break the
+// executor; each test failed before its fix.
+
+thread_local! {
+    static REENTRY_SPAWNER: Cell<Option<executor::Spawner<256>>> = const { Cell::new(None) };
+    static REENTRY_FIRST: Cell<Option<JoinHandle<u32>>> = const { Cell::new(None) };
+    static REENTRY_SECOND: Cell<Option<JoinHandle<()>>> = const { Cell::new(None) };
+    static REENTRY_GATE: Cell<Option<&'static Gate>> = const { Cell::new(None) };
+}
+
+/// A join waker that reads its task's output (which frees the slot),
+/// spawns a pending task into that slot, and either drops its handle
+/// (detaching it) or keeps it in `REENTRY_SECOND` and then panics.
+struct ReenteringWaker {
+    keep_and_panic: bool,
+}
+
+impl std::task::Wake for ReenteringWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        let mut first = REENTRY_FIRST
+            .take()
+            .expect("the handle is in the thread-local");
+        assert_eq!(first.try_take(), Some(Completion::Finished(1)));
+        let spawner = REENTRY_SPAWNER.get().unwrap();
+        let gate = REENTRY_GATE.get().unwrap();
+        let second = spawner.spawn(gate.wait()).unwrap();
+        if self.keep_and_panic {
+            REENTRY_SECOND.set(Some(second));
+            panic!("a join waker that panics after it respawned the slot");
+        }
+    }
+}
+
+/// Spawns `async { 1 }` on a one-slot executor, awaits it with `waker` and
+/// runs it: the completion wakes the join waker inside the run loop.
+fn complete_with_join_waker(runner: &executor::Runner<256>, gate: &'static Gate, waker: Waker) {
+    REENTRY_SPAWNER.set(Some(runner.spawner()));
+    REENTRY_GATE.set(Some(gate));
+    let mut first = runner.spawn(async { 1u32 }).unwrap();
+    let polled = Pin::new(&mut first).poll(&mut Context::from_waker(&waker));
+    assert!(polled.is_pending());
+    REENTRY_FIRST.set(Some(first));
+}
+
+#[test]
+fn a_join_waker_that_respawns_the_slot_leaves_the_new_task_its_slot() {
+    static EX: Exec<1> = Executor::new(ThreadSignal::new());
+    static GATE: Gate = Gate::new();
+    let runner = EX.claim().unwrap();
+    let waker = Waker::from(std::sync::Arc::new(ReenteringWaker {
+        keep_and_panic: false,
+    }));
+    complete_with_join_waker(&runner, &GATE, waker);
+    runner.run_until_idle();
+    assert_eq!(
+        runner.spawner().free_slots(),
+        0,
+        "the detached task the join waker spawned still holds the slot"
+    );
+    assert!(
+        runner.spawn_now(async { [0xBBBB_u64, 3] }).is_err(),
+        "no spawn may land on the live task"
+    );
+    GATE.open();
+    runner.run_until_idle();
+    assert_eq!(GATE.polls(), 2);
+    assert_eq!(runner.spawner().free_slots(), 1, "freed once it finished");
+}
+
+#[test]
+fn a_join_waker_that_respawns_the_slot_and_panics_leaves_the_new_task_alone() {
+    static EX: Exec<1> = Executor::new(ThreadSignal::new());
+    static GATE: Gate = Gate::new();
+    let runner = EX.claim().unwrap();
+    let waker = Waker::from(std::sync::Arc::new(ReenteringWaker {
+        keep_and_panic: true,
+    }));
+    complete_with_join_waker(&runner, &GATE, waker);
+    assert!(catch(|| runner.run_until_idle()).is_err());
+    // The new task was spawned ready; the panic ended the run loop first.
+    runner.run_until_idle();
+    assert_eq!(GATE.polls(), 1, "the new task ran");
+    let mut second = REENTRY_SECOND
+        .take()
+        .expect("the waker kept the new handle");
+    assert_eq!(
+        catch(|| second.try_take()).ok(),
+        Some(None),
+        "the new task is live, not poisoned"
+    );
+    GATE.open();
+    runner.run_until_idle();
+    assert_eq!(second.try_take(), Some(Completion::Finished(())));
+    assert_eq!(runner.spawner().free_slots(), 1);
+}
+
+thread_local! {
+    static OWN_HANDLE: Cell<Option<JoinHandle<()>>> = const { Cell::new(None) };
+    static SEEN_FROM_DROP: Cell<Option<Option<bool>>> = const { Cell::new(None) };
+}
+
+/// Held by a task: its drop drops the task's own join handle, or reads it
+/// (`try_take`, recording whether it saw a completion) and puts it back.
+struct TouchesOwnHandle {
+    drop_it: bool,
+}
+
+impl Drop for TouchesOwnHandle {
+    fn drop(&mut self) {
+        let mut handle = OWN_HANDLE
+            .take()
+            .expect("the handle is in the thread-local");
+        if self.drop_it {
+            drop(handle);
+        } else {
+            let seen = catch(|| handle.try_take().is_some()).ok();
+            SEEN_FROM_DROP.set(Some(seen));
+            OWN_HANDLE.set(Some(handle));
+        }
+    }
+}
+
+/// Spawns a task holding `guard` on a one-slot executor, puts its handle in
+/// `OWN_HANDLE`, cancels it and runs the executor (which drops the future).
+fn cancel_task_holding(
+    runner: &executor::Runner<256>,
+    gate: &'static Gate,
+    guard: TouchesOwnHandle,
+) {
+    let handle = runner
+        .spawn(async move {
+            let _guard = guard;
+            gate.wait().await;
+        })
+        .unwrap();
+    runner.run_until_idle();
+    let token = handle.cancel_token();
+    OWN_HANDLE.set(Some(handle));
+    assert!(token.cancel());
+    assert!(catch(|| runner.run_until_idle()).is_ok());
+}
+
+#[test]
+fn a_cancelled_future_that_drops_its_own_handle_frees_its_slot() {
+    static EX: Exec<1> = Executor::new(ThreadSignal::new());
+    static GATE: Gate = Gate::new();
+    let runner = EX.claim().unwrap();
+    cancel_task_holding(&runner, &GATE, TouchesOwnHandle { drop_it: true });
+    assert_eq!(runner.spawner().free_slots(), 1, "the slot is not leaked");
+}
+
+#[test]
+fn a_cancelled_future_that_reads_its_own_handle_sees_it_unfinished() {
+    static EX: Exec<1> = Executor::new(ThreadSignal::new());
+    static GATE: Gate = Gate::new();
+    let runner = EX.claim().unwrap();
+    cancel_task_holding(&runner, &GATE, TouchesOwnHandle { drop_it: false });
+    assert_eq!(
+        SEEN_FROM_DROP.take(),
+        Some(Some(false)),
+        "no completion yet, and no panic"
+    );
+    let mut handle = OWN_HANDLE.take().unwrap();
+    assert_eq!(handle.try_take(), Some(Completion::Cancelled));
+    assert_eq!(runner.spawner().free_slots(), 1);
+}

@@ -3,13 +3,20 @@
 //! code panics in the middle of a batch.
 //!
 //! User code runs at four places here: the future's `poll`, a cancelled
-//! future's `Drop`, the join waker's `wake`, and a detached task's output's
-//! `Drop`. One guard ([`Unwind`]) is armed around all four. If any panics
-//! (host only: with `panic = "abort"`, the kernel's, the guard compiles to
-//! nothing), the guard puts the unhandled rest of the batch back into the
-//! ready word, poisons a slot whose storage was in flux, and wakes the
-//! joiner of a poisoned slot; then the panic goes on to the run loop's
-//! caller, and the next run loop polls the rest.
+//! future's `Drop`, a detached task's output's `Drop`, and the join
+//! waker's `wake`. One guard ([`Unwind`]) is armed around the first three.
+//! If any panics (host only: with `panic = "abort"`, the kernel's, the
+//! guard compiles to nothing), the guard puts the unhandled rest of the
+//! batch back into the ready word, poisons a slot whose storage was in
+//! flux, and wakes the joiner of a poisoned slot; then the panic goes on to
+//! the run loop's caller, and the next run loop polls the rest.
+//!
+//! The join waker runs last, once the slot's outcome is recorded and a
+//! detached slot released, and nothing here reads the slot after it: it
+//! may reach the owner's handles (through a thread-local, say), read the
+//! output, which frees the slot, and spawn a new task into it. So it runs
+//! under a smaller guard ([`PutBack`]) that only puts the rest of the batch
+//! back, and never touches the slot's new occupant.
 
 use core::mem;
 
@@ -86,41 +93,55 @@ impl Local {
             // comes from the slot array's (`task_of_bit`).
             let finished = unsafe { (header.poll.get())(view.task_of_bit::<B>(bit)) };
             match finished {
-                None => false,
+                None => None,
                 Some(header) => {
                     // SAFETY: the poll function returns its slot's header,
-                    // in the `'static` slot array. Owner, slot index
-                    // (caller); the output is in place.
-                    unsafe { self.complete(header.as_ref(), bit - 1) };
-                    true
+                    // in the `'static` slot array.
+                    let header = unsafe { header.as_ref() };
+                    // SAFETY: owner, slot index (caller); the output is in
+                    // place.
+                    unsafe { self.complete(header, bit - 1) };
+                    Some(header)
                 }
             }
         };
         mem::forget(unwind);
-        completed
+        match completed {
+            None => false,
+            Some(header) => {
+                // Last: see the module doc. A detached slot has no join
+                // waker (`detach` took it), so a released slot is not read.
+                if header.has_join_waker() {
+                    wake_joiner(self, header, rest);
+                }
+                true
+            }
+        }
     }
 
     /// The cold side of a poll boundary: a cancelled task is dropped here
-    /// (`true`); a wake for a free or completed slot is ignored.
+    /// (its header returned); a wake for a free or completed slot is
+    /// ignored.
     #[cold]
     #[inline(never)]
-    unsafe fn boundary(&self, i: usize) -> bool {
+    unsafe fn boundary(&self, i: usize) -> Option<&'static Header> {
         let view = self.view();
         let header = view.header(i);
         let state = header.state.load(Relaxed);
         if state & LIVE == 0 {
-            return false;
+            return None;
         }
         // Clear `LIVE` first: from here on, tokens find the task complete.
-        // Mark the slot poisoned while user code (the future's drop) runs.
+        // `Dropping` while user code (the future's drop) runs: its own join
+        // handle, if the drop reaches it, still finds the task unfinished.
         header.state.store(state & GEN_MASK, Relaxed);
-        header.phase.set(Phase::Poisoned);
+        header.phase.set(Phase::Dropping);
         // SAFETY: the storage holds the live future (`LIVE`), which nothing
         // references between polls; it is dropped exactly once, here.
         unsafe { (header.drop.get())(view.slot(i), Phase::Live) };
         // SAFETY: owner, slot index (caller).
         unsafe { self.finish(header, i, Phase::Cancelled) };
-        true
+        Some(header)
     }
 
     /// A poll of slot `i` (whose header is `header`) returned `Ready`: the
@@ -135,15 +156,13 @@ impl Local {
         unsafe { self.finish(header, i, Phase::Finished) };
     }
 
-    /// Records the outcome of slot `i` (whose header is `header`), wakes
-    /// the joiner, and frees a detached slot. The common case (a join
-    /// handle that has not been awaited yet) is a store and two tests.
+    /// Records the outcome of slot `i` (whose header is `header`) and frees
+    /// a detached slot; the caller wakes the joiner after this. The common
+    /// case (a join handle that has not been awaited yet) is a store and two
+    /// tests.
     #[inline(always)]
     unsafe fn finish(&self, header: &Header, i: usize, outcome: Phase) {
         header.phase.set(outcome);
-        if header.has_join_waker() {
-            wake_joiner(header);
-        }
         if header.detached.get() {
             // SAFETY: owner, slot index (caller); no handle refers to it.
             unsafe { self.release_detached(i) };
@@ -159,12 +178,33 @@ impl Local {
     }
 }
 
-/// Takes the join waker of a completed slot and wakes it.
+/// Takes the join waker of a completed slot and wakes it, the last thing
+/// done with the slot; if the wake panics, `rest` of the batch goes back
+/// into the ready word.
 #[cold]
 #[inline(never)]
-fn wake_joiner(header: &Header) {
+fn wake_joiner(local: &Local, header: &Header, rest: u64) {
     if let Some(waker) = header.join.take() {
+        let put_back = PutBack { local, rest };
         waker.wake();
+        mem::forget(put_back);
+    }
+}
+
+/// Armed around the join waker's wake: if it panics, puts the rest of the
+/// batch back, and nothing else (the slot may hold another task by then).
+struct PutBack<'a> {
+    local: &'a Local,
+    rest: u64,
+}
+
+impl Drop for PutBack<'_> {
+    #[cold]
+    fn drop(&mut self) {
+        // The owner is awake (it is polling), so this never notifies.
+        if self.rest != 0 {
+            self.local.head().ready.put_back(self.rest);
+        }
     }
 }
 
@@ -218,11 +258,12 @@ fn unwound(local: &Local, i: usize, rest: u64) {
             let state = header.state.load(Relaxed);
             header.state.store(state & GEN_MASK, Relaxed);
         }
-        // A cancelled future's drop, or a detached output's drop, panicked:
-        // both poison the slot before they run.
+        // A cancelled future's drop panicked (`LIVE` is clear already).
+        Phase::Dropping => header.phase.set(Phase::Poisoned),
+        // A detached output's drop panicked: `release` poisoned the slot
+        // before it ran.
         Phase::Poisoned => {}
-        // The join waker panicked after the outcome was recorded; it was
-        // taken, and a detached slot has none: nothing is left to do.
+        // Nothing else runs user code under this guard.
         Phase::Finished | Phase::Cancelled | Phase::Free => return,
     }
     // The joiner learns of the panic from its handle. (A join waker that

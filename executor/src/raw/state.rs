@@ -19,6 +19,10 @@ pub(crate) enum Phase {
     Free,
     /// The storage holds the future.
     Live,
+    /// A cancelled future's drop is running: the task is not finished yet
+    /// (its join handle, if the drop reaches it, finds it so), and if the
+    /// drop panics the slot is poisoned.
+    Dropping,
     /// The storage holds the output, waiting for the join handle.
     Finished,
     /// The future was dropped by a cancel; the storage is empty.
