@@ -60,6 +60,9 @@
 #define WAIT_SLEEP_MAX_US 100
 /* How often the hotplug callback re-sends the IPI of a STOP not yet taken. */
 #define STOP_RESEND_US 2000
+/* How long unloading waits, after it told the sidecar CPUs to stop sending
+ * the response IPI, before its handler goes. */
+#define RESPONSE_DRAIN_MS 100
 
 static char *record;
 module_param(record, charp, 0444);
@@ -336,6 +339,9 @@ static int setup_response(void)
 	target = cpumask_first(irq_data_get_effective_affinity_mask(data));
 	if (!cfg || !cfg->vector || target >= nr_cpu_ids) {
 		pr_warn("sidecar: the response interrupt has no vector: completions are polled\n");
+		free_irq(irq, NULL);
+		irq_dispose_mapping(irq);
+		response_requested = false;
 		response_irq = 0;
 		return 0;
 	}
@@ -361,8 +367,11 @@ static void release_response(void)
 			smp_store_release(nodes[i].response_vector, 0);
 	}
 	if (response_requested) {
-		/* A response IPI already sent lands before free_irq returns. */
-		synchronize_irq(response_irq);
+		/* A sidecar CPU that read the vector just before the store
+		 * above may still send it: give such a late IPI time to land
+		 * while the handler is there (free_irq then waits for a
+		 * handler that runs). */
+		msleep(RESPONSE_DRAIN_MS);
 		free_irq(response_irq, NULL);
 		irq_dispose_mapping(response_irq);
 		response_requested = false;
@@ -376,13 +385,24 @@ static long sidecar_ioctl(struct file *file, unsigned int cmd, unsigned long arg
 	struct sidecar_request req;
 	int ret;
 
+	if (cmd != SIDECAR_IOC_REQUEST && cmd != SIDECAR_IOC_INTERRUPT && cmd != SIDECAR_IOC_WAIT)
+		return -ENOTTY;
 	if (copy_from_user(&req, (void __user *)arg, sizeof(req)))
 		return -EFAULT;
 	switch (cmd) {
 	case SIDECAR_IOC_REQUEST:
-		return request_status(node, req.cpu, req.status);
 	case SIDECAR_IOC_INTERRUPT:
-		return interrupt(node, req.cpu);
+		/* The check, the status change and the IPI as one step against
+		 * a conversion (sidecar_cpu_prepare runs with the hotplug lock
+		 * held for writing): a request never reaches a CPU that Linux
+		 * has taken over in between. */
+		cpus_read_lock();
+		if (cmd == SIDECAR_IOC_REQUEST)
+			ret = request_status(node, req.cpu, req.status);
+		else
+			ret = interrupt(node, req.cpu);
+		cpus_read_unlock();
+		return ret;
 	case SIDECAR_IOC_WAIT:
 		if (req.cpu >= node->count)
 			return -EINVAL;
@@ -449,7 +469,16 @@ static ssize_t sidecar_read(struct file *file, char __user *buf, size_t len, lof
 		if (ret < 0)
 			return ret;
 	}
-	return copy_to_user(buf, &mask, sizeof(mask)) ? -EFAULT : sizeof(mask);
+	if (copy_to_user(buf, &mask, sizeof(mask))) {
+		unsigned long lost = mask;
+		unsigned int cpu;
+
+		/* Not lost: the next read gets them. */
+		for_each_set_bit(cpu, &lost, BITS_PER_LONG)
+			set_bit(cpu, &node->completed);
+		return -EFAULT;
+	}
+	return sizeof(mask);
 }
 
 /* poll: readable when a completed request waits for a read. */
@@ -543,11 +572,22 @@ static int sidecar_cpu_prepare(unsigned int vp)
 				stopped_us = ktime_us_delta(ktime_get(), start);
 			continue;
 		}
+		if (now > SIDECAR_REMOVE) {
+			pr_err("sidecar: CPU %u has status %u, which no side writes\n", vp, now);
+			return -EIO;
+		}
 		if (now == SIDECAR_IDLE)
 			request(node, cpu, SIDECAR_IDLE, SIDECAR_REMOVE);
 		/* Whatever is in flight (our REMOVE, a STOP, a command the VMM
-		 * started meanwhile): wait for it, then look again. */
-		wait_done(node, cpu, left_us, false);
+		 * started meanwhile): wait a slice for it, then look again, so
+		 * that a RUN_VP the VMM started since is stopped on the next
+		 * turn, and a STOP or REMOVE still in flight gets its IPI again
+		 * (as in wait_stopped). */
+		if (wait_done(node, cpu, min_t(s64, left_us, STOP_RESEND_US), false) == -ETIMEDOUT) {
+			now = smp_load_acquire(&node->status[cpu]);
+			if (now == SIDECAR_STOP || now == SIDECAR_REMOVE)
+				send_request(node, cpu);
+		}
 	}
 	if (stopped_us >= 0)
 		pr_info("sidecar: CPU %u: its VP stopped in %lld us, removed in %lld us; Linux starts it\n",
@@ -573,8 +613,10 @@ static int parse_node(char *text, struct sidecar_node *node)
 	if (kstrtou64(fields[0], 0, &control) || kstrtou32(fields[1], 0, &base) ||
 	    kstrtou32(fields[2], 0, &count) || kstrtou64(fields[3], 0, &mask))
 		return -EINVAL;
-	/* One control page describes at most this many CPUs' pages we map. */
-	if (count > 64 || control & ~PAGE_MASK)
+	/* One control page describes at most this many CPUs' pages we map;
+	 * and every CPU of the node must be one Linux knows, or its APIC ID
+	 * (cpu_physical_id) would be read past Linux's CPU tables. */
+	if (count > 64 || control & ~PAGE_MASK || base >= nr_cpu_ids || count > nr_cpu_ids - base)
 		return -EINVAL;
 	node->control = control;
 	node->base_vp = base;
