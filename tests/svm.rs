@@ -119,16 +119,18 @@ fn guests_at_the_edges_end_as_the_architecture_says() {
     // spin with interrupts off is stopped, and an interrupt whose delivery
     // an exit interrupted is pending at the exit and delivered once after,
     // and an interrupt requested before `sti; hlt` wakes the HLT (not taken
-    // before it, as QEMU's early VINTR exit would have it). The scenario
-    // checks each case and names the one that fails.
+    // before it, as QEMU's early VINTR exit would have it), and a stop that
+    // found its run over leaves the next run alone. The scenario checks each
+    // case and names the one that fails.
     let outcome = boot_pass(&config(Scenario::GuestEdges, 2));
     let edges = outcome.report.guest_edges.as_ref().unwrap();
-    assert_eq!(edges.cases, Some(5));
+    assert_eq!(edges.cases, Some(6));
     for line in [
         "each of the 7 SVM instructions raised #UD in the guest",
         "an interrupt whose delivery faulted was pending at the exit and delivered once after",
         "an interrupt injected into `cli; hlt` stayed pending until the STOP",
         "an interrupt requested before `sti; hlt` woke the HLT",
+        "a stop that found its run over left the next run alone",
     ] {
         assert!(
             outcome.log_lines.iter().any(|l| l.contains(line)),

@@ -19,8 +19,11 @@
 
 use core::fmt;
 use core::future::poll_fn;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::pin::pin;
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use core::task::Poll;
+
+use futures_util::future::{select, Either};
 
 use crate::abi::client::{self as requests, CommandFailure};
 use crate::abi::{
@@ -57,6 +60,17 @@ pub enum ClientError {
         /// The command that stuck.
         command: SidecarCommand,
         /// The CPU's status byte when the client gave up.
+        status: CpuStatus,
+        /// The bound that ran out, in milliseconds.
+        bound_ms: u64,
+    },
+    /// The CPU did not leave sidecar within [`COMMAND_BOUND_US`] of a
+    /// REMOVE (the request IPI re-sent every [`REMOVE_RESEND_US`]
+    /// meanwhile). No command goes to it again.
+    RemoveTimedOut {
+        /// The CPU.
+        vp: u32,
+        /// Its status byte when the client gave up.
         status: CpuStatus,
         /// The bound that ran out, in milliseconds.
         bound_ms: u64,
@@ -102,6 +116,14 @@ impl fmt::Display for ClientError {
                     f.write_str(": the CPU completed it, but its response IPI never came)")
                 }
             }
+            ClientError::RemoveTimedOut {
+                vp,
+                status,
+                bound_ms,
+            } => write!(
+                f,
+                "CPU {vp}: did not leave sidecar within {bound_ms} ms of its REMOVE (status {status:?})"
+            ),
             ClientError::Failed { vp, message } => write!(f, "CPU {vp}: {message}"),
             ClientError::Hypervisor { vp, status } => {
                 write!(f, "CPU {vp}: hypervisor status {status:?}")
@@ -120,6 +142,9 @@ pub const COMMAND_BOUND_US: u64 = 10_000_000;
 /// by default (the VMM re-sends the request IPI meanwhile; see
 /// `vmm::stop_reliably`).
 pub const STOP_BOUND_US: u64 = 10_000_000;
+
+/// How often a REMOVE that has not taken gets its request IPI again.
+pub const REMOVE_RESEND_US: u64 = 2000;
 
 static COMMAND_BOUND: AtomicU64 = AtomicU64::new(COMMAND_BOUND_US);
 static STOP_BOUND: AtomicU64 = AtomicU64::new(STOP_BOUND_US);
@@ -160,9 +185,24 @@ struct InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         let slot = &self.cpu.driver.slot(self.cpu.index);
-        let running = matches!(self.cpu.status(), CpuStatus::RUN | CpuStatus::STOP);
-        let next = if running { slot::ABANDONED } else { slot::FREE };
-        slot.state.store(next, Ordering::Release);
+        if !self.cpu.busy() {
+            slot.state.store(slot::FREE, Ordering::Release);
+            return;
+        }
+        // The response handler frees an abandoned slot once the CPU is
+        // done. But the CPU may have finished since the look above, and its
+        // handler seen IN_FLIGHT (and only woken the client): look again
+        // after the store, and free the slot here if so.
+        slot.state.store(slot::ABANDONED, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if !self.cpu.busy() {
+            let _ = slot.state.compare_exchange(
+                slot::ABANDONED,
+                slot::FREE,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
     }
 }
 
@@ -211,6 +251,11 @@ impl SidecarCpu {
         self.driver.status(self.index)
     }
 
+    /// Whether the CPU works on a request (RUN or STOP): its pages are its.
+    fn busy(&self) -> bool {
+        matches!(self.status(), CpuStatus::RUN | CpuStatus::STOP)
+    }
+
     /// Sends one command: `fill` writes the request, `read` takes the
     /// response from the page once the CPU is done.
     pub async fn command<R>(
@@ -251,16 +296,40 @@ impl SidecarCpu {
             .control
             .status(self.index)
             .expect("index < cpu_count");
-        status.store(CpuStatus::RUN, Ordering::Release);
+        // From IDLE only: a CPU that left sidecar since the look above
+        // (REMOVED by a contained fault) keeps its status.
+        if status
+            .compare_exchange(
+                CpuStatus::IDLE,
+                CpuStatus::RUN,
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return Err(ClientError::NotSidecar(self.vp));
+        }
         REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
         apic::send_ipi(self.apic_id, REQUEST_VECTOR);
 
         poll_fn(|cx| {
             slot.waker.register(cx.waker());
+            let now = self.status();
+            // A stopped RUN_VP gets its bound here, by the slot's holder
+            // (the stopper wakes this client): a deadline stored by the
+            // stopper could land on the next command if the stopper were
+            // slow.
+            if now == CpuStatus::STOP
+                && slot.deadline.load(Ordering::Relaxed) == driver::NO_DEADLINE
+            {
+                let bound = time::us_to_ticks(stop_bound_us());
+                slot.deadline
+                    .store(cpu::rdtsc().saturating_add(bound), Ordering::Relaxed);
+            }
             // The deadline first: a CPU that completed but whose response
             // IPI never came is found only by the watchdog, past it.
             self.check_deadline(command)?;
-            match self.status() {
+            match now {
                 CpuStatus::RUN | CpuStatus::STOP => Poll::Pending,
                 _ => Poll::Ready(Ok(())),
             }
@@ -274,6 +343,9 @@ impl SidecarCpu {
                 vp: self.vp,
                 message: heapless::String::try_from(message).unwrap_or_default(),
             }),
+            // Left sidecar without an answer (a fault while it was idle,
+            // just as this command went in): the page holds the request.
+            None if self.status() == CpuStatus::REMOVED => Err(ClientError::NotSidecar(self.vp)),
             None => Ok(read(page)),
         };
         drop(in_flight);
@@ -481,25 +553,54 @@ impl SidecarCpu {
             slot.state.store(slot::FREE, Ordering::Release);
             return Err(ClientError::NotSidecar(self.vp));
         }
+        let bound_us = command_bound_us();
+        let deadline = cpu::rdtsc().saturating_add(time::us_to_ticks(bound_us));
+        slot.deadline.store(deadline, Ordering::Relaxed);
         written();
         super::convert::send_remove_ipi(self.apic_id);
-        poll_fn(|cx| {
+        let removed = poll_fn(|cx| {
             slot.waker.register(cx.waker());
-            if self.status() == CpuStatus::REMOVED {
-                Poll::Ready(())
+            let status = self.status();
+            if status == CpuStatus::REMOVED {
+                Poll::Ready(Ok(()))
+            } else if cpu::rdtsc() >= deadline {
+                Poll::Ready(Err(ClientError::RemoveTimedOut {
+                    vp: self.vp,
+                    status,
+                    bound_ms: bound_us / 1000,
+                }))
             } else {
                 Poll::Pending
             }
-        })
-        .await;
-        // The slot stays taken: no command will ever go to this CPU again.
-        Ok(())
+        });
+        // A request IPI may be lost (as for a STOP): send it again while
+        // the REMOVE is pending.
+        let resend = async {
+            loop {
+                super::clock::sleep_us(REMOVE_RESEND_US).await;
+                if self.status() == CpuStatus::REMOVE {
+                    super::convert::send_remove_ipi(self.apic_id);
+                }
+            }
+        };
+        let outcome = match select(pin!(removed), pin!(resend)).await {
+            Either::Left((outcome, _)) => outcome,
+            Either::Right((never, _)) => never,
+        };
+        // The slot stays taken: no command will ever go to this CPU again,
+        // and the watchdog has nothing to wake.
+        slot.deadline.store(driver::NO_DEADLINE, Ordering::Relaxed);
+        outcome
     }
 
     /// Sends the request IPI again, with no status change: for a STOP that
     /// was not acknowledged (see `vmm::stop_reliably`) or an interrupt
     /// request still pending (the demo's injection).
     pub fn resend_request(&self) {
+        // Not to a CPU that left sidecar: it may run main-kernel code now.
+        if self.status() == CpuStatus::REMOVED {
+            return;
+        }
         REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
         apic::send_ipi(self.apic_id, REQUEST_VECTOR);
     }
@@ -533,10 +634,9 @@ impl SidecarCpu {
             )
             .is_ok();
         if stopped {
-            // From now on RUN_VP has a deadline.
-            let deadline = cpu::rdtsc().saturating_add(time::us_to_ticks(stop_bound_us()));
-            let slot = self.driver.slot(self.index);
-            slot.deadline.store(deadline, Ordering::Relaxed);
+            // From now on RUN_VP has a deadline: its client sets it when
+            // this wakes it (a late wake only makes it look again).
+            self.driver.slot(self.index).waker.wake();
         }
         if stopped && send {
             REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);

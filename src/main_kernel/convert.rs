@@ -19,6 +19,7 @@
 //!    VMRUN loop ([`crate::vmrun`]) resumes the VP from the saved state,
 //!    with the VMM's device emulation local to the CPU.
 
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use executor::x86::HaltParker;
@@ -93,6 +94,35 @@ pub async fn convert(cpu: &SidecarCpu, job: Job) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// The value [`bring_up`] fills the lowest [`CANARY_WORDS`] words of a
+/// converted CPU's stack with. The stack has no guard page (the boot tables
+/// it runs on are shared by running CPUs by then), so a test checks that the
+/// CPU never reached them ([`stack_canary_intact`]).
+const STACK_CANARY: u64 = 0x5a17_c0de_5a17_c0de;
+/// How many words at the bottom of a converted CPU's stack are painted.
+const CANARY_WORDS: usize = 64;
+
+/// The lowest words of `vp`'s converted stack, as atomics: the CPU itself
+/// may write them (if its stack reaches that far) while the main kernel
+/// reads them.
+fn stack_canary(vp: u32) -> &'static [AtomicU64] {
+    let CpuPages { region, index } = former_pages(vp);
+    let bottom = region.private_page(index, private::STACK) as *const AtomicU64;
+    // SAFETY: the stack's first page is identity mapped for the whole run,
+    // page aligned, and 64 words fit in it; it is only ever accessed as
+    // atomics or by the CPU's own stack frames, which race with nothing
+    // here but a read of a word.
+    unsafe { core::slice::from_raw_parts(bottom, CANARY_WORDS) }
+}
+
+/// Whether the converted CPU `vp`'s stack never reached its lowest 512
+/// bytes, which [`bring_up`] painted.
+pub fn stack_canary_intact(vp: u32) -> bool {
+    stack_canary(vp)
+        .iter()
+        .all(|word| word.load(Ordering::Relaxed) == STACK_CANARY)
+}
+
 /// Points the removed CPU `vp` at the main kernel's entry and starts it
 /// with INIT-SIPI-SIPI, waiting (as the boot's `ap_delay` says) without
 /// holding up the executor's other tasks.
@@ -100,6 +130,10 @@ async fn bring_up(vp: u32) {
     let plan = plan::get();
     let CpuPages { region, index } = former_pages(vp);
     let stack_top = region.private_page(index, private::STACK) + STACK_PAGES * PAGE_SIZE;
+    // The parked CPU's frames are at the top of the same pages, far above.
+    for word in stack_canary(vp) {
+        word.store(STACK_CANARY, Ordering::Relaxed);
+    }
     let apic_id = plan.topology.cpus[vp as usize].apic_id;
     AP_STACK_BY_APIC_ID[apic_id as usize].store(stack_top, Ordering::Relaxed);
     AP_CR3_BY_APIC_ID[apic_id as usize].store(boot_pml4_address() as u32, Ordering::Relaxed);
@@ -158,14 +192,16 @@ fn converted_main(apic_id: u32) -> ! {
     unsafe { enable_svm(page(private::HOST_SAVE)) };
     info!("converted: now a main kernel CPU (APIC ID {apic_id})");
 
-    let executor_pointer = page(private::PML4) as *mut ConvertedExecutor;
+    let executor_pointer = page(private::PML4) as *mut MaybeUninit<ConvertedExecutor>;
     // SAFETY: the four page-table pages are unused since the CPU runs on the
     // boot tables; they are page aligned and large enough (checked above);
-    // only this CPU uses them.
-    let executor: &'static ConvertedExecutor = unsafe {
-        executor_pointer.write(Executor::new(IpiNotifier::new(apic_id, WAKE_VECTOR)));
-        &*executor_pointer
-    };
+    // only this CPU uses them, and this is the one reference made to them.
+    // Built in place: by value it would sit on this CPU's stack first, three
+    // quarters of it.
+    let executor: &'static ConvertedExecutor = Executor::new_in(
+        unsafe { &mut *executor_pointer },
+        IpiNotifier::new(apic_id, WAKE_VECTOR),
+    );
     let runner = executor.claim().expect("a fresh executor");
     // SAFETY: the VMCB, command and register pages are the VP's, which this
     // CPU took over when it left sidecar (the main kernel's VMM no longer

@@ -53,7 +53,9 @@ pub struct CpuSlot {
     /// The waiting client's waker.
     pub waker: AtomicWaker,
     /// The TSC by which the command in flight must be answered
-    /// ([`NO_DEADLINE`] for a RUN_VP nobody stopped yet).
+    /// ([`NO_DEADLINE`] for a RUN_VP nobody stopped yet). Written only by
+    /// the client that holds the slot: a RUN_VP's client sets it when it
+    /// first sees STOP.
     pub deadline: AtomicU64,
 }
 
@@ -156,7 +158,17 @@ impl NodeDriver {
             let done = !matches!(self.status(index), CpuStatus::RUN | CpuStatus::STOP);
             match slot.state.load(Ordering::Acquire) {
                 slot::IN_FLIGHT if done => slot.waker.wake(),
-                slot::ABANDONED if done => slot.state.store(slot::FREE, Ordering::Release),
+                // A compare-exchange: the abandoning client may free the
+                // slot itself (`InFlight::drop`), and a new command take it,
+                // between the load above and this.
+                slot::ABANDONED if done => {
+                    let _ = slot.state.compare_exchange(
+                        slot::ABANDONED,
+                        slot::FREE,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                }
                 _ => {}
             }
         }

@@ -11,10 +11,16 @@ use crate::arch::x86_64::{apic, cpu};
 use crate::percpu::{self, Phase};
 
 fn request_interrupt(_frame: &mut TrapFrame) {
-    // SAFETY: the request IPI is sent to sidecar CPUs only (the driver
-    // sends it on a sidecar CPU's behalf, and a converted CPU's INIT clears
-    // anything pending), so this handler runs on a CPU whose window is
-    // mapped.
+    // A request IPI that reaches a CPU on the boot tables (a converted CPU,
+    // sent one by a driver that had not seen REMOVED yet) is dropped: that
+    // CPU has no window.
+    if on_boot_tables() {
+        apic::end_of_interrupt();
+        return;
+    }
+    // SAFETY: a CPU not on the boot tables is a sidecar CPU on its own
+    // tables (every main-kernel CPU runs on the boot tables), so its window
+    // is mapped.
     let this = unsafe { ThisCpu::get() };
     // No CPUID on this path: the TSC goes into the CPU's own globals.
     this.globals()
@@ -22,6 +28,13 @@ fn request_interrupt(_frame: &mut TrapFrame) {
         .store(cpu::rdtsc(), Ordering::Relaxed);
     apic::end_of_interrupt();
     this.globals().executor.wake_flag_waiters();
+}
+
+/// Whether the running CPU uses the boot page tables (a main-kernel CPU)
+/// rather than its own (a sidecar CPU). Reading CR3 costs no exit.
+fn on_boot_tables() -> bool {
+    let (pml4, _) = x86_64::registers::control::Cr3::read_raw();
+    pml4.start_address().as_u64() == crate::arch::x86_64::entry::boot_pml4_address()
 }
 
 /// The executor's loop on a sidecar CPU: poll until nothing is ready, then

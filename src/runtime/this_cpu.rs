@@ -297,10 +297,16 @@ impl ThisCpu {
     /// Only from the fault path: code that held an [`OwnedPages`] was
     /// interrupted and never runs again, so this write races with nothing.
     pub unsafe fn fail_command(&self, reason: core::fmt::Arguments<'_>) -> ! {
-        let page = window::address(window::COMMAND_PAGE) as *mut CommandPage;
-        // SAFETY: the command page is this CPU's, mapped here; the caller
-        // guarantees that no live code uses a reference to it.
-        unsafe { (*page).set_error_fmt(reason) };
+        // Only a page the CPU holds: while it is IDLE the main kernel may be
+        // writing its next request there. (A request that goes in now finds
+        // REMOVED and no answer: the client fails it.)
+        if matches!(self.status(), CpuStatus::RUN | CpuStatus::STOP) {
+            let page = window::address(window::COMMAND_PAGE) as *mut CommandPage;
+            // SAFETY: the command page is this CPU's, mapped here; the status
+            // (RUN or STOP) keeps the main kernel off it; the caller
+            // guarantees that no live code uses a reference to it.
+            unsafe { (*page).set_error_fmt(reason) };
+        }
         self.leave()
     }
 }

@@ -18,7 +18,8 @@ use core::sync::atomic::Ordering;
 
 use futures_util::future::join;
 
-use crate::arch::x86_64::{cpu::rdtsc, time};
+use crate::arch::x86_64::vectors::REQUEST_VECTOR;
+use crate::arch::x86_64::{apic, cpu::rdtsc, time};
 use crate::main_kernel::client::{ClientError, SidecarCpu};
 use crate::main_kernel::convert::{self, Job, Outcome, OUTCOMES, REPORTS, WORK};
 use crate::main_kernel::{clock, MainSpawner};
@@ -83,7 +84,26 @@ async fn converted_outcome(vp: u32) -> Result<(), Failure> {
         work == PRIMES_BELOW_10000,
         "vp {vp}: main kernel work gave {work}"
     );
+    check_stack(vp)
+}
+
+/// The converted CPU `vp` never reached the bottom of its stack.
+fn check_stack(vp: u32) -> Result<(), Failure> {
+    check!(
+        convert::stack_canary_intact(vp),
+        "vp {vp}: the converted CPU's stack reached its lowest 512 bytes (it has no guard page)"
+    );
     Ok(())
+}
+
+/// Sends the converted CPU `vp` a request IPI, as a driver that had not seen
+/// REMOVED yet would, and gives it time to take it: the CPU must drop it
+/// (before the fix its handler looked for the sidecar window, which a
+/// converted CPU lacks, and the machine reset).
+async fn stray_request_ipi(vp: u32) {
+    let apic_id = plan::get().topology.cpus[vp as usize].apic_id;
+    apic::send_ipi(apic_id, REQUEST_VECTOR);
+    clock::sleep_us(20_000).await;
 }
 
 /// Runs `program` on `cpu` and stops it once `ready` says so; returns how
@@ -189,6 +209,8 @@ async fn cpu_task(cpu: SidecarCpu, position: usize) -> Result<(), Failure> {
                 .await
                 .map_err(|err| client_failure(vp, "converting while idle", err))?;
             converted_outcome(vp).await?;
+            stray_request_ipi(vp).await;
+            check_stack(vp)?;
         }
     }
     Ok(())

@@ -13,6 +13,8 @@
 //! - A spin with interrupts disabled: the STOP ends it.
 //! - `cli; hlt` and an injected interrupt: the interrupt must stay pending
 //!   (the guest cannot take it), so only the STOP ends the run.
+//! - A stop that finds its run over (the VMM gives up on it): the next run
+//!   of the VP must run to its end, not come back "stopped" at once.
 
 // Failures are one-line strings by value: there is no allocator to box them.
 #![allow(clippy::result_large_err)]
@@ -218,6 +220,27 @@ async fn sti_hlt_with_a_request_pending(cpu: &SidecarCpu) -> Result<(), Failure>
     Ok(())
 }
 
+/// A stop whose run had ended before it took must not stop the next run
+/// (it did: the VMM's stop request outlived the run it was for).
+async fn stop_after_the_run(cpu: &SidecarCpu) -> Result<(), Failure> {
+    let vp = cpu.vp();
+    // The run it was for is over: `finished` says so at once.
+    vmm::stop_reliably_unless(cpu, || true).await;
+    let mut devices = Devices::new(vp);
+    let (seed, rounds) = (7, 1000);
+    let registers = vmm::start_registers(Program::Compute, vp, seed, rounds);
+    let end = run_bounded(cpu, &mut devices, &registers, None, CASE_BOUND_US).await?;
+    let expected = guests::expected_compute(seed, rounds);
+    check!(
+        end == VpEnd::Exited && devices.reports.result == Some(expected),
+        "vp {vp}: the run after a stop that found its run over ended with {end:?}, result \
+         {:?} (expected an exit with {expected:#x})",
+        devices.reports.result
+    );
+    info!("guest-edges: a stop that found its run over left the next run alone");
+    Ok(())
+}
+
 /// The scenario.
 pub async fn run() -> Result<(), Failure> {
     let Some(cpu) = sidecar_cpus().next() else {
@@ -229,6 +252,7 @@ pub async fn run() -> Result<(), Failure> {
     cli_spin(&cpu).await?;
     cli_hlt(&cpu).await?;
     sti_hlt_with_a_request_pending(&cpu).await?;
-    report::number(report_key::GUEST_EDGES_CASES, 5);
+    stop_after_the_run(&cpu).await?;
+    report::number(report_key::GUEST_EDGES_CASES, 6);
     Ok(())
 }

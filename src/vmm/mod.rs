@@ -122,6 +122,15 @@ pub static IO_ROUND_TRIPS: spin::Mutex<heapless::Vec<u32, 4096>> =
 static STOP_REQUESTED: [core::sync::atomic::AtomicBool; crate::MAX_CPUS] =
     [const { core::sync::atomic::AtomicBool::new(false) }; crate::MAX_CPUS];
 
+/// Clears a VP's [`STOP_REQUESTED`] when its run ends.
+struct ClearOnDrop<'a>(&'a core::sync::atomic::AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, core::sync::atomic::Ordering::Release);
+    }
+}
+
 /// Runs VP `cpu` from `registers` until its guest exits, is stopped, or
 /// does something the VMM does not emulate.
 pub async fn run_vp(
@@ -133,6 +142,9 @@ pub async fn run_vp(
     cpu.set_vp_registers(registers).await?;
     let mut last_io = None;
     let stop_requested = &STOP_REQUESTED[cpu.vp() as usize % crate::MAX_CPUS];
+    // However the run ends (an exit, an error, this future dropped), a
+    // stop asked for it must not outlive it and stop the next run.
+    let _clear = ClearOnDrop(stop_requested);
     loop {
         if stop_requested.swap(false, core::sync::atomic::Ordering::AcqRel) {
             return Ok(VpEnd::Stopped);
@@ -208,10 +220,12 @@ async fn stop_with(
     stop: impl Fn(&SidecarCpu) -> bool,
 ) -> u32 {
     use crate::abi::CpuStatus;
-    STOP_REQUESTED[cpu.vp() as usize % crate::MAX_CPUS]
-        .store(true, core::sync::atomic::Ordering::Release);
+    let stop_requested = &STOP_REQUESTED[cpu.vp() as usize % crate::MAX_CPUS];
+    stop_requested.store(true, core::sync::atomic::Ordering::Release);
     while !stop(cpu) {
         if finished() {
+            // The run ended first: the request must not stop the next one.
+            stop_requested.store(false, core::sync::atomic::Ordering::Release);
             return 0;
         }
         crate::main_kernel::clock::sleep_us(STOP_POLL_US).await;
