@@ -34,9 +34,9 @@ impl GuestMemory for Memory {
     fn read_u64(&self, gpa: u64) -> Option<u64> {
         (gpa < 1 << 20).then(|| self.0.get(&gpa).copied().unwrap_or(0))
     }
-    fn write_u64(&mut self, gpa: u64, value: u64) -> Option<()> {
+    fn set_bits_u64(&mut self, gpa: u64, bits: u64) -> Option<()> {
         (gpa < 1 << 20).then(|| {
-            self.0.insert(gpa, value);
+            *self.0.entry(gpa).or_default() |= bits;
         })
     }
 }

@@ -173,13 +173,14 @@ impl GuestMemory for Memory {
         self.word(gpa)
     }
 
-    fn write_u64(&mut self, gpa: u64, value: u64) -> Option<()> {
+    fn set_bits_u64(&mut self, gpa: u64, bits: u64) -> Option<()> {
         assert_eq!(
             gpa % 8,
             0,
-            "GuestMemory::write_u64 of unaligned GPA {gpa:#x}"
+            "GuestMemory::set_bits_u64 of unaligned GPA {gpa:#x}"
         );
         let old = self.word(gpa)?;
+        let value = old | bits;
         self.writes.push((gpa, old, value));
         self.words[(gpa / 8) as usize] = value;
         Some(())

@@ -8,6 +8,8 @@
 //! programs, reading results and instructions), the command executor and
 //! the page walker ([`GuestMemory`]) all go through it.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use super::GuestMemory;
 
 /// The VM's guest RAM, mapped at a fixed address in the running CPU's page
@@ -131,11 +133,15 @@ impl GuestMemory for GuestRam {
         Some(unsafe { pointer.read_volatile() })
     }
 
-    fn write_u64(&mut self, gpa: u64, value: u64) -> Option<()> {
+    fn set_bits_u64(&mut self, gpa: u64, bits: u64) -> Option<()> {
         let pointer = self.aligned_u64(gpa)?;
-        // SAFETY: as in `read_u64`; the walk writes accessed and dirty bits,
-        // which is what the command asked for.
-        unsafe { pointer.write_volatile(value) };
+        // SAFETY: as in `read_u64` (in bounds, 8-aligned, in the mapping);
+        // guest RAM is only ever accessed by the kernel with volatile or
+        // atomic operations, and by guests, whose writes to the entry a
+        // locked OR cannot lose. Setting accessed and dirty bits is what
+        // the command asked for.
+        let entry = unsafe { AtomicU64::from_ptr(pointer) };
+        entry.fetch_or(bits, Ordering::SeqCst);
         Some(())
     }
 }
@@ -158,8 +164,10 @@ mod tests {
         ram.write(0x10, &[1, 2, 3, 4]).unwrap();
         assert_eq!(ram.read_array::<4>(0x10).unwrap(), [1, 2, 3, 4]);
         assert_eq!(ram.read_u64(0x10), Some(0x0403_0201));
-        assert_eq!(ram.write_u64(0xFF8, 7), Some(()));
-        assert_eq!(ram.read_u64(0xFF8), Some(7));
+        assert_eq!(ram.set_bits_u64(0xFF8, 5), Some(()));
+        assert_eq!(ram.set_bits_u64(0xFF8, 0x60), Some(()));
+        assert_eq!(ram.read_u64(0xFF8), Some(0x65), "bits are ORed in");
+        assert_eq!(ram.set_bits_u64(0x1000, 1), None);
         assert_eq!(
             ram.write(0xFFE, &[0; 4]),
             Err(OutOfRange { gpa: 0xFFE, len: 4 })

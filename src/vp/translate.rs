@@ -24,8 +24,10 @@ use super::VpState;
 pub trait GuestMemory {
     /// Reads the 8 bytes at `gpa` (8-aligned), or `None` if unmapped.
     fn read_u64(&self, gpa: u64) -> Option<u64>;
-    /// Writes the 8 bytes at `gpa` (8-aligned), or `None` if unmapped.
-    fn write_u64(&mut self, gpa: u64, value: u64) -> Option<()>;
+    /// Sets `bits` in the 8 bytes at `gpa` (8-aligned) in one atomic OR
+    /// (the guest may write the same entry meanwhile), or `None` if
+    /// unmapped.
+    fn set_bits_u64(&mut self, gpa: u64, bits: u64) -> Option<()>;
 }
 
 /// The result of a walk that reached a page.
@@ -252,7 +254,11 @@ fn walk_long_mode(
             if leaf && flags.contains(Flags::VALIDATE_WRITE) {
                 set |= Entry::DIRTY;
             }
-            let _ = memory.write_u64(entry_gpa, raw | set.bits());
+            // Only when a bit is missing: an entry is not rewritten for
+            // nothing, and the OR loses no write the guest makes to it.
+            if raw & set.bits() != set.bits() {
+                let _ = memory.set_bits_u64(entry_gpa, set.bits());
+            }
         }
         if leaf {
             let page_mask = entry_span - 1;
@@ -312,15 +318,18 @@ mod tests {
     struct Memory {
         size: u64,
         words: HashMap<u64, u64>,
+        /// How many times the walk set bits in an entry.
+        sets: usize,
     }
 
     impl GuestMemory for Memory {
         fn read_u64(&self, gpa: u64) -> Option<u64> {
             (gpa < self.size).then(|| self.words.get(&gpa).copied().unwrap_or(0))
         }
-        fn write_u64(&mut self, gpa: u64, value: u64) -> Option<()> {
+        fn set_bits_u64(&mut self, gpa: u64, bits: u64) -> Option<()> {
             (gpa < self.size).then(|| {
-                self.words.insert(gpa, value);
+                self.sets += 1;
+                *self.words.entry(gpa).or_default() |= bits;
             })
         }
     }
@@ -345,6 +354,7 @@ mod tests {
         let mut memory = Memory {
             size: 16 << 20,
             words: HashMap::new(),
+            sets: 0,
         };
         let mut put = |gpa, value| memory.words.insert(gpa, value);
         put(PML4, PDPT | TABLE);
@@ -501,6 +511,9 @@ mod tests {
         translate(&state, &mut memory, 0x40_0000, 0x2 | 0x10).unwrap();
         assert_eq!(memory.words[&PT] & (ACCESSED | DIRTY), ACCESSED | DIRTY);
         assert_eq!(memory.words[&PML4] & (ACCESSED | DIRTY), ACCESSED);
+        assert_eq!(memory.sets, 4, "one OR per level");
+        translate(&state, &mut memory, 0x40_0000, 0x2 | 0x10).unwrap();
+        assert_eq!(memory.sets, 4, "entries that have the bits are not written");
     }
 
     #[test]
