@@ -370,7 +370,8 @@ static void release_response(void)
 		/* A sidecar CPU that read the vector just before the store
 		 * above may still send it: give such a late IPI time to land
 		 * while the handler is there (free_irq then waits for a
-		 * handler that runs). */
+		 * handler that runs). Best effort: a virtual CPU descheduled
+		 * for longer between its read and its send is not covered. */
 		msleep(RESPONSE_DRAIN_MS);
 		free_irq(response_irq, NULL);
 		irq_dispose_mapping(response_irq);
@@ -473,9 +474,11 @@ static ssize_t sidecar_read(struct file *file, char __user *buf, size_t len, lof
 		unsigned long lost = mask;
 		unsigned int cpu;
 
-		/* Not lost: the next read gets them. */
+		/* Not lost: the next read gets them, and a reader that slept
+		 * while this one took them is woken to look. */
 		for_each_set_bit(cpu, &lost, BITS_PER_LONG)
 			set_bit(cpu, &node->completed);
+		wake_up_interruptible(&node->any_done);
 		return -EFAULT;
 	}
 	return sizeof(mask);

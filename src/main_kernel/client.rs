@@ -176,6 +176,17 @@ pub struct SidecarCpu {
     driver: &'static NodeDriver,
 }
 
+/// Clears a slot's deadline when dropped.
+struct NoDeadline<'a>(&'a driver::CpuSlot);
+
+impl Drop for NoDeadline<'_> {
+    fn drop(&mut self) {
+        self.0
+            .deadline
+            .store(driver::NO_DEADLINE, Ordering::Relaxed);
+    }
+}
+
 /// Clears the slot when a command ends, or marks it abandoned when the
 /// command's future is dropped while the CPU still runs it.
 struct InFlight<'a> {
@@ -192,7 +203,8 @@ impl Drop for InFlight<'_> {
         // The response handler frees an abandoned slot once the CPU is
         // done. But the CPU may have finished since the look above, and its
         // handler seen IN_FLIGHT (and only woken the client): look again
-        // after the store, and free the slot here if so.
+        // after the store, and free the slot here if so. The fence pairs
+        // with the handler's (`NodeDriver::on_response`).
         slot.state.store(slot::ABANDONED, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if !self.cpu.busy() {
@@ -345,6 +357,8 @@ impl SidecarCpu {
             }),
             // Left sidecar without an answer (a fault while it was idle,
             // just as this command went in): the page holds the request.
+            // (A command answered just before such a fault is lost with it:
+            // the safe side.)
             None if self.status() == CpuStatus::REMOVED => Err(ClientError::NotSidecar(self.vp)),
             None => Ok(read(page)),
         };
@@ -556,6 +570,10 @@ impl SidecarCpu {
         let bound_us = command_bound_us();
         let deadline = cpu::rdtsc().saturating_add(time::us_to_ticks(bound_us));
         slot.deadline.store(deadline, Ordering::Relaxed);
+        // However this ends (done, timed out, or this future dropped), the
+        // slot stays taken, no command goes to the CPU again, and the
+        // watchdog has nothing to wake.
+        let _no_deadline = NoDeadline(slot);
         written();
         super::convert::send_remove_ipi(self.apic_id);
         let removed = poll_fn(|cx| {
@@ -583,14 +601,10 @@ impl SidecarCpu {
                 }
             }
         };
-        let outcome = match select(pin!(removed), pin!(resend)).await {
+        match select(pin!(removed), pin!(resend)).await {
             Either::Left((outcome, _)) => outcome,
             Either::Right((never, _)) => never,
-        };
-        // The slot stays taken: no command will ever go to this CPU again,
-        // and the watchdog has nothing to wake.
-        slot.deadline.store(driver::NO_DEADLINE, Ordering::Relaxed);
-        outcome
+        }
     }
 
     /// Sends the request IPI again, with no status change: for a STOP that

@@ -22,7 +22,7 @@
 //! whatever one side wrote before storing the status, the other side sees
 //! after loading it.
 
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 
 use futures_util::task::AtomicWaker;
 use spin::Once;
@@ -153,6 +153,9 @@ impl NodeDriver {
         if !self.control.take_attention() {
             return;
         }
+        // Pairs with the fence in the client's `InFlight::drop`: either this
+        // handler sees the slot ABANDONED, or that drop sees the CPU done.
+        fence(Ordering::SeqCst);
         for index in 0..self.cpu_count as usize {
             let slot = self.slot(index);
             let done = !matches!(self.status(index), CpuStatus::RUN | CpuStatus::STOP);

@@ -34,9 +34,14 @@ impl GuestMemory for Memory {
     fn read_u64(&self, gpa: u64) -> Option<u64> {
         (gpa < 1 << 20).then(|| self.0.get(&gpa).copied().unwrap_or(0))
     }
-    fn set_bits_u64(&mut self, gpa: u64, bits: u64) -> Option<()> {
+    fn set_bits_if_unchanged(&mut self, gpa: u64, seen: u64, bits: u64) -> Option<bool> {
         (gpa < 1 << 20).then(|| {
-            *self.0.entry(gpa).or_default() |= bits;
+            let word = self.0.entry(gpa).or_default();
+            let unchanged = *word == seen;
+            if unchanged {
+                *word |= bits;
+            }
+            unchanged
         })
     }
 }

@@ -233,7 +233,7 @@ mod tests {
         fn read_u64(&self, gpa: u64) -> Option<u64> {
             (gpa < 0x10_0000).then_some(0)
         }
-        fn set_bits_u64(&mut self, _gpa: u64, _bits: u64) -> Option<()> {
+        fn set_bits_if_unchanged(&mut self, _gpa: u64, _seen: u64, _bits: u64) -> Option<bool> {
             None
         }
     }

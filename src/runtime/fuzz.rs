@@ -173,17 +173,20 @@ impl GuestMemory for Memory {
         self.word(gpa)
     }
 
-    fn set_bits_u64(&mut self, gpa: u64, bits: u64) -> Option<()> {
+    fn set_bits_if_unchanged(&mut self, gpa: u64, seen: u64, bits: u64) -> Option<bool> {
         assert_eq!(
             gpa % 8,
             0,
-            "GuestMemory::set_bits_u64 of unaligned GPA {gpa:#x}"
+            "GuestMemory::set_bits_if_unchanged of unaligned GPA {gpa:#x}"
         );
         let old = self.word(gpa)?;
+        if old != seen {
+            return Some(false);
+        }
         let value = old | bits;
         self.writes.push((gpa, old, value));
         self.words[(gpa / 8) as usize] = value;
-        Some(())
+        Some(true)
     }
 }
 

@@ -222,11 +222,16 @@ async fn stop_with(
     use crate::abi::CpuStatus;
     let stop_requested = &STOP_REQUESTED[cpu.vp() as usize % crate::MAX_CPUS];
     stop_requested.store(true, core::sync::atomic::Ordering::Release);
-    while !stop(cpu) {
+    loop {
+        // `finished` first: once the run is over, a RUN status is the next
+        // run's command, which this stop must leave alone.
         if finished() {
-            // The run ended first: the request must not stop the next one.
+            // The request must not stop the next run either.
             stop_requested.store(false, core::sync::atomic::Ordering::Release);
             return 0;
+        }
+        if stop(cpu) {
+            break;
         }
         crate::main_kernel::clock::sleep_us(STOP_POLL_US).await;
     }

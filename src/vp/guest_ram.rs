@@ -133,16 +133,19 @@ impl GuestMemory for GuestRam {
         Some(unsafe { pointer.read_volatile() })
     }
 
-    fn set_bits_u64(&mut self, gpa: u64, bits: u64) -> Option<()> {
+    fn set_bits_if_unchanged(&mut self, gpa: u64, seen: u64, bits: u64) -> Option<bool> {
         let pointer = self.aligned_u64(gpa)?;
         // SAFETY: as in `read_u64` (in bounds, 8-aligned, in the mapping);
         // guest RAM is only ever accessed by the kernel with volatile or
         // atomic operations, and by guests, whose writes to the entry a
-        // locked OR cannot lose. Setting accessed and dirty bits is what
-        // the command asked for.
+        // locked compare-exchange cannot lose. Setting accessed and dirty
+        // bits is what the command asked for.
         let entry = unsafe { AtomicU64::from_ptr(pointer) };
-        entry.fetch_or(bits, Ordering::SeqCst);
-        Some(())
+        Some(
+            entry
+                .compare_exchange(seen, seen | bits, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok(),
+        )
     }
 }
 
@@ -164,10 +167,16 @@ mod tests {
         ram.write(0x10, &[1, 2, 3, 4]).unwrap();
         assert_eq!(ram.read_array::<4>(0x10).unwrap(), [1, 2, 3, 4]);
         assert_eq!(ram.read_u64(0x10), Some(0x0403_0201));
-        assert_eq!(ram.set_bits_u64(0xFF8, 5), Some(()));
-        assert_eq!(ram.set_bits_u64(0xFF8, 0x60), Some(()));
+        assert_eq!(ram.set_bits_if_unchanged(0xFF8, 0, 5), Some(true));
+        assert_eq!(ram.set_bits_if_unchanged(0xFF8, 5, 0x60), Some(true));
         assert_eq!(ram.read_u64(0xFF8), Some(0x65), "bits are ORed in");
-        assert_eq!(ram.set_bits_u64(0x1000, 1), None);
+        assert_eq!(
+            ram.set_bits_if_unchanged(0xFF8, 5, 0x100),
+            Some(false),
+            "not into an entry that changed"
+        );
+        assert_eq!(ram.read_u64(0xFF8), Some(0x65));
+        assert_eq!(ram.set_bits_if_unchanged(0x1000, 0, 1), None);
         assert_eq!(
             ram.write(0xFFE, &[0; 4]),
             Err(OutOfRange { gpa: 0xFFE, len: 4 })

@@ -24,10 +24,11 @@ use super::VpState;
 pub trait GuestMemory {
     /// Reads the 8 bytes at `gpa` (8-aligned), or `None` if unmapped.
     fn read_u64(&self, gpa: u64) -> Option<u64>;
-    /// Sets `bits` in the 8 bytes at `gpa` (8-aligned) in one atomic OR
-    /// (the guest may write the same entry meanwhile), or `None` if
-    /// unmapped.
-    fn set_bits_u64(&mut self, gpa: u64, bits: u64) -> Option<()>;
+    /// Sets `bits` in the 8 bytes at `gpa` (8-aligned) if they still hold
+    /// `seen`, in one atomic compare-exchange (the guest may rewrite the
+    /// entry meanwhile): `Some(true)` if it set them, `Some(false)` if the
+    /// entry had changed, `None` if unmapped.
+    fn set_bits_if_unchanged(&mut self, gpa: u64, seen: u64, bits: u64) -> Option<bool>;
 }
 
 /// The result of a walk that reached a page.
@@ -254,10 +255,11 @@ fn walk_long_mode(
             if leaf && flags.contains(Flags::VALIDATE_WRITE) {
                 set |= Entry::DIRTY;
             }
-            // Only when a bit is missing: an entry is not rewritten for
-            // nothing, and the OR loses no write the guest makes to it.
+            // Only when a bit is missing (an entry is not rewritten for
+            // nothing), and only in the entry as read: one the guest
+            // rewrote since (not present now, say) is left alone.
             if raw & set.bits() != set.bits() {
-                let _ = memory.set_bits_u64(entry_gpa, set.bits());
+                let _ = memory.set_bits_if_unchanged(entry_gpa, raw, set.bits());
             }
         }
         if leaf {
@@ -326,10 +328,15 @@ mod tests {
         fn read_u64(&self, gpa: u64) -> Option<u64> {
             (gpa < self.size).then(|| self.words.get(&gpa).copied().unwrap_or(0))
         }
-        fn set_bits_u64(&mut self, gpa: u64, bits: u64) -> Option<()> {
+        fn set_bits_if_unchanged(&mut self, gpa: u64, seen: u64, bits: u64) -> Option<bool> {
             (gpa < self.size).then(|| {
-                self.sets += 1;
-                *self.words.entry(gpa).or_default() |= bits;
+                let word = self.words.entry(gpa).or_default();
+                let unchanged = *word == seen;
+                if unchanged {
+                    self.sets += 1;
+                    *word |= bits;
+                }
+                unchanged
             })
         }
     }
