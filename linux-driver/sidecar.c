@@ -752,8 +752,36 @@ fail:
 	return ret;
 }
 
+/*
+ * At unload no file is open (each holds the module), so no VMM drives the
+ * CPUs; but one that died may have left VPs running. Stop them, so that a
+ * CPU Linux onlines later (with no hotplug callback then) is not inside
+ * VMRUN, where INIT is held. Bounded like a conversion.
+ */
+static void stop_running_vps(void)
+{
+	ktime_t deadline = ktime_add_us(ktime_get(), CONVERT_TIMEOUT_US);
+	unsigned int i, stopped = 0;
+	u32 cpu;
+
+	for (i = 0; i < node_count; i++) {
+		for (cpu = 0; cpu < nodes[i].count; cpu++) {
+			if (!is_sidecar(&nodes[i], cpu) ||
+			    !request(&nodes[i], cpu, SIDECAR_RUN, SIDECAR_STOP))
+				continue;
+			if (wait_stopped(&nodes[i], cpu, deadline) < 0)
+				pr_warn("sidecar: CPU %u: its VP did not stop at unload\n",
+					nodes[i].base_vp + cpu);
+			else
+				stopped++;
+		}
+	}
+	pr_info("sidecar: unloading: %u running VPs stopped\n", stopped);
+}
+
 static void __exit sidecar_exit(void)
 {
+	stop_running_vps();
 	release();
 }
 

@@ -186,6 +186,15 @@ if [ -x /bin/linux-vmm ]; then
     done
     say linux.converted "$(echo $CONVERTED | wc -w)"
     wait $VMM || finish "linux-vmm failed (its log is above)"
+    # Unloading runs sidecar.ko's exit path (a STOP for any VP left
+    # running, then the response interrupt released); a warning or oops
+    # there fails the run.
+    LINES=$(dmesg | wc -l)
+    rmmod sidecar || finish "rmmod sidecar failed"
+    dmesg | tail -n +$((LINES + 1)) | grep -E 'WARNING|BUG|Oops|did not stop at unload' \
+        && finish "unloading sidecar.ko left the warnings above"
+    dmesg | tail -n +$((LINES + 1)) | grep -q 'sidecar: unloading: 0 running VPs stopped' \
+        || finish "sidecar.ko's exit did not run, or found VPs still running after the demo"
 fi
 check_statuses report
 ONLINE=$(grep -c '^processor' /proc/cpuinfo)
