@@ -433,10 +433,25 @@ static int map_range(struct vm_area_struct *vma, phys_addr_t base, u64 len)
 			       vma->vm_page_prot);
 }
 
+/*
+ * The node's pages: page 0 its control page, then each CPU's command and
+ * register pages. The control page is the driver's to write (a status
+ * changes through REQUEST, which IPIs; the response fields are the
+ * driver's): a mapping that includes it must be read-only (EACCES), and
+ * cannot become writable. Private mappings are refused (EINVAL): the
+ * pages are shared with the sidecar CPUs.
+ */
 static int sidecar_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct sidecar_node *node = container_of(file->private_data, struct sidecar_node, misc);
 
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	if (vma->vm_pgoff == 0) {
+		if (vma->vm_flags & VM_WRITE)
+			return -EACCES;
+		vma->vm_flags &= ~VM_MAYWRITE;
+	}
 	return map_range(vma, node->control, (u64)(1 + 2 * node->count) * PAGE_SIZE);
 }
 

@@ -258,4 +258,4 @@ fn linux_demo_drives_the_sidecar_cpus() {
 /// status 7 (EINVAL), a STOP with nothing running (EALREADY); with a VP
 /// running, a second RUN and a REMOVE (EBUSY); on a REMOVED CPU, a RUN and
 /// an interrupt (ENXIO).
-const BAD_REQUESTS: u32 = 9;
+const BAD_REQUESTS: u32 = 10;

@@ -59,6 +59,7 @@ struct PollFd {
     returned: i16,
 }
 const POLLIN: i16 = 0x1;
+const PROT_READ: i32 = 0x1;
 const PROT_READ_WRITE: i32 = 0x3;
 const MAP_SHARED: i32 = 0x1;
 const MAP_FAILED: *mut u8 = usize::MAX as *mut u8;
@@ -88,24 +89,29 @@ impl From<String> for DriverError {
     }
 }
 
-/// `len` bytes of `file` mapped shared, read-write, from offset 0.
-fn map(file: &File, len: usize) -> Result<NonNull<u8>, String> {
+/// `len` bytes of `file` mapped shared from byte `offset`, with `prot`.
+fn map_with(file: &File, len: usize, offset: usize, prot: i32) -> std::io::Result<NonNull<u8>> {
     // SAFETY: a fresh mapping chosen by the kernel (addr null): it aliases
     // nothing of this process; the fd is open for the call.
     let ptr = unsafe {
         mmap(
             std::ptr::null_mut(),
             len,
-            PROT_READ_WRITE,
+            prot,
             MAP_SHARED,
             file.as_raw_fd(),
-            0,
+            offset as i64,
         )
     };
     match ptr == MAP_FAILED {
-        true => Err(format!("mmap: {}", std::io::Error::last_os_error())),
-        false => NonNull::new(ptr).ok_or_else(|| "mmap returned null".to_owned()),
+        true => Err(std::io::Error::last_os_error()),
+        false => NonNull::new(ptr).ok_or_else(|| std::io::Error::other("mmap returned null")),
     }
+}
+
+/// [`map_with`], its error as a message.
+fn map(file: &File, len: usize, offset: usize, prot: i32) -> Result<NonNull<u8>, String> {
+    map_with(file, len, offset, prot).map_err(|e| format!("mmap: {e}"))
 }
 
 fn open(path: &str) -> Result<File, String> {
@@ -119,6 +125,9 @@ fn open(path: &str) -> Result<File, String> {
 /// One node: its device and its pages.
 pub struct Node {
     device: File,
+    /// The control page, mapped read-only (the driver refuses it writable).
+    control: NonNull<u8>,
+    /// The CPUs' command and register pages (the device's pages 1 on).
     pages: NonNull<u8>,
     /// The node's first VP (Linux's CPU number of its CPU 0).
     pub base_vp: u32,
@@ -126,7 +135,7 @@ pub struct Node {
     pub count: u32,
 }
 
-// SAFETY: `pages` is a shared mapping that lives as long as the process
+// SAFETY: `control` and `pages` are shared mappings that live as long as the process
 // (never unmapped); every access through it is atomic (the control page,
 // the interrupt request) or a volatile copy of a command page, never a
 // reference, so threads may share a `Node`. Which thread drives which CPU
@@ -140,26 +149,34 @@ impl Node {
     /// Opens `/dev/sidecar{index}` and maps its pages.
     pub fn open(index: u32) -> Result<Node, String> {
         let device = open(&format!("/dev/sidecar{index}"))?;
-        let control = map(&device, PAGE)?;
+        let control = map(&device, PAGE, 0, PROT_READ)?;
         // SAFETY: the mapping is one page, page aligned, and holds the
         // node's control page; every field of `ControlPage` the other side
-        // writes is atomic (`reserved` is never written).
+        // writes is atomic (`reserved` is never written), and this side
+        // only reads.
         let header = unsafe { control.cast::<ControlPage>().as_ref() };
         let count = header.cpu_count.load(Ordering::Acquire);
         let base_vp = header.base_cpu.load(Ordering::Acquire);
-        let pages = map(&device, (1 + 2 * count as usize) * PAGE)?;
+        let pages = map(&device, 2 * count as usize * PAGE, PAGE, PROT_READ_WRITE)?;
         Ok(Node {
             device,
+            control,
             pages,
             base_vp,
             count,
         })
     }
 
+    /// Tries to map the control page writable, which the driver must
+    /// refuse; `Ok` if it did not (the mapping is then left in place).
+    pub fn try_map_control_writable(&self) -> std::io::Result<()> {
+        map_with(&self.device, PAGE, 0, PROT_READ_WRITE).map(drop)
+    }
+
     fn control(&self) -> &ControlPage {
-        // SAFETY: as in `open`: page 0 of the mapping is the control page,
-        // only ever accessed through its atomics.
-        unsafe { self.pages.cast::<ControlPage>().as_ref() }
+        // SAFETY: as in `open`: the control mapping is the control page,
+        // read-only, only ever accessed through its atomics.
+        unsafe { self.control.cast::<ControlPage>().as_ref() }
     }
 
     /// CPU `cpu`'s status on the control page.
@@ -167,11 +184,14 @@ impl Node {
         CpuStatus(self.control().cpu_status[cpu as usize].load(Ordering::Acquire))
     }
 
-    /// Page `page` of the mapping (1 + 2i: CPU i's command page, 2 + 2i:
-    /// its register page).
+    /// Page `page` of the device (1 + 2i: CPU i's command page, 2 + 2i:
+    /// its register page), in the read-write mapping of pages 1 on.
     fn page(&self, page: usize) -> *mut u8 {
-        assert!(page <= 2 * self.count as usize, "page {page} is not mapped");
-        self.pages.as_ptr().wrapping_add(page * PAGE)
+        assert!(
+            (1..=2 * self.count as usize).contains(&page),
+            "page {page} is not mapped writable"
+        );
+        self.pages.as_ptr().wrapping_add((page - 1) * PAGE)
     }
 
     fn command_page(&self, cpu: u32) -> *mut CommandPage {
@@ -346,7 +366,7 @@ pub fn open_nodes() -> Result<Vec<Node>, String> {
 /// Guest memory, mapped from `/dev/sidecar-guest`.
 pub fn open_guest(len: usize) -> Result<GuestRam, String> {
     let file = open("/dev/sidecar-guest")?;
-    let base = map(&file, len)?;
+    let base = map(&file, len, 0, PROT_READ_WRITE)?;
     // SAFETY: `len` bytes of the VM's guest memory are mapped shared at
     // `base` for the rest of the process (the mapping outlives the file);
     // nothing in this process makes a reference into them.

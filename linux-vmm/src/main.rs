@@ -294,6 +294,7 @@ const EINVAL: i32 = 22;
 const ENODEV: i32 = 19;
 const EBUSY: i32 = 16;
 const EALREADY: i32 = 114;
+const EACCES: i32 = 13;
 
 /// Bad input that needs no running VP: no such CPU, a CPU that is not
 /// sidecar's, a status that is no request, a STOP with nothing running.
@@ -318,6 +319,11 @@ fn bad_requests_while_idle(nodes: &[Node], cpu: u32) -> Result<(), String> {
         )?;
     }
     refused("REQUEST of status 7", node.try_request(cpu, 7), EINVAL)?;
+    refused(
+        "a writable mapping of the control page",
+        node.try_map_control_writable(),
+        EACCES,
+    )?;
     refused(
         "STOP with nothing running",
         node.try_request(cpu, CpuStatus::STOP.0),
