@@ -21,6 +21,10 @@ use crate::abi::{
 pub const CODE_GPA: u64 = 0x8000;
 /// Guest physical address of the guests' IDT (256 zeroed gates).
 pub const IDT_GPA: u64 = 0x7000;
+/// Guest physical address of the TSS [`Program::Segments`] loads (its GDT's
+/// selector 0x18 describes it; 0x68 bytes, below the counters).
+pub const TSS_GPA: u64 = 0x5F00;
+const _: () = assert!(TSS_GPA + 0x68 <= IRQ_COUNTS_GPA);
 /// Guest physical address of the per-VP interrupt counters (a u32 per VP,
 /// room for every VP up to `MAX_CPUS`).
 pub const IRQ_COUNTS_GPA: u64 = 0x6000;
@@ -64,6 +68,7 @@ global_asm!(
     .global sidecar_guest_svm_instructions
     .global sidecar_guest_cli_hlt
     .global sidecar_guest_event_in_flight
+    .global sidecar_guest_segments
     .equ GUEST_BASE, 0x8000
     .p2align 4
 sidecar_guest_start:
@@ -71,8 +76,9 @@ guest_gdt:
     .quad 0
     .quad 0x00CF9B000000FFFF        // 0x08: 32-bit code
     .quad 0x00CF93000000FFFF        // 0x10: data
+    .quad 0x000089005F000067        // 0x18: 32-bit TSS at 0x5F00 (available)
 guest_gdt_pointer:
-    .word 23
+    .word 31
     .long GUEST_BASE + 0            // guest_gdt is the blob's first byte
 guest_idt_pointer:
     .word 0x7FF
@@ -207,6 +213,28 @@ sidecar_guest_checksum:
     hlt
     jmp 6b
 
+    // Reports the TR and FS selectors it starts with, as one value on the
+    // result port ((TR << 16) | FS: those the VMM set, if the host loaded
+    // the guest's before VMRUN), then loads TR with its own TSS (0x18,
+    // busy bit cleared first: every VP shares this GDT) and GS with the
+    // null selector, and exits: the VMM then reads both back.
+sidecar_guest_segments:
+    lgdt [GDT_POINTER]
+    str eax
+    shl eax, 16
+    mov ecx, fs
+    mov ax, cx
+    mov dx, 0x604
+    out dx, eax
+    and byte ptr [GUEST_BASE + 0x18 + 5], 0xFD
+    mov ax, 0x18
+    ltr ax
+    xor eax, eax
+    mov gs, ax
+    mov dx, 0x607
+    out dx, eax
+    jmp 6b
+
     // Spins forever: only a STOP ends it.
 sidecar_guest_spin:
     jmp sidecar_guest_spin
@@ -328,6 +356,7 @@ unsafe extern "C" {
     static sidecar_guest_svm_instructions: u8;
     static sidecar_guest_cli_hlt: u8;
     static sidecar_guest_event_in_flight: u8;
+    static sidecar_guest_segments: u8;
 }
 
 /// The programs' machine code, to copy to [`CODE_GPA`].
@@ -360,6 +389,8 @@ pub enum Program {
     /// exit (the VMM points ESP outside memory to catch the delivery
     /// mid-way).
     EventInFlight,
+    /// Report TR and FS, load TR and GS with values of its own, exit.
+    Segments,
 }
 
 impl Program {
@@ -374,6 +405,7 @@ impl Program {
             Program::SvmInstructions => &raw const sidecar_guest_svm_instructions,
             Program::CliHlt => &raw const sidecar_guest_cli_hlt,
             Program::EventInFlight => &raw const sidecar_guest_event_in_flight,
+            Program::Segments => &raw const sidecar_guest_segments,
         };
         let start = &raw const sidecar_guest_start;
         CODE_GPA + (symbol as u64 - start as u64)

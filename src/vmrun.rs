@@ -116,6 +116,7 @@ const MXCSR_VALID_BITS: u32 = 0xFFFF;
 pub struct VpPages<'a> {
     vmcb: *mut Vmcb,
     vmcb_pa: u64,
+    host_save_pa: u64,
     command: *mut CommandPage,
     state: *mut VpState,
     interrupt_request: &'a AtomicU32,
@@ -124,7 +125,9 @@ pub struct VpPages<'a> {
 
 impl VpPages<'_> {
     /// The pages at these addresses: `vmcb` virtual (its physical address
-    /// is `vmcb_pa`), `command` and `registers` virtual.
+    /// is `vmcb_pa`), `command` and `registers` virtual; `host_save_pa` is
+    /// the physical address of the running CPU's host save area (the page
+    /// `enable_svm` was given).
     ///
     /// # Safety
     ///
@@ -135,11 +138,18 @@ impl VpPages<'_> {
     /// initialised page of its type (all three are plain data, valid for
     /// any bytes) for the whole lifetime. Only `interrupt_request` may be
     /// written by another CPU meanwhile, atomically.
-    pub unsafe fn new(vmcb: u64, vmcb_pa: u64, command: u64, registers: u64) -> Self {
+    pub unsafe fn new(
+        vmcb: u64,
+        vmcb_pa: u64,
+        host_save_pa: u64,
+        command: u64,
+        registers: u64,
+    ) -> Self {
         let registers = registers as *mut RegisterPage;
         Self {
             vmcb: vmcb as *mut Vmcb,
             vmcb_pa,
+            host_save_pa,
             command: command as *mut CommandPage,
             // SAFETY: `registers` maps a register page (caller); taking a
             // field's address makes no reference.
@@ -217,18 +227,19 @@ fn load(pages: &mut VpPages) {
 /// One VMRUN, with the guest's general and x87/SSE registers switched in
 /// and out, and the state saved back to the shared pages.
 fn enter(pages: &mut VpPages) {
-    let vmcb_pa = pages.vmcb_pa;
+    let (vmcb_pa, host_save_pa) = (pages.vmcb_pa, pages.host_save_pa);
     let (vmcb, page, state) = pages.get();
     let mut guest = to_guest(&page.cpu_context);
     let fx = fx_image(&mut page.cpu_context);
     // SAFETY: SVM and FXSAVE are enabled on this CPU (`enable_svm` ran at
-    // start-up, and `run` checked it), the VMCB is this CPU's (its physical
+    // start-up with the host save area at `host_save_pa`, and `run` checked
+    // it), GIF is clear (`run`), the VMCB is this CPU's (its physical
     // address is `vmcb_pa`), its nested tables map only the guest's memory,
     // the FXSAVE image is 16-byte aligned inside the 16-byte-aligned
     // context, and `run` checked its MXCSR, so FXRSTOR cannot fault.
     unsafe {
         svm::fxrstor(fx);
-        svm::enter_guest(vmcb_pa, &mut guest);
+        svm::enter_guest(vmcb_pa, &mut guest, host_save_pa);
         svm::fxsave(fx);
     }
     vmcb.control.tlb_control = TLB_CONTROL_DO_NOTHING;

@@ -120,17 +120,19 @@ fn guests_at_the_edges_end_as_the_architecture_says() {
     // an exit interrupted is pending at the exit and delivered once after,
     // and an interrupt requested before `sti; hlt` wakes the HLT (not taken
     // before it, as QEMU's early VINTR exit would have it), and a stop that
-    // found its run over leaves the next run alone. The scenario checks each
-    // case and names the one that fails.
+    // found its run over leaves the next run alone, and the guest's TR, FS
+    // and GS are its own (VMLOAD/VMSAVE). The scenario checks each case and
+    // names the one that fails.
     let outcome = boot_pass(&config(Scenario::GuestEdges, 2));
     let edges = outcome.report.guest_edges.as_ref().unwrap();
-    assert_eq!(edges.cases, Some(6));
+    assert_eq!(edges.cases, Some(7));
     for line in [
         "each of the 7 SVM instructions raised #UD in the guest",
         "an interrupt whose delivery faulted was pending at the exit and delivered once after",
         "an interrupt injected into `cli; hlt` stayed pending until the STOP",
         "an interrupt requested before `sti; hlt` woke the HLT",
         "a stop that found its run over left the next run alone",
+        "the guest ran on its own TR and FS, and the TR and GS it loaded came back",
     ] {
         assert!(
             outcome.log_lines.iter().any(|l| l.contains(line)),

@@ -211,6 +211,7 @@ fn converted_main(apic_id: u32) -> ! {
         VpPages::new(
             page(private::VMCB),
             page(private::VMCB),
+            page(private::HOST_SAVE),
             region.command_page(index),
             region.register_page(index),
         )

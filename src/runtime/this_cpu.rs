@@ -231,6 +231,7 @@ impl ThisCpu {
         Some(OwnedPages {
             owned: &self.globals.pages_owned,
             vmcb_pa: self.identity().vmcb,
+            host_save_pa: self.identity().host_save_area,
         })
     }
 
@@ -316,6 +317,7 @@ impl ThisCpu {
 pub struct OwnedPages {
     owned: &'static AtomicBool,
     vmcb_pa: u64,
+    host_save_pa: u64,
 }
 
 impl OwnedPages {
@@ -347,6 +349,7 @@ impl OwnedPages {
             VpPages::new(
                 window::address(window::VMCB),
                 self.vmcb_pa,
+                self.host_save_pa,
                 window::address(window::COMMAND_PAGE),
                 window::address(window::REGISTER_PAGE),
             )

@@ -15,6 +15,11 @@
 //!   (the guest cannot take it), so only the STOP ends the run.
 //! - A stop that finds its run over (the VMM gives up on it): the next run
 //!   of the VP must run to its end, not come back "stopped" at once.
+//! - The segments VMRUN does not switch: the guest must start with the TR
+//!   and FS the VMM set (not the host's), and the TR and GS it loads must be
+//!   what GET_VP_REGISTERS reads after the exit (VMLOAD and VMSAVE around
+//!   each VMRUN; without them the guest ran on the host's TR and its `ltr`
+//!   stayed in the host).
 
 // Failures are one-line strings by value: there is no allocator to box them.
 #![allow(clippy::result_large_err)]
@@ -23,7 +28,9 @@ use core::cell::Cell;
 
 use futures_util::future::join;
 
-use crate::abi::{HvRegisterAssoc, HvX64RegisterName as Name, HvX64TableRegister};
+use crate::abi::{
+    HvRegisterAssoc, HvX64RegisterName as Name, HvX64SegmentRegister, HvX64TableRegister,
+};
 use crate::main_kernel::client::SidecarCpu;
 use crate::main_kernel::clock;
 use crate::report;
@@ -241,6 +248,45 @@ async fn stop_after_the_run(cpu: &SidecarCpu) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The guest sees the TR and FS the VMM set, and the VMM reads back the TR
+/// and GS the guest loaded.
+async fn segments(cpu: &SidecarCpu) -> Result<(), Failure> {
+    let vp = cpu.vp();
+    let mut devices = Devices::new(vp);
+    let mut registers = vmm::start_registers(Program::Segments, vp, 0, 0);
+    // FS null, unlike the host's data selector (0x10): the guest must see 0.
+    let null = HvX64SegmentRegister {
+        base: 0,
+        limit: 0,
+        selector: 0,
+        attributes: 0,
+    };
+    let _ = registers.push(HvRegisterAssoc::new(Name::Fs, null));
+    let end = run_bounded(cpu, &mut devices, &registers, None, CASE_BOUND_US).await?;
+    check!(
+        end == VpEnd::Exited && devices.reports.result == Some(0),
+        "vp {vp}: the guest saw TR:FS {:#x?} (expected 0: the selectors the VMM set, \
+         not the host's), ended with {end:?}",
+        devices.reports.result
+    );
+    let [tr, gs] = cpu
+        .get_vp_register_values(&[Name::Tr, Name::Gs])
+        .await
+        .map_err(|err| client_failure(vp, "reading TR and GS", err))?;
+    let (tr, gs) = (tr.as_segment(), gs.as_segment());
+    check!(
+        tr.selector == 0x18 && tr.base == guests::TSS_GPA && gs.selector == 0,
+        "vp {vp}: after the exit TR is {:#x} at {:#x} and GS {:#x} (the guest loaded \
+         0x18 at {:#x} and 0)",
+        tr.selector,
+        tr.base,
+        gs.selector,
+        guests::TSS_GPA
+    );
+    info!("guest-edges: the guest ran on its own TR and FS, and the TR and GS it loaded came back");
+    Ok(())
+}
+
 /// The scenario.
 pub async fn run() -> Result<(), Failure> {
     let Some(cpu) = sidecar_cpus().next() else {
@@ -253,6 +299,7 @@ pub async fn run() -> Result<(), Failure> {
     cli_hlt(&cpu).await?;
     sti_hlt_with_a_request_pending(&cpu).await?;
     stop_after_the_run(&cpu).await?;
-    report::number(report_key::GUEST_EDGES_CASES, 6);
+    segments(&cpu).await?;
+    report::number(report_key::GUEST_EDGES_CASES, 7);
     Ok(())
 }

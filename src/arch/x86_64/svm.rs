@@ -3,7 +3,20 @@
 //! VMRUN saves and restores only RAX, RSP and RIP of the guest (they live in
 //! the VMCB's save area); every other general register is the host's to
 //! switch, so [`enter_guest`] loads the guest's from a [`GuestRegisters`]
-//! block before VMRUN and stores them back after the exit. Interrupts: the
+//! block before VMRUN and stores them back after the exit. Nor do VMRUN and
+//! #VMEXIT switch FS, GS, TR and LDTR (with their hidden parts),
+//! KernelGsBase, STAR, LSTAR, CSTAR, SFMASK and the SYSENTER MSRs (AMD APM
+//! vol. 2, 15.5.2): VMSAVE and VMLOAD do. [`enter_guest`] saves the host's
+//! into the host save area (VMSAVE), loads the guest's from the VMCB
+//! (VMLOAD), and after the exit saves the guest's back (VMSAVE) and loads
+//! the host's (VMLOAD), all with the global interrupt flag clear; without
+//! this the guest ran on the host's segments and TSS, and a guest `ltr`
+//! or `mov gs` stayed in the host after the exit (a host double fault then
+//! took its stack from the guest's TSS). VMSAVE writes only those fields,
+//! which the processor's own use of the host save area at VMRUN (the
+//! state #VMEXIT restores: ES, CS, SS, DS, GDTR, IDTR, EFER, CR0, CR3, CR4,
+//! RFLAGS, RIP, RSP, RAX) does not touch in QEMU's layout; KVM keeps its
+//! host's in the same page on AMD hardware. Interrupts: the
 //! host runs VMRUN with the global interrupt flag clear and `IF` set, so a
 //! physical interrupt that arrives while the guest runs (a request IPI)
 //! causes an INTR exit (with the VMCB's INTR intercept and V_INTR_MASKING),
@@ -85,7 +98,8 @@ global_asm!(
     r#"
     .pushsection .text.sidecar_enter_guest, "ax"
     .global sidecar_enter_guest
-// rdi = the VMCB's physical address, rsi = &mut GuestRegisters
+// rdi = the VMCB's physical address, rsi = &mut GuestRegisters,
+// rdx = the host save area's physical address
 sidecar_enter_guest:
     push rbp
     push rbx
@@ -93,8 +107,12 @@ sidecar_enter_guest:
     push r13
     push r14
     push r15
+    push rdx                        // the host save area, for after the exit
     push rsi                        // the register block, for after the exit
+    mov rax, rdx
+    vmsave rax                      // the host's FS, GS, TR, LDTR, syscall MSRs
     mov rax, rdi
+    vmload rax                      // the guest's, from its VMCB
     mov rbx, [rsi + 0]
     mov rcx, [rsi + 8]
     mov rdx, [rsi + 16]
@@ -111,7 +129,9 @@ sidecar_enter_guest:
     mov rsi, [rsi + 24]
     sti                             // GIF is clear (the caller's CLGI)
     vmrun rax
-    // #VMEXIT: the CPU restored the host's RAX, RSP and RIP; GIF is clear.
+    // #VMEXIT: the CPU restored the host's RAX (the VMCB's address), RSP
+    // and RIP; GIF is clear until the STGI below.
+    vmsave rax                      // the guest's FS, GS, TR, ... into its VMCB
     push rsi
     mov rsi, [rsp + 8]
     mov [rsi + 0], rbx
@@ -130,6 +150,8 @@ sidecar_enter_guest:
     pop rax
     mov [rsi + 24], rax
     add rsp, 8
+    pop rax
+    vmload rax                      // the host's back, before any interrupt
     stgi                            // a pending interrupt (the INTR exit's) is taken here
     pop r15
     pop r14
@@ -143,7 +165,7 @@ sidecar_enter_guest:
 );
 
 unsafe extern "C" {
-    fn sidecar_enter_guest(vmcb: u64, registers: *mut GuestRegisters);
+    fn sidecar_enter_guest(vmcb: u64, registers: *mut GuestRegisters, host_save_area: u64);
 }
 
 /// Clears the global interrupt flag (CLGI): no interrupt is taken until
@@ -182,14 +204,17 @@ pub fn release_interrupts_if_on() {
 /// # Safety
 ///
 /// The global interrupt flag must be clear ([`hold_interrupts`]).
-/// SVM must be enabled on this CPU ([`enable`]); `vmcb` must be the physical
-/// address of a valid VMCB (4 KiB aligned) that only this CPU uses, whose
-/// nested page tables map only the guest's memory.
-pub unsafe fn enter_guest(vmcb: u64, registers: &mut GuestRegisters) {
-    // SAFETY: the caller guarantees SVM is on and the VMCB is this CPU's and
-    // valid; the assembly saves and restores every callee-saved register,
+/// SVM must be enabled on this CPU ([`enable`]) with `host_save_area` as its
+/// host save area; `vmcb` must be the physical address of a valid VMCB
+/// (4 KiB aligned) that only this CPU uses, whose nested page tables map
+/// only the guest's memory.
+pub unsafe fn enter_guest(vmcb: u64, registers: &mut GuestRegisters, host_save_area: u64) {
+    // SAFETY: the caller guarantees SVM is on, the VMCB is this CPU's and
+    // valid, and the host save area is this CPU's (VMSAVE and VMLOAD use
+    // both, with GIF clear, so no interrupt runs on the guest's segments
+    // or TSS); the assembly saves and restores every callee-saved register,
     // and VMRUN/#VMEXIT restore RSP, so the Rust caller's state is intact.
-    unsafe { sidecar_enter_guest(vmcb, registers) };
+    unsafe { sidecar_enter_guest(vmcb, registers, host_save_area) };
 }
 
 /// Loads the guest's x87/SSE state from `image` (an FXSAVE image).
