@@ -10,9 +10,14 @@
 //! [`Vmcb::save_context`] move them.
 //!
 //! Some registers have no VMCB field and stay in the VP-state block: XCR0
-//! (`Xfem`; VMRUN does not switch it, so the host loads it with XSETBV if
-//! the guest uses XSAVE), `PendingEvent0`, and the NMI-masked bit of
-//! `InterruptState` (sidecar does not virtualise NMI masking).
+//! (`Xfem`), `PendingEvent0`, and the NMI-masked bit of `InterruptState`
+//! (sidecar does not virtualise NMI masking). XCR0 is not switched at all:
+//! VMRUN does not, sidecar does not, and QEMU 7.2's TCG does not deliver
+//! the XSETBV intercept (a guest's XSETBV ran with it set). So `Xfem` is
+//! kept but not applied, and a guest's XSETBV stays in the CPU: the host
+//! never uses XSAVE state (soft-float, CR4.OSXSAVE clear), but the next VP
+//! on that CPU starts with that XCR0, and the AVX state beyond FXSAVE's is
+//! shared between the VPs a CPU runs. Not done (docs/vmm.md).
 //!
 //! EFER: VMRUN refuses a guest whose EFER.SVME is clear (APM 15.5.1, and
 //! QEMU checks it), yet sidecar's guests do not see SVM. So the VMCB's EFER
