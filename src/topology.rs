@@ -157,6 +157,16 @@ pub enum TopologyError {
     },
     /// The BSP (VP 0) cannot be removed: it runs the main kernel.
     RemovedBsp,
+    /// Two enabled CPUs have the same APIC ID (a broken MADT): starting
+    /// the second would reset the first (or the BSP).
+    DuplicateApicId {
+        /// The APIC ID.
+        apic_id: u32,
+        /// The VP index of its first entry.
+        first: usize,
+        /// The VP index of the second.
+        second: usize,
+    },
 }
 
 impl fmt::Display for TopologyError {
@@ -188,6 +198,15 @@ impl fmt::Display for TopologyError {
             TopologyError::RemovedBsp => {
                 f.write_str("CPU 0 (the BSP) cannot be removed: it runs the main kernel")
             }
+            TopologyError::DuplicateApicId {
+                apic_id,
+                first,
+                second,
+            } => write!(
+                f,
+                "the firmware lists APIC ID {apic_id} twice (CPUs {first} and {second}): \
+                 starting the second would reset the first"
+            ),
         }
     }
 }
@@ -220,6 +239,17 @@ impl Topology {
         }
         if let Some(vp) = removed.iter().find(|&vp| vp >= count) {
             return Err(TopologyError::RemovedOutOfRange { vp, cpus: count });
+        }
+        // Quadratic, but once at boot over at most MAX_CPUS entries, with no
+        // allocator for a set of 32-bit IDs.
+        for (second, cpu) in cpus.iter().enumerate() {
+            if let Some(first) = cpus[..second].iter().position(|c| c.apic_id == cpu.apic_id) {
+                return Err(TopologyError::DuplicateApicId {
+                    apic_id: cpu.apic_id,
+                    first,
+                    second,
+                });
+            }
         }
 
         let mut topology = Topology::default();
@@ -317,6 +347,32 @@ mod tests {
             .iter()
             .map(|n| (n.base_vp, n.vp_count, n.sidecar_count))
             .collect()
+    }
+
+    #[test]
+    fn a_duplicate_apic_id_is_refused() {
+        let mut cpus = firmware(&[0; 4]);
+        cpus[3].apic_id = cpus[1].apic_id;
+        let err = Topology::new(&cpus, 0, &CpuSet::new()).unwrap_err();
+        assert_eq!(
+            err,
+            TopologyError::DuplicateApicId {
+                apic_id: 2,
+                first: 1,
+                second: 3
+            }
+        );
+        assert!(err.to_string().contains("APIC ID 2 twice (CPUs 1 and 3)"));
+        // The BSP's own ID listed again.
+        cpus[3].apic_id = 0;
+        assert!(matches!(
+            Topology::new(&cpus, 0, &CpuSet::new()),
+            Err(TopologyError::DuplicateApicId {
+                first: 0,
+                second: 3,
+                ..
+            })
+        ));
     }
 
     #[test]

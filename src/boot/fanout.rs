@@ -154,7 +154,9 @@ pub fn ap_help(me: u32, node: u32) {
     }
 }
 
-/// How long a CPU may take from INIT to IDLE before it counts as failed.
+/// How long a CPU may take from INIT to running its own code before it
+/// counts as failed. Once up, it may take until [`TOTAL_TIMEOUT_US`] to
+/// store IDLE: it starts other CPUs first, as long as any are left.
 const CPU_TIMEOUT_US: u64 = 2_000_000;
 /// How long the BSP waits in all, whatever happens to the starters.
 const TOTAL_TIMEOUT_US: u64 = 30_000_000;
@@ -216,8 +218,12 @@ pub fn wait_for_all() -> heapless::Vec<CpuBootStatus, MAX_CPUS> {
                     break CpuBootStatus::Idle;
                 }
                 let now = cpu::rdtsc();
-                let started = RECORDS[cpu.vp as usize].start_tsc.load(Ordering::Acquire);
-                let late = started != 0 && now - started > cpu_timeout;
+                let record = &RECORDS[cpu.vp as usize];
+                let started = record.start_tsc.load(Ordering::Acquire);
+                let up = record.up_tsc.load(Ordering::Acquire) != 0;
+                // Saturating: the starter's TSC (another CPU's) may be a
+                // little ahead of this one's.
+                let late = started != 0 && !up && now.saturating_sub(started) > cpu_timeout;
                 if late || now - began > total_timeout {
                     let outcome = give_up_on(cpu.vp);
                     if plan.start.late == Some(cpu.vp) {

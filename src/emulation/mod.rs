@@ -84,7 +84,8 @@ pub struct Emulation {
 /// bytes: RIP past it, EAX if asked.
 fn registers_for(rip: u64, len: u64, effect: Effect) -> heapless::Vec<HvRegisterAssoc, 2> {
     let mut registers = heapless::Vec::new();
-    let _ = registers.push(HvRegisterAssoc::new(Name::Rip, rip + len));
+    // Wrapping, as the CPU's own RIP does: a guest controls both.
+    let _ = registers.push(HvRegisterAssoc::new(Name::Rip, rip.wrapping_add(len)));
     if let Effect::SetEax(value) = effect {
         let _ = registers.push(HvRegisterAssoc::new(Name::Rax, u64::from(value)));
     }
