@@ -4,18 +4,21 @@
 use core::arch::x86_64::{__cpuid, _rdtsc, CpuidResult};
 
 /// The running CPU's initial APIC ID, all 32 bits: CPUID leaf 0xB's x2APIC
-/// ID where the CPU has that leaf (Intel SDM vol. 2, CPUID), else leaf 1's
-/// 8-bit ID (EBX bits 24..32). The AP trampoline reads it the same way.
+/// ID where the CPU has that leaf and its sub-leaf 0 is valid (EBX non-zero,
+/// Intel SDM vol. 2, CPUID), else leaf 1's 8-bit ID (EBX bits 24..32). The
+/// AP trampoline reads it the same way.
 pub fn apic_id() -> u32 {
     // SAFETY: CPUID leaves 0 and 1 exist on every x86_64 CPU, leaf 0xB is
     // read only when leaf 0 says it exists, and CPUID has no side effects.
     #[allow(unused_unsafe)]
     unsafe {
         if __cpuid(0).eax >= 0xB {
-            __cpuid(0xB).edx
-        } else {
-            __cpuid(1).ebx >> 24
+            let topology = __cpuid(0xB);
+            if topology.ebx != 0 {
+                return topology.edx;
+            }
         }
+        __cpuid(1).ebx >> 24
     }
 }
 

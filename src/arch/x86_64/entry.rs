@@ -225,9 +225,10 @@ boot_gdt_pointer:
     .endm
 
     // EBX = the running CPU's initial APIC ID, all 32 bits: CPUID leaf 0xB's
-    // x2APIC ID where leaf 0 says the CPU has it, else leaf 1's 8-bit ID
-    // (the same rule as `cpu::apic_id`). Clobbers EAX, ECX, EDX; needs no
-    // stack and works in 32- and 64-bit code.
+    // x2APIC ID where leaf 0 says the CPU has it and its sub-leaf 0 is valid
+    // (EBX non-zero, Intel SDM vol. 2, CPUID), else leaf 1's 8-bit ID (the
+    // same rule as `cpu::apic_id`). Clobbers EAX, ECX, EDX; needs no stack
+    // and works in 32- and 64-bit code.
     .macro APIC_ID_TO_EBX
     xor eax, eax
     cpuid
@@ -236,6 +237,8 @@ boot_gdt_pointer:
     mov eax, 0xB
     xor ecx, ecx
     cpuid
+    test ebx, ebx
+    jz 1f
     mov ebx, edx
     jmp 2f
 1:
