@@ -109,9 +109,11 @@ fn stack_canary(vp: u32) -> &'static [AtomicU64] {
     let CpuPages { region, index } = former_pages(vp);
     let bottom = region.private_page(index, private::STACK) as *const AtomicU64;
     // SAFETY: the stack's first page is identity mapped for the whole run,
-    // page aligned, and 64 words fit in it; it is only ever accessed as
-    // atomics or by the CPU's own stack frames, which race with nothing
-    // here but a read of a word.
+    // page aligned, and 64 words fit in it; the main kernel accesses it
+    // only as these atomics. The converted CPU writes it only if its stack
+    // reaches that far, the failure this detects: its plain stores then
+    // race with these loads, and an aligned 8-byte load on x86 reads one
+    // value or the other, which is all the check needs.
     unsafe { core::slice::from_raw_parts(bottom, CANARY_WORDS) }
 }
 
