@@ -143,6 +143,35 @@ fn a_sidecar_cpu_that_is_not_idle_fails_the_run() {
     assert_eq!(linux.online_cpus.as_deref(), Some("0,8"));
 }
 
+/// A truncated Linux image is refused before anything is loaded, naming the
+/// sizes: its length would have wrapped below its setup code's (a DMA of
+/// about 4 GiB).
+#[test]
+fn a_truncated_linux_image_is_refused_at_once() {
+    if !linux_or_skip("a_truncated_linux_image_is_refused_at_once") {
+        return;
+    }
+    let kernel = linux_kernel(None).expect("checked above");
+    let image = std::fs::read(&kernel).expect("the cached kernel is readable");
+    let dir = std::env::temp_dir().join(format!("sidecar-truncated-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let truncated = dir.join("vmlinuz-first-4k");
+    std::fs::write(&truncated, &image[..4096]).unwrap();
+    let config = RunConfig {
+        linux_kernel: Some(truncated),
+        timeout: Duration::from_secs(60),
+        ..linux_config(&[])
+    };
+    let outcome = boot(&config);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!outcome.passed && !outcome.timed_out, "{}", tail(&outcome));
+    let failure = outcome.failure.as_deref().unwrap_or_default();
+    assert!(
+        failure.contains("the Linux image is truncated: 4096 bytes"),
+        "{failure}"
+    );
+}
+
 /// The exits of one checksum VP: its UART line "vp XXXXXXXX sum XXXXXXXX\n"
 /// (25 OUTs, one per byte), the four test ports (result, interrupt count,
 /// MMIO value, exit) and one MMIO read (a nested page fault).

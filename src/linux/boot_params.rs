@@ -73,6 +73,24 @@ pub struct SetupHeader {
 }
 
 impl SetupHeader {
+    /// How many bytes of a `file`-byte image follow the setup code (the
+    /// part that is loaded): checked against the header, so that a
+    /// truncated or corrupt image is refused before anything is copied.
+    pub fn payload_bytes(&self, file: u64) -> Result<u64, ImageError> {
+        let setup = self.setup_bytes();
+        let payload = file
+            .checked_sub(setup)
+            .filter(|&payload| payload > 0)
+            .ok_or(ImageError::Truncated { file, setup })?;
+        if payload > self.init_size {
+            return Err(ImageError::PayloadTooLarge {
+                payload,
+                init_size: self.init_size,
+            });
+        }
+        Ok(payload)
+    }
+
     /// Bytes of the image before the protected-mode part.
     pub fn setup_bytes(&self) -> u64 {
         // A setup_sects of 0 means 4 (boot.rst).
@@ -98,6 +116,21 @@ pub enum ImageError {
     No64BitEntry,
     /// The kernel is not relocatable.
     NotRelocatable,
+    /// The file ends inside or right after its setup code: no kernel.
+    Truncated {
+        /// The file's size.
+        file: u64,
+        /// The setup code's size, from the header.
+        setup: u64,
+    },
+    /// The kernel after the setup code is larger than the memory the
+    /// header asks for (`init_size`): loading it would run past it.
+    PayloadTooLarge {
+        /// The kernel's size in the file.
+        payload: u64,
+        /// The header's `init_size`.
+        init_size: u64,
+    },
 }
 
 impl fmt::Display for ImageError {
@@ -115,6 +148,15 @@ impl fmt::Display for ImageError {
             ),
             ImageError::No64BitEntry => f.write_str("the Linux image has no 64-bit entry point"),
             ImageError::NotRelocatable => f.write_str("the Linux image is not relocatable"),
+            ImageError::Truncated { file, setup } => write!(
+                f,
+                "the Linux image is truncated: {file} bytes, but its setup code alone is {setup}"
+            ),
+            ImageError::PayloadTooLarge { payload, init_size } => write!(
+                f,
+                "the Linux image's kernel is {payload} bytes, more than the {init_size} its \
+                 header asks to load it into (a corrupt image?)"
+            ),
         }
     }
 }
@@ -208,15 +250,31 @@ pub fn place(
     ceiling: u64,
 ) -> Result<Placement, NoRoom> {
     let align = header.kernel_alignment;
-    let start_floor = floor.max(header.pref_address).next_multiple_of(align);
+    // Checked throughout: the header's fields are the image's to choose
+    // (a `pref_address` near 2^64 would wrap the floor to 0, over sidecar).
     let kernel_bytes = header.init_size.next_multiple_of(PAGE_SIZE);
-    let required = kernel_bytes + initrd_bytes.next_multiple_of(PAGE_SIZE);
+    let required = initrd_bytes
+        .checked_next_multiple_of(PAGE_SIZE)
+        .and_then(|initrd| initrd.checked_add(kernel_bytes));
+    let start_floor = floor
+        .max(header.pref_address)
+        .checked_next_multiple_of(align);
+    let (Some(required), Some(start_floor)) = (required, start_floor) else {
+        return Err(NoRoom {
+            required: required.unwrap_or(u64::MAX),
+            floor: start_floor.unwrap_or(u64::MAX),
+        });
+    };
     for entry in map.iter().filter(|e| e.kind == MEMMAP_RAM) {
-        let kernel = entry.addr.max(start_floor).next_multiple_of(align);
         let end = entry.addr.saturating_add(entry.size).min(ceiling);
-        let initrd = kernel + kernel_bytes;
-        let initrd_end = initrd + initrd_bytes;
-        if kernel + required <= end && initrd_end <= header.initrd_addr_max.saturating_add(1) {
+        let Some(kernel) = entry.addr.max(start_floor).checked_next_multiple_of(align) else {
+            continue;
+        };
+        let initrd = kernel.saturating_add(kernel_bytes);
+        let fits = kernel.checked_add(required).is_some_and(|top| top <= end)
+            && initrd.saturating_add(initrd_bytes) <= header.initrd_addr_max.saturating_add(1);
+        if fits {
+            debug_assert!(kernel >= floor);
             return Ok(Placement { kernel, initrd });
         }
     }
@@ -520,6 +578,40 @@ mod tests {
         let err = place(&header, 0x1000, &[ram(0x10_0000, 0x300_0000)], 0, 1 << 32).unwrap_err();
         assert_eq!(err.floor, 16 << 20);
         assert!(err.to_string().contains("give the VM more memory"));
+    }
+
+    #[test]
+    fn a_preferred_address_near_the_top_does_not_wrap_below_the_floor() {
+        let mut header = parse_header(&image()).unwrap();
+        header.pref_address = u64::MAX - 0x1000;
+        let map = [ram(0x10_0000, 0x1FF0_0000)];
+        assert!(place(&header, 0x1000, &map, 0x80_0000, 1 << 32).is_err());
+    }
+
+    #[test]
+    fn a_truncated_or_oversized_payload_is_refused() {
+        let header = parse_header(&image()).unwrap();
+        let setup = header.setup_bytes();
+        assert_eq!(
+            header.payload_bytes(4096),
+            Err(ImageError::Truncated { file: 4096, setup })
+        );
+        assert_eq!(
+            header.payload_bytes(setup),
+            Err(ImageError::Truncated { file: setup, setup })
+        );
+        assert_eq!(header.payload_bytes(setup + 0x1000), Ok(0x1000));
+        let too_big = setup + header.init_size + 1;
+        assert_eq!(
+            header.payload_bytes(too_big),
+            Err(ImageError::PayloadTooLarge {
+                payload: header.init_size + 1,
+                init_size: header.init_size
+            })
+        );
+        assert!(ImageError::Truncated { file: 4096, setup }
+            .to_string()
+            .contains("truncated: 4096 bytes"));
     }
 
     #[test]

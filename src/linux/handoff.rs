@@ -151,11 +151,17 @@ pub fn enter_linux(entry_tsc: u64, prepared: &Prepared, map: &[MemmapEntry], rsd
     )
     .unwrap_or_else(|err| boot_error(format_args!("{err}")));
     let setup = header.setup_bytes() as u32;
-    // SAFETY: `place` found `init_size` bytes from `placement.kernel` and
+    // Before anything is copied: a truncated image would wrap the length
+    // below, and one larger than `init_size` would run past its placement.
+    let payload = header
+        .payload_bytes(u64::from(kernel.size))
+        .unwrap_or_else(|err| boot_error(format_args!("{err}"))) as u32;
+    // SAFETY: `place` found `init_size` bytes (at least the payload's,
+    // checked above) from `placement.kernel` and
     // the initramfs after them in usable RAM above every range sidecar
     // uses, identity-mapped; nothing else uses that memory.
     let loaded = unsafe {
-        fw_cfg::read(kernel, setup, kernel.size - setup, placement.kernel)
+        fw_cfg::read(kernel, setup, payload, placement.kernel)
             .and_then(|()| fw_cfg::read(initrd, 0, initrd.size, placement.initrd))
     };
     if let Err(err) = loaded {
