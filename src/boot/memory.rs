@@ -83,7 +83,7 @@ pub fn find_ram(
 }
 
 /// The lowest-starting entry that is not RAM and overlaps `start..end`.
-fn first_overlap(map: &[MemmapEntry], start: u64, end: u64) -> Option<&MemmapEntry> {
+pub fn first_overlap(map: &[MemmapEntry], start: u64, end: u64) -> Option<&MemmapEntry> {
     map.iter()
         .filter(|e| e.kind != MEMMAP_RAM && e.size > 0)
         .filter(|e| e.addr < end && e.addr.saturating_add(e.size) > start)

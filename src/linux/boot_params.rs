@@ -7,6 +7,7 @@
 use core::fmt::{self, Write};
 use core::ops::Range;
 
+use crate::boot::memory;
 use crate::boot::pvh::{MemmapEntry, MEMMAP_RAM};
 use crate::layout::PAGE_SIZE;
 
@@ -267,13 +268,21 @@ pub fn place(
     };
     for entry in map.iter().filter(|e| e.kind == MEMMAP_RAM) {
         let end = entry.addr.saturating_add(entry.size).min(ceiling);
-        let Some(kernel) = entry.addr.max(start_floor).checked_next_multiple_of(align) else {
-            continue;
-        };
-        let initrd = kernel.saturating_add(kernel_bytes);
-        let fits = kernel.checked_add(required).is_some_and(|top| top <= end)
-            && initrd.saturating_add(initrd_bytes) <= header.initrd_addr_max.saturating_add(1);
-        if fits {
+        let mut from = entry.addr.max(start_floor);
+        // Candidates in the entry: after each firmware range inside it that
+        // the kernel and initramfs would overlap.
+        while let Some(kernel) = from.checked_next_multiple_of(align) {
+            let Some(top) = kernel.checked_add(required).filter(|&top| top <= end) else {
+                break;
+            };
+            if let Some(other) = memory::first_overlap(map, kernel, top) {
+                from = other.addr.saturating_add(other.size);
+                continue;
+            }
+            let initrd = kernel + kernel_bytes;
+            if initrd.saturating_add(initrd_bytes) > header.initrd_addr_max.saturating_add(1) {
+                break;
+            }
             debug_assert!(kernel >= floor);
             return Ok(Placement { kernel, initrd });
         }
@@ -315,22 +324,32 @@ pub fn e820_map(
             push(&mut out, entry.addr..entry_end, entry.kind)?;
             continue;
         }
-        // Walk the RAM entry, cutting out each reserved range that meets it
-        // in address order.
+        // Walk the RAM entry, cutting out each range that meets it, in
+        // address order: sidecar's (page-aligned outward, reserved here)
+        // and the firmware's own non-RAM entries inside it (exactly, and
+        // pushed above or below as they are: firmware may list one inside
+        // a RAM entry, and reserved wins).
+        let firmware_cuts = firmware
+            .iter()
+            .filter(|e| e.kind != MEMMAP_RAM)
+            .map(|e| (e.addr..e.addr.saturating_add(e.size), None));
+        let sidecar_cuts = reserved.iter().map(|r| (aligned(r), Some(E820_RESERVED)));
         let mut cursor = entry.addr;
         while cursor < entry_end {
-            let next_cut = reserved
-                .iter()
-                .map(aligned)
-                .filter(|r| r.end > cursor && r.start < entry_end)
-                .min_by_key(|r| r.start);
+            let next_cut = sidecar_cuts
+                .clone()
+                .chain(firmware_cuts.clone())
+                .filter(|(r, _)| r.end > cursor && r.start < entry_end)
+                .min_by_key(|(r, _)| r.start);
             match next_cut {
-                Some(cut) if cut.start <= cursor => {
+                Some((cut, kind)) if cut.start <= cursor => {
                     let end = cut.end.min(entry_end);
-                    push(&mut out, cursor..end, E820_RESERVED)?;
+                    if let Some(kind) = kind {
+                        push(&mut out, cursor..end, kind)?;
+                    }
                     cursor = end;
                 }
-                Some(cut) => {
+                Some((cut, _)) => {
                     push(&mut out, cursor..cut.start, MEMMAP_RAM)?;
                     cursor = cut.start;
                 }
@@ -578,6 +597,33 @@ mod tests {
         let err = place(&header, 0x1000, &[ram(0x10_0000, 0x300_0000)], 0, 1 << 32).unwrap_err();
         assert_eq!(err.floor, 16 << 20);
         assert!(err.to_string().contains("give the VM more memory"));
+    }
+
+    #[test]
+    fn a_firmware_range_inside_ram_stays_out_of_it() {
+        let firmware = [
+            ram(0x10_0000, 0x1FF0_0000),
+            MemmapEntry {
+                addr: 0x100_0000,
+                size: 0x1_0000,
+                kind: E820_RESERVED,
+                reserved: 0,
+            },
+        ];
+        let map = e820_map(&firmware, &[]).unwrap();
+        let entry = |addr, size, kind| E820Entry { addr, size, kind };
+        assert_eq!(
+            map.as_slice(),
+            [
+                entry(0x10_0000, 0xF0_0000, 1),
+                entry(0x100_0000, 0x1_0000, 2),
+                entry(0x101_0000, 0x2000_0000 - 0x101_0000, 1),
+            ]
+        );
+        // And the kernel is not placed on it.
+        let header = parse_header(&image()).unwrap();
+        let placed = place(&header, 0x1000, &firmware, 0x80_0000, 1 << 32).unwrap();
+        assert!(placed.kernel >= 0x101_0000, "{placed:?}");
     }
 
     #[test]
