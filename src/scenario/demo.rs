@@ -323,6 +323,13 @@ async fn checksum_vps<const BYTES: usize>(
                 Err(_) => fail!("no task slot for vp {}", cpu.vp()),
             }
         }
+        // An empty wave would loop here for ever without yielding.
+        if wave.is_empty() {
+            fail!(
+                "no free task slot for vp {}'s VMM task",
+                cpus.peek().map_or(0, SidecarCpu::vp)
+            );
+        }
         for handle in wave {
             match handle.await {
                 executor::Completion::Finished(result) => result?,
