@@ -267,8 +267,13 @@ fn parse_kernel_arg(word: &str) -> Result<String, String> {
 }
 
 fn parse_timeout(secs: &str) -> Result<Duration, String> {
+    /// A day: longer than any run, short enough for any clock arithmetic.
+    const MAX_TIMEOUT_SECS: f64 = 86_400.0;
     match secs.parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
+        Ok(value) if value > 0.0 && value <= MAX_TIMEOUT_SECS => Ok(Duration::from_secs_f64(value)),
+        Ok(value) if value > MAX_TIMEOUT_SECS => Err(format!(
+            "{secs:?} seconds is more than a day ({MAX_TIMEOUT_SECS} s), the longest timeout"
+        )),
         _ => Err(format!("{secs:?} is not a number of seconds above 0")),
     }
 }
@@ -432,6 +437,9 @@ mod tests {
             &["--timeout", "0"],
             &["--timeout", "-1"],
             &["--timeout", "soon"],
+            &["--timeout", "1e20"],
+            &["--timeout", "86401"],
+            &["--timeout", "NaN"],
             &["--scenario", "a b"],
             &["--scenario", "demoo"],
             &["--accel", "hvf"],

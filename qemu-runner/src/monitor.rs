@@ -134,8 +134,12 @@ const CPU_STATUS_OFFSET: u64 = 64;
 
 /// QEMU arguments for a human monitor on the Unix socket `socket`.
 pub(crate) fn monitor_args(socket: &Path) -> Vec<OsString> {
-    let mut chardev = OsString::from("socket,id=sidecar-monitor,server=on,wait=off,path=");
-    chardev.push(socket);
+    // Commas doubled: QEMU's option syntax, so that a comma in TMPDIR is a
+    // comma, not the start of another option.
+    let chardev = crate::qemu::option_value(
+        "socket,id=sidecar-monitor,server=on,wait=off,path=",
+        socket.as_os_str(),
+    );
     vec![
         "-chardev".into(),
         chardev,

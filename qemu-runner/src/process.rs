@@ -77,7 +77,9 @@ impl Qemu {
         };
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
-        let (send_line, lines) = mpsc::channel();
+        // Bounded: a guest that floods its console slows the reader down
+        // instead of filling the runner's memory.
+        let (send_line, lines) = mpsc::sync_channel(LINES_IN_FLIGHT);
         let stdout = thread::spawn(move || {
             for line in read_lines(stdout) {
                 if send_line.send(line).is_err() {
@@ -103,9 +105,12 @@ impl Qemu {
         self.started.elapsed()
     }
 
-    /// When `timeout` from the start is over.
+    /// When `timeout` from the start is over (far in the future if that
+    /// does not fit an `Instant`).
     pub fn deadline(&self, timeout: Duration) -> Instant {
-        self.started + timeout
+        self.started
+            .checked_add(timeout)
+            .unwrap_or_else(|| self.started + Duration::from_secs(100 * 365 * 24 * 3600))
     }
 
     /// Hands each console line to `on_line` until QEMU closes its stdout,
@@ -117,6 +122,9 @@ impl Qemu {
     ) -> Result<Watched, RunnerError> {
         loop {
             let line = match deadline {
+                // Checked before every line, not only when none comes: a
+                // console that never pauses must not outlive its timeout.
+                Some(deadline) if Instant::now() >= deadline => return Ok(Watched::TimedOut),
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     self.lines.recv_timeout(left)
@@ -170,10 +178,12 @@ impl Qemu {
     ) -> Result<Vec<String>, RunnerError> {
         // QEMU has exited and been reaped: nothing is left to kill.
         self.group.armed = false;
-        join(self.stdout);
-        for line in self.lines.try_iter() {
+        // The reader may wait on the bounded channel: drain it until the
+        // reader ends (at the end of QEMU's stdout), then join it.
+        for line in self.lines.iter() {
             on_line(line)?;
         }
+        join(self.stdout);
         Ok(join(self.stderr))
     }
 }
@@ -194,12 +204,15 @@ fn collect_stderr(stderr: impl Read, show: bool) -> Vec<String> {
 }
 
 /// The lines of a byte stream, lossily decoded, without `\r\n`/`\n`; stops
-/// at end of stream or at the first read error.
+/// at end of stream or at the first read error. A line longer than
+/// [`MAX_LINE_BYTES`] is cut into pieces of that size: a stream with no
+/// newline must not grow one line without bound.
 pub(crate) fn read_lines(stream: impl Read) -> impl Iterator<Item = String> {
     let mut reader = BufReader::new(stream);
     std::iter::from_fn(move || {
         let mut bytes = Vec::new();
-        match reader.read_until(b'\n', &mut bytes) {
+        let mut limited = (&mut reader).take(MAX_LINE_BYTES as u64);
+        match limited.read_until(b'\n', &mut bytes) {
             Ok(0) | Err(_) => None,
             Ok(_) => {
                 while bytes.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
@@ -210,6 +223,12 @@ pub(crate) fn read_lines(stream: impl Read) -> impl Iterator<Item = String> {
         }
     })
 }
+
+/// The longest console line kept whole (longer ones are cut).
+pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// Console lines read but not yet handled, at most.
+const LINES_IN_FLIGHT: usize = 4096;
 
 /// Kills QEMU's process group when dropped before [`Qemu::finish`]: an
 /// early return (a log that cannot be written) or a panic between spawn
@@ -299,6 +318,39 @@ mod tests {
         assert_eq!(qemu.wait(None).unwrap().unwrap().code(), Some(3));
         assert_eq!(qemu.finish(&mut keep).unwrap(), ["oops"]);
         assert_eq!(lines, ["one", "two"]);
+    }
+
+    #[test]
+    fn a_console_that_never_pauses_still_times_out() {
+        // `yes` writes lines faster than the slow callback takes them. The
+        // watch runs on a thread of its own, so that a watch that ignores
+        // its deadline fails this test in 5 s instead of hanging it.
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let qemu = sh("exec yes flood");
+            let deadline = Some(Instant::now() + Duration::from_millis(300));
+            let mut slow = |_line: String| {
+                std::thread::sleep(Duration::from_micros(50));
+                Ok(Flow::Continue)
+            };
+            let watched = qemu.watch(deadline, &mut slow).unwrap();
+            qemu.kill();
+            let _ = qemu.wait(None);
+            let _ = qemu.finish(&mut |_| Ok(Flow::Continue));
+            let _ = done.send(watched);
+        });
+        let watched = result
+            .recv_timeout(Duration::from_secs(5))
+            .expect("watch ignored its 300 ms deadline for 5 s");
+        assert_eq!(watched, Watched::TimedOut);
+    }
+
+    #[test]
+    fn a_line_without_end_is_cut() {
+        let bytes = std::vec![b'x'; MAX_LINE_BYTES * 2 + 10];
+        let lines: Vec<String> = read_lines(&bytes[..]).collect();
+        let lengths: Vec<usize> = lines.iter().map(String::len).collect();
+        assert_eq!(lengths, [MAX_LINE_BYTES, MAX_LINE_BYTES, 10]);
     }
 
     #[test]

@@ -227,8 +227,20 @@ pub(crate) fn qemu_args(launch: &Launch<'_>) -> Vec<OsString> {
         }
     }
     push(&[os("-device"), os("isa-debug-exit,iobase=0xf4,iosize=0x04")]);
-    let report = option_value("file:", launch.report_txt.as_os_str());
-    push(&[os("-serial"), os("stdio"), os("-serial"), &report]);
+    // A chardev, not `-serial file:PATH`: QEMU takes the latter's path
+    // literally, so a comma in it could be neither kept nor escaped.
+    let report = option_value(
+        "file,id=sidecar-report,path=",
+        launch.report_txt.as_os_str(),
+    );
+    push(&[
+        os("-serial"),
+        os("stdio"),
+        os("-chardev"),
+        &report,
+        os("-serial"),
+        os("chardev:sidecar-report"),
+    ]);
     if let Some(port) = config.gdb {
         let gdb = format!("tcp::{port}");
         push(&[os("-gdb"), gdb.as_ref(), os("-S")]);
@@ -237,7 +249,7 @@ pub(crate) fn qemu_args(launch: &Launch<'_>) -> Vec<OsString> {
 }
 
 /// `prefix` then `value` with its commas doubled, as QEMU's option parser wants.
-fn option_value(prefix: &str, value: &OsStr) -> OsString {
+pub(crate) fn option_value(prefix: &str, value: &OsStr) -> OsString {
     let mut bytes = prefix.as_bytes().to_vec();
     for &byte in value.as_bytes() {
         bytes.push(byte);
@@ -323,7 +335,8 @@ mod tests {
              -accel tcg,thread=multi -cpu max -smp 4 -m 256 -bios /usr/share/qemu/qboot.rom \
              -kernel /k/sidecar -append 'scenario=boot log=info boot=fanout ap_delay=spec' \
              -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-             -serial stdio -serial file:/runs/a,,b/report.txt"
+             -serial stdio -chardev file,id=sidecar-report,path=/runs/a,,b/report.txt \
+             -serial chardev:sidecar-report"
         );
     }
 

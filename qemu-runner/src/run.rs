@@ -266,7 +266,13 @@ pub(crate) struct ConsoleLog {
     file: LineWriter<File>,
     echo: bool,
     lines: Vec<String>,
+    /// Lines written to the file but not kept in `lines`.
+    dropped: usize,
 }
+
+/// Console lines a run keeps in memory (far more than any scenario
+/// writes; the file has them all).
+const MAX_KEPT_LINES: usize = 200_000;
 
 impl ConsoleLog {
     /// Creates the log file.
@@ -278,6 +284,7 @@ impl ConsoleLog {
             file: LineWriter::new(file),
             echo,
             lines: Vec::new(),
+            dropped: 0,
         })
     }
 
@@ -288,13 +295,27 @@ impl ConsoleLog {
             // A closed stdout (`cargo qemu | head`) stops the echo, not the run.
             self.echo = writeln!(io::stdout(), "{line}").is_ok();
         }
-        self.lines.push(line);
+        // The file keeps everything; memory keeps the first lines only (a
+        // guest flooding its console until the timeout must not fill it).
+        if self.lines.len() < MAX_KEPT_LINES {
+            self.lines.push(line);
+        } else {
+            self.dropped += 1;
+        }
         Ok(())
     }
 
-    /// Flushes the file; returns every line.
+    /// Flushes the file; returns the lines kept, and a last one saying how
+    /// many more the file has.
     pub(crate) fn finish(mut self) -> Result<Vec<String>, RunnerError> {
         self.file.flush().map_err(self.write_error())?;
+        if self.dropped > 0 {
+            self.lines.push(format!(
+                "[qemu-runner: {} more console lines are only in {}]",
+                self.dropped,
+                self.path.display()
+            ));
+        }
         Ok(self.lines)
     }
 
