@@ -145,7 +145,8 @@ impl Bench for BootBench {
         let ratio = |n: u16, delay: ApDelay| {
             let serial = result(results, n, (BootStrategy::Serial, delay))?;
             let fanout = result(results, n, (BootStrategy::Fanout, delay))?;
-            Some(serial.stats[READY].median / fanout.stats[READY].median)
+            // A case whose every run failed has no median (NaN): no ratio.
+            Some(serial.stats[READY].median / fanout.stats[READY].median).filter(|x| x.is_finite())
         };
         let mut header = vec!["CPUs".to_owned()];
         header.extend(
@@ -171,7 +172,9 @@ impl Bench for BootBench {
                 for delay in ApDelay::ALL {
                     row.push(ratio(n, delay).map_or("–".to_owned(), |x| format!("{x:.1}×")));
                 }
-                let depth = result(results, n, ALL_SERIES[0]).map(|r| r.stats[DEPTH].median);
+                let depth = result(results, n, ALL_SERIES[0])
+                    .map(|r| r.stats[DEPTH].median)
+                    .filter(|d| d.is_finite());
                 row.push(depth.map_or("–".to_owned(), |d| format!("{d:.0}")));
                 let fanout_none = result(results, n, (BootStrategy::Fanout, ApDelay::None));
                 for metric in [SETUP, APS] {

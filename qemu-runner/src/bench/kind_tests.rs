@@ -341,6 +341,31 @@ fn a_linux_that_never_boots_leaves_dashes_not_nan() {
 }
 
 #[test]
+fn a_boot_case_whose_runs_all_fail_leaves_dashes_not_nan() {
+    // Every fan-out run fails: its medians are NaN, and the ratios and the
+    // depth that divide by or quote them must say "–", not "NaN".
+    let options = BenchOptions {
+        keep_going: true,
+        ..options(true, false)
+    };
+    let benches = vec![BenchKind::Boot.bench()];
+    let mut runner = |guest: &Guest| {
+        let mut outcome = fake_outcome(guest);
+        if let Guest::Sidecar(config) = guest {
+            if config.boot == crate::BootStrategy::Fanout {
+                outcome.passed = false;
+                outcome.failure = Some("timeout after 60 s".to_owned());
+            }
+        }
+        Ok(outcome)
+    };
+    let results = run_with(&benches, &options, json!({}), &mut runner, &mut Vec::new()).unwrap();
+    assert!(results.failed_runs > 0);
+    let table = file(&results, "boot.md");
+    assert!(!table.contains("NaN"), "{table}");
+}
+
+#[test]
 fn quick_pass_of_every_kind_writes_every_file() {
     let (results, progress) = run_fake(&BenchKind::ALL, &options(true, true));
     let lines: Vec<&str> = progress.lines().collect();

@@ -246,7 +246,9 @@ impl Bench for LinuxVmmBench {
                 };
                 let ratio = |a: Option<&CaseResult>, b: Option<&CaseResult>, m: usize| match (a, b)
                 {
-                    (Some(a), Some(b)) if b.stats[m].median > 0.0 => {
+                    (Some(a), Some(b))
+                        if b.stats[m].median > 0.0 && a.stats[m].median.is_finite() =>
+                    {
                         format!("{:.2}×", a.stats[m].median / b.stats[m].median)
                     }
                     _ => dash(),

@@ -287,6 +287,8 @@ impl Bench for ProtocolBench {
             .collect();
         let cycles: Vec<String> = results
             .iter()
+            // A case whose every run failed has no medians: left out.
+            .filter(|r| r.stats[m::RTT_P50_CYCLES].median.is_finite())
             .map(|r| {
                 format!(
                     "{} CPUs: {:.0} / {:.0}",
