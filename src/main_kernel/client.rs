@@ -321,8 +321,7 @@ impl SidecarCpu {
         {
             return Err(ClientError::NotSidecar(self.vp));
         }
-        REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
-        apic::send_ipi(self.apic_id, REQUEST_VECTOR);
+        self.send_request_ipi();
 
         poll_fn(|cx| {
             slot.waker.register(cx.waker());
@@ -575,7 +574,7 @@ impl SidecarCpu {
         // watchdog has nothing to wake.
         let _no_deadline = NoDeadline(slot);
         written();
-        super::convert::send_remove_ipi(self.apic_id);
+        self.send_request_ipi();
         let removed = poll_fn(|cx| {
             slot.waker.register(cx.waker());
             let status = self.status();
@@ -597,7 +596,7 @@ impl SidecarCpu {
             loop {
                 super::clock::sleep_us(REMOVE_RESEND_US).await;
                 if self.status() == CpuStatus::REMOVE {
-                    super::convert::send_remove_ipi(self.apic_id);
+                    self.send_request_ipi();
                 }
             }
         };
@@ -612,9 +611,13 @@ impl SidecarCpu {
     /// request still pending (the demo's injection).
     pub fn resend_request(&self) {
         // Not to a CPU that left sidecar: it may run main-kernel code now.
-        if self.status() == CpuStatus::REMOVED {
-            return;
+        if self.status() != CpuStatus::REMOVED {
+            self.send_request_ipi();
         }
+    }
+
+    /// The request IPI, counted.
+    fn send_request_ipi(&self) {
         REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
         apic::send_ipi(self.apic_id, REQUEST_VECTOR);
     }
@@ -653,8 +656,7 @@ impl SidecarCpu {
             self.driver.slot(self.index).waker.wake();
         }
         if stopped && send {
-            REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
-            apic::send_ipi(self.apic_id, REQUEST_VECTOR);
+            self.send_request_ipi();
         }
         stopped
     }

@@ -28,7 +28,7 @@ use executor::{Executor, Spawner};
 use crate::arch::x86_64::entry::{boot_pml4_address, AP_CR3_BY_APIC_ID, AP_STACK_BY_APIC_ID};
 use crate::arch::x86_64::gdt::CpuTables;
 use crate::arch::x86_64::ipi_notifier::IpiNotifier;
-use crate::arch::x86_64::vectors::{REQUEST_VECTOR, WAKE_VECTOR};
+use crate::arch::x86_64::vectors::WAKE_VECTOR;
 use crate::arch::x86_64::{apic, cpu, interrupts};
 use crate::boot::{ap, fanout};
 use crate::layout::{private, PAGE_SIZE, STACK_PAGES};
@@ -39,7 +39,6 @@ use crate::vmrun::{enable_svm, VpPages};
 use crate::MAX_CPUS;
 
 use super::client::{ClientError, SidecarCpu};
-use super::driver::REQUESTS_SENT;
 
 /// What a converted CPU does once it runs main kernel code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,10 +255,4 @@ async fn run_job(vp: u32, job: u32, mut pages: VpPages<'static>, _spawner: Spawn
     info!("main kernel work on a converted CPU: sum of primes below 10000 = {work}");
     WORK[vp as usize].store(work, Ordering::Relaxed);
     OUTCOMES[vp as usize].store(outcome as u32, Ordering::Release);
-}
-
-/// For [`super::client::SidecarCpu::remove`]: the request IPI after REMOVE.
-pub(super) fn send_remove_ipi(apic_id: u32) {
-    REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
-    apic::send_ipi(apic_id, REQUEST_VECTOR);
 }

@@ -119,7 +119,7 @@ pub unsafe fn unmap_in_boot_tables(page: u64, spare: u64) -> bool {
     // SAFETY: the caller's promises: this CPU alone reads and writes the
     // boot tables, and `spare` is an unused identity-mapped page. The
     // tables are reached through raw pointers: the CPU reads them too.
-    unsafe {
+    let split = unsafe {
         let pde_ptr = &raw mut BOOT_PD[pd_index].entries[pde_index];
         let pde = pde_ptr.read_volatile();
         assert!(
@@ -141,12 +141,12 @@ pub unsafe fn unmap_in_boot_tables(page: u64, spare: u64) -> bool {
         if split {
             pde_ptr.write_volatile(entry(spare, Flags::PRESENT | Flags::WRITABLE));
         }
-        // The old translation of `page` (a 2 MiB or a 4 KiB one) may be
-        // cached; reloading CR3 drops both (the boot tables use no global
-        // pages).
-        x86_64::instructions::tlb::flush_all();
         split
-    }
+    };
+    // The old translation of `page` (a 2 MiB or a 4 KiB one) may be cached;
+    // reloading CR3 drops both (the boot tables use no global pages).
+    x86_64::instructions::tlb::flush_all();
+    split
 }
 
 /// The physical address of each AP's PML4, indexed by APIC ID (0: no page
